@@ -1,0 +1,98 @@
+// The backend-neutral device interface. A device owns one stream: every operation is enqueued on it in call
+// order and returns at once; results reach the host through fences that are waited on off the JS thread.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/error.h"
+
+namespace bssn {
+
+enum class DeviceKind { Cpu, Cuda };
+
+struct MemoryStats {
+  int64_t allocatedBytes = 0;  // bytes held by live buffers (tensors, normalizer state, queued work)
+  int64_t peakBytes = 0;       // high-water mark of allocatedBytes
+  int64_t liveBuffers = 0;
+  int64_t liveTensors = 0;     // tensors created and not yet disposed
+};
+
+class Device;
+struct NormalizeJob;
+
+// Device memory. Tensors, normalizers and enqueued work share ownership, so a dispose never frees memory an
+// enqueued operation still reads: the memory goes back when the last holder lets go (stream-ordered free).
+class Buffer {
+ public:
+  Buffer(std::shared_ptr<Device> device, void* data, size_t bytes) : device_(std::move(device)), data_(data), bytes_(bytes) {}
+  ~Buffer();
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  void* data() const { return data_; }
+  float* f32() const { return static_cast<float*>(data_); }
+  size_t bytes() const { return bytes_; }
+  Device& device() const { return *device_; }
+
+ private:
+  std::shared_ptr<Device> device_;
+  void* data_;
+  size_t bytes_;
+};
+
+using BufferPtr = std::shared_ptr<Buffer>;
+
+// Marks a point in a device's stream. wait() blocks until the work enqueued before it has run and throws the
+// stream's error if it failed; it is called from worker threads, never from the JS thread.
+class Fence {
+ public:
+  virtual ~Fence() = default;
+  virtual void wait() = 0;
+};
+
+class Device : public std::enable_shared_from_this<Device> {
+ public:
+  virtual ~Device() = default;
+
+  virtual DeviceKind kind() const = 0;
+  virtual int index() const { return 0; }
+  virtual std::string name() const = 0;
+
+  // Memory. allocate() throws Error on failure; the free happens when the Buffer is destroyed.
+  BufferPtr allocate(size_t bytes);
+  MemoryStats memoryStats() const;
+  void tensorCreated() { ++liveTensors_; }
+  void tensorReleased() { --liveTensors_; }
+
+  // Stream operations: enqueued in call order, return at once.
+  // upload: `src` is copied before the call returns, so the caller may free it at once.
+  virtual void upload(const BufferPtr& dst, size_t dstOffset, const void* src, size_t bytes) = 0;
+  virtual void copy(const BufferPtr& dst, size_t dstOffset, const BufferPtr& src, size_t srcOffset, size_t bytes) = 0;
+  virtual void fill(const BufferPtr& dst, size_t count, float value) = 0;
+  // dst[i] = standard normal sample i of stream `seed` (core/random.h), identical on every backend.
+  virtual void randn(const BufferPtr& dst, size_t count, uint64_t seed) = 0;
+  virtual void normalize(const NormalizeJob& job) = 0;
+  // download: `host` must stay valid until the returned fence has been waited on.
+  virtual std::shared_ptr<Fence> download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) = 0;
+  virtual std::shared_ptr<Fence> fence() = 0;
+
+  // Stops the stream at environment teardown; later calls throw.
+  virtual void shutdown() {}
+
+ protected:
+  friend class Buffer;
+  virtual void* allocateRaw(size_t bytes) = 0;  // throws Error naming the call and the cause
+  virtual void freeRaw(void* data, size_t bytes) noexcept = 0;
+
+ private:
+  std::atomic<int64_t> allocatedBytes_{0};
+  std::atomic<int64_t> peakBytes_{0};
+  std::atomic<int64_t> liveBuffers_{0};
+  std::atomic<int64_t> liveTensors_{0};
+};
+
+using DevicePtr = std::shared_ptr<Device>;
+
+}  // namespace bssn

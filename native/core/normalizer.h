@@ -1,0 +1,68 @@
+// A batch of weights normalized together (SN, SSN, BSN or BSSN) with persistent power-iteration state.
+// Every forward is one device operation for the whole batch, whatever the number of layers.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/normalize_plan.h"
+#include "core/tensor.h"
+
+namespace bssn {
+
+struct NormalizerOptions {
+  NormalizeParams params;
+  std::vector<int> dims;  // one per weight, may be negative (counted from the end)
+  int warmupIterations = 15;
+  uint64_t seed = 0;
+};
+
+struct LayerStateSizes {
+  int64_t u1 = 0, v1 = 0, u2 = 0, v2 = 0;
+  int64_t total() const { return u1 + v1 + u2 + v2; }
+};
+
+class Normalizer {
+ public:
+  // Validates the weights and options (TypeError/RangeError), allocates state, sigmas and outputs, seeds the
+  // state and enqueues the warm-up iterations.
+  Normalizer(std::vector<TensorPtr> weights, const NormalizerOptions& options);
+  ~Normalizer() { dispose(); }
+
+  size_t size() const { return weights_.size(); }
+  const DevicePtr& device() const { return device_; }
+  const std::vector<TensorPtr>& outputs() const;
+  const NormalizeParams& params() const { return params_; }
+  LayerStateSizes stateSizes(size_t layer) const;
+
+  // iterations >= 1: training (state advances); 0: eval. `outputs` null writes the owned outputs;
+  // `writeOutputs` false computes sigmas only.
+  void forward(int iterations, const std::vector<TensorPtr>* outputs, bool writeOutputs);
+
+  // Reads into `host` (resized here; it must outlive the fence).
+  std::shared_ptr<Fence> readSigmas(std::vector<float>& host) const;
+  std::shared_ptr<Fence> readState(size_t layer, std::vector<float>& host) const;
+  // `values` holds u1, v1, u2, v2 back to back, sized as stateSizes(layer).
+  void writeState(size_t layer, const std::vector<float>& values);
+  // Copies layer `otherLayer`'s state of `other` into `layer` (same state sizes), in stream order.
+  void adoptState(size_t layer, const Normalizer& other, size_t otherLayer);
+
+  void dispose();
+  bool disposed() const { return disposed_; }
+
+ private:
+  void checkLayer(size_t layer) const;
+  void checkAlive() const;
+  void enqueue(int iterations, std::vector<BufferPtr> outputs);
+
+  DevicePtr device_;
+  std::vector<TensorPtr> weights_;
+  std::vector<TensorPtr> outputs_;
+  std::shared_ptr<std::vector<LayerView>> layers_;
+  BufferPtr state_;
+  BufferPtr sigmas_;
+  NormalizeParams params_;
+  bool disposed_ = false;
+};
+
+}  // namespace bssn

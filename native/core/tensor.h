@@ -1,0 +1,50 @@
+// A tensor: a shape and dtype over a device buffer. Its storage is opaque to JS; dispose() lets go of the
+// buffer at once (queued work that reads it keeps it until that work has run).
+#pragma once
+#include <memory>
+#include <string>
+
+#include "core/device.h"
+#include "core/shape.h"
+
+namespace bssn {
+
+class Tensor {
+ public:
+  // Allocates a tensor of `shape` on `device`; its contents are undefined until written.
+  static std::shared_ptr<Tensor> create(const DevicePtr& device, const Shape& shape, DType dtype = DType::Float32);
+  ~Tensor() { release(); }
+  Tensor(const Tensor&) = delete;
+  Tensor& operator=(const Tensor&) = delete;
+
+  const Shape& shape() const { return shape_; }
+  int64_t numel() const { return numel_; }
+  DType dtype() const { return dtype_; }
+  size_t bytes() const { return size_t(numel_) * dtypeSize(dtype_); }
+  const DevicePtr& device() const { return device_; }
+
+  bool disposed() const { return !buffer_; }
+  // The storage; throws Error if the tensor was disposed. `what` names the tensor in the message.
+  const BufferPtr& buffer(const char* what = "tensor") const;
+
+  // Tensors owned by another object (a BSSN's outputs) refuse a dispose from their user.
+  const std::string& owner() const { return owner_; }
+  void setOwner(std::string owner) { owner_ = std::move(owner); }
+
+  void release();
+
+ private:
+  Tensor(DevicePtr device, BufferPtr buffer, Shape shape, int64_t numel, DType dtype)
+      : device_(std::move(device)), buffer_(std::move(buffer)), shape_(std::move(shape)), numel_(numel), dtype_(dtype) {}
+
+  DevicePtr device_;
+  BufferPtr buffer_;
+  Shape shape_;
+  int64_t numel_;
+  DType dtype_;
+  std::string owner_;
+};
+
+using TensorPtr = std::shared_ptr<Tensor>;
+
+}  // namespace bssn

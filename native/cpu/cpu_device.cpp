@@ -1,0 +1,62 @@
+#include "cpu/cpu_device.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "core/normalize_plan.h"
+#include "core/random.h"
+#include "cpu/normalize.h"
+
+namespace bssn {
+
+void* CpuDevice::allocateRaw(size_t bytes) {
+  // 64-byte alignment for vectorized loops; aligned_alloc needs a multiple of the alignment.
+  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  if (!p) throwError("CPU allocation failed: out of memory (requested " + std::to_string(bytes) + " bytes)");
+  return p;
+}
+
+void CpuDevice::freeRaw(void* data, size_t) noexcept { std::free(data); }
+
+void CpuDevice::upload(const BufferPtr& dst, size_t dstOffset, const void* src, size_t bytes) {
+  auto staged = std::make_shared<std::vector<unsigned char>>(static_cast<const unsigned char*>(src),
+                                                             static_cast<const unsigned char*>(src) + bytes);
+  stream_.enqueue([dst, dstOffset, staged] {
+    std::memcpy(static_cast<unsigned char*>(dst->data()) + dstOffset, staged->data(), staged->size());
+  });
+}
+
+void CpuDevice::copy(const BufferPtr& dst, size_t dstOffset, const BufferPtr& src, size_t srcOffset, size_t bytes) {
+  stream_.enqueue([dst, dstOffset, src, srcOffset, bytes] {
+    std::memmove(static_cast<unsigned char*>(dst->data()) + dstOffset,
+                 static_cast<const unsigned char*>(src->data()) + srcOffset, bytes);
+  });
+}
+
+void CpuDevice::fill(const BufferPtr& dst, size_t count, float value) {
+  stream_.enqueue([dst, count, value] {
+    float* p = dst->f32();
+    for (size_t k = 0; k < count; ++k) p[k] = value;
+  });
+}
+
+void CpuDevice::randn(const BufferPtr& dst, size_t count, uint64_t seed) {
+  stream_.enqueue([dst, count, seed] {
+    float* p = dst->f32();
+    for (size_t k = 0; k < count; ++k) p[k] = normalAt(seed, k);
+  });
+}
+
+void CpuDevice::normalize(const NormalizeJob& job) {
+  stream_.enqueue([job] { cpu::normalizeBatch(job); });
+}
+
+std::shared_ptr<Fence> CpuDevice::download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) {
+  stream_.enqueue([src, srcOffset, host, bytes] {
+    std::memcpy(host, static_cast<const unsigned char*>(src->data()) + srcOffset, bytes);
+  });
+  return stream_.fence();
+}
+
+}  // namespace bssn

@@ -1,0 +1,36 @@
+// The CPU backend: host memory and one worker-thread stream, so even large CPU work never blocks JS.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "core/device.h"
+#include "cpu/stream.h"
+
+namespace bssn {
+
+class CpuDevice : public Device {
+ public:
+  static std::shared_ptr<CpuDevice> create() { return std::shared_ptr<CpuDevice>(new CpuDevice()); }
+
+  DeviceKind kind() const override { return DeviceKind::Cpu; }
+  std::string name() const override { return "CPU"; }
+
+  void upload(const BufferPtr& dst, size_t dstOffset, const void* src, size_t bytes) override;
+  void copy(const BufferPtr& dst, size_t dstOffset, const BufferPtr& src, size_t srcOffset, size_t bytes) override;
+  void fill(const BufferPtr& dst, size_t count, float value) override;
+  void randn(const BufferPtr& dst, size_t count, uint64_t seed) override;
+  void normalize(const NormalizeJob& job) override;
+  std::shared_ptr<Fence> download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) override;
+  std::shared_ptr<Fence> fence() override { return stream_.fence(); }
+  void shutdown() override { stream_.stop(); }
+
+ protected:
+  void* allocateRaw(size_t bytes) override;
+  void freeRaw(void* data, size_t bytes) noexcept override;
+
+ private:
+  CpuDevice() = default;
+  CpuStream stream_;
+};
+
+}  // namespace bssn

@@ -1,0 +1,144 @@
+#include "cpu/normalize.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace bssn::cpu {
+
+namespace {
+
+// Visits every contiguous run of K elements of a weight in memory order, with the (i, c, m) it belongs to.
+// Sorting the three outer axes by stride makes the walk sequential whatever `dim` is.
+template <typename Fn>
+void forEachRun(const LayerView& v, Fn&& fn) {
+  struct Axis { int64_t size, stride; int which; };
+  Axis axes[3] = {{v.R, v.strideI, 0}, {v.C, v.strideC, 1}, {v.M, v.strideM, 2}};
+  std::sort(axes, axes + 3, [](const Axis& a, const Axis& b) { return a.stride > b.stride; });
+  int64_t idx[3] = {0, 0, 0};
+  for (int64_t a = 0; a < axes[0].size; ++a) {
+    idx[axes[0].which] = a;
+    for (int64_t b = 0; b < axes[1].size; ++b) {
+      idx[axes[1].which] = b;
+      for (int64_t c = 0; c < axes[2].size; ++c) {
+        idx[axes[2].which] = c;
+        fn(idx[0], idx[1], idx[2], idx[0] * v.strideI + idx[1] * v.strideC + idx[2] * v.strideM);
+      }
+    }
+  }
+}
+
+// x / max(||x||, eps) into float; returns ||x||.
+double normalizeInto(const std::vector<double>& x, float* out, float eps) {
+  double ss = 0;
+  for (double e : x) ss += e * e;
+  const double norm = std::sqrt(ss);
+  const double inv = 1.0 / std::max(norm, double(eps));
+  for (size_t k = 0; k < x.size(); ++k) out[k] = float(x[k] * inv);
+  return norm;
+}
+
+struct LayerSigmas { double sigma1, sigma2; };
+
+// Power iteration on W1 (and on W2 when the mode needs it and the layer has one), in float64 accumulators.
+// iterations == 0 (eval) only evaluates sigma = u^T M v from the stored state.
+LayerSigmas layerSigmas(const LayerView& v, const float* w, float* state, int iterations, float eps, bool second) {
+  if (v.kind == LayerKind::Vector) {
+    double ss = 0;
+    for (int64_t k = 0; k < v.numel; ++k) ss += double(w[k]) * w[k];
+    const double norm = std::sqrt(ss);
+    return {norm, norm};
+  }
+  const bool both = second && v.kind == LayerKind::Bidirectional;
+  const int64_t M = v.M, K = v.K;
+  float* u1 = state + v.u1;
+  float* v1 = state + v.v1;
+  float* u2 = both ? state + v.u2 : nullptr;
+  float* v2 = both ? state + v.v2 : nullptr;
+  std::vector<double> x1, x2, t1(size_t(v.R)), t2(both ? size_t(v.C) : 0);
+
+  auto multiplyByV = [&] {  // t1 = W1 v1, t2 = W2 v2
+    std::fill(t1.begin(), t1.end(), 0.0);
+    std::fill(t2.begin(), t2.end(), 0.0);
+    forEachRun(v, [&](int64_t i, int64_t c, int64_t m, int64_t off) {
+      const float* p = w + off;
+      const float* a = v1 + (c * M + m) * K;
+      double s1 = 0;
+      for (int64_t k = 0; k < K; ++k) s1 += double(p[k]) * a[k];
+      t1[i] += s1;
+      if (both) {
+        const float* b = v2 + (i * M + m) * K;
+        double s2 = 0;
+        for (int64_t k = 0; k < K; ++k) s2 += double(p[k]) * b[k];
+        t2[c] += s2;
+      }
+    });
+  };
+  auto dot = [](const float* a, const std::vector<double>& b) {
+    double s = 0;
+    for (size_t k = 0; k < b.size(); ++k) s += a[k] * b[k];
+    return s;
+  };
+
+  if (iterations == 0) {
+    multiplyByV();
+    return {dot(u1, t1), both ? dot(u2, t2) : 0.0};
+  }
+  x1.resize(size_t(v.cols1()));
+  if (both) x2.resize(size_t(v.cols2()));
+  double norm1 = 0, norm2 = 0;
+  for (int it = 0; it < iterations; ++it) {
+    // x1 = W1^T u1, x2 = W2^T u2: one walk over W serves both directions.
+    std::fill(x1.begin(), x1.end(), 0.0);
+    std::fill(x2.begin(), x2.end(), 0.0);
+    forEachRun(v, [&](int64_t i, int64_t c, int64_t m, int64_t off) {
+      const float* p = w + off;
+      const double a = u1[i];
+      double* r1 = x1.data() + (c * M + m) * K;
+      for (int64_t k = 0; k < K; ++k) r1[k] += double(p[k]) * a;
+      if (both) {
+        const double b = u2[c];
+        double* r2 = x2.data() + (i * M + m) * K;
+        for (int64_t k = 0; k < K; ++k) r2[k] += double(p[k]) * b;
+      }
+    });
+    normalizeInto(x1, v1, eps);
+    if (both) normalizeInto(x2, v2, eps);
+    multiplyByV();
+    norm1 = normalizeInto(t1, u1, eps);
+    if (both) norm2 = normalizeInto(t2, u2, eps);
+  }
+  // sigma = u^T M v with u = t / max(||t||, eps), i.e. ||t||^2 / max(||t||, eps).
+  const double s1 = norm1 * norm1 / std::max(norm1, double(eps));
+  const double s2 = both ? norm2 * norm2 / std::max(norm2, double(eps)) : 0.0;
+  return {s1, s2};
+}
+
+}  // namespace
+
+void normalizeBatch(const NormalizeJob& job) {
+  const std::vector<LayerView>& layers = *job.layers;
+  float* state = job.state->f32();
+  float* sigmas = job.sigmas->f32();
+  const NormalizeParams& p = job.params;
+  const bool bidirectional = modeIsBidirectional(p.mode);
+  const double scale = modeIsScaled(p.mode) ? double(p.scale) : 1.0;
+  for (size_t j = 0; j < layers.size(); ++j) {
+    const LayerView& v = layers[j];
+    const float* w = job.weights[j]->f32();
+    LayerSigmas s = layerSigmas(v, w, state, job.iterations, p.eps, bidirectional);
+    if (v.kind != LayerKind::Bidirectional) s.sigma2 = s.sigma1;  // W2 = W1^T (or a vector): same sigma
+    if (!bidirectional) s.sigma2 = 0;                            // sn/ssn never look at W2
+    const double divisor = bidirectional ? 0.5 * (s.sigma1 + s.sigma2) : s.sigma1;
+    sigmas[j * kSigmaStride + 0] = float(s.sigma1);
+    sigmas[j * kSigmaStride + 1] = float(s.sigma2);
+    sigmas[j * kSigmaStride + 2] = float(divisor);
+    if (job.outputs.empty()) continue;
+    // An all-zero weight has divisor 0: its output is zeros, not NaN.
+    const float factor = divisor != 0 ? float(scale / divisor) : 0.0f;
+    float* out = job.outputs[j]->f32();
+    for (int64_t k = 0; k < v.numel; ++k) out[k] = w[k] * factor;
+  }
+}
+
+}  // namespace bssn::cpu

@@ -1,0 +1,82 @@
+#include "cpu/stream.h"
+
+#include <future>
+
+namespace bssn {
+
+namespace {
+
+class CpuFence : public Fence {
+ public:
+  explicit CpuFence(std::shared_future<std::string> done) : done_(std::move(done)) {}
+  void wait() override {
+    const std::string& error = done_.get();
+    if (!error.empty()) throwError(error);
+  }
+
+ private:
+  std::shared_future<std::string> done_;
+};
+
+}  // namespace
+
+CpuStream::CpuStream() : worker_([this] { run(); }) {}
+
+void CpuStream::enqueue(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) throwError("the CPU device was shut down");
+    queue_.push_back(std::move(task));
+  }
+  wake_.notify_one();
+}
+
+std::shared_ptr<Fence> CpuStream::fence() {
+  auto done = std::make_shared<std::promise<std::string>>();
+  auto fence = std::make_shared<CpuFence>(done->get_future().share());
+  enqueue([this, done] {
+    std::lock_guard<std::mutex> lock(mutex_);
+    done->set_value(error_);
+  });
+  return fence;
+}
+
+void CpuStream::run() {
+  for (;;) {
+    std::function<void()> task;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and all queued work has run
+      task = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    try {
+      task();
+    } catch (const std::exception& e) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (error_.empty()) error_ = std::string("CPU stream task failed: ") + e.what();
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (error_.empty()) error_ = "CPU stream task failed";
+    }
+    task = nullptr;  // let go of the buffers the task held before waiting for the next
+  }
+}
+
+void CpuStream::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  if (!worker_.joinable()) return;
+  // The device is only destroyed from its own worker if its last holder was a queued task; the worker then
+  // finishes by itself (the queue is empty), so it is left to end rather than joined with itself.
+  if (worker_.get_id() == std::this_thread::get_id())
+    worker_.detach();
+  else
+    worker_.join();
+}
+
+}  // namespace bssn

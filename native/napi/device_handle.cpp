@@ -1,0 +1,107 @@
+#include "napi/device_handle.h"
+
+#include "core/tensor.h"
+#include "napi/addon.h"
+#include "napi/convert.h"
+#include "napi/errors.h"
+#include "napi/external.h"
+#include "napi/readback.h"
+#include "napi/type_tag.h"
+
+namespace bssn::napi {
+
+Napi::Function DeviceHandle::define(Napi::Env env) {
+  return DefineClass(env, "DeviceHandle",
+                     {InstanceMethod<&DeviceHandle::Kind>("kind"), InstanceMethod<&DeviceHandle::Name>("name"),
+                      InstanceMethod<&DeviceHandle::Index>("index"),
+                      InstanceMethod<&DeviceHandle::MemoryStats>("memoryStats"),
+                      InstanceMethod<&DeviceHandle::Synchronize>("synchronize"),
+                      InstanceMethod<&DeviceHandle::FromData>("fromData"), InstanceMethod<&DeviceHandle::Zeros>("zeros"),
+                      InstanceMethod<&DeviceHandle::Randn>("randn")});
+}
+
+DeviceHandle::DeviceHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceHandle>(info) {
+  guard(info.Env(), [&] {
+    device_ = fromExternal<DevicePtr>(info, "DeviceHandle");
+    tagObject(info.Env(), info.This().As<Napi::Object>(), kTypeTag);
+  });
+}
+
+Napi::Value DeviceHandle::Kind(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    return Napi::String::New(info.Env(), device_->kind() == DeviceKind::Cuda ? "cuda" : "cpu");
+  });
+}
+
+Napi::Value DeviceHandle::Name(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    return Napi::String::New(info.Env(), device_->name());
+  });
+}
+
+Napi::Value DeviceHandle::Index(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    return Napi::Number::New(info.Env(), device_->index());
+  });
+}
+
+Napi::Value DeviceHandle::MemoryStats(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    const bssn::MemoryStats s = device_->memoryStats();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("allocatedBytes", double(s.allocatedBytes));
+    o.Set("peakBytes", double(s.peakBytes));
+    o.Set("liveBuffers", double(s.liveBuffers));
+    o.Set("liveTensors", double(s.liveTensors));
+    return o;
+  });
+}
+
+Napi::Value DeviceHandle::Synchronize(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    return ReadbackWorker::start(info.Env(), device_->fence(), nullptr,
+                                 [](Napi::Env env, const std::vector<float>&) { return env.Undefined(); }, {info.This()});
+  });
+}
+
+Napi::Value DeviceHandle::FromData(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    Napi::Float32Array data = toFloat32Array(info[0], "data");
+    const Shape shape = toShape(info[1], "shape");
+    const int64_t numel = checkedNumel(shape);
+    if (int64_t(data.ElementLength()) != numel)
+      throwRangeError("expected " + std::to_string(numel) + " values for shape " + shapeToString(shape) + ", got " +
+                      std::to_string(data.ElementLength()));
+    TensorPtr t = Tensor::create(device_, shape);
+    if (numel > 0) device_->upload(t->buffer(), 0, data.Data(), t->bytes());
+    return Addon::of(info.Env()).wrapTensor(info.Env(), std::move(t));
+  });
+}
+
+Napi::Value DeviceHandle::Zeros(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    TensorPtr t = Tensor::create(device_, toShape(info[0], "shape"));
+    device_->fill(t->buffer(), size_t(t->numel()), 0.0f);
+    return Addon::of(info.Env()).wrapTensor(info.Env(), std::move(t));
+  });
+}
+
+Napi::Value DeviceHandle::Randn(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    const Shape shape = toShape(info[0], "shape");
+    const uint64_t seed = toSeed(info[1], "seed");
+    TensorPtr t = Tensor::create(device_, shape);
+    device_->randn(t->buffer(), size_t(t->numel()), seed);
+    return Addon::of(info.Env()).wrapTensor(info.Env(), std::move(t));
+  });
+}
+
+}  // namespace bssn::napi

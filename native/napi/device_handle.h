@@ -1,0 +1,30 @@
+// JS handle of a device: creates tensors, reports memory, and synchronizes without blocking the event loop.
+#pragma once
+#include <napi.h>
+
+#include "core/device.h"
+
+namespace bssn::napi {
+
+class DeviceHandle : public Napi::ObjectWrap<DeviceHandle> {
+ public:
+  static constexpr napi_type_tag kTypeTag = {0x8f3a1c2e5b7d4e01ull, 0xa6c9d2b4e8f01357ull};
+  static Napi::Function define(Napi::Env env);
+
+  explicit DeviceHandle(const Napi::CallbackInfo& info);
+  const DevicePtr& device() const { return device_; }
+
+ private:
+  Napi::Value Kind(const Napi::CallbackInfo& info);
+  Napi::Value Name(const Napi::CallbackInfo& info);
+  Napi::Value Index(const Napi::CallbackInfo& info);
+  Napi::Value MemoryStats(const Napi::CallbackInfo& info);
+  Napi::Value Synchronize(const Napi::CallbackInfo& info);
+  Napi::Value FromData(const Napi::CallbackInfo& info);
+  Napi::Value Zeros(const Napi::CallbackInfo& info);
+  Napi::Value Randn(const Napi::CallbackInfo& info);
+
+  DevicePtr device_;
+};
+
+}  // namespace bssn::napi

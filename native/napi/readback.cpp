@@ -1,0 +1,46 @@
+#include "napi/readback.h"
+
+#include "core/error.h"
+
+namespace bssn::napi {
+
+ReadbackWorker::ReadbackWorker(Napi::Env env, std::shared_ptr<Fence> fence, std::shared_ptr<std::vector<float>> host,
+                               Resolve resolve)
+    : Napi::AsyncWorker(env, "bssn:readback"),
+      deferred_(Napi::Promise::Deferred::New(env)),
+      fence_(std::move(fence)),
+      host_(std::move(host)),
+      resolve_(std::move(resolve)) {}
+
+Napi::Promise ReadbackWorker::start(Napi::Env env, std::shared_ptr<Fence> fence, std::shared_ptr<std::vector<float>> host,
+                                    Resolve resolve, std::vector<Napi::Value> keepAlive) {
+  auto* worker = new ReadbackWorker(env, std::move(fence), std::move(host), std::move(resolve));
+  for (Napi::Value v : keepAlive)
+    if (v.IsObject()) worker->keepAlive_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+  Napi::Promise promise = worker->deferred_.Promise();
+  worker->Queue();  // the worker deletes itself after OnOK/OnError
+  return promise;
+}
+
+void ReadbackWorker::Execute() {
+  try {
+    fence_->wait();
+  } catch (const std::exception& e) {
+    SetError(e.what());
+  }
+}
+
+void ReadbackWorker::OnOK() {
+  Napi::Env env = Env();
+  try {
+    deferred_.Resolve(resolve_(env, host_ ? *host_ : std::vector<float>()));
+  } catch (const Napi::Error& e) {
+    deferred_.Reject(e.Value());
+  } catch (const std::exception& e) {
+    deferred_.Reject(Napi::Error::New(env, e.what()).Value());
+  }
+}
+
+void ReadbackWorker::OnError(const Napi::Error& error) { deferred_.Reject(error.Value()); }
+
+}  // namespace bssn::napi

@@ -1,0 +1,81 @@
+#include "napi/tensor_handle.h"
+
+#include "napi/addon.h"
+#include "napi/convert.h"
+#include "napi/errors.h"
+#include "napi/external.h"
+#include "napi/readback.h"
+#include "napi/type_tag.h"
+
+namespace bssn::napi {
+
+Napi::Function TensorHandle::define(Napi::Env env) {
+  return DefineClass(env, "TensorHandle",
+                     {InstanceMethod<&TensorHandle::Shape>("shape"), InstanceMethod<&TensorHandle::Disposed>("disposed"),
+                      InstanceMethod<&TensorHandle::Dispose>("dispose"), InstanceMethod<&TensorHandle::ToArray>("toArray")});
+}
+
+TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
+  guard(info.Env(), [&] {
+    tensor_ = fromExternal<TensorPtr>(info, "TensorHandle");
+    tagObject(info.Env(), info.This().As<Napi::Object>(), kTypeTag);
+    // Owned tensors (a BSSN's outputs) live as long as their owner, not this handle: not reported here.
+    if (tensor_->owner().empty()) {
+      reportedBytes_ = int64_t(tensor_->bytes());
+      Napi::MemoryManagement::AdjustExternalMemory(info.Env(), reportedBytes_);
+    }
+  });
+}
+
+TensorHandle::~TensorHandle() {
+  // Finalizer fallback for tensors JS forgot to dispose. Owned tensors belong to their owner.
+  if (tensor_ && tensor_->owner().empty()) tensor_->release();
+  if (reportedBytes_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -reportedBytes_);
+}
+
+void TensorHandle::reportReleased(Napi::Env env) {
+  if (!reportedBytes_) return;
+  Napi::MemoryManagement::AdjustExternalMemory(env, -reportedBytes_);
+  reportedBytes_ = 0;
+}
+
+Napi::Value TensorHandle::Shape(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<TensorHandle>(info, "TensorHandle");
+    return fromShape(info.Env(), tensor_->shape());
+  });
+}
+
+Napi::Value TensorHandle::Disposed(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<TensorHandle>(info, "TensorHandle");
+    return Napi::Boolean::New(info.Env(), tensor_->disposed());
+  });
+}
+
+Napi::Value TensorHandle::Dispose(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<TensorHandle>(info, "TensorHandle");
+    if (!tensor_->owner().empty() && !tensor_->disposed())
+      throwError("this tensor is owned by a " + tensor_->owner() + " object and is freed with it; dispose the " +
+                 tensor_->owner() + " instead");
+    tensor_->release();
+    reportReleased(info.Env());
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value TensorHandle::ToArray(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<TensorHandle>(info, "TensorHandle");
+    const BufferPtr& buffer = tensor_->buffer();
+    auto host = std::make_shared<std::vector<float>>(size_t(tensor_->numel()));
+    auto fence = host->empty() ? tensor_->device()->fence()
+                               : tensor_->device()->download(buffer, 0, host->data(), host->size() * sizeof(float));
+    return ReadbackWorker::start(info.Env(), std::move(fence), host,
+                                 [](Napi::Env env, const std::vector<float>& h) -> Napi::Value { return copyToJs(env, h); },
+                                 {info.This()});
+  });
+}
+
+}  // namespace bssn::napi

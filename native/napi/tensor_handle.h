@@ -1,0 +1,31 @@
+// JS handle of a tensor. Explicit dispose() frees at once; the finalizer frees what JS forgot. Device bytes
+// are reported to V8 so the GC feels their pressure.
+#pragma once
+#include <napi.h>
+
+#include "core/tensor.h"
+
+namespace bssn::napi {
+
+class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
+ public:
+  static constexpr napi_type_tag kTypeTag = {0x2d7e9b41c6a85f03ull, 0x71f4e0b3a9d2c658ull};
+  static Napi::Function define(Napi::Env env);
+
+  explicit TensorHandle(const Napi::CallbackInfo& info);
+  ~TensorHandle() override;
+  const TensorPtr& tensor() const { return tensor_; }
+
+ private:
+  Napi::Value Shape(const Napi::CallbackInfo& info);
+  Napi::Value Disposed(const Napi::CallbackInfo& info);
+  Napi::Value Dispose(const Napi::CallbackInfo& info);
+  Napi::Value ToArray(const Napi::CallbackInfo& info);
+
+  void reportReleased(Napi::Env env);
+
+  TensorPtr tensor_;
+  int64_t reportedBytes_ = 0;
+};
+
+}  // namespace bssn::napi
