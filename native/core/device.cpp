@@ -1,5 +1,8 @@
 #include "core/device.h"
 
+#include <cstdlib>
+#include <cstring>
+
 namespace bssn {
 
 Buffer::~Buffer() {
@@ -8,9 +11,27 @@ Buffer::~Buffer() {
   --device_->liveBuffers_;
 }
 
+namespace {
+bool poisonAllocations() {
+  static const bool on = [] {
+    const char* v = std::getenv("BSSN_POISON_ALLOCATIONS");
+    return v && std::strcmp(v, "1") == 0;
+  }();
+  return on;
+}
+}  // namespace
+
 BufferPtr Device::allocate(size_t bytes) {
   // Zero-byte tensors still get a distinct (one-element) allocation so every buffer has a valid pointer.
   void* data = allocateRaw(bytes == 0 ? 4 : bytes);
+  if (poisonAllocations() && bytes > 0) {
+    try {
+      poisonRaw(data, bytes);
+    } catch (...) {
+      freeRaw(data, bytes);
+      throw;
+    }
+  }
   auto buffer = std::make_shared<Buffer>(shared_from_this(), data, bytes);
   const int64_t now = allocatedBytes_ += int64_t(bytes);
   ++liveBuffers_;

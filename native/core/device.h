@@ -85,6 +85,9 @@ class Device : public std::enable_shared_from_this<Device> {
   friend class Buffer;
   virtual void* allocateRaw(size_t bytes) = 0;  // throws Error naming the call and the cause
   virtual void freeRaw(void* data, size_t bytes) noexcept = 0;
+  // Fills fresh memory with NaN bytes (0xFF), in stream order. Used when BSSN_POISON_ALLOCATIONS=1 (the
+  // tests set it), so an op that fails to write its whole output is caught.
+  virtual void poisonRaw(void* data, size_t bytes) = 0;
 
  private:
   std::atomic<int64_t> allocatedBytes_{0};

@@ -167,14 +167,19 @@ std::shared_ptr<Fence> Normalizer::readState(size_t layer, std::vector<float>& h
   return device_->download(state_, size_t(v.stateBegin) * sizeof(float), host.data(), host.size() * sizeof(float));
 }
 
-void Normalizer::writeState(size_t layer, const std::vector<float>& values) {
+void Normalizer::writeStateVector(size_t layer, int which, const float* values, size_t count) {
   checkLayer(layer);
   const LayerView& v = (*layers_)[layer];
-  if (int64_t(values.size()) != v.stateSize)
-    throwRangeError("expected " + std::to_string(v.stateSize) + " state values for layer " + std::to_string(layer) +
-                    ", got " + std::to_string(values.size()));
-  if (v.stateSize == 0) return;
-  device_->upload(state_, size_t(v.stateBegin) * sizeof(float), values.data(), values.size() * sizeof(float));
+  static const char* names[4] = {"u", "v", "u2", "v2"};
+  if (which < 0 || which > 3) throwRangeError("expected a state vector index 0..3");
+  const int64_t offsets[4] = {v.u1, v.v1, v.u2, v.v2};
+  const LayerStateSizes sizes = stateSizes(layer);
+  const int64_t expected[4] = {sizes.u1, sizes.v1, sizes.u2, sizes.v2};
+  if (int64_t(count) != expected[which])
+    throwRangeError(std::string("expected ") + names[which] + " of layer " + std::to_string(layer) + " to have " +
+                    std::to_string(expected[which]) + " values, got " + std::to_string(count));
+  if (count == 0) return;
+  device_->upload(state_, size_t(offsets[which]) * sizeof(float), values, count * sizeof(float));
 }
 
 void Normalizer::adoptState(size_t layer, const Normalizer& other, size_t otherLayer) {

@@ -42,8 +42,8 @@ class Normalizer {
   // Reads into `host` (resized here; it must outlive the fence).
   std::shared_ptr<Fence> readSigmas(std::vector<float>& host) const;
   std::shared_ptr<Fence> readState(size_t layer, std::vector<float>& host) const;
-  // `values` holds u1, v1, u2, v2 back to back, sized as stateSizes(layer).
-  void writeState(size_t layer, const std::vector<float>& values);
+  // Writes one of the layer's vectors (0: u1, 1: v1, 2: u2, 3: v2); `values` sized as stateSizes(layer) says.
+  void writeStateVector(size_t layer, int which, const float* values, size_t count);
   // Copies layer `otherLayer`'s state of `other` into `layer` (same state sizes), in stream order.
   void adoptState(size_t layer, const Normalizer& other, size_t otherLayer);
 

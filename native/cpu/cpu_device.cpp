@@ -19,6 +19,9 @@ void* CpuDevice::allocateRaw(size_t bytes) {
 
 void CpuDevice::freeRaw(void* data, size_t) noexcept { std::free(data); }
 
+// Fresh host memory that no queued task can reference yet: filled right away.
+void CpuDevice::poisonRaw(void* data, size_t bytes) { std::memset(data, 0xFF, bytes); }
+
 void CpuDevice::upload(const BufferPtr& dst, size_t dstOffset, const void* src, size_t bytes) {
   auto staged = std::make_shared<std::vector<unsigned char>>(static_cast<const unsigned char*>(src),
                                                              static_cast<const unsigned char*>(src) + bytes);

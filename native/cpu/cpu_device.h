@@ -27,6 +27,7 @@ class CpuDevice : public Device {
  protected:
   void* allocateRaw(size_t bytes) override;
   void freeRaw(void* data, size_t bytes) noexcept override;
+  void poisonRaw(void* data, size_t bytes) override;
 
  private:
   CpuDevice() = default;

@@ -17,6 +17,7 @@ Napi::Function DeviceHandle::define(Napi::Env env) {
                       InstanceMethod<&DeviceHandle::MemoryStats>("memoryStats"),
                       InstanceMethod<&DeviceHandle::Synchronize>("synchronize"),
                       InstanceMethod<&DeviceHandle::FromData>("fromData"), InstanceMethod<&DeviceHandle::Zeros>("zeros"),
+                      InstanceMethod<&DeviceHandle::Empty>("empty"),
                       InstanceMethod<&DeviceHandle::Randn>("randn")});
 }
 
@@ -90,6 +91,14 @@ Napi::Value DeviceHandle::Zeros(const Napi::CallbackInfo& info) {
     TensorPtr t = Tensor::create(device_, toShape(info[0], "shape"));
     device_->fill(t->buffer(), size_t(t->numel()), 0.0f);
     return Addon::of(info.Env()).wrapTensor(info.Env(), std::move(t));
+  });
+}
+
+// A tensor whose contents are undefined: for outputs an op overwrites entirely.
+Napi::Value DeviceHandle::Empty(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    return Addon::of(info.Env()).wrapTensor(info.Env(), Tensor::create(device_, toShape(info[0], "shape")));
   });
 }
 

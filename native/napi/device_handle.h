@@ -22,6 +22,7 @@ class DeviceHandle : public Napi::ObjectWrap<DeviceHandle> {
   Napi::Value Synchronize(const Napi::CallbackInfo& info);
   Napi::Value FromData(const Napi::CallbackInfo& info);
   Napi::Value Zeros(const Napi::CallbackInfo& info);
+  Napi::Value Empty(const Napi::CallbackInfo& info);
   Napi::Value Randn(const Napi::CallbackInfo& info);
 
   DevicePtr device_;

@@ -1,0 +1,108 @@
+// Devices: where tensors live and ops run. Each device has one stream; ops are enqueued in call order.
+import { native, type NativeDeviceHandle } from './native.js'
+import { Tensor } from './tensor.js'
+import { checkInteger, checkShape, describe, product } from './validate.js'
+
+export type DeviceKind = 'cpu' | 'cuda'
+
+export interface MemoryStats {
+  /** Bytes held by live device buffers: tensors, normalizer state, and buffers queued work still reads. */
+  allocatedBytes: number
+  /** High-water mark of allocatedBytes. */
+  peakBytes: number
+  liveBuffers: number
+  /** Tensors created and not yet disposed (or collected). */
+  liveTensors: number
+}
+
+export class Device {
+  readonly kind: DeviceKind
+  readonly index: number
+  /** Human-readable name, e.g. 'CPU' or 'NVIDIA H100 80GB HBM3 (cuda:0)'. */
+  readonly name: string
+  /** Set by Device.auto() when it fell back to the CPU: why CUDA was not used. */
+  readonly fallbackReason: string | undefined
+  /** @internal */
+  readonly handle: NativeDeviceHandle
+
+  private constructor(handle: NativeDeviceHandle, fallbackReason?: string) {
+    this.handle = handle
+    this.kind = handle.kind()
+    this.index = handle.index()
+    this.name = handle.name()
+    this.fallbackReason = fallbackReason
+  }
+
+  static cpu(): Device {
+    return new Device(native().cpu())
+  }
+
+  /** A CUDA device; throws an Error saying why when there is none (no GPU, no driver, or a CPU-only build). */
+  static cuda(index = 0): Device {
+    checkInteger(index, 'CUDA device index', 0, 1023)
+    return new Device(native().cuda(index))
+  }
+
+  /** CUDA device 0 when usable, else the CPU with `fallbackReason` set. */
+  static auto(): Device {
+    const status = native().cudaStatus()
+    if (!status.available) return new Device(native().cpu(), status.reason)
+    try {
+      return Device.cuda(0)
+    } catch (error) {
+      return new Device(native().cpu(), error instanceof Error ? error.message : String(error))
+    }
+  }
+
+  /** Whether two Device objects denote the same device. */
+  equals(other: Device): boolean {
+    return other.kind === this.kind && other.index === this.index
+  }
+
+  /** A float32 tensor holding `data` (copied). */
+  tensor(data: Float32Array | readonly number[], shape: readonly number[]): Tensor {
+    const dims = checkShape(shape)
+    let values: Float32Array
+    if (data instanceof Float32Array) {
+      values = data
+    } else if (Array.isArray(data)) {
+      for (const [i, x] of data.entries())
+        if (typeof x !== 'number') throw new TypeError(`expected data[${i}] to be a number, got ${describe(x)}`)
+      values = Float32Array.from(data)
+    } else {
+      throw new TypeError(`expected data to be a Float32Array or an array of numbers, got ${describe(data)}`)
+    }
+    if (values.length !== product(dims))
+      throw new RangeError(`expected ${product(dims)} values for shape [${dims.join(', ')}], got ${values.length}`)
+    return new Tensor(this.handle.fromData(values, dims), this)
+  }
+
+  zeros(shape: readonly number[]): Tensor {
+    return new Tensor(this.handle.zeros(checkShape(shape)), this)
+  }
+
+  /** @internal A tensor whose contents are undefined, for outputs an op overwrites entirely. */
+  empty(shape: readonly number[]): Tensor {
+    return new Tensor(this.handle.empty(checkShape(shape)), this)
+  }
+
+  /** Standard-normal values, deterministic for a seed and identical on every backend. */
+  randn(shape: readonly number[], options: { seed?: number } = {}): Tensor {
+    const seed = options.seed ?? Math.floor(Math.random() * 2 ** 32)
+    checkInteger(seed, 'seed', 0)
+    return new Tensor(this.handle.randn(checkShape(shape), seed), this)
+  }
+
+  /** Resolves when every op enqueued on this device so far has run; never blocks the event loop. */
+  synchronize(): Promise<void> {
+    return this.handle.synchronize()
+  }
+
+  memoryStats(): MemoryStats {
+    return this.handle.memoryStats()
+  }
+
+  toString(): string {
+    return `Device(${this.name})`
+  }
+}

@@ -1,0 +1,102 @@
+// The native addon's surface, typed once. Everything else in src/ goes through these interfaces.
+import { createRequire } from 'node:module'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export interface NativeMemoryStats {
+  allocatedBytes: number
+  peakBytes: number
+  liveBuffers: number
+  liveTensors: number
+}
+
+export interface NativeTensorHandle {
+  shape(): number[]
+  disposed(): boolean
+  dispose(): void
+  toArray(): Promise<Float32Array>
+}
+
+export interface NativeDeviceHandle {
+  kind(): 'cpu' | 'cuda'
+  name(): string
+  index(): number
+  memoryStats(): NativeMemoryStats
+  synchronize(): Promise<void>
+  fromData(data: Float32Array, shape: readonly number[]): NativeTensorHandle
+  zeros(shape: readonly number[]): NativeTensorHandle
+  empty(shape: readonly number[]): NativeTensorHandle
+  randn(shape: readonly number[], seed: number): NativeTensorHandle
+}
+
+export interface NativeNormalizerOptions {
+  mode: 'sn' | 'ssn' | 'bsn' | 'bssn'
+  scale: number
+  eps: number
+  warmupIterations: number
+  seed: number
+  dims: readonly number[]
+}
+
+export interface NativeStateSizes {
+  u1: number
+  v1: number
+  u2: number
+  v2: number
+}
+
+export interface NativeNormalizerHandle {
+  size(): number
+  outputs(): NativeTensorHandle[]
+  forward(iterations: number, outputs: readonly NativeTensorHandle[] | null, writeOutputs: boolean): void
+  sigmas(): Promise<Float32Array>
+  stateSizes(layer: number): NativeStateSizes
+  getState(layer: number): Promise<Float32Array>
+  setState(layer: number, which: 0 | 1 | 2 | 3, values: Float32Array): void
+  adoptState(layer: number, other: NativeNormalizerHandle, otherLayer: number): void
+  dispose(): void
+}
+
+export interface NativeCudaStatus {
+  available: boolean
+  deviceCount: number
+  reason: string
+}
+
+export interface NativeBinding {
+  builtWithCuda: boolean
+  cpu(): NativeDeviceHandle
+  cuda(index: number): NativeDeviceHandle
+  cudaStatus(): NativeCudaStatus
+  NormalizerHandle: new (weights: readonly NativeTensorHandle[], options: NativeNormalizerOptions) => NativeNormalizerHandle
+}
+
+/** The package root: src/ and dist/ both sit one level below it. */
+export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
+
+let binding: NativeBinding | undefined
+
+/** Loads the addon once; a failure explains what was tried and how to fix it. */
+export function native(): NativeBinding {
+  if (!binding) binding = load()
+  return binding
+}
+
+function load(): NativeBinding {
+  const require = createRequire(import.meta.url)
+  try {
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeBinding
+    return nodeGypBuild(packageRoot)
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error)
+    throw new Error(
+      [
+        'bssn: could not load the native addon.',
+        `  Tried prebuilds/${process.platform}-${process.arch}/ and build/Release/ under ${packageRoot}: ${reason}`,
+        '  The addon is built when the package is installed. Rebuild it with `npm rebuild bssn`',
+        '  (needs CMake >= 3.18 and a C++17 compiler; BSSN_CUDA=OFF builds the CPU backend only).',
+      ].join('\n'),
+      { cause: error },
+    )
+  }
+}

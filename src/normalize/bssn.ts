@@ -1,0 +1,190 @@
+// BSSN: a batch of weights normalized together (SN, SSN, BSN or BSSN), one native call per forward.
+import type { Device } from '../device.js'
+import type { NativeNormalizerHandle } from '../native.js'
+import { native } from '../native.js'
+import { Tensor } from '../tensor.js'
+import { describe } from '../validate.js'
+import { resolveOptions, type BSSNOptions, type NormalizationMode } from './options.js'
+
+export interface LayerSigmas {
+  /** Spectral norm estimate of W1 (the weight with `dim` first, reshaped to a matrix). */
+  sigma1: number
+  /** Spectral norm estimate of W2 (the first two axes swapped); only for 'bsn' and 'bssn'. */
+  sigma2?: number
+  /** What the weight was divided by: sigma1, or (sigma1 + sigma2) / 2. */
+  divisor: number
+}
+
+export interface LayerState {
+  u: Float32Array
+  v: Float32Array
+  /** Second direction, for weights of 3 or more dimensions. */
+  u2?: Float32Array
+  v2?: Float32Array
+}
+
+const stateKeys = ['u', 'v', 'u2', 'v2'] as const
+
+export class BSSN {
+  readonly mode: NormalizationMode
+  readonly scale: number
+  readonly powerIterations: number
+  readonly warmupIterations: number
+  readonly eps: number
+  readonly dims: readonly number[]
+  readonly seed: number
+  readonly device: Device
+
+  readonly #weights: readonly Tensor[]
+  readonly #handle: NativeNormalizerHandle
+  #outputs: readonly Tensor[] | undefined
+  #training = true
+  #disposed = false
+
+  constructor(weights: readonly Tensor[], options: BSSNOptions = {}) {
+    if (!Array.isArray(weights)) throw new TypeError(`expected weights to be an array of tensors, got ${describe(weights)}`)
+    if (weights.length === 0) throw new RangeError('expected at least one weight, got an empty array')
+    for (const [i, w] of weights.entries()) {
+      if (!(w instanceof Tensor)) throw new TypeError(`expected weights[${i}] to be a Tensor, got ${describe(w)}`)
+      if (w.disposed) throw new Error(`weights[${i}] was disposed`)
+      if (!w.device.equals(weights[0].device))
+        throw new TypeError(`expected every weight on one device; weights[${i}] is on ${w.device.name}, weights[0] on ${weights[0].device.name}`)
+    }
+    const o = resolveOptions(options, weights.length)
+    this.mode = o.mode
+    this.scale = o.scale
+    this.powerIterations = o.powerIterations
+    this.warmupIterations = o.warmupIterations
+    this.eps = o.eps
+    this.dims = o.dims
+    this.seed = o.seed
+    this.device = weights[0].device
+    this.#weights = Object.freeze([...weights])
+    this.#handle = new (native().NormalizerHandle)(
+      weights.map((w) => w.handle),
+      { mode: o.mode, scale: o.scale, eps: o.eps, warmupIterations: o.warmupIterations, seed: o.seed, dims: o.dims },
+    )
+  }
+
+  /** Number of weights. */
+  get size(): number {
+    return this.#weights.length
+  }
+
+  get weights(): readonly Tensor[] {
+    return this.#weights
+  }
+
+  get training(): boolean {
+    return this.#training
+  }
+
+  train(): this {
+    this.#training = true
+    return this
+  }
+
+  eval(): this {
+    this.#training = false
+    return this
+  }
+
+  /**
+   * Normalizes every weight. Training mode first runs `powerIterations` power iterations and keeps the new
+   * state; eval mode uses the stored state. Returns tensors owned by this object, reused by every call.
+   */
+  forward(): Tensor[] {
+    this.#checkAlive()
+    this.#handle.forward(this.#iterations(), null, true)
+    return [...this.#ownedOutputs()]
+  }
+
+  /** @internal Writes the normalized weights into `outputs` (one per weight, caller-owned). */
+  forwardInto(outputs: readonly Tensor[], training = this.#training): void {
+    this.#checkAlive()
+    this.#handle.forward(training ? this.powerIterations : 0, outputs.map((t) => t.handle), true)
+  }
+
+  /** Per layer sigma1, sigma2 (bidirectional modes) and divisor, as of the last forward (or the warm-up). */
+  async sigmas(): Promise<LayerSigmas[]> {
+    this.#checkAlive()
+    const values = await this.#handle.sigmas()
+    const bidirectional = this.mode === 'bsn' || this.mode === 'bssn'
+    return this.#weights.map((_, i) => {
+      const sigma1 = values[i * 3]
+      const divisor = values[i * 3 + 2]
+      return bidirectional ? { sigma1, sigma2: values[i * 3 + 1], divisor } : { sigma1, divisor }
+    })
+  }
+
+  /** The power iteration state of layer i (1-D weights have none: empty u and v). */
+  async getState(i: number): Promise<LayerState> {
+    this.#checkAlive()
+    const sizes = this.#handle.stateSizes(this.#layer(i))
+    const all = await this.#handle.getState(i)
+    const u = all.slice(0, sizes.u1)
+    const v = all.slice(sizes.u1, sizes.u1 + sizes.v1)
+    if (sizes.u2 === 0) return { u, v }
+    const at = sizes.u1 + sizes.v1
+    return { u, v, u2: all.slice(at, at + sizes.u2), v2: all.slice(at + sizes.u2, at + sizes.u2 + sizes.v2) }
+  }
+
+  /** Replaces layer i's state (stream-ordered: forwards enqueued before still see the old one). Omitted vectors stay. */
+  setState(i: number, state: Partial<LayerState>): void {
+    this.#checkAlive()
+    const sizes = this.#handle.stateSizes(this.#layer(i))
+    if (typeof state !== 'object' || state === null) throw new TypeError(`expected a state object, got ${describe(state)}`)
+    const expected = [sizes.u1, sizes.v1, sizes.u2, sizes.v2]
+    stateKeys.forEach((key, which) => {
+      const values = state[key]
+      if (values === undefined) return
+      if (!(values instanceof Float32Array)) throw new TypeError(`expected state.${key} to be a Float32Array, got ${describe(values)}`)
+      if (values.length !== expected[which])
+        throw new RangeError(`expected state.${key} of layer ${i} to have ${expected[which]} values, got ${values.length}`)
+    })
+    stateKeys.forEach((key, which) => {
+      const values = state[key]
+      if (values !== undefined) this.#handle.setState(i, which as 0 | 1 | 2 | 3, values)
+    })
+  }
+
+  /** @internal Copies another batch's layer state into layer i, in stream order. */
+  adoptState(i: number, other: BSSN, otherLayer: number): void {
+    this.#checkAlive()
+    this.#handle.adoptState(i, other.#handle, otherLayer)
+  }
+
+  get disposed(): boolean {
+    return this.#disposed
+  }
+
+  /** Frees the state and the owned outputs at once. The weights stay the caller's. */
+  dispose(): void {
+    if (this.#disposed) return
+    this.#disposed = true
+    this.#handle.dispose()
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose()
+  }
+
+  #iterations(): number {
+    return this.#training ? this.powerIterations : 0
+  }
+
+  #ownedOutputs(): readonly Tensor[] {
+    this.#outputs ??= this.#handle.outputs().map((h) => new Tensor(h, this.device, 'BSSN'))
+    return this.#outputs
+  }
+
+  #layer(i: number): number {
+    if (!Number.isInteger(i) || i < 0 || i >= this.#weights.length)
+      throw new RangeError(`expected a layer index in 0..${this.#weights.length - 1}, got ${describe(i)}`)
+    return i
+  }
+
+  #checkAlive(): void {
+    if (this.#disposed) throw new Error('BSSN was disposed')
+  }
+}

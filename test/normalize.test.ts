@@ -1,0 +1,274 @@
+// The batched SN/SSN/BSN/BSSN forward against the float64 reference, on every backend.
+import { describe, expect, it, vi } from 'vitest'
+
+import { BSSN, Device, normalizationModes, Tensor, type LayerState, type NormalizationMode } from '../src/index.js'
+import { native } from '../src/native.js'
+import { forEachBackend } from './helpers/backends.js'
+import { expectCloseArray, expectCloseNumber } from './helpers/expect.js'
+import { randomArray } from './helpers/random.js'
+import { referenceForward, type RefState } from './helpers/reference.js'
+
+const SIGMA_TOL = 2e-6
+const OUT_TOL = 5e-6
+const STATE_TOL = 2e-5
+
+const toRef = (s: LayerState): RefState => ({
+  u1: Float64Array.from(s.u),
+  v1: Float64Array.from(s.v),
+  u2: s.u2 && Float64Array.from(s.u2),
+  v2: s.v2 && Float64Array.from(s.v2),
+})
+
+function scaleFor(mode: NormalizationMode): number {
+  return mode === 'ssn' || mode === 'bssn' ? 1.7 : 1
+}
+
+// Initial (seeded, un-warmed) state of a layer as a BSSN with these options would start from it.
+async function initialState(w: Tensor, options: ConstructorParameters<typeof BSSN>[1]): Promise<RefState> {
+  using probe = new BSSN([w], { ...options, warmupIterations: 0 })
+  return toRef(await probe.getState(0))
+}
+
+const cases: Array<{ shape: number[]; dim: number }> = [
+  { shape: [7], dim: 0 },
+  { shape: [5, 9], dim: 0 },
+  { shape: [9, 5], dim: 1 },
+  { shape: [6, 4, 3, 3], dim: 0 },
+  { shape: [4, 6, 3, 3], dim: 1 },
+  { shape: [3, 4, 5, 2], dim: 2 },
+  { shape: [3, 4, 5, 2], dim: -1 },
+  { shape: [3, 4, 2, 3, 2], dim: 0 },
+  { shape: [3, 4, 2, 3, 2], dim: 1 },
+  { shape: [2, 3, 4, 2, 3], dim: 3 },
+  { shape: [1, 300], dim: 0 },
+  { shape: [300, 1], dim: 0 },
+  { shape: [1, 1], dim: 0 },
+  { shape: [2, 1, 1, 1], dim: 0 },
+  { shape: [1, 1, 3, 3], dim: 1 },
+  { shape: [64, 3, 1, 1], dim: 0 },
+]
+
+forEachBackend((getDevice) => {
+  describe.each(normalizationModes)('mode %s', (mode) => {
+    it.each(cases)('matches the float64 reference: shape $shape dim $dim', async ({ shape, dim }) => {
+      const device = getDevice()
+      const n = shape.reduce((a, b) => a * b, 1)
+      const data = randomArray(n, n * 31 + dim + 7)
+      using w = device.tensor(data, shape)
+      const scale = scaleFor(mode)
+      const options = { mode, scale, dims: [dim], seed: 11, warmupIterations: 3, powerIterations: 2 }
+      const ref = { mode, scale, eps: 1e-12 }
+      const state = await initialState(w, options)
+      referenceForward(data, shape, dim, ref, state, 3)
+
+      using bssn = new BSSN([w], options)
+      for (let step = 0; step < 3; step++) {
+        const [out] = bssn.forward()
+        const expected = referenceForward(data, shape, dim, ref, state, 2)
+        expectCloseArray(await out.toArray(), expected.out, OUT_TOL, `output step ${step}`)
+        const [s] = await bssn.sigmas()
+        expectCloseNumber(s.sigma1, expected.sigma1, SIGMA_TOL, 'sigma1')
+        expectCloseNumber(s.divisor, expected.divisor, SIGMA_TOL, 'divisor')
+        if (mode === 'bsn' || mode === 'bssn') expectCloseNumber(s.sigma2, expected.sigma2, SIGMA_TOL, 'sigma2')
+        else expect(s.sigma2).toBeUndefined()
+      }
+      const got = await bssn.getState(0)
+      if (shape.length > 1) {
+        expectCloseArray(got.u, state.u1, STATE_TOL, 'u')
+        expectCloseArray(got.v, state.v1, STATE_TOL, 'v')
+      }
+      if (shape.length > 2 && (mode === 'bsn' || mode === 'bssn')) {
+        expectCloseArray(got.u2!, state.u2!, STATE_TOL, 'u2')
+        expectCloseArray(got.v2!, state.v2!, STATE_TOL, 'v2')
+      }
+    })
+
+    it('eval mode leaves the state unchanged and gives stable outputs', async () => {
+      const device = getDevice()
+      const shape = [8, 5, 3, 3]
+      const data = randomArray(360, 5)
+      using w = device.tensor(data, shape)
+      const scale = scaleFor(mode)
+      using bssn = new BSSN([w], { mode, scale, seed: 3 })
+      bssn.forward()
+      bssn.forward()
+      const before = await bssn.getState(0)
+      bssn.eval()
+      expect(bssn.training).toBe(false)
+      const first = await bssn.forward()[0].toArray()
+      const second = await bssn.forward()[0].toArray()
+      const after = await bssn.getState(0)
+      expect(after).toEqual(before)
+      expect(second).toEqual(first)
+      // sigma = u^T M v from the stored state
+      const expected = referenceForward(data, shape, 0, { mode, scale, eps: 1e-12 }, toRef(before), 0)
+      expectCloseArray(first, expected.out, OUT_TOL, 'eval output')
+      const [s] = await bssn.sigmas()
+      expectCloseNumber(s.sigma1, expected.sigma1, SIGMA_TOL, 'eval sigma1')
+      bssn.train()
+      bssn.forward()
+      expect(await bssn.getState(0)).not.toEqual(before)
+    })
+  })
+
+  it('all-zero weights give zeros, never NaN', async () => {
+    const device = getDevice()
+    for (const shape of [[6], [4, 3], [4, 3, 2, 2]]) {
+      using w = device.zeros(shape)
+      for (const mode of normalizationModes) {
+        using bssn = new BSSN([w], { mode })
+        const out = await bssn.forward()[0].toArray()
+        expect(out.every((x) => x === 0)).toBe(true)
+        const [s] = await bssn.sigmas()
+        expect(s.sigma1).toBe(0)
+        expect(s.divisor).toBe(0)
+        bssn.eval()
+        expect((await bssn.forward()[0].toArray()).every((x) => x === 0)).toBe(true)
+      }
+    }
+  })
+
+  it('several power iterations per forward match the reference', async () => {
+    const device = getDevice()
+    const shape = [16, 8, 3, 3]
+    const data = randomArray(1152, 77)
+    using w = device.tensor(data, shape)
+    const options = { mode: 'bssn' as const, scale: 0.8, seed: 9, warmupIterations: 0, powerIterations: 5 }
+    const state = await initialState(w, options)
+    using bssn = new BSSN([w], options)
+    const out = await bssn.forward()[0].toArray()
+    const expected = referenceForward(data, shape, 0, { mode: 'bssn', scale: 0.8, eps: 1e-12 }, state, 5)
+    expectCloseArray(out, expected.out, OUT_TOL)
+  })
+
+  it('a batch equals per-layer forwards', async () => {
+    const device = getDevice()
+    const shapes = [[16, 3, 3, 3], [32, 16, 4, 4], [10], [24, 32], [1, 24], [8, 4, 3, 3, 2]]
+    const weights = shapes.map((s, i) => device.tensor(randomArray(s.reduce((a, b) => a * b, 1), 100 + i), s))
+    const dims = [0, 1, 0, 1, 0, 2]
+    using batch = new BSSN(weights, { mode: 'bssn', scale: 1.3, dims, seed: 5 })
+    const singles = await Promise.all(
+      weights.map(async (w, i) => {
+        const single = new BSSN([w], { mode: 'bssn', scale: 1.3, dims: [dims[i]], warmupIterations: 0 })
+        single.setState(0, await batch.getState(i))
+        return single
+      }),
+    )
+    const batched = batch.forward()
+    for (const [i, single] of singles.entries()) {
+      const a = await batched[i].toArray()
+      const b = await single.forward()[0].toArray()
+      expect(a).toEqual(b)
+      expect((await batch.sigmas())[i]).toEqual((await single.sigmas())[0])
+      single.dispose()
+    }
+    weights.forEach((w) => w.dispose())
+  })
+
+  it('one native call per forward, whatever the number of layers', async () => {
+    const device = getDevice()
+    const weights = Array.from({ length: 40 }, (_, i) => device.randn([8, 4, 3, 3], { seed: i }))
+    using bssn = new BSSN(weights)
+    const spy = vi.spyOn(native().NormalizerHandle.prototype, 'forward')
+    try {
+      bssn.forward()
+      bssn.forward()
+      expect(spy).toHaveBeenCalledTimes(2)
+    } finally {
+      spy.mockRestore()
+      weights.forEach((w) => w.dispose())
+    }
+  })
+
+  it('forward returns the same owned tensors every step; they refuse a dispose', async () => {
+    const device = getDevice()
+    using w = device.randn([4, 3], { seed: 1 })
+    const bssn = new BSSN([w])
+    const a = bssn.forward()
+    const b = bssn.forward()
+    expect(a[0]).toBe(b[0])
+    expect(() => a[0].dispose()).toThrow(/owned by a BSSN/)
+    bssn.dispose()
+    expect(a[0].disposed).toBe(true)
+    expect(() => bssn.forward()).toThrow('BSSN was disposed')
+    expect(() => a[0].toArray()).toThrow(/was disposed/)
+  })
+
+  it('getState / setState round-trip and drive the next forward', async () => {
+    const device = getDevice()
+    const shape = [6, 5, 2, 2]
+    const data = randomArray(120, 8)
+    using w = device.tensor(data, shape)
+    using bssn = new BSSN([w], { warmupIterations: 0 })
+    const custom = {
+      u: randomArray(6, 1),
+      v: randomArray(20, 2),
+      u2: randomArray(5, 3),
+      v2: randomArray(24, 4),
+    }
+    bssn.setState(0, custom)
+    expect(await bssn.getState(0)).toEqual(custom)
+    const out = await bssn.forward()[0].toArray()
+    const expected = referenceForward(data, shape, 0, { mode: 'bssn', scale: 1, eps: 1e-12 }, toRef(custom), 1)
+    expectCloseArray(out, expected.out, OUT_TOL)
+    // partial: only u, v (as PyTorch's spectral_norm state has)
+    bssn.setState(0, { u: custom.u, v: custom.v })
+    expect((await bssn.getState(0)).u2).toEqual(await bssn.getState(0).then((s) => s.u2))
+    expect(() => bssn.setState(0, { u: new Float32Array(5) })).toThrow(RangeError)
+    expect(() => bssn.setState(0, { u: [1, 2] as unknown as Float32Array })).toThrow(TypeError)
+    expect(() => bssn.setState(3, { u: custom.u })).toThrow(RangeError)
+  })
+
+  it('1-D weights have no state; sigma is exactly ||w||', async () => {
+    const device = getDevice()
+    const data = randomArray(33, 4)
+    using w = device.tensor(data, [33])
+    using bssn = new BSSN([w], { mode: 'ssn', scale: 2 })
+    const state = await bssn.getState(0)
+    expect(state.u.length + state.v.length).toBe(0)
+    const out = await bssn.forward()[0].toArray()
+    const norm = Math.hypot(...data)
+    expectCloseNumber((await bssn.sigmas())[0].sigma1, norm, 1e-6)
+    expectCloseArray(out, Array.from(data, (x) => (2 * x) / norm), OUT_TOL)
+  })
+
+  it('rejects bad input with errors that say what was expected', () => {
+    const device = getDevice()
+    using w = device.randn([4, 3, 2, 2], { seed: 1 })
+    expect(() => new BSSN([])).toThrow(RangeError)
+    expect(() => new BSSN(w as unknown as Tensor[])).toThrow(TypeError)
+    expect(() => new BSSN([{} as Tensor])).toThrow(/weights\[0\] to be a Tensor/)
+    expect(() => new BSSN([w], { mode: 'xx' as NormalizationMode })).toThrow(TypeError)
+    expect(() => new BSSN([w], { mode: 'sn', scale: 2 })).toThrow(/scale applies to modes/)
+    expect(() => new BSSN([w], { powerIterations: 0 })).toThrow(RangeError)
+    expect(() => new BSSN([w], { warmupIterations: 1.5 })).toThrow(RangeError)
+    expect(() => new BSSN([w], { eps: 0 })).toThrow(RangeError)
+    expect(() => new BSSN([w], { eps: '1' as unknown as number })).toThrow(TypeError)
+    expect(() => new BSSN([w], { dims: [4] })).toThrow(/dim 4 is out of range/)
+    expect(() => new BSSN([w], { dims: [0, 1] })).toThrow(/one dim per weight/)
+    expect(() => new BSSN([w], { foo: 1 } as never)).toThrow(/unknown option 'foo'/)
+    using empty = device.zeros([0, 3])
+    expect(() => new BSSN([empty])).toThrow(/non-empty/)
+    using scalar = device.tensor([1], [])
+    expect(() => new BSSN([scalar])).toThrow(/at least 1 dimension/)
+    const gone = device.randn([2, 2], { seed: 2 })
+    gone.dispose()
+    expect(() => new BSSN([gone])).toThrow(/was disposed/)
+    const bssn = new BSSN([w, device.randn([3, 3], { seed: 3 })])
+    bssn.weights[1].dispose()
+    expect(() => bssn.forward()).toThrow('weight 1 was disposed')
+    bssn.dispose()
+  })
+})
+
+describe('devices', () => {
+  it('rejects weights on different devices', () => {
+    // Two CPU handles are one device; a mixed batch needs CUDA, which forEachBackend covers when present.
+    const a = Device.cpu().randn([2, 2], { seed: 1 })
+    const b = Device.cpu().randn([2, 2], { seed: 2 })
+    using bssn = new BSSN([a, b])
+    expect(bssn.size).toBe(2)
+    a.dispose()
+    b.dispose()
+  })
+})

@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config'
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // One fork: the native addon and its stream threads are per process; two cores are all CI has.
+    pool: 'forks',
+    // Every device allocation starts as NaN, so an op that leaves part of its output unwritten fails a test.
+    env: { BSSN_POISON_ALLOCATIONS: '1' },
+    poolOptions: { forks: { singleFork: true } },
+  },
+})
