@@ -1,7 +1,7 @@
 // Devices: where tensors live and ops run. Each device has one stream; ops are enqueued in call order.
 import { native, type NativeDeviceHandle } from './native.js'
 import { Tensor } from './tensor.js'
-import { checkInteger, checkShape, describe, product } from './validate.js'
+import { checkInteger, checkNumber, checkShape, describe, product } from './validate.js'
 
 export type DeviceKind = 'cpu' | 'cuda'
 
@@ -86,11 +86,12 @@ export class Device {
     return new Tensor(this.handle.empty(checkShape(shape)), this)
   }
 
-  /** Standard-normal values, deterministic for a seed and identical on every backend. */
-  randn(shape: readonly number[], options: { seed?: number } = {}): Tensor {
+  /** Normal values with mean 0 and standard deviation `std` (default 1), deterministic for a seed and identical on every backend. */
+  randn(shape: readonly number[], options: { seed?: number; std?: number } = {}): Tensor {
     const seed = options.seed ?? Math.floor(Math.random() * 2 ** 32)
     checkInteger(seed, 'seed', 0)
-    return new Tensor(this.handle.randn(checkShape(shape), seed), this)
+    const std = checkNumber(options.std ?? 1, 'std')
+    return new Tensor(this.handle.randn(checkShape(shape), seed, std), this)
   }
 
   /** Resolves when every op enqueued on this device so far has run; never blocks the event loop. */

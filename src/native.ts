@@ -26,7 +26,7 @@ export interface NativeDeviceHandle {
   fromData(data: Float32Array, shape: readonly number[]): NativeTensorHandle
   zeros(shape: readonly number[]): NativeTensorHandle
   empty(shape: readonly number[]): NativeTensorHandle
-  randn(shape: readonly number[], seed: number): NativeTensorHandle
+  randn(shape: readonly number[], seed: number, std: number): NativeTensorHandle
 }
 
 export interface NativeNormalizerOptions {

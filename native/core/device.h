@@ -71,8 +71,8 @@ class Device : public std::enable_shared_from_this<Device> {
   virtual void upload(const BufferPtr& dst, size_t dstOffset, const void* src, size_t bytes) = 0;
   virtual void copy(const BufferPtr& dst, size_t dstOffset, const BufferPtr& src, size_t srcOffset, size_t bytes) = 0;
   virtual void fill(const BufferPtr& dst, size_t count, float value) = 0;
-  // dst[i] = standard normal sample i of stream `seed` (core/random.h), identical on every backend.
-  virtual void randn(const BufferPtr& dst, size_t count, uint64_t seed) = 0;
+  // dst[i] = std * (standard normal sample i of stream `seed`, core/random.h): identical on every backend.
+  virtual void randn(const BufferPtr& dst, size_t count, uint64_t seed, float std) = 0;
   virtual void normalize(const NormalizeJob& job) = 0;
   // download: `host` must stay valid until the returned fence has been waited on.
   virtual std::shared_ptr<Fence> download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) = 0;

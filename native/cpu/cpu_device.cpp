@@ -44,10 +44,10 @@ void CpuDevice::fill(const BufferPtr& dst, size_t count, float value) {
   });
 }
 
-void CpuDevice::randn(const BufferPtr& dst, size_t count, uint64_t seed) {
-  stream_.enqueue([dst, count, seed] {
+void CpuDevice::randn(const BufferPtr& dst, size_t count, uint64_t seed, float std) {
+  stream_.enqueue([dst, count, seed, std] {
     float* p = dst->f32();
-    for (size_t k = 0; k < count; ++k) p[k] = normalAt(seed, k);
+    for (size_t k = 0; k < count; ++k) p[k] = std * normalAt(seed, k);
   });
 }
 

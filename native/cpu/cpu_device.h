@@ -18,7 +18,7 @@ class CpuDevice : public Device {
   void upload(const BufferPtr& dst, size_t dstOffset, const void* src, size_t bytes) override;
   void copy(const BufferPtr& dst, size_t dstOffset, const BufferPtr& src, size_t srcOffset, size_t bytes) override;
   void fill(const BufferPtr& dst, size_t count, float value) override;
-  void randn(const BufferPtr& dst, size_t count, uint64_t seed) override;
+  void randn(const BufferPtr& dst, size_t count, uint64_t seed, float std) override;
   void normalize(const NormalizeJob& job) override;
   std::shared_ptr<Fence> download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) override;
   std::shared_ptr<Fence> fence() override { return stream_.fence(); }

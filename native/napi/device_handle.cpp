@@ -1,5 +1,7 @@
 #include "napi/device_handle.h"
 
+#include <cmath>
+
 #include "core/tensor.h"
 #include "napi/addon.h"
 #include "napi/convert.h"
@@ -107,8 +109,10 @@ Napi::Value DeviceHandle::Randn(const Napi::CallbackInfo& info) {
     checkThis<DeviceHandle>(info, "DeviceHandle");
     const Shape shape = toShape(info[0], "shape");
     const uint64_t seed = toSeed(info[1], "seed");
+    const double std = toNumber(info[2], "std");
+    if (!std::isfinite(std)) throwRangeError("expected std to be finite");
     TensorPtr t = Tensor::create(device_, shape);
-    device_->randn(t->buffer(), size_t(t->numel()), seed);
+    device_->randn(t->buffer(), size_t(t->numel()), seed, float(std));
     return Addon::of(info.Env()).wrapTensor(info.Env(), std::move(t));
   });
 }
