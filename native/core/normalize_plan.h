@@ -60,7 +60,8 @@ struct NormalizeJob {
   BufferPtr sigmas;                // kSigmaStride floats per layer
   int iterations = 1;              // 0: eval, sigma = u^T M v from the stored state
   NormalizeParams params;
-  const void* backendPlan = nullptr;  // per-batch data a backend prepared once (CUDA: the device layer table)
+  // Per-batch data a backend keeps between forwards (CUDA: the device-side layer table); owned by the batch.
+  std::shared_ptr<void>* backendCache = nullptr;
 };
 
 }  // namespace bssn

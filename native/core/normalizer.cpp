@@ -130,6 +130,7 @@ void Normalizer::enqueue(int iterations, std::vector<BufferPtr> outputs) {
   job.sigmas = sigmas_;
   job.iterations = iterations;
   job.params = params_;
+  job.backendCache = &backendCache_;
   device_->normalize(job);
 }
 
@@ -203,6 +204,7 @@ void Normalizer::dispose() {
   weights_.clear();
   state_.reset();
   sigmas_.reset();
+  backendCache_.reset();
 }
 
 }  // namespace bssn

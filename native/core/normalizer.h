@@ -61,6 +61,7 @@ class Normalizer {
   std::shared_ptr<std::vector<LayerView>> layers_;
   BufferPtr state_;
   BufferPtr sigmas_;
+  std::shared_ptr<void> backendCache_;
   NormalizeParams params_;
   bool disposed_ = false;
 };

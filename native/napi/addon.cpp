@@ -53,9 +53,9 @@ Napi::Value Addon::Cuda(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     const int index = int(toInteger(info[0], "CUDA device index", 0, 1023));
 #if BSSN_WITH_CUDA
-    DevicePtr& device = cuda_[index];
-    if (!device) device = cuda::openDevice(index);  // throws with the CUDA call and cause
-    return wrapDevice(info.Env(), device);
+    auto found = cuda_.find(index);
+    if (found == cuda_.end()) found = cuda_.emplace(index, cuda::openDevice(index)).first;  // throws with the call and cause
+    return wrapDevice(info.Env(), found->second);
 #else
     (void)index;
     throwError("bssn was built without the CUDA backend (nvcc was not found at install time, or BSSN_CUDA=OFF); "

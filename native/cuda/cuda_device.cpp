@@ -1,0 +1,299 @@
+#include "cuda/cuda_device.h"
+
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "core/normalize_plan.h"
+#include "cuda/check.h"
+#include "cuda/fill.cuh"
+#include "cuda/normalize.cuh"
+
+namespace bssn::cuda {
+
+namespace {
+
+// Waits for an event on a worker thread, then copies the pinned block to the caller's memory.
+class CudaFence : public Fence {
+ public:
+  CudaFence(std::shared_ptr<CudaDevice> device, cudaEvent_t event, std::unique_ptr<PinnedBlock> block, void* host, size_t bytes)
+      : device_(std::move(device)), event_(event), block_(std::move(block)), host_(host), bytes_(bytes) {}
+  ~CudaFence() override {
+    if (block_) device_->pinned().release(std::move(block_));
+    if (event_) cudaEventDestroy(event_);
+  }
+
+  void wait() override {
+    const cudaEvent_t event = block_ ? block_->done : event_;
+    const cudaError_t st = cudaEventSynchronize(event);
+    if (st != cudaSuccess) {
+      const std::string message = "cudaEventSynchronize: " + describeStatus(st) + " (an earlier operation on " + device_->name() + " failed)";
+      device_->noteFailure(st, message);
+      throwError(message);
+    }
+    if (block_ && bytes_) std::memcpy(host_, block_->host, bytes_);
+  }
+
+ private:
+  std::shared_ptr<CudaDevice> device_;
+  cudaEvent_t event_;
+  std::unique_ptr<PinnedBlock> block_;
+  void* host_;
+  size_t bytes_;
+};
+
+// Per-normalizer device data, built on its first forward: the layer table, the scratch for W v products,
+// and the table of output pointers (re-uploaded only when the outputs change).
+struct CudaPlan {
+  BufferPtr table;
+  BufferPtr scratch;
+  BufferPtr outputTable;
+  std::vector<const void*> weights;
+  std::vector<void*> outputs;
+  int64_t itemsA = 0, itemsB = 0, elements = 0;
+};
+
+}  // namespace
+
+Availability availability() {
+  Availability a;
+  const cudaError_t st = cudaGetDeviceCount(&a.deviceCount);
+  if (st != cudaSuccess) {
+    a.deviceCount = 0;
+    a.reason = "cudaGetDeviceCount: " + describeStatus(st);
+    cudaGetLastError();  // not sticky: clear it
+  } else if (a.deviceCount == 0) {
+    a.reason = "no CUDA device found";
+  }
+  return a;
+}
+
+DevicePtr openDevice(int index) {
+  const Availability a = availability();
+  if (a.deviceCount == 0) throwError("CUDA is not usable: " + a.reason);
+  if (index >= a.deviceCount)
+    throwRangeError("CUDA device index " + std::to_string(index) + " is out of range (" + std::to_string(a.deviceCount) + " device(s))");
+  return std::make_shared<CudaDevice>(index);
+}
+
+CudaDevice::CudaDevice(int index) : index_(index) {
+  BSSN_CUDA_TRY(cudaSetDevice(index));
+  cudaDeviceProp prop;
+  BSSN_CUDA_TRY(cudaGetDeviceProperties(&prop, index));
+  name_ = std::string(prop.name) + " (cuda:" + std::to_string(index) + ")";
+  const cudaError_t image = probeKernelImage();
+  if (image != cudaSuccess)
+    throwError("bssn's CUDA kernels cannot run on " + name_ + " (compute capability " + std::to_string(prop.major) + "." +
+               std::to_string(prop.minor) + "): " + describeStatus(image) + "; rebuild with BSSN_CUDA_ARCHITECTURES including it");
+  int pools = 0;
+  BSSN_CUDA_TRY(cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, index));
+  usePool_ = pools != 0;
+  if (usePool_) {
+    // Keep freed memory in the pool: later allocations reuse it without synchronizing.
+    cudaMemPool_t pool;
+    BSSN_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, index));
+    uint64_t threshold = std::numeric_limits<uint64_t>::max();
+    BSSN_CUDA_TRY(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+  }
+  BSSN_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+}
+
+CudaDevice::~CudaDevice() {
+  if (stream_) {
+    cudaSetDevice(index_);
+    cudaStreamSynchronize(stream_);
+    cudaStreamDestroy(stream_);
+  }
+}
+
+void CudaDevice::shutdown() {
+  // Environment teardown: let queued work finish. The stream stays for buffers freed later.
+  shutDown_ = true;
+  cudaSetDevice(index_);
+  cudaStreamSynchronize(stream_);
+}
+
+void CudaDevice::noteFailure(cudaError_t status, const std::string& message) {
+  if (!isSticky(status)) return;
+  std::lock_guard<std::mutex> lock(faultMutex_);
+  if (fault_.empty()) fault_ = message;
+}
+
+void CudaDevice::enter() {
+  {
+    std::lock_guard<std::mutex> lock(faultMutex_);
+    if (!fault_.empty()) throwError(name_ + " is unusable after an earlier error: " + fault_ + "; restart the process to use it again");
+  }
+  if (shutDown_) throwError(name_ + " was shut down");
+  BSSN_CUDA_TRY(cudaSetDevice(index_));
+}
+
+void CudaDevice::checkLaunch(const char* what) {
+  const cudaError_t st = cudaGetLastError();
+  if (st == cudaSuccess) return;
+  const std::string message = std::string(what) + " kernel launch: " + describeStatus(st) + " on " + name_;
+  noteFailure(st, message);
+  throwError(message);
+}
+
+void* CudaDevice::allocateRaw(size_t bytes) {
+  enter();
+  void* p = nullptr;
+  const std::string detail = "requested " + std::to_string(bytes) + " bytes on " + name_;
+  if (usePool_)
+    BSSN_CUDA_TRY_DETAIL(cudaMallocAsync(&p, bytes, stream_), detail);
+  else
+    BSSN_CUDA_TRY_DETAIL(cudaMalloc(&p, bytes), detail);
+  return p;
+}
+
+void CudaDevice::freeRaw(void* data, size_t) noexcept {
+  // Stream-ordered: the memory returns to the pool after the work already enqueued has run.
+  cudaSetDevice(index_);
+  const cudaError_t st = usePool_ ? cudaFreeAsync(data, stream_) : cudaFree(data);
+  if (st != cudaSuccess) noteFailure(st, std::string("cudaFreeAsync: ") + describeStatus(st));
+}
+
+void CudaDevice::poisonRaw(void* data, size_t bytes) { BSSN_CUDA_TRY(cudaMemsetAsync(data, 0xFF, bytes, stream_)); }
+
+void CudaDevice::upload(const BufferPtr& dst, size_t dstOffset, const void* src, size_t bytes) {
+  enter();
+  if (bytes == 0) return;
+  char* target = static_cast<char*>(dst->data()) + dstOffset;
+  if (bytes > PinnedPool::kMaxPooledBytes) {
+    // Large uploads copy from pageable memory directly (the driver may wait for the stream).
+    BSSN_CUDA_TRY(cudaMemcpyAsync(target, src, bytes, cudaMemcpyHostToDevice, stream_));
+    return;
+  }
+  std::unique_ptr<PinnedBlock> block = pinned_.acquire(bytes);
+  std::memcpy(block->host, src, bytes);
+  cudaError_t st = cudaMemcpyAsync(target, block->host, bytes, cudaMemcpyHostToDevice, stream_);
+  if (st == cudaSuccess) st = cudaEventRecord(block->done, stream_);
+  pinned_.release(std::move(block));
+  if (st != cudaSuccess) throwStatus("cudaMemcpyAsync", st, "upload of " + std::to_string(bytes) + " bytes", __FILE__, __LINE__);
+}
+
+void CudaDevice::copy(const BufferPtr& dst, size_t dstOffset, const BufferPtr& src, size_t srcOffset, size_t bytes) {
+  enter();
+  if (bytes == 0) return;
+  BSSN_CUDA_TRY(cudaMemcpyAsync(static_cast<char*>(dst->data()) + dstOffset, static_cast<const char*>(src->data()) + srcOffset,
+                                bytes, cudaMemcpyDeviceToDevice, stream_));
+}
+
+void CudaDevice::fill(const BufferPtr& dst, size_t count, float value) {
+  enter();
+  launchFill(dst->f32(), count, value, stream_);
+  checkLaunch("fill");
+}
+
+void CudaDevice::randn(const BufferPtr& dst, size_t count, uint64_t seed, float std) {
+  enter();
+  launchRandn(dst->f32(), count, seed, std, stream_);
+  checkLaunch("randn");
+}
+
+std::shared_ptr<Fence> CudaDevice::download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) {
+  enter();
+  std::unique_ptr<PinnedBlock> block = pinned_.acquire(bytes);
+  cudaError_t st = cudaMemcpyAsync(block->host, static_cast<const char*>(src->data()) + srcOffset, bytes, cudaMemcpyDeviceToHost, stream_);
+  if (st == cudaSuccess) st = cudaEventRecord(block->done, stream_);
+  if (st != cudaSuccess) {
+    pinned_.release(std::move(block));
+    throwStatus("cudaMemcpyAsync", st, "download of " + std::to_string(bytes) + " bytes", __FILE__, __LINE__);
+  }
+  auto self = std::static_pointer_cast<CudaDevice>(shared_from_this());
+  return std::make_shared<CudaFence>(self, nullptr, std::move(block), host, bytes);
+}
+
+std::shared_ptr<Fence> CudaDevice::fence() {
+  enter();
+  cudaEvent_t event;
+  BSSN_CUDA_TRY(cudaEventCreateWithFlags(&event, cudaEventDisableTiming | cudaEventBlockingSync));
+  const cudaError_t st = cudaEventRecord(event, stream_);
+  if (st != cudaSuccess) {
+    cudaEventDestroy(event);
+    throwStatus("cudaEventRecord", st, "", __FILE__, __LINE__);
+  }
+  auto self = std::static_pointer_cast<CudaDevice>(shared_from_this());
+  return std::make_shared<CudaFence>(self, event, nullptr, nullptr, 0);
+}
+
+void CudaDevice::normalize(const NormalizeJob& job) {
+  enter();
+  const std::vector<LayerView>& layers = *job.layers;
+  const int count = int(layers.size());
+  const bool bidirectional = modeIsBidirectional(job.params.mode);
+
+  auto* plan = static_cast<CudaPlan*>(job.backendCache->get());
+  bool stale = !plan || plan->weights.size() != layers.size();
+  for (size_t i = 0; !stale && i < layers.size(); ++i) stale = plan->weights[i] != job.weights[i]->data();
+  if (stale) {
+    auto fresh = std::make_shared<CudaPlan>();
+    std::vector<DeviceLayer> table(layers.size());
+    int64_t scratch = 0;
+    for (int i = 0; i < count; ++i) {
+      const LayerView& v = layers[i];
+      DeviceLayer& d = table[i];
+      d.w = job.weights[i]->f32();
+      d.kind = int32_t(v.kind);
+      d.both = v.kind == LayerKind::Bidirectional && bidirectional;
+      d.R = v.R, d.C = v.C, d.M = v.M, d.K = v.K;
+      d.strideI = v.strideI, d.strideC = v.strideC, d.strideM = v.strideM;
+      d.numel = v.numel;
+      d.u1 = v.u1, d.v1 = v.v1, d.u2 = v.u2, d.v2 = v.v2;
+      d.t1 = scratch;
+      d.t2 = scratch + v.R;
+      scratch += v.R + v.C;
+      d.beginA = fresh->itemsA;
+      d.beginB = fresh->itemsB;
+      d.beginE = fresh->elements;
+      if (v.kind != LayerKind::Vector) {
+        fresh->itemsA += v.cols1() + (d.both ? v.cols2() : 0);
+        fresh->itemsB += v.R + (d.both ? v.C : 0);
+      }
+      fresh->elements += v.numel;
+      fresh->weights.push_back(d.w);
+    }
+    fresh->table = allocate(table.size() * sizeof(DeviceLayer));
+    upload(fresh->table, 0, table.data(), table.size() * sizeof(DeviceLayer));
+    fresh->scratch = allocate(size_t(scratch) * sizeof(float));
+    fresh->outputTable = allocate(layers.size() * sizeof(float*));
+    *job.backendCache = fresh;
+    plan = fresh.get();
+  }
+
+  BatchArgs args{};
+  args.layers = static_cast<const DeviceLayer*>(plan->table->data());
+  args.layerCount = count;
+  args.state = job.state->f32();
+  args.scratch = plan->scratch->f32();
+  args.sigmas = job.sigmas->f32();
+  args.outputs = static_cast<float* const*>(plan->outputTable->data());
+  args.itemsA = plan->itemsA;
+  args.itemsB = plan->itemsB;
+  args.elements = plan->elements;
+  args.eps = job.params.eps;
+  args.scale = modeIsScaled(job.params.mode) ? job.params.scale : 1.0f;
+  args.bidirectional = bidirectional ? 1 : 0;
+
+  if (job.iterations == 0) {
+    launchMultiplyAndFinish(args, false, stream_);
+  } else {
+    for (int it = 0; it < job.iterations; ++it) {
+      launchMultiplyTransposed(args, stream_);
+      launchMultiplyAndFinish(args, true, stream_);
+    }
+  }
+  checkLaunch("normalize");
+  if (job.outputs.empty()) return;
+  std::vector<void*> outputs;
+  for (const BufferPtr& o : job.outputs) outputs.push_back(o->data());
+  if (outputs != plan->outputs) {
+    upload(plan->outputTable, 0, outputs.data(), outputs.size() * sizeof(void*));
+    plan->outputs = outputs;
+  }
+  launchScale(args, stream_);
+  checkLaunch("scale");
+}
+
+}  // namespace bssn::cuda

@@ -1,0 +1,69 @@
+// The CUDA backend: one non-blocking stream per device, stream-ordered allocations from the device's memory
+// pool (creating and disposing tensors never synchronizes), pinned staging for host copies, and a sticky
+// error that marks the device unusable after a fault.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "core/device.h"
+#include "cuda/pinned_pool.h"
+
+namespace bssn::cuda {
+
+struct Availability {
+  int deviceCount = 0;
+  std::string reason;  // why there is none, when deviceCount == 0
+};
+
+Availability availability();
+// Opens CUDA device `index`; throws Error naming the failing call (no device, no driver, no kernel image).
+DevicePtr openDevice(int index);
+
+class CudaDevice : public Device {
+ public:
+  explicit CudaDevice(int index);
+  ~CudaDevice() override;
+
+  DeviceKind kind() const override { return DeviceKind::Cuda; }
+  int index() const override { return index_; }
+  std::string name() const override { return name_; }
+
+  void upload(const BufferPtr& dst, size_t dstOffset, const void* src, size_t bytes) override;
+  void copy(const BufferPtr& dst, size_t dstOffset, const BufferPtr& src, size_t srcOffset, size_t bytes) override;
+  void fill(const BufferPtr& dst, size_t count, float value) override;
+  void randn(const BufferPtr& dst, size_t count, uint64_t seed, float std) override;
+  void normalize(const NormalizeJob& job) override;
+  std::shared_ptr<Fence> download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) override;
+  std::shared_ptr<Fence> fence() override;
+  void shutdown() override;
+
+  cudaStream_t stream() const { return stream_; }
+  PinnedPool& pinned() { return pinned_; }
+  // Records a failure seen off the JS thread (a fence); sticky ones make every later call throw.
+  void noteFailure(cudaError_t status, const std::string& message);
+
+ protected:
+  void* allocateRaw(size_t bytes) override;
+  void freeRaw(void* data, size_t bytes) noexcept override;
+  void poisonRaw(void* data, size_t bytes) override;
+
+ private:
+  // Makes this device current on the calling thread and throws if an earlier fault made it unusable.
+  void enter();
+  // After launches: turns a launch error into an exception (and a sticky fault into an unusable device).
+  void checkLaunch(const char* what);
+
+  int index_;
+  std::string name_;
+  cudaStream_t stream_ = nullptr;
+  bool usePool_ = false;
+  PinnedPool pinned_;
+  std::mutex faultMutex_;
+  std::string fault_;  // non-empty once a sticky error happened
+  bool shutDown_ = false;
+};
+
+}  // namespace bssn::cuda

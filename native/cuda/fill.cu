@@ -1,0 +1,35 @@
+#include "core/random.h"
+#include "cuda/common.cuh"
+#include "cuda/fill.cuh"
+
+namespace bssn::cuda {
+
+namespace {
+
+__global__ void fillKernel(float* dst, size_t count, float value) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x) dst[i] = value;
+}
+
+__global__ void randnKernel(float* dst, size_t count, uint64_t seed, float std) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x)
+    dst[i] = std * normalAt(seed, i);
+}
+
+}  // namespace
+
+void launchFill(float* dst, size_t count, float value, cudaStream_t stream) {
+  if (count == 0) return;
+  fillKernel<<<gridFor(int64_t(count), 256), 256, 0, stream>>>(dst, count, value);
+}
+
+void launchRandn(float* dst, size_t count, uint64_t seed, float std, cudaStream_t stream) {
+  if (count == 0) return;
+  randnKernel<<<gridFor(int64_t(count), 256), 256, 0, stream>>>(dst, count, seed, std);
+}
+
+cudaError_t probeKernelImage() {
+  cudaFuncAttributes attributes;
+  return cudaFuncGetAttributes(&attributes, fillKernel);
+}
+
+}  // namespace bssn::cuda

@@ -1,0 +1,162 @@
+#include "cuda/common.cuh"
+#include "cuda/normalize.cuh"
+
+namespace bssn::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ __forceinline__ int layerOfA(const BatchArgs& a, int64_t item) {
+  return findSegment(a.layerCount, item, [&](int i) { return a.layers[i].beginA; });
+}
+__device__ __forceinline__ int layerOfB(const BatchArgs& a, int64_t item) {
+  return findSegment(a.layerCount, item, [&](int i) { return a.layers[i].beginB; });
+}
+__device__ __forceinline__ int layerOfE(const BatchArgs& a, int64_t item) {
+  return findSegment(a.layerCount, item, [&](int i) { return a.layers[i].beginE; });
+}
+
+// x1[j1] = sum_i W[i, c, m, k] u1[i] and x2[j2] = sum_c W[i, c, m, k] u2[c], one thread per entry, written
+// (unnormalized) into the v slots. Adjacent threads read adjacent k: coalesced along W's trailing axes.
+__global__ void multiplyTransposedKernel(BatchArgs a) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t item = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; item < a.itemsA; item += stride) {
+    const DeviceLayer& L = a.layers[layerOfA(a, item)];
+    const int64_t local = item - L.beginA;
+    const int64_t cols1 = L.C * L.M * L.K;
+    double s = 0;
+    if (local < cols1) {
+      const int64_t k = local % L.K, cm = local / L.K, m = cm % L.M, c = cm / L.M;
+      const float* w = L.w + c * L.strideC + m * L.strideM + k;
+      const float* u = a.state + L.u1;
+      for (int64_t i = 0; i < L.R; ++i) s += double(w[i * L.strideI]) * u[i];
+      a.state[L.v1 + local] = float(s);
+    } else {
+      const int64_t j2 = local - cols1;
+      const int64_t k = j2 % L.K, im = j2 / L.K, m = im % L.M, i = im / L.M;
+      const float* w = L.w + i * L.strideI + m * L.strideM + k;
+      const float* u = a.state + L.u2;
+      for (int64_t c = 0; c < L.C; ++c) s += double(w[c * L.strideC]) * u[c];
+      a.state[L.v2 + j2] = float(s);
+    }
+  }
+}
+
+// Normalizes v1 (blockIdx.y == 0) or v2 (== 1) of layer blockIdx.x in place.
+__global__ void normalizeVKernel(BatchArgs a) {
+  __shared__ double partial[kThreads / kWarp];
+  __shared__ double scale;
+  const DeviceLayer& L = a.layers[blockIdx.x];
+  if (L.kind == 0 || (blockIdx.y == 1 && !L.both)) return;
+  float* v = a.state + (blockIdx.y == 0 ? L.v1 : L.v2);
+  const int64_t n = blockIdx.y == 0 ? L.C * L.M * L.K : L.R * L.M * L.K;
+  double ss = 0;
+  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) ss += double(v[k]) * v[k];
+  ss = blockSum(ss, partial);
+  if (threadIdx.x == 0) scale = 1.0 / fmax(sqrt(ss), double(a.eps));
+  __syncthreads();
+  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) v[k] = float(v[k] * scale);
+}
+
+// t1[i] = sum_j1 W1[i][j1] v1[j1] and t2[c] = sum_j2 W2[c][j2] v2[j2], one warp per entry.
+__global__ void multiplyKernel(BatchArgs a) {
+  const int lane = threadIdx.x % kWarp;
+  const int64_t warps = int64_t(gridDim.x) * blockDim.x / kWarp;
+  for (int64_t item = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / kWarp; item < a.itemsB; item += warps) {
+    const DeviceLayer& L = a.layers[layerOfB(a, item)];
+    const int64_t local = item - L.beginB;
+    double s = 0;
+    if (local < L.R) {
+      const int64_t i = local, n = L.C * L.M * L.K;
+      const float* v = a.state + L.v1;
+      for (int64_t j = lane; j < n; j += kWarp) {
+        const int64_t k = j % L.K, cm = j / L.K, m = cm % L.M, c = cm / L.M;
+        s += double(L.w[i * L.strideI + c * L.strideC + m * L.strideM + k]) * v[j];
+      }
+      s = warpSum(s);
+      if (lane == 0) a.scratch[L.t1 + i] = float(s);
+    } else {
+      const int64_t c = local - L.R, n = L.R * L.M * L.K;
+      const float* v = a.state + L.v2;
+      for (int64_t j = lane; j < n; j += kWarp) {
+        const int64_t k = j % L.K, im = j / L.K, m = im % L.M, i = im / L.M;
+        s += double(L.w[i * L.strideI + c * L.strideC + m * L.strideM + k]) * v[j];
+      }
+      s = warpSum(s);
+      if (lane == 0) a.scratch[L.t2 + c] = float(s);
+    }
+  }
+}
+
+// One direction's sigma from t (in scratch): training normalizes t into u and returns ||t||^2 / max(||t||, eps)
+// (= u^T M v); eval returns u^T t with the stored u.
+__device__ double finishDirection(float* u, const float* t, int64_t n, bool training, float eps, double* partial, double* broadcast) {
+  double acc = 0;
+  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) acc += training ? double(t[k]) * t[k] : double(u[k]) * t[k];
+  acc = blockSum(acc, partial);
+  if (threadIdx.x == 0) *broadcast = acc;
+  __syncthreads();
+  const double total = *broadcast;
+  __syncthreads();
+  if (!training) return total;
+  const double norm = sqrt(total);
+  const double denom = fmax(norm, double(eps));
+  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) u[k] = float(t[k] / denom);
+  return norm * norm / denom;
+}
+
+// One block per layer: sigmas and divisor (and u in training mode).
+__global__ void finishKernel(BatchArgs a, int training) {
+  __shared__ double partial[kThreads / kWarp];
+  __shared__ double broadcast;
+  const DeviceLayer& L = a.layers[blockIdx.x];
+  double s1, s2;
+  if (L.kind == 0) {
+    double ss = 0;
+    for (int64_t k = threadIdx.x; k < L.numel; k += blockDim.x) ss += double(L.w[k]) * L.w[k];
+    ss = blockSum(ss, partial);
+    if (threadIdx.x == 0) broadcast = ss;
+    __syncthreads();
+    s1 = s2 = sqrt(broadcast);
+  } else {
+    s1 = finishDirection(a.state + L.u1, a.scratch + L.t1, L.R, training, a.eps, partial, &broadcast);
+    s2 = L.both ? finishDirection(a.state + L.u2, a.scratch + L.t2, L.C, training, a.eps, partial, &broadcast) : s1;
+  }
+  if (threadIdx.x == 0) {
+    const double divisor = a.bidirectional ? 0.5 * (s1 + s2) : s1;
+    a.sigmas[blockIdx.x * 3 + 0] = float(s1);
+    a.sigmas[blockIdx.x * 3 + 1] = a.bidirectional ? float(s2) : 0.0f;
+    a.sigmas[blockIdx.x * 3 + 2] = float(divisor);
+  }
+}
+
+__global__ void scaleKernel(BatchArgs a) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < a.elements; e += stride) {
+    const int layer = layerOfE(a, e);
+    const DeviceLayer& L = a.layers[layer];
+    const float divisor = a.sigmas[layer * 3 + 2];
+    const float factor = divisor != 0.0f ? float(double(a.scale) / double(divisor)) : 0.0f;
+    const int64_t k = e - L.beginE;
+    a.outputs[layer][k] = L.w[k] * factor;
+  }
+}
+
+}  // namespace
+
+void launchMultiplyTransposed(const BatchArgs& args, cudaStream_t stream) {
+  if (args.itemsA > 0) multiplyTransposedKernel<<<gridFor(args.itemsA, kThreads), kThreads, 0, stream>>>(args);
+  normalizeVKernel<<<dim3(unsigned(args.layerCount), 2), kThreads, 0, stream>>>(args);
+}
+
+void launchMultiplyAndFinish(const BatchArgs& args, bool training, cudaStream_t stream) {
+  if (args.itemsB > 0) multiplyKernel<<<gridFor(args.itemsB * kWarp, kThreads), kThreads, 0, stream>>>(args);
+  finishKernel<<<unsigned(args.layerCount), kThreads, 0, stream>>>(args, training ? 1 : 0);
+}
+
+void launchScale(const BatchArgs& args, cudaStream_t stream) {
+  if (args.elements > 0) scaleKernel<<<gridFor(args.elements, kThreads), kThreads, 0, stream>>>(args);
+}
+
+}  // namespace bssn::cuda

@@ -1,0 +1,44 @@
+// The batched power iteration and bidirectional normalization on the GPU. Every kernel covers all layers of a
+// batch, described by a table of DeviceLayer in device memory, so the launch count per forward is fixed.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace bssn::cuda {
+
+struct DeviceLayer {
+  const float* w;
+  int32_t kind;  // LayerKind: 0 vector, 1 matrix, 2 bidirectional
+  int32_t both;  // this layer runs the W2 direction (bidirectional kind in bsn/bssn mode)
+  int64_t R, C, M, K;
+  int64_t strideI, strideC, strideM;
+  int64_t numel;
+  int64_t u1, v1, u2, v2;  // offsets in the state buffer
+  int64_t t1, t2;          // offsets in the scratch buffer (W v products)
+  int64_t beginA;          // first item of this layer in the W^T u pass (cols1 [+ cols2] items)
+  int64_t beginB;          // first item in the W v pass (R [+ C] items)
+  int64_t beginE;          // first element in the output pass (numel items)
+};
+
+struct BatchArgs {
+  const DeviceLayer* layers;  // device memory
+  int layerCount;
+  float* state;
+  float* scratch;
+  float* sigmas;              // 3 per layer: sigma1, sigma2, divisor
+  float* const* outputs;      // device array of layerCount pointers
+  int64_t itemsA, itemsB, elements;
+  float eps;
+  float scale;                // c, or 1 for sn/bsn
+  int bidirectional;          // bsn/bssn: divisor is the mean of sigma1 and sigma2
+};
+
+// v = normalize(W1^T u1), v2 = normalize(W2^T u2) for every layer (two launches).
+void launchMultiplyTransposed(const BatchArgs& args, cudaStream_t stream);
+// t = W1 v1 (and W2 v2) into scratch, then u = normalize(t) and sigmas (training), or sigma = u^T t (eval).
+void launchMultiplyAndFinish(const BatchArgs& args, bool training, cudaStream_t stream);
+// out = c * W / divisor (zeros where the divisor is 0).
+void launchScale(const BatchArgs& args, cudaStream_t stream);
+
+}  // namespace bssn::cuda
