@@ -99,6 +99,14 @@ export class Device {
     return this.handle.synchronize()
   }
 
+  /**
+   * Milliseconds since the device was opened, taken when the stream reaches this point (on CUDA from events,
+   * so the difference of two timestamps is device time). For benchmarks.
+   */
+  timestamp(): Promise<number> {
+    return this.handle.timestamp()
+  }
+
   memoryStats(): MemoryStats {
     return this.handle.memoryStats()
   }

@@ -15,6 +15,7 @@ export interface NativeTensorHandle {
   disposed(): boolean
   dispose(): void
   toArray(): Promise<Float32Array>
+  clone(): NativeTensorHandle
 }
 
 export interface NativeDeviceHandle {
@@ -23,6 +24,7 @@ export interface NativeDeviceHandle {
   index(): number
   memoryStats(): NativeMemoryStats
   synchronize(): Promise<void>
+  timestamp(): Promise<number>
   fromData(data: Float32Array, shape: readonly number[]): NativeTensorHandle
   zeros(shape: readonly number[]): NativeTensorHandle
   empty(shape: readonly number[]): NativeTensorHandle

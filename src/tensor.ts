@@ -53,6 +53,12 @@ export class Tensor {
     return this.#handle.toArray()
   }
 
+  /** A copy in new memory on the same device (enqueued like any op). */
+  clone(): Tensor {
+    this.#checkAlive()
+    return new Tensor(this.#handle.clone(), this.device)
+  }
+
   /** Frees the memory at once (ops already enqueued still see it). Disposing twice is allowed. */
   dispose(): void {
     if (this.disposed) return

@@ -180,6 +180,20 @@ forEachBackend((getDevice) => {
     }
   })
 
+  it('updateSigmas advances the state and sigmas like forward, without writing outputs', async () => {
+    const device = getDevice()
+    using w = device.randn([12, 6, 3, 3], { seed: 21 })
+    using a = new BSSN([w], { seed: 2 })
+    using b = new BSSN([w], { seed: 2 })
+    for (let i = 0; i < 3; i++) {
+      a.forward()
+      b.updateSigmas()
+    }
+    expect(await b.sigmas()).toEqual(await a.sigmas())
+    expect(await b.getState(0)).toEqual(await a.getState(0))
+    expect(await b.forward()[0].toArray()).toEqual(await a.forward()[0].toArray())
+  })
+
   it('forward returns the same owned tensors every step; they refuse a dispose', async () => {
     const device = getDevice()
     using w = device.randn([4, 3], { seed: 1 })

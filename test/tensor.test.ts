@@ -36,6 +36,28 @@ forEachBackend((getDevice) => {
     expect(Math.abs(variance - 1)).toBeLessThan(0.05)
   })
 
+  it('clone copies into new memory', async () => {
+    const device = getDevice()
+    using a = device.randn([3, 5], { seed: 3 })
+    using b = a.clone()
+    expect(b.shape).toEqual([3, 5])
+    expect(await b.toArray()).toEqual(await a.toArray())
+    a.dispose()
+    expect((await b.toArray()).length).toBe(15)
+  })
+
+  it('timestamps are ordered and measure stream time', async () => {
+    const device = getDevice()
+    using w = device.randn([256, 256, 3, 3], { seed: 1 })
+    using bssn = new BSSN([w], { warmupIterations: 0 })
+    const t0 = device.timestamp()
+    for (let i = 0; i < 3; i++) bssn.forward()
+    const t1 = device.timestamp()
+    const [a, b] = await Promise.all([t0, t1])
+    expect(b).toBeGreaterThan(a)
+    expect(a).toBeGreaterThanOrEqual(0)
+  })
+
   it('dispose frees at once; using a disposed tensor is an error', async () => {
     const device = getDevice()
     await device.synchronize()

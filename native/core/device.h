@@ -77,6 +77,9 @@ class Device : public std::enable_shared_from_this<Device> {
   // download: `host` must stay valid until the returned fence has been waited on.
   virtual std::shared_ptr<Fence> download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) = 0;
   virtual std::shared_ptr<Fence> fence() = 0;
+  // When the stream reaches this point, *ms is set to milliseconds since the device was opened (CUDA: from
+  // events, so it measures device time); valid once the fence has been waited on.
+  virtual std::shared_ptr<Fence> timestamp(std::shared_ptr<double> ms) = 0;
 
   // Stops the stream at environment teardown; later calls throw.
   virtual void shutdown() {}

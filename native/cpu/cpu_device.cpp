@@ -55,6 +55,13 @@ void CpuDevice::normalize(const NormalizeJob& job) {
   stream_.enqueue([job] { cpu::normalizeBatch(job); });
 }
 
+std::shared_ptr<Fence> CpuDevice::timestamp(std::shared_ptr<double> ms) {
+  stream_.enqueue([ms, epoch = epoch_] {
+    *ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - epoch).count();
+  });
+  return stream_.fence();
+}
+
 std::shared_ptr<Fence> CpuDevice::download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) {
   stream_.enqueue([src, srcOffset, host, bytes] {
     std::memcpy(host, static_cast<const unsigned char*>(src->data()) + srcOffset, bytes);

@@ -1,5 +1,6 @@
 // The CPU backend: host memory and one worker-thread stream, so even large CPU work never blocks JS.
 #pragma once
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -22,6 +23,7 @@ class CpuDevice : public Device {
   void normalize(const NormalizeJob& job) override;
   std::shared_ptr<Fence> download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) override;
   std::shared_ptr<Fence> fence() override { return stream_.fence(); }
+  std::shared_ptr<Fence> timestamp(std::shared_ptr<double> ms) override;
   void shutdown() override { stream_.stop(); }
 
  protected:
@@ -31,6 +33,7 @@ class CpuDevice : public Device {
 
  private:
   CpuDevice() = default;
+  const std::chrono::steady_clock::time_point epoch_ = std::chrono::steady_clock::now();
   CpuStream stream_;
 };
 

@@ -42,6 +42,31 @@ class CudaFence : public Fence {
   size_t bytes_;
 };
 
+// Device time of a point in the stream: the elapsed time between the device's epoch event and this one.
+class TimestampFence : public Fence {
+ public:
+  TimestampFence(std::shared_ptr<CudaDevice> device, cudaEvent_t event, std::shared_ptr<double> ms)
+      : device_(std::move(device)), event_(event), ms_(std::move(ms)) {}
+  ~TimestampFence() override { cudaEventDestroy(event_); }
+
+  void wait() override {
+    cudaError_t st = cudaEventSynchronize(event_);
+    float elapsed = 0;
+    if (st == cudaSuccess) st = cudaEventElapsedTime(&elapsed, device_->epoch(), event_);
+    if (st != cudaSuccess) {
+      const std::string message = "cudaEventElapsedTime: " + describeStatus(st) + " on " + device_->name();
+      device_->noteFailure(st, message);
+      throwError(message);
+    }
+    *ms_ = elapsed;
+  }
+
+ private:
+  std::shared_ptr<CudaDevice> device_;
+  cudaEvent_t event_;
+  std::shared_ptr<double> ms_;
+};
+
 // Per-normalizer device data, built on its first forward: the layer table, the scratch for W v products,
 // and the table of output pointers (re-uploaded only when the outputs change).
 struct CudaPlan {
@@ -96,6 +121,8 @@ CudaDevice::CudaDevice(int index) : index_(index) {
     BSSN_CUDA_TRY(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
   }
   BSSN_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  BSSN_CUDA_TRY(cudaEventCreateWithFlags(&epoch_, cudaEventBlockingSync));
+  BSSN_CUDA_TRY(cudaEventRecord(epoch_, stream_));
 }
 
 CudaDevice::~CudaDevice() {
@@ -104,6 +131,7 @@ CudaDevice::~CudaDevice() {
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);
   }
+  if (epoch_) cudaEventDestroy(epoch_);
 }
 
 void CudaDevice::shutdown() {
@@ -216,6 +244,18 @@ std::shared_ptr<Fence> CudaDevice::fence() {
   }
   auto self = std::static_pointer_cast<CudaDevice>(shared_from_this());
   return std::make_shared<CudaFence>(self, event, nullptr, nullptr, 0);
+}
+
+std::shared_ptr<Fence> CudaDevice::timestamp(std::shared_ptr<double> ms) {
+  enter();
+  cudaEvent_t event;
+  BSSN_CUDA_TRY(cudaEventCreateWithFlags(&event, cudaEventBlockingSync));
+  const cudaError_t st = cudaEventRecord(event, stream_);
+  if (st != cudaSuccess) {
+    cudaEventDestroy(event);
+    throwStatus("cudaEventRecord", st, "", __FILE__, __LINE__);
+  }
+  return std::make_shared<TimestampFence>(std::static_pointer_cast<CudaDevice>(shared_from_this()), event, std::move(ms));
 }
 
 void CudaDevice::normalize(const NormalizeJob& job) {

@@ -38,9 +38,11 @@ class CudaDevice : public Device {
   void normalize(const NormalizeJob& job) override;
   std::shared_ptr<Fence> download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) override;
   std::shared_ptr<Fence> fence() override;
+  std::shared_ptr<Fence> timestamp(std::shared_ptr<double> ms) override;
   void shutdown() override;
 
   cudaStream_t stream() const { return stream_; }
+  cudaEvent_t epoch() const { return epoch_; }
   PinnedPool& pinned() { return pinned_; }
   // Records a failure seen off the JS thread (a fence); sticky ones make every later call throw.
   void noteFailure(cudaError_t status, const std::string& message);
@@ -59,6 +61,7 @@ class CudaDevice : public Device {
   int index_;
   std::string name_;
   cudaStream_t stream_ = nullptr;
+  cudaEvent_t epoch_ = nullptr;  // recorded when the device was opened; timestamps are measured from it
   bool usePool_ = false;
   PinnedPool pinned_;
   std::mutex faultMutex_;

@@ -18,6 +18,7 @@ Napi::Function DeviceHandle::define(Napi::Env env) {
                       InstanceMethod<&DeviceHandle::Index>("index"),
                       InstanceMethod<&DeviceHandle::MemoryStats>("memoryStats"),
                       InstanceMethod<&DeviceHandle::Synchronize>("synchronize"),
+                      InstanceMethod<&DeviceHandle::Timestamp>("timestamp"),
                       InstanceMethod<&DeviceHandle::FromData>("fromData"), InstanceMethod<&DeviceHandle::Zeros>("zeros"),
                       InstanceMethod<&DeviceHandle::Empty>("empty"),
                       InstanceMethod<&DeviceHandle::Randn>("randn")});
@@ -67,8 +68,16 @@ Napi::Value DeviceHandle::MemoryStats(const Napi::CallbackInfo& info) {
 Napi::Value DeviceHandle::Synchronize(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     checkThis<DeviceHandle>(info, "DeviceHandle");
-    return ReadbackWorker::start(info.Env(), device_->fence(), nullptr,
-                                 [](Napi::Env env, const std::vector<float>&) { return env.Undefined(); }, {info.This()});
+    return ReadbackWorker::start(info.Env(), device_->fence(), [](Napi::Env env) { return env.Undefined(); }, {info.This()});
+  });
+}
+
+Napi::Value DeviceHandle::Timestamp(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    auto ms = std::make_shared<double>(0);
+    return ReadbackWorker::start(info.Env(), device_->timestamp(ms), [ms](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *ms); },
+                                 {info.This()});
   });
 }
 

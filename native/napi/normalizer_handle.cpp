@@ -113,9 +113,7 @@ Napi::Value NormalizerHandle::Sigmas(const Napi::CallbackInfo& info) {
     checkThis<NormalizerHandle>(info, "NormalizerHandle");
     auto host = std::make_shared<std::vector<float>>();
     auto fence = normalizer().readSigmas(*host);
-    return ReadbackWorker::start(info.Env(), std::move(fence), host,
-                                 [](Napi::Env env, const std::vector<float>& h) -> Napi::Value { return copyToJs(env, h); },
-                                 {info.This()});
+    return ReadbackWorker::floats(info.Env(), std::move(fence), host, info.This());
   });
 }
 
@@ -137,9 +135,7 @@ Napi::Value NormalizerHandle::GetState(const Napi::CallbackInfo& info) {
     checkThis<NormalizerHandle>(info, "NormalizerHandle");
     auto host = std::make_shared<std::vector<float>>();
     auto fence = normalizer().readState(size_t(toInteger(info[0], "layer index", 0, 1 << 30)), *host);
-    return ReadbackWorker::start(info.Env(), std::move(fence), host,
-                                 [](Napi::Env env, const std::vector<float>& h) -> Napi::Value { return copyToJs(env, h); },
-                                 {info.This()});
+    return ReadbackWorker::floats(info.Env(), std::move(fence), host, info.This());
   });
 }
 

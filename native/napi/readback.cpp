@@ -1,25 +1,28 @@
 #include "napi/readback.h"
 
 #include "core/error.h"
+#include "napi/convert.h"
 
 namespace bssn::napi {
 
-ReadbackWorker::ReadbackWorker(Napi::Env env, std::shared_ptr<Fence> fence, std::shared_ptr<std::vector<float>> host,
-                               Resolve resolve)
+ReadbackWorker::ReadbackWorker(Napi::Env env, std::shared_ptr<Fence> fence, Resolve resolve)
     : Napi::AsyncWorker(env, "bssn:readback"),
       deferred_(Napi::Promise::Deferred::New(env)),
       fence_(std::move(fence)),
-      host_(std::move(host)),
       resolve_(std::move(resolve)) {}
 
-Napi::Promise ReadbackWorker::start(Napi::Env env, std::shared_ptr<Fence> fence, std::shared_ptr<std::vector<float>> host,
-                                    Resolve resolve, std::vector<Napi::Value> keepAlive) {
-  auto* worker = new ReadbackWorker(env, std::move(fence), std::move(host), std::move(resolve));
+Napi::Promise ReadbackWorker::start(Napi::Env env, std::shared_ptr<Fence> fence, Resolve resolve, std::vector<Napi::Value> keepAlive) {
+  auto* worker = new ReadbackWorker(env, std::move(fence), std::move(resolve));
   for (Napi::Value v : keepAlive)
     if (v.IsObject()) worker->keepAlive_.push_back(Napi::Persistent(v.As<Napi::Object>()));
   Napi::Promise promise = worker->deferred_.Promise();
   worker->Queue();  // the worker deletes itself after OnOK/OnError
   return promise;
+}
+
+Napi::Promise ReadbackWorker::floats(Napi::Env env, std::shared_ptr<Fence> fence, std::shared_ptr<std::vector<float>> host,
+                                     Napi::Value owner) {
+  return start(env, std::move(fence), [host](Napi::Env e) -> Napi::Value { return copyToJs(e, *host); }, {owner});
 }
 
 void ReadbackWorker::Execute() {
@@ -33,7 +36,7 @@ void ReadbackWorker::Execute() {
 void ReadbackWorker::OnOK() {
   Napi::Env env = Env();
   try {
-    deferred_.Resolve(resolve_(env, host_ ? *host_ : std::vector<float>()));
+    deferred_.Resolve(resolve_(env));
   } catch (const Napi::Error& e) {
     deferred_.Reject(e.Value());
   } catch (const std::exception& e) {

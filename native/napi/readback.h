@@ -1,5 +1,5 @@
 // Resolves a promise once a device fence has passed, without blocking the event loop: the wait runs on the
-// libuv thread pool, and the host copy is handed to JS in OnOK.
+// libuv thread pool, and `resolve` turns the host-side result (captured by it) into a JS value in OnOK.
 #pragma once
 #include <napi.h>
 
@@ -13,12 +13,14 @@ namespace bssn::napi {
 
 class ReadbackWorker : public Napi::AsyncWorker {
  public:
-  using Resolve = std::function<Napi::Value(Napi::Env, const std::vector<float>&)>;
+  using Resolve = std::function<Napi::Value(Napi::Env)>;
 
-  // `host` is the destination of the enqueued download (or empty for a plain fence); `keepAlive` holds the
-  // JS objects the operation belongs to until it settles.
-  static Napi::Promise start(Napi::Env env, std::shared_ptr<Fence> fence, std::shared_ptr<std::vector<float>> host,
-                             Resolve resolve, std::vector<Napi::Value> keepAlive = {});
+  // `keepAlive` holds the JS objects the operation belongs to until it settles.
+  static Napi::Promise start(Napi::Env env, std::shared_ptr<Fence> fence, Resolve resolve, std::vector<Napi::Value> keepAlive = {});
+
+  // A promise of a Float32Array copied from `host` (the destination of the download behind `fence`).
+  static Napi::Promise floats(Napi::Env env, std::shared_ptr<Fence> fence, std::shared_ptr<std::vector<float>> host,
+                              Napi::Value owner);
 
  protected:
   void Execute() override;
@@ -26,11 +28,10 @@ class ReadbackWorker : public Napi::AsyncWorker {
   void OnError(const Napi::Error& error) override;
 
  private:
-  ReadbackWorker(Napi::Env env, std::shared_ptr<Fence> fence, std::shared_ptr<std::vector<float>> host, Resolve resolve);
+  ReadbackWorker(Napi::Env env, std::shared_ptr<Fence> fence, Resolve resolve);
 
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<Fence> fence_;
-  std::shared_ptr<std::vector<float>> host_;
   Resolve resolve_;
   std::vector<Napi::ObjectReference> keepAlive_;
 };

@@ -12,7 +12,8 @@ namespace bssn::napi {
 Napi::Function TensorHandle::define(Napi::Env env) {
   return DefineClass(env, "TensorHandle",
                      {InstanceMethod<&TensorHandle::Shape>("shape"), InstanceMethod<&TensorHandle::Disposed>("disposed"),
-                      InstanceMethod<&TensorHandle::Dispose>("dispose"), InstanceMethod<&TensorHandle::ToArray>("toArray")});
+                      InstanceMethod<&TensorHandle::Dispose>("dispose"), InstanceMethod<&TensorHandle::ToArray>("toArray"),
+                      InstanceMethod<&TensorHandle::Clone>("clone")});
 }
 
 TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
@@ -72,9 +73,17 @@ Napi::Value TensorHandle::ToArray(const Napi::CallbackInfo& info) {
     auto host = std::make_shared<std::vector<float>>(size_t(tensor_->numel()));
     auto fence = host->empty() ? tensor_->device()->fence()
                                : tensor_->device()->download(buffer, 0, host->data(), host->size() * sizeof(float));
-    return ReadbackWorker::start(info.Env(), std::move(fence), host,
-                                 [](Napi::Env env, const std::vector<float>& h) -> Napi::Value { return copyToJs(env, h); },
-                                 {info.This()});
+    return ReadbackWorker::floats(info.Env(), std::move(fence), host, info.This());
+  });
+}
+
+Napi::Value TensorHandle::Clone(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<TensorHandle>(info, "TensorHandle");
+    const BufferPtr& source = tensor_->buffer();
+    TensorPtr copy = Tensor::create(tensor_->device(), tensor_->shape(), tensor_->dtype());
+    tensor_->device()->copy(copy->buffer(), 0, source, 0, tensor_->bytes());
+    return Addon::of(info.Env()).wrapTensor(info.Env(), std::move(copy));
   });
 }
 

@@ -21,6 +21,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value Disposed(const Napi::CallbackInfo& info);
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value ToArray(const Napi::CallbackInfo& info);
+  Napi::Value Clone(const Napi::CallbackInfo& info);
 
   void reportReleased(Napi::Env env);
 

@@ -99,6 +99,15 @@ export class BSSN {
     return [...this.#ownedOutputs()]
   }
 
+  /**
+   * The scale-only forward: advances the state (training mode) and computes sigmas and divisors, but writes no
+   * normalized copy, for layers that multiply their output by c / divisor instead of materializing the weight.
+   */
+  updateSigmas(): void {
+    this.#checkAlive()
+    this.#handle.forward(this.#iterations(), null, false)
+  }
+
   /** @internal Writes the normalized weights into `outputs` (one per weight, caller-owned). */
   forwardInto(outputs: readonly Tensor[], training = this.#training): void {
     this.#checkAlive()
