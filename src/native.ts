@@ -16,6 +16,7 @@ export interface NativeTensorHandle {
   dispose(): void
   toArray(): Promise<Float32Array>
   clone(): NativeTensorHandle
+  copyFrom(source: NativeTensorHandle): void
 }
 
 export interface NativeDeviceHandle {

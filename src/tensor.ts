@@ -59,6 +59,14 @@ export class Tensor {
     return new Tensor(this.#handle.clone(), this.device)
   }
 
+  /** Overwrites this tensor with `source`'s values (same device and shape), in stream order. */
+  copyFrom(source: Tensor): this {
+    this.#checkAlive()
+    if (!(source instanceof Tensor)) throw new TypeError('expected source to be a Tensor')
+    this.#handle.copyFrom(source.handle)
+    return this
+  }
+
   /** Frees the memory at once (ops already enqueued still see it). Disposing twice is allowed. */
   dispose(): void {
     if (this.disposed) return

@@ -42,8 +42,14 @@ forEachBackend((getDevice) => {
     using b = a.clone()
     expect(b.shape).toEqual([3, 5])
     expect(await b.toArray()).toEqual(await a.toArray())
+    using c = device.zeros([3, 5])
+    expect(c.copyFrom(a)).toBe(c)
+    expect(await c.toArray()).toEqual(await a.toArray())
+    using wrong = device.zeros([5, 3])
+    expect(() => wrong.copyFrom(a)).toThrow(/expected a source of shape \[5, 3\], got \[3, 5\]/)
     a.dispose()
     expect((await b.toArray()).length).toBe(15)
+    expect(() => c.copyFrom(a)).toThrow(/source tensor was disposed/)
   })
 
   it('timestamps are ordered and measure stream time', async () => {

@@ -13,7 +13,7 @@ Napi::Function TensorHandle::define(Napi::Env env) {
   return DefineClass(env, "TensorHandle",
                      {InstanceMethod<&TensorHandle::Shape>("shape"), InstanceMethod<&TensorHandle::Disposed>("disposed"),
                       InstanceMethod<&TensorHandle::Dispose>("dispose"), InstanceMethod<&TensorHandle::ToArray>("toArray"),
-                      InstanceMethod<&TensorHandle::Clone>("clone")});
+                      InstanceMethod<&TensorHandle::Clone>("clone"), InstanceMethod<&TensorHandle::CopyFrom>("copyFrom")});
 }
 
 TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
@@ -84,6 +84,19 @@ Napi::Value TensorHandle::Clone(const Napi::CallbackInfo& info) {
     TensorPtr copy = Tensor::create(tensor_->device(), tensor_->shape(), tensor_->dtype());
     tensor_->device()->copy(copy->buffer(), 0, source, 0, tensor_->bytes());
     return Addon::of(info.Env()).wrapTensor(info.Env(), std::move(copy));
+  });
+}
+
+// copyFrom(source): this tensor's memory takes the source's values, in stream order (same device and shape).
+Napi::Value TensorHandle::CopyFrom(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<TensorHandle>(info, "TensorHandle");
+    const TensorPtr& source = unwrapTagged<TensorHandle>(info[0], "a bssn tensor handle")->tensor();
+    if (source->device() != tensor_->device()) throwTypeError("copyFrom: the source is on another device");
+    if (source->shape() != tensor_->shape())
+      throwRangeError("copyFrom: expected a source of shape " + shapeToString(tensor_->shape()) + ", got " + shapeToString(source->shape()));
+    tensor_->device()->copy(tensor_->buffer(), 0, source->buffer("source tensor"), 0, tensor_->bytes());
+    return info.This();
   });
 }
 

@@ -22,6 +22,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value Dispose(const Napi::CallbackInfo& info);
   Napi::Value ToArray(const Napi::CallbackInfo& info);
   Napi::Value Clone(const Napi::CallbackInfo& info);
+  Napi::Value CopyFrom(const Napi::CallbackInfo& info);
 
   void reportReleased(Napi::Env env);
 

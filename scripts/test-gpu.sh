@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The GPU host's check (npm run test:gpu): build with CUDA ON, run the whole suite with BSSN_REQUIRE_CUDA=1 (so
+# every backend test runs on CUDA too and a missing GPU fails), memcheck the GPU tests when compute-sanitizer is
+# there, then print the benchmark table last. Exits non-zero if any step failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+status=0
+step() { echo; echo "=== $*"; }
+
+step "build (BSSN_CUDA=ON)"
+BSSN_CUDA=ON node scripts/install.cjs --force || exit 1
+npx tsc -p tsconfig.build.json || exit 1
+
+step "tests (BSSN_REQUIRE_CUDA=1)"
+BSSN_REQUIRE_CUDA=1 npx vitest run || status=1
+
+sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+if [ -n "$sanitizer" ]; then
+  step "compute-sanitizer --tool memcheck over test/gpu"
+  BSSN_REQUIRE_CUDA=1 BSSN_UNDER_SANITIZER=1 "$sanitizer" --tool memcheck --error-exitcode 3 --target-processes all \
+    node node_modules/vitest/vitest.mjs run test/gpu || status=1
+else
+  echo "compute-sanitizer not found: memcheck not run" >&2
+  status=1
+fi
+
+step "benchmark"
+node bench/normalize.mjs --device "${BSSN_BENCH_DEVICE:-cuda}" || status=1
+exit $status
