@@ -9,6 +9,7 @@ export default defineConfig({
     pool: 'forks',
     // Every device allocation starts as NaN, so an op that leaves part of its output unwritten fails a test.
     env: { BSSN_POISON_ALLOCATIONS: '1' },
-    poolOptions: { forks: { singleFork: true } },
+    // --expose-gc: tests check that forgotten tensors are freed by the garbage collector.
+    poolOptions: { forks: { singleFork: true, execArgv: ['--expose-gc'] } },
   },
 })

@@ -10,7 +10,12 @@ class CpuFence : public Fence {
  public:
   explicit CpuFence(std::shared_future<std::string> done) : done_(std::move(done)) {}
   void wait() override {
-    const std::string& error = done_.get();
+    std::string error;
+    try {
+      error = done_.get();
+    } catch (const std::future_error&) {
+      error = "the CPU device was shut down before this operation ran";
+    }
     if (!error.empty()) throwError(error);
   }
 
@@ -65,10 +70,15 @@ void CpuStream::run() {
 }
 
 void CpuStream::stop() {
+  // Work still queued at teardown is dropped: its results have nobody to go to. A dropped fence breaks its
+  // promise, so a thread waiting on it wakes with an error instead of hanging.
+  std::deque<std::function<void()>> dropped;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
+    dropped.swap(queue_);
   }
+  dropped.clear();
   wake_.notify_one();
   if (!worker_.joinable()) return;
   // The device is only destroyed from its own worker if its last holder was a queued task; the worker then

@@ -20,6 +20,7 @@ class CpuStream {
 
   void enqueue(std::function<void()> task);
   std::shared_ptr<Fence> fence();
+  // Drops queued work, waits for the running task, and ends the worker. Later enqueues throw.
   void stop();
 
  private:

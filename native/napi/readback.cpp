@@ -46,4 +46,15 @@ void ReadbackWorker::OnOK() {
 
 void ReadbackWorker::OnError(const Napi::Error& error) { deferred_.Reject(error.Value()); }
 
+// When a worker thread's environment is torn down with a read still in flight, the work completes while JS can
+// no longer run: settling the promise fails, and node-addon-api reports that by throwing from a C callback,
+// which would abort the process. Nobody is left to tell, so the worker is just freed.
+void ReadbackWorker::OnWorkComplete(Napi::Env env, napi_status status) {
+  try {
+    Napi::AsyncWorker::OnWorkComplete(env, status);  // settles the promise, then deletes this
+  } catch (...) {
+    Destroy();
+  }
+}
+
 }  // namespace bssn::napi

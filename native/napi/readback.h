@@ -26,6 +26,7 @@ class ReadbackWorker : public Napi::AsyncWorker {
   void Execute() override;
   void OnOK() override;
   void OnError(const Napi::Error& error) override;
+  void OnWorkComplete(Napi::Env env, napi_status status) override;
 
  private:
   ReadbackWorker(Napi::Env env, std::shared_ptr<Fence> fence, Resolve resolve);

@@ -31,7 +31,9 @@ TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Te
 TensorHandle::~TensorHandle() {
   // Finalizer fallback for tensors JS forgot to dispose. Owned tensors belong to their owner.
   if (tensor_ && tensor_->owner().empty()) tensor_->release();
-  if (reportedBytes_) Napi::MemoryManagement::AdjustExternalMemory(Env(), -reportedBytes_);
+  // The raw call: during environment teardown it may fail, and a destructor must not throw.
+  int64_t ignored;
+  if (reportedBytes_) napi_adjust_external_memory(Env(), -reportedBytes_, &ignored);
 }
 
 void TensorHandle::reportReleased(Napi::Env env) {
