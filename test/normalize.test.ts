@@ -46,6 +46,9 @@ const cases: Array<{ shape: number[]; dim: number }> = [
   { shape: [2, 1, 1, 1], dim: 0 },
   { shape: [1, 1, 3, 3], dim: 1 },
   { shape: [64, 3, 1, 1], dim: 0 },
+  { shape: [4, 6, 1, 1], dim: 1 },
+  { shape: [5, 1, 7], dim: 2 },
+  { shape: [5, 3, 7], dim: 2 },
 ]
 
 forEachBackend((getDevice) => {

@@ -28,6 +28,90 @@ void forEachRun(const LayerView& v, Fn&& fn) {
   }
 }
 
+// A weight with K == M == 1 is a plain matrix P[a][b] (b contiguous): rows are i (dim 0) or c (dim >= 1).
+bool isPlainMatrix(const LayerView& v) { return v.K == 1 && v.M == 1; }
+
+// x1 = W1^T u1 and, when x2 is given, x2 = W2^T u2: one walk over W serves both directions.
+void multiplyTransposed(const LayerView& v, const float* w, const float* u1, const float* u2, std::vector<double>& x1, double* x2) {
+  std::fill(x1.begin(), x1.end(), 0.0);
+  if (x2) std::fill(x2, x2 + v.cols2(), 0.0);
+  if (isPlainMatrix(v)) {
+    const bool rowsAreI = v.strideI > v.strideC;
+    const int64_t rows = rowsAreI ? v.R : v.C, cols = rowsAreI ? v.C : v.R;
+    // x over the columns is an axpy per row; x over the rows is a dot per row.
+    double* axpyOut = rowsAreI ? x1.data() : x2;
+    double* dotOut = rowsAreI ? x2 : x1.data();
+    const float* axpyScale = rowsAreI ? u1 : u2;
+    const float* dotWith = rowsAreI ? u2 : u1;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* p = w + r * cols;
+      if (axpyOut) {
+        const double a = axpyScale[r];
+        for (int64_t c = 0; c < cols; ++c) axpyOut[c] += double(p[c]) * a;
+      }
+      if (dotOut) {
+        double s = 0;
+        for (int64_t c = 0; c < cols; ++c) s += double(p[c]) * dotWith[c];
+        dotOut[r] = s;
+      }
+    }
+    return;
+  }
+  const int64_t M = v.M, K = v.K;
+  forEachRun(v, [&](int64_t i, int64_t c, int64_t m, int64_t off) {
+    const float* p = w + off;
+    const double a = u1[i];
+    double* r1 = x1.data() + (c * M + m) * K;
+    for (int64_t k = 0; k < K; ++k) r1[k] += double(p[k]) * a;
+    if (x2) {
+      const double b = u2[c];
+      double* r2 = x2 + (i * M + m) * K;
+      for (int64_t k = 0; k < K; ++k) r2[k] += double(p[k]) * b;
+    }
+  });
+}
+
+// t1 = W1 v1 and, when t2 is given, t2 = W2 v2.
+void multiply(const LayerView& v, const float* w, const float* v1, const float* v2, std::vector<double>& t1, double* t2) {
+  std::fill(t1.begin(), t1.end(), 0.0);
+  if (t2) std::fill(t2, t2 + v.C, 0.0);
+  if (isPlainMatrix(v)) {
+    const bool rowsAreI = v.strideI > v.strideC;
+    const int64_t rows = rowsAreI ? v.R : v.C, cols = rowsAreI ? v.C : v.R;
+    double* dotOut = rowsAreI ? t1.data() : t2;
+    double* axpyOut = rowsAreI ? t2 : t1.data();
+    const float* dotWith = rowsAreI ? v1 : v2;
+    const float* axpyScale = rowsAreI ? v2 : v1;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* p = w + r * cols;
+      if (dotOut) {
+        double s = 0;
+        for (int64_t c = 0; c < cols; ++c) s += double(p[c]) * dotWith[c];
+        dotOut[r] = s;
+      }
+      if (axpyOut) {
+        const double a = axpyScale[r];
+        for (int64_t c = 0; c < cols; ++c) axpyOut[c] += double(p[c]) * a;
+      }
+    }
+    return;
+  }
+  const int64_t M = v.M, K = v.K;
+  forEachRun(v, [&](int64_t i, int64_t c, int64_t m, int64_t off) {
+    const float* p = w + off;
+    const float* a = v1 + (c * M + m) * K;
+    double s1 = 0;
+    for (int64_t k = 0; k < K; ++k) s1 += double(p[k]) * a[k];
+    t1[i] += s1;
+    if (t2) {
+      const float* b = v2 + (i * M + m) * K;
+      double s2 = 0;
+      for (int64_t k = 0; k < K; ++k) s2 += double(p[k]) * b[k];
+      t2[c] += s2;
+    }
+  });
+}
+
 // x / max(||x||, eps) into float; returns ||x||.
 double normalizeInto(const std::vector<double>& x, float* out, float eps) {
   double ss = 0;
@@ -50,30 +134,13 @@ LayerSigmas layerSigmas(const LayerView& v, const float* w, float* state, int it
     return {norm, norm};
   }
   const bool both = second && v.kind == LayerKind::Bidirectional;
-  const int64_t M = v.M, K = v.K;
   float* u1 = state + v.u1;
   float* v1 = state + v.v1;
   float* u2 = both ? state + v.u2 : nullptr;
   float* v2 = both ? state + v.v2 : nullptr;
   std::vector<double> x1, x2, t1(size_t(v.R)), t2(both ? size_t(v.C) : 0);
 
-  auto multiplyByV = [&] {  // t1 = W1 v1, t2 = W2 v2
-    std::fill(t1.begin(), t1.end(), 0.0);
-    std::fill(t2.begin(), t2.end(), 0.0);
-    forEachRun(v, [&](int64_t i, int64_t c, int64_t m, int64_t off) {
-      const float* p = w + off;
-      const float* a = v1 + (c * M + m) * K;
-      double s1 = 0;
-      for (int64_t k = 0; k < K; ++k) s1 += double(p[k]) * a[k];
-      t1[i] += s1;
-      if (both) {
-        const float* b = v2 + (i * M + m) * K;
-        double s2 = 0;
-        for (int64_t k = 0; k < K; ++k) s2 += double(p[k]) * b[k];
-        t2[c] += s2;
-      }
-    });
-  };
+  auto multiplyByV = [&] { multiply(v, w, v1, v2, t1, t2.empty() ? nullptr : t2.data()); };
   auto dot = [](const float* a, const std::vector<double>& b) {
     double s = 0;
     for (size_t k = 0; k < b.size(); ++k) s += a[k] * b[k];
@@ -88,20 +155,7 @@ LayerSigmas layerSigmas(const LayerView& v, const float* w, float* state, int it
   if (both) x2.resize(size_t(v.cols2()));
   double norm1 = 0, norm2 = 0;
   for (int it = 0; it < iterations; ++it) {
-    // x1 = W1^T u1, x2 = W2^T u2: one walk over W serves both directions.
-    std::fill(x1.begin(), x1.end(), 0.0);
-    std::fill(x2.begin(), x2.end(), 0.0);
-    forEachRun(v, [&](int64_t i, int64_t c, int64_t m, int64_t off) {
-      const float* p = w + off;
-      const double a = u1[i];
-      double* r1 = x1.data() + (c * M + m) * K;
-      for (int64_t k = 0; k < K; ++k) r1[k] += double(p[k]) * a;
-      if (both) {
-        const double b = u2[c];
-        double* r2 = x2.data() + (i * M + m) * K;
-        for (int64_t k = 0; k < K; ++k) r2[k] += double(p[k]) * b;
-      }
-    });
+    multiplyTransposed(v, w, u1, u2, x1, both ? x2.data() : nullptr);
     normalizeInto(x1, v1, eps);
     if (both) normalizeInto(x2, v2, eps);
     multiplyByV();
