@@ -33,6 +33,8 @@ inline bool isSticky(cudaError_t status) {
 }
 
 [[noreturn]] inline void throwStatus(const char* call, cudaError_t status, const std::string& detail, const char* file, int line) {
+  // A failed call also sets the thread's last error; clear it, or the next launch check would report it again.
+  cudaGetLastError();
   std::string message = std::string(call) + ": " + describeStatus(status);
   if (!detail.empty()) message += " (" + detail + ")";
   message += " at " + std::string(file) + ":" + std::to_string(line);

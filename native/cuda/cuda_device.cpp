@@ -179,7 +179,10 @@ void CudaDevice::freeRaw(void* data, size_t) noexcept {
   // Stream-ordered: the memory returns to the pool after the work already enqueued has run.
   cudaSetDevice(index_);
   const cudaError_t st = usePool_ ? cudaFreeAsync(data, stream_) : cudaFree(data);
-  if (st != cudaSuccess) noteFailure(st, std::string("cudaFreeAsync: ") + describeStatus(st));
+  if (st != cudaSuccess) {
+    cudaGetLastError();  // nobody to throw to from a destructor: keep it from surfacing at the next launch
+    noteFailure(st, std::string("cudaFreeAsync: ") + describeStatus(st));
+  }
 }
 
 void CudaDevice::poisonRaw(void* data, size_t bytes) { BSSN_CUDA_TRY(cudaMemsetAsync(data, 0xFF, bytes, stream_)); }

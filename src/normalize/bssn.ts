@@ -25,6 +25,19 @@ export interface LayerState {
 
 const stateKeys = ['u', 'v', 'u2', 'v2'] as const
 
+/** Checks a batch of weights: a non-empty array of live tensors on one device. */
+export function checkWeights(weights: unknown): readonly Tensor[] {
+  if (!Array.isArray(weights)) throw new TypeError(`expected weights to be an array of tensors, got ${describe(weights)}`)
+  if (weights.length === 0) throw new RangeError('expected at least one weight, got an empty array')
+  for (const [i, w] of weights.entries()) {
+    if (!(w instanceof Tensor)) throw new TypeError(`expected weights[${i}] to be a Tensor, got ${describe(w)}`)
+    if (w.disposed) throw new Error(`weights[${i}] was disposed`)
+    if (!w.device.equals(weights[0].device))
+      throw new TypeError(`expected every weight on one device; weights[${i}] is on ${w.device.name}, weights[0] on ${weights[0].device.name}`)
+  }
+  return weights
+}
+
 export class BSSN {
   readonly mode: NormalizationMode
   readonly scale: number
@@ -42,14 +55,7 @@ export class BSSN {
   #disposed = false
 
   constructor(weights: readonly Tensor[], options: BSSNOptions = {}) {
-    if (!Array.isArray(weights)) throw new TypeError(`expected weights to be an array of tensors, got ${describe(weights)}`)
-    if (weights.length === 0) throw new RangeError('expected at least one weight, got an empty array')
-    for (const [i, w] of weights.entries()) {
-      if (!(w instanceof Tensor)) throw new TypeError(`expected weights[${i}] to be a Tensor, got ${describe(w)}`)
-      if (w.disposed) throw new Error(`weights[${i}] was disposed`)
-      if (!w.device.equals(weights[0].device))
-        throw new TypeError(`expected every weight on one device; weights[${i}] is on ${w.device.name}, weights[0] on ${weights[0].device.name}`)
-    }
+    checkWeights(weights)
     const o = resolveOptions(options, weights.length)
     this.mode = o.mode
     this.scale = o.scale

@@ -3,7 +3,7 @@
 // batch of weights a call passes, and it is released when the weight is disposed.
 import { Tensor } from '../tensor.js'
 import { describe } from '../validate.js'
-import { BSSN } from './bssn.js'
+import { BSSN, checkWeights } from './bssn.js'
 import { resolveOptions, type BSSNOptions, type ResolvedOptions } from './options.js'
 
 export interface NormalizeCallOptions extends BSSNOptions {
@@ -31,14 +31,10 @@ export function bssnNormalize(weight: Tensor, options?: NormalizeCallOptions): T
 export function bssnNormalize(weights: readonly Tensor[], options?: NormalizeCallOptions): Tensor[]
 export function bssnNormalize(input: Tensor | readonly Tensor[], options: NormalizeCallOptions = {}): Tensor | Tensor[] {
   const single = input instanceof Tensor
-  const weights: readonly Tensor[] = single ? [input] : input
-  if (!Array.isArray(weights)) throw new TypeError(`expected a Tensor or an array of tensors, got ${describe(input)}`)
-  if (weights.length === 0) throw new RangeError('expected at least one weight, got an empty array')
-  for (const [i, w] of weights.entries()) {
-    if (!(w instanceof Tensor)) throw new TypeError(`expected weights[${i}] to be a Tensor, got ${describe(w)}`)
-    if (w.disposed) throw new Error(`weights[${i}] was disposed`)
+  const weights = checkWeights(single ? [input] : input)
+  weights.forEach((w, i) => {
     if (weights.indexOf(w) !== i) throw new RangeError(`weights[${i}] repeats weights[${weights.indexOf(w)}]: each weight has one state`)
-  }
+  })
   if (typeof options !== 'object' || options === null) throw new TypeError(`expected options to be an object, got ${describe(options)}`)
   const { training = true, ...bssnOptions } = options
   if (typeof training !== 'boolean') throw new TypeError(`expected training to be a boolean, got ${describe(training)}`)

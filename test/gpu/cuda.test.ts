@@ -94,6 +94,7 @@ suite(`CUDA matches the CPU backend${reason ? ` (skipped: ${reason})` : ''}`, ()
   it('out of memory is an Error naming the call and the size; the device stays usable', async () => {
     const device = cuda()
     expect(() => device.zeros([2 ** 40])).toThrow(/cudaMallocAsync: out of memory.*requested 4398046511104 bytes/)
+    // the failed allocation must not surface as an error of the next kernel launch
     using t = device.randn([4], { seed: 1 })
     expect((await t.toArray()).length).toBe(4)
   })
