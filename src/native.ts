@@ -57,6 +57,8 @@ export interface NativeNormalizerHandle {
   getState(layer: number): Promise<Float32Array>
   setState(layer: number, which: 0 | 1 | 2 | 3, values: Float32Array): void
   adoptState(layer: number, other: NativeNormalizerHandle, otherLayer: number): void
+  backward(grads: readonly NativeTensorHandle[], outputs: readonly NativeTensorHandle[] | null): void
+  gradOutputs(): NativeTensorHandle[]
   dispose(): void
 }
 

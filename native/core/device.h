@@ -74,6 +74,9 @@ class Device : public std::enable_shared_from_this<Device> {
   // dst[i] = std * (standard normal sample i of stream `seed`, core/random.h): identical on every backend.
   virtual void randn(const BufferPtr& dst, size_t count, uint64_t seed, float std) = 0;
   virtual void normalize(const NormalizeJob& job) = 0;
+  // dL/dW into job.outputs from dL/dW_hat in job.grads, with u, v and the divisors of the last forward as
+  // constants (PyTorch's semantics): dW = (c/s) G - (c/s^2) <G, W> ds/dW.
+  virtual void normalizeBackward(const NormalizeJob& job) = 0;
   // download: `host` must stay valid until the returned fence has been waited on.
   virtual std::shared_ptr<Fence> download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) = 0;
   virtual std::shared_ptr<Fence> fence() = 0;

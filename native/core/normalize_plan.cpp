@@ -31,6 +31,7 @@ LayerView makeLayerView(const Shape& shape, int dim) {
     v.strideI = K;
     v.strideM = v.R * K;
     v.strideC = v.M * v.R * K;
+    v.iOutermost = false;
   }
   v.kind = nd == 2 ? LayerKind::Matrix : LayerKind::Bidirectional;
   return v;

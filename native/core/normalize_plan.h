@@ -35,6 +35,8 @@ struct LayerView {
   // Offsets (in floats) of this layer's vectors in the shared state buffer; -1 where the kind has none.
   int64_t u1 = -1, v1 = -1, u2 = -1, v2 = -1;
   int64_t stateBegin = 0, stateSize = 0;
+  // dim == 0: memory order is (i, c, k); otherwise (c, m, i, k).
+  bool iOutermost = true;
 
   int64_t cols1() const { return C * M * K; }
   int64_t cols2() const { return R * M * K; }
@@ -55,7 +57,8 @@ constexpr int kSigmaStride = 3;
 struct NormalizeJob {
   std::shared_ptr<const std::vector<LayerView>> layers;
   std::vector<BufferPtr> weights;  // one per layer
-  std::vector<BufferPtr> outputs;  // one per layer, or empty: compute sigmas only
+  std::vector<BufferPtr> outputs;  // one per layer, or empty: compute sigmas only (backward: dL/dW)
+  std::vector<BufferPtr> grads;    // backward only: dL/dW_hat, one per layer
   BufferPtr state;                 // every layer's u1, v1, u2, v2
   BufferPtr sigmas;                // kSigmaStride floats per layer
   int iterations = 1;              // 0: eval, sigma = u^T M v from the stored state

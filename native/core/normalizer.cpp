@@ -120,17 +120,38 @@ LayerStateSizes Normalizer::stateSizes(size_t layer) const {
   return s;
 }
 
-void Normalizer::enqueue(int iterations, std::vector<BufferPtr> outputs) {
+NormalizeJob Normalizer::makeJob() const {
   NormalizeJob job;
   job.layers = layers_;
   job.weights.reserve(weights_.size());
   for (size_t i = 0; i < weights_.size(); ++i) job.weights.push_back(weights_[i]->buffer(layerName(i).c_str()));
-  job.outputs = std::move(outputs);
   job.state = state_;
   job.sigmas = sigmas_;
-  job.iterations = iterations;
   job.params = params_;
   job.backendCache = &backendCache_;
+  return job;
+}
+
+// The buffers of `tensors`, which must match the weights one to one (device and shape).
+std::vector<BufferPtr> Normalizer::checkedBuffers(const std::vector<TensorPtr>& tensors, const char* what) const {
+  if (tensors.size() != weights_.size())
+    throwRangeError("expected " + std::to_string(weights_.size()) + " " + what + " tensors, got " + std::to_string(tensors.size()));
+  std::vector<BufferPtr> buffers;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const TensorPtr& t = tensors[i];
+    const std::string name = std::string(what) + " " + std::to_string(i);
+    if (t->device() != device_) throwTypeError(name + " is not on the weights' device");
+    if (t->shape() != weights_[i]->shape())
+      throwRangeError(name + " has shape " + shapeToString(t->shape()) + ", expected " + shapeToString(weights_[i]->shape()));
+    buffers.push_back(t->buffer(name.c_str()));
+  }
+  return buffers;
+}
+
+void Normalizer::enqueue(int iterations, std::vector<BufferPtr> outputs) {
+  NormalizeJob job = makeJob();
+  job.outputs = std::move(outputs);
+  job.iterations = iterations;
   device_->normalize(job);
 }
 
@@ -138,20 +159,28 @@ void Normalizer::forward(int iterations, const std::vector<TensorPtr>* outputs, 
   checkAlive();
   if (iterations < 0) throwRangeError("expected iterations >= 0");
   std::vector<BufferPtr> outs;
-  if (writeOutputs) {
-    const std::vector<TensorPtr>& targets = outputs ? *outputs : outputs_;
-    if (targets.size() != weights_.size())
-      throwRangeError("expected " + std::to_string(weights_.size()) + " output tensors, got " + std::to_string(targets.size()));
-    for (size_t i = 0; i < targets.size(); ++i) {
-      const TensorPtr& o = targets[i];
-      if (o->device() != device_) throwTypeError("output " + std::to_string(i) + " is not on the weights' device");
-      if (o->shape() != weights_[i]->shape())
-        throwRangeError("output " + std::to_string(i) + " has shape " + shapeToString(o->shape()) + ", expected " +
-                        shapeToString(weights_[i]->shape()));
-      outs.push_back(o->buffer(("output " + std::to_string(i)).c_str()));
+  if (writeOutputs) outs = checkedBuffers(outputs ? *outputs : outputs_, "output");
+  enqueue(iterations, std::move(outs));
+}
+
+const std::vector<TensorPtr>& Normalizer::gradOutputs() {
+  checkAlive();
+  if (gradOutputs_.empty()) {
+    for (const TensorPtr& w : weights_) {
+      TensorPtr g = Tensor::create(device_, w->shape(), w->dtype());
+      g->setOwner("BSSN");
+      gradOutputs_.push_back(std::move(g));
     }
   }
-  enqueue(iterations, std::move(outs));
+  return gradOutputs_;
+}
+
+void Normalizer::backward(const std::vector<TensorPtr>& grads, const std::vector<TensorPtr>* outputs) {
+  checkAlive();
+  NormalizeJob job = makeJob();
+  job.grads = checkedBuffers(grads, "gradient");
+  job.outputs = checkedBuffers(outputs ? *outputs : gradOutputs(), "weight gradient");
+  device_->normalizeBackward(job);
 }
 
 std::shared_ptr<Fence> Normalizer::readSigmas(std::vector<float>& host) const {
@@ -200,7 +229,9 @@ void Normalizer::dispose() {
   if (disposed_) return;
   disposed_ = true;
   for (const TensorPtr& o : outputs_) o->release();
+  for (const TensorPtr& g : gradOutputs_) g->release();
   outputs_.clear();
+  gradOutputs_.clear();
   weights_.clear();
   state_.reset();
   sigmas_.reset();

@@ -39,6 +39,11 @@ class Normalizer {
   // `writeOutputs` false computes sigmas only.
   void forward(int iterations, const std::vector<TensorPtr>* outputs, bool writeOutputs);
 
+  // Gradient with respect to the weights of the last forward's normalized weights, given `grads` (dL/dW_hat,
+  // one per weight). `outputs` null writes the owned gradient tensors.
+  void backward(const std::vector<TensorPtr>& grads, const std::vector<TensorPtr>* outputs);
+  const std::vector<TensorPtr>& gradOutputs();
+
   // Reads into `host` (resized here; it must outlive the fence).
   std::shared_ptr<Fence> readSigmas(std::vector<float>& host) const;
   std::shared_ptr<Fence> readState(size_t layer, std::vector<float>& host) const;
@@ -54,14 +59,17 @@ class Normalizer {
   void checkLayer(size_t layer) const;
   void checkAlive() const;
   void enqueue(int iterations, std::vector<BufferPtr> outputs);
+  NormalizeJob makeJob() const;
+  std::vector<BufferPtr> checkedBuffers(const std::vector<TensorPtr>& tensors, const char* what) const;
 
   DevicePtr device_;
   std::vector<TensorPtr> weights_;
   std::vector<TensorPtr> outputs_;
+  std::vector<TensorPtr> gradOutputs_;  // created on the first backward
   std::shared_ptr<std::vector<LayerView>> layers_;
   BufferPtr state_;
   BufferPtr sigmas_;
-  std::shared_ptr<void> backendCache_;
+  mutable std::shared_ptr<void> backendCache_;  // a backend's per-batch data (it fills it on first use)
   NormalizeParams params_;
   bool disposed_ = false;
 };

@@ -55,6 +55,10 @@ void CpuDevice::normalize(const NormalizeJob& job) {
   stream_.enqueue([job] { cpu::normalizeBatch(job); });
 }
 
+void CpuDevice::normalizeBackward(const NormalizeJob& job) {
+  stream_.enqueue([job] { cpu::normalizeBackwardBatch(job); });
+}
+
 std::shared_ptr<Fence> CpuDevice::timestamp(std::shared_ptr<double> ms) {
   stream_.enqueue([ms, epoch = epoch_] {
     *ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - epoch).count();

@@ -21,6 +21,7 @@ class CpuDevice : public Device {
   void fill(const BufferPtr& dst, size_t count, float value) override;
   void randn(const BufferPtr& dst, size_t count, uint64_t seed, float std) override;
   void normalize(const NormalizeJob& job) override;
+  void normalizeBackward(const NormalizeJob& job) override;
   std::shared_ptr<Fence> download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) override;
   std::shared_ptr<Fence> fence() override { return stream_.fence(); }
   std::shared_ptr<Fence> timestamp(std::shared_ptr<double> ms) override;

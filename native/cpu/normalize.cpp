@@ -195,4 +195,48 @@ void normalizeBatch(const NormalizeJob& job) {
   }
 }
 
+void normalizeBackwardBatch(const NormalizeJob& job) {
+  const std::vector<LayerView>& layers = *job.layers;
+  const float* state = job.state->f32();
+  const float* sigmas = job.sigmas->f32();
+  const NormalizeParams& p = job.params;
+  const bool bidirectional = modeIsBidirectional(p.mode);
+  const double c = modeIsScaled(p.mode) ? double(p.scale) : 1.0;
+  for (size_t j = 0; j < layers.size(); ++j) {
+    const LayerView& v = layers[j];
+    const float* w = job.weights[j]->f32();
+    const float* g = job.grads[j]->f32();
+    float* dw = job.outputs[j]->f32();
+    const double s = sigmas[j * kSigmaStride + 2];
+    if (s == 0) {  // the forward wrote zeros whatever W was
+      std::fill(dw, dw + v.numel, 0.0f);
+      continue;
+    }
+    double gw = 0;
+    for (int64_t k = 0; k < v.numel; ++k) gw += double(g[k]) * w[k];
+    const double a = c / s;            // coefficient of G
+    const double b = c / (s * s) * gw;  // coefficient of ds/dW
+    if (v.kind == LayerKind::Vector) {
+      // s = ||w||: ds/dw = w / ||w||
+      for (int64_t k = 0; k < v.numel; ++k) dw[k] = float(a * g[k] - b * w[k] / s);
+      continue;
+    }
+    const bool both = bidirectional && v.kind == LayerKind::Bidirectional;
+    const float* u1 = state + v.u1;
+    const float* v1 = state + v.v1;
+    const float* u2 = both ? state + v.u2 : nullptr;
+    const float* v2 = both ? state + v.v2 : nullptr;
+    const int64_t M = v.M, K = v.K;
+    // ds/dW = u1 v1^T in W1's layout (averaged with u2 v2^T mapped back from W2's layout in bsn/bssn).
+    forEachRun(v, [&](int64_t i, int64_t ci, int64_t m, int64_t off) {
+      const float* r1 = v1 + (ci * M + m) * K;
+      const float* r2 = both ? v2 + (i * M + m) * K : nullptr;
+      for (int64_t k = 0; k < K; ++k) {
+        const double ds = both ? 0.5 * (double(u1[i]) * r1[k] + double(u2[ci]) * r2[k]) : double(u1[i]) * r1[k];
+        dw[off + k] = float(a * g[off + k] - b * ds);
+      }
+    });
+  }
+}
+
 }  // namespace bssn::cpu

@@ -5,5 +5,6 @@
 namespace bssn::cpu {
 
 void normalizeBatch(const NormalizeJob& job);
+void normalizeBackwardBatch(const NormalizeJob& job);
 
 }  // namespace bssn::cpu

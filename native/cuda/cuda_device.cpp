@@ -67,14 +67,20 @@ class TimestampFence : public Fence {
   std::shared_ptr<double> ms_;
 };
 
-// Per-normalizer device data, built on its first forward: the layer table, the scratch for W v products,
-// and the table of output pointers (re-uploaded only when the outputs change).
+// A device array of per-layer pointers, re-uploaded only when the pointers change.
+struct PointerTable {
+  BufferPtr buffer;
+  std::vector<void*> current;
+};
+
+// Per-normalizer device data, built on its first use: the layer table, the scratch for W v products, the
+// per-layer dots of the backward, and the pointer tables of outputs and gradients.
 struct CudaPlan {
   BufferPtr table;
   BufferPtr scratch;
-  BufferPtr outputTable;
+  BufferPtr dots;
+  PointerTable outputs, grads, gradOutputs;
   std::vector<const void*> weights;
-  std::vector<void*> outputs;
   int64_t itemsA = 0, itemsB = 0, elements = 0;
 };
 
@@ -261,63 +267,79 @@ std::shared_ptr<Fence> CudaDevice::timestamp(std::shared_ptr<double> ms) {
   return std::make_shared<TimestampFence>(std::static_pointer_cast<CudaDevice>(shared_from_this()), event, std::move(ms));
 }
 
-void CudaDevice::normalize(const NormalizeJob& job) {
-  enter();
+// The plan of `job`'s batch: built on first use (and again if its weights changed), kept in job.backendCache.
+static CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
   const std::vector<LayerView>& layers = *job.layers;
-  const int count = int(layers.size());
-  const bool bidirectional = modeIsBidirectional(job.params.mode);
-
   auto* plan = static_cast<CudaPlan*>(job.backendCache->get());
   bool stale = !plan || plan->weights.size() != layers.size();
   for (size_t i = 0; !stale && i < layers.size(); ++i) stale = plan->weights[i] != job.weights[i]->data();
-  if (stale) {
-    auto fresh = std::make_shared<CudaPlan>();
-    std::vector<DeviceLayer> table(layers.size());
-    int64_t scratch = 0;
-    for (int i = 0; i < count; ++i) {
-      const LayerView& v = layers[i];
-      DeviceLayer& d = table[i];
-      d.w = job.weights[i]->f32();
-      d.kind = int32_t(v.kind);
-      d.both = v.kind == LayerKind::Bidirectional && bidirectional;
-      d.R = v.R, d.C = v.C, d.M = v.M, d.K = v.K;
-      d.strideI = v.strideI, d.strideC = v.strideC, d.strideM = v.strideM;
-      d.numel = v.numel;
-      d.u1 = v.u1, d.v1 = v.v1, d.u2 = v.u2, d.v2 = v.v2;
-      d.t1 = scratch;
-      d.t2 = scratch + v.R;
-      scratch += v.R + v.C;
-      d.beginA = fresh->itemsA;
-      d.beginB = fresh->itemsB;
-      d.beginE = fresh->elements;
-      if (v.kind != LayerKind::Vector) {
-        fresh->itemsA += v.cols1() + (d.both ? v.cols2() : 0);
-        fresh->itemsB += v.R + (d.both ? v.C : 0);
-      }
-      fresh->elements += v.numel;
-      fresh->weights.push_back(d.w);
-    }
-    fresh->table = allocate(table.size() * sizeof(DeviceLayer));
-    upload(fresh->table, 0, table.data(), table.size() * sizeof(DeviceLayer));
-    fresh->scratch = allocate(size_t(scratch) * sizeof(float));
-    fresh->outputTable = allocate(layers.size() * sizeof(float*));
-    *job.backendCache = fresh;
-    plan = fresh.get();
-  }
+  if (!stale) return *plan;
 
+  const bool bidirectional = modeIsBidirectional(job.params.mode);
+  auto fresh = std::make_shared<CudaPlan>();
+  std::vector<DeviceLayer> table(layers.size());
+  int64_t scratch = 0;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const LayerView& v = layers[i];
+    DeviceLayer& d = table[i];
+    d.w = job.weights[i]->f32();
+    d.kind = int32_t(v.kind);
+    d.both = v.kind == LayerKind::Bidirectional && bidirectional;
+    d.iOutermost = v.iOutermost;
+    d.R = v.R, d.C = v.C, d.M = v.M, d.K = v.K;
+    d.strideI = v.strideI, d.strideC = v.strideC, d.strideM = v.strideM;
+    d.numel = v.numel;
+    d.u1 = v.u1, d.v1 = v.v1, d.u2 = v.u2, d.v2 = v.v2;
+    d.t1 = scratch;
+    d.t2 = scratch + v.R;
+    scratch += v.R + v.C;
+    d.beginA = fresh->itemsA;
+    d.beginB = fresh->itemsB;
+    d.beginE = fresh->elements;
+    if (v.kind != LayerKind::Vector) {
+      fresh->itemsA += v.cols1() + (d.both ? v.cols2() : 0);
+      fresh->itemsB += v.R + (d.both ? v.C : 0);
+    }
+    fresh->elements += v.numel;
+    fresh->weights.push_back(d.w);
+  }
+  fresh->table = device.allocate(table.size() * sizeof(DeviceLayer));
+  device.upload(fresh->table, 0, table.data(), table.size() * sizeof(DeviceLayer));
+  fresh->scratch = device.allocate(size_t(scratch) * sizeof(float));
+  fresh->dots = device.allocate(layers.size() * sizeof(double));
+  fresh->outputs.buffer = device.allocate(layers.size() * sizeof(void*));
+  fresh->grads.buffer = device.allocate(layers.size() * sizeof(void*));
+  fresh->gradOutputs.buffer = device.allocate(layers.size() * sizeof(void*));
+  *job.backendCache = fresh;
+  return *fresh;
+}
+
+// The device address of a table holding `buffers`' pointers (uploaded in stream order when they changed).
+static void* pointersOf(CudaDevice& device, PointerTable& table, const std::vector<BufferPtr>& buffers) {
+  std::vector<void*> pointers;
+  for (const BufferPtr& b : buffers) pointers.push_back(b->data());
+  if (pointers != table.current) {
+    device.upload(table.buffer, 0, pointers.data(), pointers.size() * sizeof(void*));
+    table.current = std::move(pointers);
+  }
+  return table.buffer->data();
+}
+
+void CudaDevice::normalize(const NormalizeJob& job) {
+  enter();
+  CudaPlan& plan = planFor(*this, job);
   BatchArgs args{};
-  args.layers = static_cast<const DeviceLayer*>(plan->table->data());
-  args.layerCount = count;
+  args.layers = static_cast<const DeviceLayer*>(plan.table->data());
+  args.layerCount = int(job.layers->size());
   args.state = job.state->f32();
-  args.scratch = plan->scratch->f32();
+  args.scratch = plan.scratch->f32();
   args.sigmas = job.sigmas->f32();
-  args.outputs = static_cast<float* const*>(plan->outputTable->data());
-  args.itemsA = plan->itemsA;
-  args.itemsB = plan->itemsB;
-  args.elements = plan->elements;
+  args.itemsA = plan.itemsA;
+  args.itemsB = plan.itemsB;
+  args.elements = plan.elements;
   args.eps = job.params.eps;
   args.scale = modeIsScaled(job.params.mode) ? job.params.scale : 1.0f;
-  args.bidirectional = bidirectional ? 1 : 0;
+  args.bidirectional = modeIsBidirectional(job.params.mode) ? 1 : 0;
 
   if (job.iterations == 0) {
     launchMultiplyAndFinish(args, false, stream_);
@@ -329,14 +351,27 @@ void CudaDevice::normalize(const NormalizeJob& job) {
   }
   checkLaunch("normalize");
   if (job.outputs.empty()) return;
-  std::vector<void*> outputs;
-  for (const BufferPtr& o : job.outputs) outputs.push_back(o->data());
-  if (outputs != plan->outputs) {
-    upload(plan->outputTable, 0, outputs.data(), outputs.size() * sizeof(void*));
-    plan->outputs = outputs;
-  }
+  args.outputs = static_cast<float* const*>(pointersOf(*this, plan.outputs, job.outputs));
   launchScale(args, stream_);
   checkLaunch("scale");
+}
+
+void CudaDevice::normalizeBackward(const NormalizeJob& job) {
+  enter();
+  CudaPlan& plan = planFor(*this, job);
+  BackwardArgs args{};
+  args.layers = static_cast<const DeviceLayer*>(plan.table->data());
+  args.layerCount = int(job.layers->size());
+  args.state = job.state->f32();
+  args.sigmas = job.sigmas->f32();
+  args.grads = static_cast<const float* const*>(pointersOf(*this, plan.grads, job.grads));
+  args.outputs = static_cast<float* const*>(pointersOf(*this, plan.gradOutputs, job.outputs));
+  args.dots = static_cast<double*>(plan.dots->data());
+  args.elements = plan.elements;
+  args.scale = modeIsScaled(job.params.mode) ? job.params.scale : 1.0f;
+  args.bidirectional = modeIsBidirectional(job.params.mode) ? 1 : 0;
+  launchNormalizeBackward(args, stream_);
+  checkLaunch("normalize backward");
 }
 
 }  // namespace bssn::cuda

@@ -143,7 +143,57 @@ __global__ void scaleKernel(BatchArgs a) {
   }
 }
 
+// <G, W> of layer blockIdx.x.
+__global__ void gradDotKernel(BackwardArgs a) {
+  __shared__ double partial[kThreads / kWarp];
+  const DeviceLayer& L = a.layers[blockIdx.x];
+  const float* g = a.grads[blockIdx.x];
+  double s = 0;
+  for (int64_t k = threadIdx.x; k < L.numel; k += blockDim.x) s += double(g[k]) * L.w[k];
+  s = blockSum(s, partial);
+  if (threadIdx.x == 0) a.dots[blockIdx.x] = s;
+}
+
+__global__ void backwardKernel(BackwardArgs a) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < a.elements; e += stride) {
+    const int layer = findSegment(a.layerCount, e, [&](int i) { return a.layers[i].beginE; });
+    const DeviceLayer& L = a.layers[layer];
+    const int64_t k = e - L.beginE;
+    float* out = a.outputs[layer];
+    const double s = a.sigmas[layer * 3 + 2];
+    if (s == 0) {  // the forward wrote zeros whatever W was
+      out[k] = 0.0f;
+      continue;
+    }
+    const double coefG = double(a.scale) / s;
+    const double coefS = double(a.scale) / (s * s) * a.dots[layer];
+    double ds;
+    if (L.kind == 0) {
+      ds = L.w[k] / s;  // s = ||w||
+    } else {
+      const int64_t kk = k % L.K, rest = k / L.K;
+      int64_t i, c, m;
+      if (L.iOutermost) {
+        i = rest / L.C, c = rest % L.C, m = 0;
+      } else {
+        const int64_t cm = rest / L.R;
+        i = rest % L.R, m = cm % L.M, c = cm / L.M;
+      }
+      const float* st = a.state;
+      ds = double(st[L.u1 + i]) * st[L.v1 + (c * L.M + m) * L.K + kk];
+      if (L.both) ds = 0.5 * (ds + double(st[L.u2 + c]) * st[L.v2 + (i * L.M + m) * L.K + kk]);
+    }
+    out[k] = float(coefG * a.grads[layer][k] - coefS * ds);
+  }
+}
+
 }  // namespace
+
+void launchNormalizeBackward(const BackwardArgs& args, cudaStream_t stream) {
+  gradDotKernel<<<unsigned(args.layerCount), kThreads, 0, stream>>>(args);
+  if (args.elements > 0) backwardKernel<<<gridFor(args.elements, kThreads), kThreads, 0, stream>>>(args);
+}
 
 void launchMultiplyTransposed(const BatchArgs& args, cudaStream_t stream) {
   if (args.itemsA > 0) multiplyTransposedKernel<<<gridFor(args.itemsA, kThreads), kThreads, 0, stream>>>(args);

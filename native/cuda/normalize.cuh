@@ -11,6 +11,8 @@ struct DeviceLayer {
   const float* w;
   int32_t kind;  // LayerKind: 0 vector, 1 matrix, 2 bidirectional
   int32_t both;  // this layer runs the W2 direction (bidirectional kind in bsn/bssn mode)
+  int32_t iOutermost;  // memory order (i, c, k) (dim 0); otherwise (c, m, i, k)
+  int32_t reserved;
   int64_t R, C, M, K;
   int64_t strideI, strideC, strideM;
   int64_t numel;
@@ -33,6 +35,22 @@ struct BatchArgs {
   float scale;                // c, or 1 for sn/bsn
   int bidirectional;          // bsn/bssn: divisor is the mean of sigma1 and sigma2
 };
+
+struct BackwardArgs {
+  const DeviceLayer* layers;  // device memory
+  int layerCount;
+  const float* state;
+  const float* sigmas;
+  const float* const* grads;  // dL/dW_hat per layer (device array of pointers)
+  float* const* outputs;      // dL/dW per layer
+  double* dots;               // per layer <G, W>
+  int64_t elements;
+  float scale;
+  int bidirectional;
+};
+
+// dW = (c/s) G - (c/s^2) <G, W> ds/dW for every layer (two launches: the dots, then the elements).
+void launchNormalizeBackward(const BackwardArgs& args, cudaStream_t stream);
 
 // v = normalize(W1^T u1), v2 = normalize(W2^T u2) for every layer (two launches).
 void launchMultiplyTransposed(const BatchArgs& args, cudaStream_t stream);

@@ -46,6 +46,7 @@ Napi::Function NormalizerHandle::define(Napi::Env env) {
        InstanceMethod<&NormalizerHandle::Forward>("forward", kReplaceable), InstanceMethod<&NormalizerHandle::Sigmas>("sigmas"),
        InstanceMethod<&NormalizerHandle::StateSizes>("stateSizes"), InstanceMethod<&NormalizerHandle::GetState>("getState"),
        InstanceMethod<&NormalizerHandle::SetState>("setState"), InstanceMethod<&NormalizerHandle::AdoptState>("adoptState"),
+       InstanceMethod<&NormalizerHandle::Backward>("backward"), InstanceMethod<&NormalizerHandle::GradOutputs>("gradOutputs"),
        InstanceMethod<&NormalizerHandle::Dispose>("dispose")});
 }
 
@@ -159,6 +160,31 @@ Napi::Value NormalizerHandle::AdoptState(const Napi::CallbackInfo& info) {
     NormalizerHandle* other = unwrapTagged<NormalizerHandle>(info[1], "a NormalizerHandle");
     normalizer().adoptState(layer, other->normalizer(), size_t(toInteger(info[2], "other layer index", 0, 1 << 30)));
     return info.Env().Undefined();
+  });
+}
+
+// backward(grads, outputs | null)
+Napi::Value NormalizerHandle::Backward(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<NormalizerHandle>(info, "NormalizerHandle");
+    std::vector<TensorPtr> grads = toTensors(info[0], "gradients");
+    if (info[1].IsNull() || info[1].IsUndefined()) {
+      normalizer().backward(grads, nullptr);
+    } else {
+      std::vector<TensorPtr> outs = toTensors(info[1], "outputs");
+      normalizer().backward(grads, &outs);
+    }
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value NormalizerHandle::GradOutputs(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<NormalizerHandle>(info, "NormalizerHandle");
+    const auto& grads = normalizer().gradOutputs();
+    Napi::Array arr = Napi::Array::New(info.Env(), grads.size());
+    for (size_t i = 0; i < grads.size(); ++i) arr.Set(uint32_t(i), Addon::of(info.Env()).wrapTensor(info.Env(), grads[i]));
+    return arr;
   });
 }
 

@@ -51,6 +51,7 @@ export class BSSN {
   readonly #weights: readonly Tensor[]
   readonly #handle: NativeNormalizerHandle
   #outputs: readonly Tensor[] | undefined
+  #gradOutputs: readonly Tensor[] | undefined
   #training = true
   #disposed = false
 
@@ -118,6 +119,23 @@ export class BSSN {
   forwardInto(outputs: readonly Tensor[], training = this.#training): void {
     this.#checkAlive()
     this.#handle.forward(training ? this.powerIterations : 0, outputs.map((t) => t.handle), true)
+  }
+
+  /**
+   * The gradient with respect to each original weight, given the gradient with respect to each normalized
+   * weight of the last forward (or of the scale-only updateSigmas: the same normalized weight, not materialized).
+   * As PyTorch, u and v are constants: dW = (c/s) G - (c/s^2) <G, W> ds/dW, with ds/dW = u1 v1^T (averaged with
+   * u2 v2^T mapped back from W2's layout in bsn/bssn). One native call for all layers; returns tensors owned by
+   * this object, reused by every call.
+   */
+  backward(gradNormalized: readonly Tensor[]): Tensor[] {
+    this.#checkAlive()
+    if (!Array.isArray(gradNormalized)) throw new TypeError(`expected an array of gradient tensors, got ${describe(gradNormalized)}`)
+    for (const [i, g] of gradNormalized.entries())
+      if (!(g instanceof Tensor)) throw new TypeError(`expected gradNormalized[${i}] to be a Tensor, got ${describe(g)}`)
+    this.#handle.backward(gradNormalized.map((g) => g.handle), null)
+    this.#gradOutputs ??= this.#handle.gradOutputs().map((h) => new Tensor(h, this.device, 'BSSN'))
+    return [...this.#gradOutputs]
   }
 
   /** Per layer sigma1, sigma2 (bidirectional modes) and divisor, as of the last forward (or the warm-up). */

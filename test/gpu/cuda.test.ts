@@ -65,6 +65,27 @@ suite(`CUDA matches the CPU backend${reason ? ` (skipped: ${reason})` : ''}`, ()
     await compare(bigganDeep.shapes, { mode: 'bssn', warmupIterations: 2 }, 1, 90)
   }, 300_000)
 
+  it.each(normalizationModes)('backward matches the CPU backend: %s', async (mode) => {
+    const shapes = [...snganCnnD.shapes, [10], [6, 9, 1, 1], [5, 3, 7]]
+    const dims = shapes.map((s) => (s.length === 3 ? 2 : 0))
+    const weights = shapes.map((s, i) => pair(s, 200 + i, 0.1))
+    const grads = shapes.map((s, i) => pair(s, 300 + i))
+    const scale = mode === 'ssn' || mode === 'bssn' ? 1.3 : 1
+    const a = new BSSN(weights.map((p) => p[0]), { mode, scale, dims })
+    const b = new BSSN(weights.map((p) => p[1]), { mode, scale, dims })
+    try {
+      a.forward()
+      b.forward()
+      const ga = a.backward(grads.map((p) => p[0]))
+      const gb = b.backward(grads.map((p) => p[1]))
+      for (let i = 0; i < shapes.length; i++) expectCloseArray(await gb[i].toArray(), await ga[i].toArray(), 5e-5, `layer ${i} dW`)
+    } finally {
+      a.dispose()
+      b.dispose()
+      ;[...weights, ...grads].flat().forEach((t) => t.dispose())
+    }
+  })
+
   it('eval mode and updateSigmas', async () => {
     const [wa, wb] = pair([64, 32, 3, 3], 7)
     using a = new BSSN([wa], { seed: 1 })
