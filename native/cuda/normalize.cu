@@ -17,8 +17,9 @@ __device__ __forceinline__ int layerOfE(const BatchArgs& a, int64_t item) {
   return findSegment(a.layerCount, item, [&](int i) { return a.layers[i].beginE; });
 }
 
-// x1[j1] = sum_i W[i, c, m, k] u1[i] and x2[j2] = sum_c W[i, c, m, k] u2[c], one thread per entry, written
-// (unnormalized) into the v slots. Adjacent threads read adjacent k: coalesced along W's trailing axes.
+// Training step 1: x1[j1] = sum_i W[i, c, m, k] u1[i] and x2[j2] = sum_c W[i, c, m, k] u2[c], one thread per
+// entry, written unnormalized into the v slots (the finish kernel normalizes them). Adjacent threads read
+// adjacent k: coalesced along W's trailing axes.
 __global__ void multiplyTransposedKernel(BatchArgs a) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t item = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; item < a.itemsA; item += stride) {
@@ -43,23 +44,8 @@ __global__ void multiplyTransposedKernel(BatchArgs a) {
   }
 }
 
-// Normalizes v1 (blockIdx.y == 0) or v2 (== 1) of layer blockIdx.x in place.
-__global__ void normalizeVKernel(BatchArgs a) {
-  __shared__ double partial[kThreads / kWarp];
-  __shared__ double scale;
-  const DeviceLayer& L = a.layers[blockIdx.x];
-  if (L.kind == 0 || (blockIdx.y == 1 && !L.both)) return;
-  float* v = a.state + (blockIdx.y == 0 ? L.v1 : L.v2);
-  const int64_t n = blockIdx.y == 0 ? L.C * L.M * L.K : L.R * L.M * L.K;
-  double ss = 0;
-  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) ss += double(v[k]) * v[k];
-  ss = blockSum(ss, partial);
-  if (threadIdx.x == 0) scale = 1.0 / fmax(sqrt(ss), double(a.eps));
-  __syncthreads();
-  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) v[k] = float(v[k] * scale);
-}
-
-// t1[i] = sum_j1 W1[i][j1] v1[j1] and t2[c] = sum_j2 W2[c][j2] v2[j2], one warp per entry.
+// Step 2: t1[i] = sum_j1 W1[i][j1] v1[j1] and t2[c] = sum_j2 W2[c][j2] v2[j2] into scratch, one warp per entry.
+// In training the v slots still hold x (unnormalized): the finish kernel divides t by ||x||.
 __global__ void multiplyKernel(BatchArgs a) {
   const int lane = threadIdx.x % kWarp;
   const int64_t warps = int64_t(gridDim.x) * blockDim.x / kWarp;
@@ -89,39 +75,46 @@ __global__ void multiplyKernel(BatchArgs a) {
   }
 }
 
-// One direction's sigma from t (in scratch): training normalizes t into u and returns ||t||^2 / max(||t||, eps)
-// (= u^T M v); eval returns u^T t with the stored u.
-__device__ double finishDirection(float* u, const float* t, int64_t n, bool training, float eps, double* partial, double* broadcast) {
+// Sum over the block of f(k) for k < n, returned to every thread.
+template <typename F>
+__device__ double blockTotal(int64_t n, F f, double* partial, double* broadcast) {
   double acc = 0;
-  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) acc += training ? double(t[k]) * t[k] : double(u[k]) * t[k];
+  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) acc += f(k);
   acc = blockSum(acc, partial);
   if (threadIdx.x == 0) *broadcast = acc;
   __syncthreads();
   const double total = *broadcast;
   __syncthreads();
-  if (!training) return total;
-  const double norm = sqrt(total);
-  const double denom = fmax(norm, double(eps));
-  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) u[k] = float(t[k] / denom);
-  return norm * norm / denom;
+  return total;
 }
 
-// One block per layer: sigmas and divisor (and u in training mode).
+// Step 3 for one direction. Training: v = x / max(||x||, eps) in place, t = (W x) / max(||x||, eps), then
+// u = t / max(||t||, eps) and sigma = ||t||^2 / max(||t||, eps) (= u^T M v). Eval: sigma = u^T t.
+__device__ double finishDirection(float* u, float* v, int64_t nv, const float* t, int64_t n, bool training, float eps,
+                                  double* partial, double* broadcast) {
+  if (!training) return blockTotal(n, [&](int64_t k) { return double(u[k]) * t[k]; }, partial, broadcast);
+  const double xNorm = sqrt(blockTotal(nv, [&](int64_t k) { return double(v[k]) * v[k]; }, partial, broadcast));
+  const double xDenom = fmax(xNorm, double(eps));
+  for (int64_t k = threadIdx.x; k < nv; k += blockDim.x) v[k] = float(v[k] / xDenom);
+  const double tNorm = sqrt(blockTotal(n, [&](int64_t k) { return double(t[k]) * t[k]; }, partial, broadcast)) / xDenom;
+  const double tDenom = fmax(tNorm, double(eps));
+  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) u[k] = float(t[k] / xDenom / tDenom);
+  return tNorm * tNorm / tDenom;
+}
+
+// One block per layer: sigmas and divisor (and, in training, the normalized v and u).
 __global__ void finishKernel(BatchArgs a, int training) {
   __shared__ double partial[kThreads / kWarp];
   __shared__ double broadcast;
   const DeviceLayer& L = a.layers[blockIdx.x];
   double s1, s2;
   if (L.kind == 0) {
-    double ss = 0;
-    for (int64_t k = threadIdx.x; k < L.numel; k += blockDim.x) ss += double(L.w[k]) * L.w[k];
-    ss = blockSum(ss, partial);
-    if (threadIdx.x == 0) broadcast = ss;
-    __syncthreads();
-    s1 = s2 = sqrt(broadcast);
+    s1 = s2 = sqrt(blockTotal(L.numel, [&](int64_t k) { return double(L.w[k]) * L.w[k]; }, partial, &broadcast));
   } else {
-    s1 = finishDirection(a.state + L.u1, a.scratch + L.t1, L.R, training, a.eps, partial, &broadcast);
-    s2 = L.both ? finishDirection(a.state + L.u2, a.scratch + L.t2, L.C, training, a.eps, partial, &broadcast) : s1;
+    const int64_t cols1 = L.C * L.M * L.K, cols2 = L.R * L.M * L.K;
+    s1 = finishDirection(a.state + L.u1, a.state + L.v1, cols1, a.scratch + L.t1, L.R, training, a.eps, partial, &broadcast);
+    s2 = L.both ? finishDirection(a.state + L.u2, a.state + L.v2, cols2, a.scratch + L.t2, L.C, training, a.eps, partial, &broadcast)
+                : s1;
   }
   if (threadIdx.x == 0) {
     const double divisor = a.bidirectional ? 0.5 * (s1 + s2) : s1;
@@ -197,7 +190,6 @@ void launchNormalizeBackward(const BackwardArgs& args, cudaStream_t stream) {
 
 void launchMultiplyTransposed(const BatchArgs& args, cudaStream_t stream) {
   if (args.itemsA > 0) multiplyTransposedKernel<<<gridFor(args.itemsA, kThreads), kThreads, 0, stream>>>(args);
-  normalizeVKernel<<<dim3(unsigned(args.layerCount), 2), kThreads, 0, stream>>>(args);
 }
 
 void launchMultiplyAndFinish(const BatchArgs& args, bool training, cudaStream_t stream) {

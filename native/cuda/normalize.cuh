@@ -52,9 +52,12 @@ struct BackwardArgs {
 // dW = (c/s) G - (c/s^2) <G, W> ds/dW for every layer (two launches: the dots, then the elements).
 void launchNormalizeBackward(const BackwardArgs& args, cudaStream_t stream);
 
-// v = normalize(W1^T u1), v2 = normalize(W2^T u2) for every layer (two launches).
+// One training power iteration is launchMultiplyTransposed then launchMultiplyAndFinish(training): three
+// launches for the whole batch; a forward adds launchScale (4 in all). Eval is launchMultiplyAndFinish alone.
+// x = W1^T u1 (and W2^T u2) into the v slots, unnormalized.
 void launchMultiplyTransposed(const BatchArgs& args, cudaStream_t stream);
-// t = W1 v1 (and W2 v2) into scratch, then u = normalize(t) and sigmas (training), or sigma = u^T t (eval).
+// t = W1 v1 (and W2 v2) into scratch; then per layer, training: v = x / ||x||, u = normalize(t / ||x||) and
+// sigma = u^T M v; eval: sigma = u^T t with the stored u, v.
 void launchMultiplyAndFinish(const BatchArgs& args, bool training, cudaStream_t stream);
 // out = c * W / divisor (zeros where the divisor is 0).
 void launchScale(const BatchArgs& args, cudaStream_t stream);
