@@ -15,6 +15,12 @@ export interface MemoryStats {
   liveTensors: number
 }
 
+export interface DeviceInfo {
+  kind: DeviceKind
+  name: string
+  [key: string]: number | string
+}
+
 export class Device {
   readonly kind: DeviceKind
   readonly index: number
@@ -105,6 +111,14 @@ export class Device {
    */
   timestamp(): Promise<number> {
     return this.handle.timestamp()
+  }
+
+  /**
+   * What the device is: on CUDA its compute capability, memory, CUDA runtime and driver versions, and the
+   * loaded cuBLAS and cuDNN versions (or, as cublasError / cudnnError, why they could not be loaded).
+   */
+  info(): DeviceInfo {
+    return this.handle.info() as unknown as DeviceInfo
   }
 
   memoryStats(): MemoryStats {

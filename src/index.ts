@@ -1,4 +1,4 @@
-export { Device, type DeviceKind, type MemoryStats } from './device.js'
+export { Device, type DeviceInfo, type DeviceKind, type MemoryStats } from './device.js'
 export { Tensor, type DType } from './tensor.js'
 export { BSSN, type LayerSigmas, type LayerState } from './normalize/bssn.js'
 export { bssnNormalize, type NormalizeCallOptions } from './normalize/functional.js'

@@ -23,6 +23,7 @@ export interface NativeDeviceHandle {
   kind(): 'cpu' | 'cuda'
   name(): string
   index(): number
+  info(): Record<string, number | string>
   memoryStats(): NativeMemoryStats
   synchronize(): Promise<void>
   timestamp(): Promise<number>
@@ -68,8 +69,15 @@ export interface NativeCudaStatus {
   reason: string
 }
 
+export interface NativeLibraryStatus {
+  loaded: boolean
+  version?: string
+  error?: string
+}
+
 export interface NativeBinding {
   builtWithCuda: boolean
+  libraries(): { cublas: NativeLibraryStatus; cudnn: NativeLibraryStatus }
   cpu(): NativeDeviceHandle
   cuda(index: number): NativeDeviceHandle
   cudaStatus(): NativeCudaStatus

@@ -5,6 +5,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <variant>
+#include <vector>
 
 #include "core/error.h"
 
@@ -44,6 +47,9 @@ class Buffer {
 
 using BufferPtr = std::shared_ptr<Buffer>;
 
+// What a device reports about itself (device.info() in JS): name/value pairs, numbers or text.
+using DeviceInfo = std::vector<std::pair<std::string, std::variant<double, std::string>>>;
+
 // Marks a point in a device's stream. wait() blocks until the work enqueued before it has run and throws the
 // stream's error if it failed; it is called from worker threads, never from the JS thread.
 class Fence {
@@ -59,6 +65,7 @@ class Device : public std::enable_shared_from_this<Device> {
   virtual DeviceKind kind() const = 0;
   virtual int index() const { return 0; }
   virtual std::string name() const = 0;
+  virtual DeviceInfo info() = 0;
 
   // Memory. allocate() throws Error on failure; the free happens when the Buffer is destroyed.
   BufferPtr allocate(size_t bytes);

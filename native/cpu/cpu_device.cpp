@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "core/normalize_plan.h"
@@ -9,6 +10,13 @@
 #include "cpu/normalize.h"
 
 namespace bssn {
+
+DeviceInfo CpuDevice::info() {
+  return {{"kind", std::string("cpu")},
+          {"name", name()},
+          {"streamThreads", 1.0},
+          {"hardwareThreads", double(std::thread::hardware_concurrency())}};
+}
 
 void* CpuDevice::allocateRaw(size_t bytes) {
   // 64-byte alignment for vectorized loops; aligned_alloc needs a multiple of the alignment.

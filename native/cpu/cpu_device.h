@@ -15,6 +15,7 @@ class CpuDevice : public Device {
 
   DeviceKind kind() const override { return DeviceKind::Cpu; }
   std::string name() const override { return "CPU"; }
+  DeviceInfo info() override;
 
   void upload(const BufferPtr& dst, size_t dstOffset, const void* src, size_t bytes) override;
   void copy(const BufferPtr& dst, size_t dstOffset, const BufferPtr& src, size_t srcOffset, size_t bytes) override;

@@ -6,6 +6,8 @@
 
 #include "core/normalize_plan.h"
 #include "cuda/check.h"
+#include "cuda/cublas.h"
+#include "cuda/cudnn.h"
 #include "cuda/fill.cuh"
 #include "cuda/normalize.cuh"
 
@@ -99,6 +101,36 @@ Availability availability() {
   return a;
 }
 
+LibraryStatus cublasStatus() {
+  LibraryStatus s;
+  try {
+    const CublasApi& api = cublasApi();
+    int v[3] = {0, 0, 0};
+    const int which[3] = {cublas::kMajorVersion, cublas::kMinorVersion, cublas::kPatchLevel};
+    for (int i = 0; i < 3; ++i) {
+      const cublas::Status st = api.getProperty(which[i], &v[i]);
+      if (st != cublas::kSuccess) throwCublas("cublasGetProperty", st);
+    }
+    s.version = std::to_string(v[0]) + "." + std::to_string(v[1]) + "." + std::to_string(v[2]);
+    s.loaded = true;
+  } catch (const std::exception& e) {
+    s.error = e.what();
+  }
+  return s;
+}
+
+LibraryStatus cudnnStatus() {
+  LibraryStatus s;
+  try {
+    const size_t v = cudnnApi().getVersion();  // major * 10000 + minor * 100 + patch since cuDNN 9
+    s.version = std::to_string(v / 10000) + "." + std::to_string(v / 100 % 100) + "." + std::to_string(v % 100);
+    s.loaded = true;
+  } catch (const std::exception& e) {
+    s.error = e.what();
+  }
+  return s;
+}
+
 DevicePtr openDevice(int index) {
   const Availability a = availability();
   if (a.deviceCount == 0) throwError("CUDA is not usable: " + a.reason);
@@ -112,6 +144,10 @@ CudaDevice::CudaDevice(int index) : index_(index) {
   cudaDeviceProp prop;
   BSSN_CUDA_TRY(cudaGetDeviceProperties(&prop, index));
   name_ = std::string(prop.name) + " (cuda:" + std::to_string(index) + ")";
+  computeMajor_ = prop.major;
+  computeMinor_ = prop.minor;
+  multiprocessors_ = prop.multiProcessorCount;
+  totalMemory_ = prop.totalGlobalMem;
   const cudaError_t image = probeKernelImage();
   if (image != cudaSuccess)
     throwError("bssn's CUDA kernels cannot run on " + name_ + " (compute capability " + std::to_string(prop.major) + "." +
@@ -132,12 +168,69 @@ CudaDevice::CudaDevice(int index) : index_(index) {
 }
 
 CudaDevice::~CudaDevice() {
+  if (cublas_) cublasApi().destroy(cublas_);
+  if (cudnn_) cudnnApi().destroy(cudnn_);
   if (stream_) {
     cudaSetDevice(index_);
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);
   }
   if (epoch_) cudaEventDestroy(epoch_);
+}
+
+cublas::Handle CudaDevice::cublasHandle() {
+  enter();
+  if (!cublas_) {
+    const CublasApi& api = cublasApi();
+    cublas::Handle handle = nullptr;
+    cublas::Status st = api.create(&handle);
+    if (st != cublas::kSuccess) throwCublas("cublasCreate_v2", st);
+    st = api.setStream(handle, stream_);
+    // Full fp32: TF32 tensor-core math is never used unless a caller asks for it.
+    if (st == cublas::kSuccess) st = api.setMathMode(handle, cublas::kDefaultMath);
+    if (st != cublas::kSuccess) {
+      api.destroy(handle);
+      throwCublas("cublasSetStream_v2", st);
+    }
+    cublas_ = handle;
+  }
+  return cublas_;
+}
+
+cudnn::Handle CudaDevice::cudnnHandle() {
+  enter();
+  if (!cudnn_) {
+    const CudnnApi& api = cudnnApi();
+    cudnn::Handle handle = nullptr;
+    cudnn::Status st = api.create(&handle);
+    if (st != cudnn::kSuccess) throwCudnn("cudnnCreate", st);
+    st = api.setStream(handle, stream_);
+    if (st != cudnn::kSuccess) {
+      api.destroy(handle);
+      throwCudnn("cudnnSetStream", st);
+    }
+    cudnn_ = handle;
+  }
+  return cudnn_;
+}
+
+DeviceInfo CudaDevice::info() {
+  DeviceInfo out = {{"kind", std::string("cuda")},
+                    {"name", name_},
+                    {"index", double(index_)},
+                    {"computeCapability", std::to_string(computeMajor_) + "." + std::to_string(computeMinor_)},
+                    {"multiprocessors", double(multiprocessors_)},
+                    {"totalMemoryBytes", double(totalMemory_)},
+                    {"streamOrderedAllocator", usePool_ ? 1.0 : 0.0}};
+  int runtime = 0, driver = 0;
+  if (cudaRuntimeGetVersion(&runtime) == cudaSuccess) out.push_back({"cudaRuntimeVersion", double(runtime)});
+  if (cudaDriverGetVersion(&driver) == cudaSuccess) out.push_back({"cudaDriverVersion", double(driver)});
+  cudaGetLastError();
+  const LibraryStatus blas = cublasStatus();
+  if (blas.loaded) out.push_back({"cublasVersion", blas.version}); else out.push_back({"cublasError", blas.error});
+  const LibraryStatus dnn = cudnnStatus();
+  if (dnn.loaded) out.push_back({"cudnnVersion", dnn.version}); else out.push_back({"cudnnError", dnn.error});
+  return out;
 }
 
 void CudaDevice::shutdown() {

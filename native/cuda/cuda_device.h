@@ -9,6 +9,8 @@
 #include <string>
 
 #include "core/device.h"
+#include "cuda/cublas_api.h"
+#include "cuda/cudnn_api.h"
 #include "cuda/pinned_pool.h"
 
 namespace bssn::cuda {
@@ -19,6 +21,15 @@ struct Availability {
 };
 
 Availability availability();
+
+// Whether cuBLAS and cuDNN load (no GPU needed): {library, version or error}.
+struct LibraryStatus {
+  bool loaded = false;
+  std::string version;  // "major.minor.patch"
+  std::string error;
+};
+LibraryStatus cublasStatus();
+LibraryStatus cudnnStatus();
 // Opens CUDA device `index`; throws Error naming the failing call (no device, no driver, no kernel image).
 DevicePtr openDevice(int index);
 
@@ -30,6 +41,10 @@ class CudaDevice : public Device {
   DeviceKind kind() const override { return DeviceKind::Cuda; }
   int index() const override { return index_; }
   std::string name() const override { return name_; }
+  DeviceInfo info() override;
+  // Library handles bound to this device's stream, created on first use; throw Error naming a missing library.
+  cublas::Handle cublasHandle();
+  cudnn::Handle cudnnHandle();
 
   void upload(const BufferPtr& dst, size_t dstOffset, const void* src, size_t bytes) override;
   void copy(const BufferPtr& dst, size_t dstOffset, const BufferPtr& src, size_t srcOffset, size_t bytes) override;
@@ -64,6 +79,10 @@ class CudaDevice : public Device {
   cudaStream_t stream_ = nullptr;
   cudaEvent_t epoch_ = nullptr;  // recorded when the device was opened; timestamps are measured from it
   bool usePool_ = false;
+  int computeMajor_ = 0, computeMinor_ = 0, multiprocessors_ = 0;
+  size_t totalMemory_ = 0;
+  cublas::Handle cublas_ = nullptr;
+  cudnn::Handle cudnn_ = nullptr;
   PinnedPool pinned_;
   std::mutex faultMutex_;
   std::string fault_;  // non-empty once a sticky error happened

@@ -22,7 +22,7 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
   Napi::Function normalizer = NormalizerHandle::define(env);
   normalizerConstructor = Napi::Persistent(normalizer);
   DefineAddon(exports, {InstanceMethod<&Addon::Cpu>("cpu"), InstanceMethod<&Addon::Cuda>("cuda"),
-                        InstanceMethod<&Addon::CudaStatus>("cudaStatus")});
+                        InstanceMethod<&Addon::CudaStatus>("cudaStatus"), InstanceMethod<&Addon::Libraries>("libraries")});
   exports.Set("NormalizerHandle", normalizer);
   exports.Set("builtWithCuda", Napi::Boolean::New(env, BSSN_WITH_CUDA != 0));
 }
@@ -77,6 +77,31 @@ Napi::Value Addon::CudaStatus(const Napi::CallbackInfo& info) {
     o.Set("available", false);
     o.Set("deviceCount", 0);
     o.Set("reason", "bssn was built without the CUDA backend (nvcc was not found at install time, or BSSN_CUDA=OFF)");
+#endif
+    return o;
+  });
+}
+
+// { cublas: { loaded, version?, error? }, cudnn: { ... } }: whether the optional CUDA libraries load.
+Napi::Value Addon::Libraries(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+#if BSSN_WITH_CUDA
+    const std::pair<const char*, cuda::LibraryStatus> libs[] = {{"cublas", cuda::cublasStatus()}, {"cudnn", cuda::cudnnStatus()}};
+    for (const auto& [name, status] : libs) {
+      Napi::Object s = Napi::Object::New(env);
+      s.Set("loaded", status.loaded);
+      if (status.loaded) s.Set("version", status.version); else s.Set("error", status.error);
+      o.Set(name, s);
+    }
+#else
+    for (const char* name : {"cublas", "cudnn"}) {
+      Napi::Object s = Napi::Object::New(env);
+      s.Set("loaded", false);
+      s.Set("error", "bssn was built without the CUDA backend");
+      o.Set(name, s);
+    }
 #endif
     return o;
   });

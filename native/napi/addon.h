@@ -29,6 +29,7 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value Cpu(const Napi::CallbackInfo& info);
   Napi::Value Cuda(const Napi::CallbackInfo& info);
   Napi::Value CudaStatus(const Napi::CallbackInfo& info);
+  Napi::Value Libraries(const Napi::CallbackInfo& info);
 
   DevicePtr cpu_;
   std::map<int, DevicePtr> cuda_;

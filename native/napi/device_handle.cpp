@@ -15,7 +15,7 @@ namespace bssn::napi {
 Napi::Function DeviceHandle::define(Napi::Env env) {
   return DefineClass(env, "DeviceHandle",
                      {InstanceMethod<&DeviceHandle::Kind>("kind"), InstanceMethod<&DeviceHandle::Name>("name"),
-                      InstanceMethod<&DeviceHandle::Index>("index"),
+                      InstanceMethod<&DeviceHandle::Index>("index"), InstanceMethod<&DeviceHandle::Info>("info"),
                       InstanceMethod<&DeviceHandle::MemoryStats>("memoryStats"),
                       InstanceMethod<&DeviceHandle::Synchronize>("synchronize"),
                       InstanceMethod<&DeviceHandle::Timestamp>("timestamp"),
@@ -49,6 +49,20 @@ Napi::Value DeviceHandle::Index(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     checkThis<DeviceHandle>(info, "DeviceHandle");
     return Napi::Number::New(info.Env(), device_->index());
+  });
+}
+
+Napi::Value DeviceHandle::Info(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    Napi::Object o = Napi::Object::New(info.Env());
+    for (const auto& [key, value] : device_->info()) {
+      if (const double* number = std::get_if<double>(&value))
+        o.Set(key, *number);
+      else
+        o.Set(key, std::get<std::string>(value));
+    }
+    return o;
   });
 }
 

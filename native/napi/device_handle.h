@@ -18,6 +18,7 @@ class DeviceHandle : public Napi::ObjectWrap<DeviceHandle> {
   Napi::Value Kind(const Napi::CallbackInfo& info);
   Napi::Value Name(const Napi::CallbackInfo& info);
   Napi::Value Index(const Napi::CallbackInfo& info);
+  Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value MemoryStats(const Napi::CallbackInfo& info);
   Napi::Value Synchronize(const Napi::CallbackInfo& info);
   Napi::Value Timestamp(const Napi::CallbackInfo& info);

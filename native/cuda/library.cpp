@@ -1,0 +1,52 @@
+#include "cuda/library.h"
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+
+#include "core/error.h"
+
+namespace bssn::cuda {
+
+SharedLibrary::SharedLibrary(const char* displayName, std::vector<std::string> candidates) : name_(displayName) {
+  std::string tried;
+  for (const std::string& candidate : candidates) {
+    handle_ = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (handle_) {
+      path_ = candidate;
+      return;
+    }
+    const char* why = dlerror();
+    tried += "\n  " + (why ? std::string(why) : candidate + ": not found");  // dlerror names the file
+  }
+  error_ = name_ + " could not be loaded; tried:" + tried +
+           "\n  Install it (it ships with the CUDA toolkit or NVIDIA's packages) or add its folder to LD_LIBRARY_PATH.";
+}
+
+std::vector<std::string> SharedLibrary::candidates(const std::vector<std::string>& files, const std::vector<std::string>& envFolders,
+                                                   const std::vector<std::string>& folders) {
+  std::vector<std::string> dirs;
+  for (const std::string& var : envFolders) {
+    const char* value = std::getenv(var.substr(0, var.find('/')).c_str());
+    if (value && *value) dirs.push_back(std::string(value) + (var.find('/') == std::string::npos ? "" : var.substr(var.find('/'))));
+  }
+  dirs.insert(dirs.end(), folders.begin(), folders.end());
+  std::vector<std::string> out = files;
+  for (const std::string& dir : dirs)
+    for (const std::string& file : files) out.push_back(dir + "/" + file);
+  return out;
+}
+
+SharedLibrary::~SharedLibrary() {
+  // Left loaded: other threads may still be inside it at process exit.
+}
+
+void* SharedLibrary::symbol(const char* name) const {
+  if (!handle_) throwError(error_);
+  dlerror();
+  void* p = dlsym(handle_, name);
+  if (!p) throwError(name_ + " (" + path_ + ") has no entry point " + name + ": an unsupported version?");
+  return p;
+}
+
+}  // namespace bssn::cuda

@@ -1,0 +1,38 @@
+// Optional CUDA libraries (cuBLAS, cuDNN) loaded at run time with dlopen: the addon builds without their
+// headers and loads without them installed; an op that needs one reports which library is missing and why.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace bssn::cuda {
+
+class SharedLibrary {
+ public:
+  // Tries `candidates` in order; on failure, error() lists every attempt with dlerror's reason.
+  SharedLibrary(const char* displayName, std::vector<std::string> candidates);
+  // `file` by the loader's search path first, then in each folder named by the environment variables given
+  // (e.g. CUDA_PATH/lib64), then in `folders`.
+  static std::vector<std::string> candidates(const std::vector<std::string>& files, const std::vector<std::string>& envFolders,
+                                             const std::vector<std::string>& folders);
+  ~SharedLibrary();
+  SharedLibrary(const SharedLibrary&) = delete;
+  SharedLibrary& operator=(const SharedLibrary&) = delete;
+
+  bool loaded() const { return handle_ != nullptr; }
+  const std::string& error() const { return error_; }
+  const std::string& path() const { return path_; }
+  // Throws Error naming the library (and why it is missing, or which symbol is).
+  void* symbol(const char* name) const;
+  template <typename Fn>
+  Fn function(const char* name) const {
+    return reinterpret_cast<Fn>(symbol(name));
+  }
+
+ private:
+  std::string name_;
+  std::string path_;
+  std::string error_;
+  void* handle_ = nullptr;
+};
+
+}  // namespace bssn::cuda

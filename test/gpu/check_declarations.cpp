@@ -1,0 +1,78 @@
+// Compiled on a GPU host (test/gpu/declarations.test.ts) against the real cuBLAS and cuDNN headers: every entry
+// point bssn declares for run-time loading must match the real one in arity, return type and parameter ABI,
+// and every constant must equal the real enumerator. Not part of the addon's build (CI has no such headers).
+#include <cublas_v2.h>
+#include <cudnn.h>
+#include <library_types.h>
+
+#include <type_traits>
+
+#include "cuda/cublas_api.h"
+#include "cuda/cudnn_api.h"
+
+namespace {
+
+// Same type, or an enum declared as an int of the same size, or pointers to such with the same constness.
+template <class A, class B>
+constexpr bool sameAbi() {
+  if constexpr (std::is_same_v<A, B>) {
+    return true;
+  } else if constexpr ((std::is_enum_v<A> || std::is_integral_v<A>) && (std::is_enum_v<B> || std::is_integral_v<B>)) {
+    return sizeof(A) == sizeof(B) && (std::is_enum_v<A> || std::is_enum_v<B>);
+  } else if constexpr (std::is_pointer_v<A> && std::is_pointer_v<B>) {
+    using PA = std::remove_pointer_t<A>;
+    using PB = std::remove_pointer_t<B>;
+    return std::is_const_v<PA> == std::is_const_v<PB> && sameAbi<std::remove_cv_t<PA>, std::remove_cv_t<PB>>();
+  } else {
+    return false;
+  }
+}
+
+template <class Ours, class Theirs>
+struct SameSignature : std::false_type {};
+
+template <class R1, class... A1, class R2, class... A2>
+struct SameSignature<R1 (*)(A1...), R2 (*)(A2...)> {
+  static constexpr bool value = [] {
+    if constexpr (sizeof...(A1) != sizeof...(A2)) {
+      return false;
+    } else {
+      return sameAbi<R1, R2>() && (sameAbi<A1, A2>() && ...);
+    }
+  }();
+};
+
+template <class Ours, class Theirs>
+constexpr bool matches(Theirs) {
+  return SameSignature<Ours, Theirs>::value;
+}
+
+}  // namespace
+
+// cuBLAS
+static_assert(std::is_same_v<bssn::cublas::Handle, cublasHandle_t>, "cublasHandle_t");
+static_assert(sizeof(cublasStatus_t) == sizeof(bssn::cublas::Status), "cublasStatus_t");
+static_assert(matches<bssn::cublas::CreateFn>(&cublasCreate_v2), "cublasCreate_v2");
+static_assert(matches<bssn::cublas::DestroyFn>(&cublasDestroy_v2), "cublasDestroy_v2");
+static_assert(matches<bssn::cublas::SetStreamFn>(&cublasSetStream_v2), "cublasSetStream_v2");
+static_assert(matches<bssn::cublas::GetVersionFn>(&cublasGetVersion_v2), "cublasGetVersion_v2");
+static_assert(matches<bssn::cublas::SetMathModeFn>(&cublasSetMathMode), "cublasSetMathMode");
+static_assert(matches<bssn::cublas::GetStatusStringFn>(&cublasGetStatusString), "cublasGetStatusString");
+static_assert(matches<bssn::cublas::GetPropertyFn>(&cublasGetProperty), "cublasGetProperty");
+static_assert(matches<bssn::cublas::SgemmFn>(&cublasSgemm_v2), "cublasSgemm_v2");
+static_assert(bssn::cublas::kSuccess == CUBLAS_STATUS_SUCCESS, "CUBLAS_STATUS_SUCCESS");
+static_assert(bssn::cublas::kOpN == CUBLAS_OP_N && bssn::cublas::kOpT == CUBLAS_OP_T, "cublasOperation_t");
+static_assert(bssn::cublas::kDefaultMath == CUBLAS_DEFAULT_MATH && bssn::cublas::kPedanticMath == CUBLAS_PEDANTIC_MATH, "cublasMath_t");
+static_assert(bssn::cublas::kMajorVersion == MAJOR_VERSION && bssn::cublas::kMinorVersion == MINOR_VERSION &&
+                  bssn::cublas::kPatchLevel == PATCH_LEVEL,
+              "libraryPropertyType");
+
+// cuDNN
+static_assert(std::is_same_v<bssn::cudnn::Handle, cudnnHandle_t>, "cudnnHandle_t");
+static_assert(sizeof(cudnnStatus_t) == sizeof(bssn::cudnn::Status), "cudnnStatus_t");
+static_assert(matches<bssn::cudnn::GetVersionFn>(&cudnnGetVersion), "cudnnGetVersion");
+static_assert(matches<bssn::cudnn::GetErrorStringFn>(&cudnnGetErrorString), "cudnnGetErrorString");
+static_assert(matches<bssn::cudnn::CreateFn>(&cudnnCreate), "cudnnCreate");
+static_assert(matches<bssn::cudnn::DestroyFn>(&cudnnDestroy), "cudnnDestroy");
+static_assert(matches<bssn::cudnn::SetStreamFn>(&cudnnSetStream), "cudnnSetStream");
+static_assert(bssn::cudnn::kSuccess == CUDNN_STATUS_SUCCESS, "CUDNN_STATUS_SUCCESS");
