@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/ops.h"
 
 namespace bssn {
 
@@ -45,8 +46,6 @@ class Buffer {
   size_t bytes_;
 };
 
-using BufferPtr = std::shared_ptr<Buffer>;
-
 // What a device reports about itself (device.info() in JS): name/value pairs, numbers or text.
 using DeviceInfo = std::vector<std::pair<std::string, std::variant<double, std::string>>>;
 
@@ -58,7 +57,8 @@ class Fence {
   virtual void wait() = 0;
 };
 
-class Device : public std::enable_shared_from_this<Device> {
+// A device: memory, one stream, and the ops (core/ops.h) every backend implements.
+class Device : public std::enable_shared_from_this<Device>, public Ops {
  public:
   virtual ~Device() = default;
 

@@ -8,6 +8,7 @@
 #include "core/normalize_plan.h"
 #include "core/random.h"
 #include "cpu/normalize.h"
+#include "cpu/ops.h"
 
 namespace bssn {
 
@@ -79,6 +80,47 @@ std::shared_ptr<Fence> CpuDevice::download(const BufferPtr& src, size_t srcOffse
     std::memcpy(host, static_cast<const unsigned char*>(src->data()) + srcOffset, bytes);
   });
   return stream_.fence();
+}
+
+// Training-stack ops: each captures the buffers it touches, so they outlive a dispose until the op has run.
+void CpuDevice::unary(UnaryOp op, float p, const BufferPtr& x, const BufferPtr& y, size_t n) {
+  stream_.enqueue([=] { cpu::unary(op, p, x->f32(), y->f32(), n); });
+}
+
+void CpuDevice::unaryBackward(UnaryOp op, float p, const BufferPtr& x, const BufferPtr& y, const BufferPtr& dy, const BufferPtr& dx, size_t n) {
+  stream_.enqueue([=] { cpu::unaryBackward(op, p, x ? x->f32() : nullptr, y ? y->f32() : nullptr, dy->f32(), dx->f32(), n); });
+}
+
+void CpuDevice::binary(BinaryOp op, const BufferPtr& a, const BufferPtr& b, const BufferPtr& out, size_t n) {
+  stream_.enqueue([=] { cpu::binary(op, a->f32(), b->f32(), out->f32(), n); });
+}
+
+void CpuDevice::addBias(const BufferPtr& x, const BufferPtr& bias, const BufferPtr& out, size_t outer, size_t channels, size_t inner) {
+  stream_.enqueue([=] { cpu::addBias(x->f32(), bias->f32(), out->f32(), outer, channels, inner); });
+}
+
+void CpuDevice::sumToBias(const BufferPtr& dy, const BufferPtr& db, size_t outer, size_t channels, size_t inner) {
+  stream_.enqueue([=] { cpu::sumToBias(dy->f32(), db->f32(), outer, channels, inner); });
+}
+
+void CpuDevice::sum(const BufferPtr& x, size_t n, const BufferPtr& out, float scale) {
+  stream_.enqueue([=] { cpu::sum(x->f32(), n, out->f32(), scale); });
+}
+
+void CpuDevice::broadcast(const BufferPtr& scalar, const BufferPtr& out, size_t n, float scale) {
+  stream_.enqueue([=] { cpu::broadcast(scalar->f32(), out->f32(), n, scale); });
+}
+
+void CpuDevice::gemm(const GemmArgs& g) {
+  stream_.enqueue([g] { cpu::gemm(g.transA, g.transB, g.m, g.n, g.k, g.alpha, g.a->f32(), g.b->f32(), g.beta, g.c->f32()); });
+}
+
+void CpuDevice::adam(const AdamArgs& args) {
+  stream_.enqueue([args] { cpu::adam(args); });
+}
+
+void CpuDevice::sgd(const SgdArgs& args) {
+  stream_.enqueue([args] { cpu::sgd(args); });
 }
 
 }  // namespace bssn

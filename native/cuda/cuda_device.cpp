@@ -8,8 +8,10 @@
 #include "cuda/check.h"
 #include "cuda/cublas.h"
 #include "cuda/cudnn.h"
+#include "cuda/elementwise.cuh"
 #include "cuda/fill.cuh"
 #include "cuda/normalize.cuh"
+#include "cuda/optim.cuh"
 
 namespace bssn::cuda {
 
@@ -465,6 +467,76 @@ void CudaDevice::normalizeBackward(const NormalizeJob& job) {
   args.bidirectional = modeIsBidirectional(job.params.mode) ? 1 : 0;
   launchNormalizeBackward(args, stream_);
   checkLaunch("normalize backward");
+}
+
+// Training-stack ops: the buffers' memory returns to the pool only after these run (stream-ordered frees).
+static const float* f32(const BufferPtr& b) { return b ? b->f32() : nullptr; }
+
+void CudaDevice::unary(UnaryOp op, float p, const BufferPtr& x, const BufferPtr& y, size_t n) {
+  enter();
+  launchUnary(op, p, x->f32(), y->f32(), n, stream_);
+  checkLaunch("unary");
+}
+
+void CudaDevice::unaryBackward(UnaryOp op, float p, const BufferPtr& x, const BufferPtr& y, const BufferPtr& dy, const BufferPtr& dx, size_t n) {
+  enter();
+  launchUnaryBackward(op, p, f32(x), f32(y), dy->f32(), dx->f32(), n, stream_);
+  checkLaunch("unary backward");
+}
+
+void CudaDevice::binary(BinaryOp op, const BufferPtr& a, const BufferPtr& b, const BufferPtr& out, size_t n) {
+  enter();
+  launchBinary(op, a->f32(), b->f32(), out->f32(), n, stream_);
+  checkLaunch("binary");
+}
+
+void CudaDevice::addBias(const BufferPtr& x, const BufferPtr& bias, const BufferPtr& out, size_t outer, size_t channels, size_t inner) {
+  enter();
+  launchAddBias(x->f32(), bias->f32(), out->f32(), outer, channels, inner, stream_);
+  checkLaunch("addBias");
+}
+
+void CudaDevice::sumToBias(const BufferPtr& dy, const BufferPtr& db, size_t outer, size_t channels, size_t inner) {
+  enter();
+  launchSumToBias(dy->f32(), db->f32(), outer, channels, inner, stream_);
+  checkLaunch("sumToBias");
+}
+
+void CudaDevice::sum(const BufferPtr& x, size_t n, const BufferPtr& out, float scale) {
+  enter();
+  launchSum(x->f32(), n, out->f32(), scale, stream_);
+  checkLaunch("sum");
+}
+
+void CudaDevice::broadcast(const BufferPtr& scalar, const BufferPtr& out, size_t n, float scale) {
+  enter();
+  launchBroadcast(scalar->f32(), out->f32(), n, scale, stream_);
+  checkLaunch("broadcast");
+}
+
+// Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: cuBLAS gets B first, with the dimensions swapped.
+void CudaDevice::gemm(const GemmArgs& g) {
+  cublas::Handle handle = cublasHandle();  // enter()s, and throws naming cuBLAS when it cannot be loaded
+  if (g.m > INT32_MAX || g.n > INT32_MAX || g.k > INT32_MAX) throwRangeError("gemm dimensions exceed cuBLAS's 32-bit limits");
+  const int m = int(g.m), n = int(g.n), k = int(g.k);
+  const int lda = g.transA ? m : k;
+  const int ldb = g.transB ? k : n;
+  const cublas::Status st = cublasApi().sgemm(handle, g.transB ? cublas::kOpT : cublas::kOpN, g.transA ? cublas::kOpT : cublas::kOpN,
+                                              n, m, k, &g.alpha, g.b->f32(), ldb, g.a->f32(), lda, &g.beta, g.c->f32(), n);
+  if (st != cublas::kSuccess) throwCublas("cublasSgemm_v2", st);
+  checkLaunch("gemm");
+}
+
+void CudaDevice::adam(const AdamArgs& args) {
+  enter();
+  launchAdam(args, stream_);
+  checkLaunch("adam");
+}
+
+void CudaDevice::sgd(const SgdArgs& args) {
+  enter();
+  launchSgd(args, stream_);
+  checkLaunch("sgd");
 }
 
 }  // namespace bssn::cuda

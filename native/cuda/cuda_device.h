@@ -52,6 +52,17 @@ class CudaDevice : public Device {
   void randn(const BufferPtr& dst, size_t count, uint64_t seed, float std) override;
   void normalize(const NormalizeJob& job) override;
   void normalizeBackward(const NormalizeJob& job) override;
+  void unary(UnaryOp op, float param, const BufferPtr& x, const BufferPtr& y, size_t n) override;
+  void unaryBackward(UnaryOp op, float param, const BufferPtr& x, const BufferPtr& y, const BufferPtr& dy, const BufferPtr& dx,
+                     size_t n) override;
+  void binary(BinaryOp op, const BufferPtr& a, const BufferPtr& b, const BufferPtr& out, size_t n) override;
+  void addBias(const BufferPtr& x, const BufferPtr& bias, const BufferPtr& out, size_t outer, size_t channels, size_t inner) override;
+  void sumToBias(const BufferPtr& dy, const BufferPtr& db, size_t outer, size_t channels, size_t inner) override;
+  void sum(const BufferPtr& x, size_t n, const BufferPtr& out, float scale) override;
+  void broadcast(const BufferPtr& scalar, const BufferPtr& out, size_t n, float scale) override;
+  void gemm(const GemmArgs& args) override;
+  void adam(const AdamArgs& args) override;
+  void sgd(const SgdArgs& args) override;
   std::shared_ptr<Fence> download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) override;
   std::shared_ptr<Fence> fence() override;
   std::shared_ptr<Fence> timestamp(std::shared_ptr<double> ms) override;

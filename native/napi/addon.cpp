@@ -6,6 +6,7 @@
 #include "napi/errors.h"
 #include "napi/external.h"
 #include "napi/normalizer_handle.h"
+#include "napi/ops.h"
 #include "napi/tensor_handle.h"
 #ifndef BSSN_WITH_CUDA
 #define BSSN_WITH_CUDA 0
@@ -24,6 +25,7 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
   DefineAddon(exports, {InstanceMethod<&Addon::Cpu>("cpu"), InstanceMethod<&Addon::Cuda>("cuda"),
                         InstanceMethod<&Addon::CudaStatus>("cudaStatus"), InstanceMethod<&Addon::Libraries>("libraries")});
   exports.Set("NormalizerHandle", normalizer);
+  exports.Set("ops", defineOps(env));
   exports.Set("builtWithCuda", Napi::Boolean::New(env, BSSN_WITH_CUDA != 0));
 }
 

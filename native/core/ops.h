@@ -1,0 +1,75 @@
+// Tensor ops of the training stack, described backend-neutrally. Every op writes into buffers its caller
+// allocated (no allocation inside an op), is enqueued on the device's stream, and validates nothing: the
+// N-API layer checks devices and sizes first.
+#pragma once
+#include <cstdint>
+
+#include <memory>
+
+namespace bssn {
+
+class Buffer;
+using BufferPtr = std::shared_ptr<Buffer>;
+
+enum class UnaryOp : int32_t {
+  Relu = 0,
+  LeakyRelu = 1,  // param: negative slope
+  Tanh = 2,
+  Sigmoid = 3,
+  Scale = 4,      // y = param * x
+  AddScalar = 5,  // y = x + param
+};
+
+enum class BinaryOp : int32_t { Add = 0, Sub = 1, Mul = 2 };
+
+// Row-major C[m x n] = alpha * op(A) op(B) + beta * C, op(A) m x k and op(B) k x n, all dimensions >= 1.
+// C is not read when beta == 0.
+struct GemmArgs {
+  bool transA = false, transB = false;
+  int64_t m = 0, n = 0, k = 0;
+  float alpha = 1, beta = 0;
+  BufferPtr a, b, c;
+};
+
+// Adam as PyTorch's (L2 weight decay added to the gradient) on n parameters, `step` counted from 1.
+struct AdamArgs {
+  BufferPtr param, grad, m, v;
+  size_t n = 0;
+  float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weightDecay = 0;
+  int64_t step = 1;
+};
+
+// SGD with optional momentum (buffer null when momentum == 0) and L2 weight decay.
+struct SgdArgs {
+  BufferPtr param, grad, momentumBuffer;
+  size_t n = 0;
+  float lr = 1e-2f, momentum = 0, weightDecay = 0;
+  bool firstStep = true;  // the momentum buffer starts as the gradient
+};
+
+// The ops a backend implements (the Device derives from it).
+class Ops {
+ public:
+  virtual ~Ops() = default;
+  // y = f(x) elementwise (y may alias x).
+  virtual void unary(UnaryOp op, float param, const BufferPtr& x, const BufferPtr& y, size_t n) = 0;
+  // dx = dy * f'(x), from x (relu, leaky relu) or y = f(x) (tanh, sigmoid); dx may alias dy.
+  virtual void unaryBackward(UnaryOp op, float param, const BufferPtr& x, const BufferPtr& y, const BufferPtr& dy,
+                             const BufferPtr& dx, size_t n) = 0;
+  // out = a (op) b elementwise (out may alias a or b).
+  virtual void binary(BinaryOp op, const BufferPtr& a, const BufferPtr& b, const BufferPtr& out, size_t n) = 0;
+  // out[o, c, i] = x[o, c, i] + bias[c] for x viewed as [outer, channels, inner].
+  virtual void addBias(const BufferPtr& x, const BufferPtr& bias, const BufferPtr& out, size_t outer, size_t channels,
+                       size_t inner) = 0;
+  // db[c] = sum over o, i of dy[o, c, i].
+  virtual void sumToBias(const BufferPtr& dy, const BufferPtr& db, size_t outer, size_t channels, size_t inner) = 0;
+  // out[0] = scale * sum(x[0..n)).
+  virtual void sum(const BufferPtr& x, size_t n, const BufferPtr& out, float scale) = 0;
+  // out[i] = scale * scalar[0] for i < n.
+  virtual void broadcast(const BufferPtr& scalar, const BufferPtr& out, size_t n, float scale) = 0;
+  virtual void gemm(const GemmArgs& args) = 0;
+  virtual void adam(const AdamArgs& args) = 0;
+  virtual void sgd(const SgdArgs& args) = 0;
+};
+
+}  // namespace bssn

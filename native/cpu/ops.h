@@ -1,0 +1,21 @@
+// CPU loops of the training-stack ops (run on the CPU stream; the reference for the CUDA kernels).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "core/ops.h"
+
+namespace bssn::cpu {
+
+void unary(UnaryOp op, float param, const float* x, float* y, size_t n);
+void unaryBackward(UnaryOp op, float param, const float* x, const float* y, const float* dy, float* dx, size_t n);
+void binary(BinaryOp op, const float* a, const float* b, float* out, size_t n);
+void addBias(const float* x, const float* bias, float* out, size_t outer, size_t channels, size_t inner);
+void sumToBias(const float* dy, float* db, size_t outer, size_t channels, size_t inner);
+void sum(const float* x, size_t n, float* out, float scale);
+void broadcast(const float* scalar, float* out, size_t n, float scale);
+void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, const float* b, float beta, float* c);
+void adam(const AdamArgs& args);
+void sgd(const SgdArgs& args);
+
+}  // namespace bssn::cpu

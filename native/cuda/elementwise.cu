@@ -1,0 +1,109 @@
+#include "cuda/common.cuh"
+#include "cuda/elementwise.cuh"
+
+namespace bssn::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+#define BSSN_GRID_LOOP(i, n) for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < (n); i += size_t(gridDim.x) * blockDim.x)
+
+__global__ void unaryKernel(UnaryOp op, float p, const float* x, float* y, size_t n) {
+  BSSN_GRID_LOOP(i, n) {
+    const float v = x[i];
+    float r;
+    switch (op) {
+      case UnaryOp::Relu: r = v > 0 ? v : 0.0f; break;
+      case UnaryOp::LeakyRelu: r = v > 0 ? v : p * v; break;
+      case UnaryOp::Tanh: r = tanhf(v); break;
+      case UnaryOp::Sigmoid: r = float(1.0 / (1.0 + exp(-double(v)))); break;
+      case UnaryOp::Scale: r = p * v; break;
+      default: r = v + p; break;  // AddScalar
+    }
+    y[i] = r;
+  }
+}
+
+__global__ void unaryBackwardKernel(UnaryOp op, float p, const float* x, const float* y, const float* dy, float* dx, size_t n) {
+  BSSN_GRID_LOOP(i, n) {
+    const float g = dy[i];
+    float r;
+    switch (op) {
+      case UnaryOp::Relu: r = x[i] > 0 ? g : 0.0f; break;
+      case UnaryOp::LeakyRelu: r = x[i] > 0 ? g : p * g; break;
+      case UnaryOp::Tanh: r = g * (1.0f - y[i] * y[i]); break;
+      case UnaryOp::Sigmoid: r = g * y[i] * (1.0f - y[i]); break;
+      case UnaryOp::Scale: r = p * g; break;
+      default: r = g; break;  // AddScalar
+    }
+    dx[i] = r;
+  }
+}
+
+__global__ void binaryKernel(BinaryOp op, const float* a, const float* b, float* out, size_t n) {
+  BSSN_GRID_LOOP(i, n) {
+    out[i] = op == BinaryOp::Add ? a[i] + b[i] : op == BinaryOp::Sub ? a[i] - b[i] : a[i] * b[i];
+  }
+}
+
+__global__ void addBiasKernel(const float* x, const float* bias, float* out, size_t n, size_t channels, size_t inner) {
+  BSSN_GRID_LOOP(i, n) { out[i] = x[i] + bias[(i / inner) % channels]; }
+}
+
+__global__ void sumToBiasKernel(const float* dy, float* db, size_t outer, size_t channels, size_t inner) {
+  __shared__ double partial[kThreads / kWarp];
+  const size_t c = blockIdx.x;
+  double s = 0;
+  for (size_t j = threadIdx.x; j < outer * inner; j += blockDim.x) {
+    const size_t o = j / inner, i = j % inner;
+    s += dy[(o * channels + c) * inner + i];
+  }
+  s = blockSum(s, partial);
+  if (threadIdx.x == 0) db[c] = float(s);
+}
+
+__global__ void sumKernel(const float* x, size_t n, float* out, float scale) {
+  __shared__ double partial[1024 / kWarp];
+  double s = 0;
+  for (size_t i = threadIdx.x; i < n; i += blockDim.x) s += x[i];
+  s = blockSum(s, partial);
+  if (threadIdx.x == 0) out[0] = float(s * scale);
+}
+
+__global__ void broadcastKernel(const float* scalar, float* out, size_t n, float scale) {
+  BSSN_GRID_LOOP(i, n) { out[i] = scalar[0] * scale; }
+}
+
+}  // namespace
+
+void launchUnary(UnaryOp op, float p, const float* x, float* y, size_t n, cudaStream_t stream) {
+  if (n) unaryKernel<<<gridFor(int64_t(n), kThreads), kThreads, 0, stream>>>(op, p, x, y, n);
+}
+
+void launchUnaryBackward(UnaryOp op, float p, const float* x, const float* y, const float* dy, float* dx, size_t n, cudaStream_t stream) {
+  if (n) unaryBackwardKernel<<<gridFor(int64_t(n), kThreads), kThreads, 0, stream>>>(op, p, x, y, dy, dx, n);
+}
+
+void launchBinary(BinaryOp op, const float* a, const float* b, float* out, size_t n, cudaStream_t stream) {
+  if (n) binaryKernel<<<gridFor(int64_t(n), kThreads), kThreads, 0, stream>>>(op, a, b, out, n);
+}
+
+void launchAddBias(const float* x, const float* bias, float* out, size_t outer, size_t channels, size_t inner, cudaStream_t stream) {
+  const size_t n = outer * channels * inner;
+  if (n) addBiasKernel<<<gridFor(int64_t(n), kThreads), kThreads, 0, stream>>>(x, bias, out, n, channels, inner);
+}
+
+void launchSumToBias(const float* dy, float* db, size_t outer, size_t channels, size_t inner, cudaStream_t stream) {
+  if (channels) sumToBiasKernel<<<unsigned(channels), kThreads, 0, stream>>>(dy, db, outer, channels, inner);
+}
+
+void launchSum(const float* x, size_t n, float* out, float scale, cudaStream_t stream) {
+  sumKernel<<<1, 1024, 0, stream>>>(x, n, out, scale);
+}
+
+void launchBroadcast(const float* scalar, float* out, size_t n, float scale, cudaStream_t stream) {
+  if (n) broadcastKernel<<<gridFor(int64_t(n), kThreads), kThreads, 0, stream>>>(scalar, out, n, scale);
+}
+
+}  // namespace bssn::cuda

@@ -1,0 +1,215 @@
+#include "napi/ops.h"
+
+#include <cmath>
+#include <string>
+
+#include "core/ops.h"
+#include "core/tensor.h"
+#include "napi/convert.h"
+#include "napi/errors.h"
+#include "napi/tensor_handle.h"
+#include "napi/type_tag.h"
+
+namespace bssn::napi {
+
+namespace {
+
+const TensorPtr& tensorArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  return unwrapTagged<TensorHandle>(info[i], (std::string(name) + " to be a bssn tensor handle").c_str())->tensor();
+}
+
+// Buffers of tensors that must all live on one device; returns that device.
+Device& sameDevice(std::initializer_list<std::pair<const TensorPtr*, const char*>> tensors) {
+  Device* device = nullptr;
+  const char* first = nullptr;
+  for (const auto& [t, name] : tensors) {
+    if (!t || !*t) continue;
+    (*t)->buffer(name);
+    if (!device) {
+      device = (*t)->device().get();
+      first = name;
+    } else if ((*t)->device().get() != device) {
+      throwTypeError(std::string(name) + " is on " + (*t)->device()->name() + ", " + first + " on " + device->name());
+    }
+  }
+  return *device;
+}
+
+void sameSize(const TensorPtr& a, const char* an, const TensorPtr& b, const char* bn) {
+  if (a->numel() != b->numel())
+    throwRangeError(std::string(bn) + " has shape " + shapeToString(b->shape()) + ", expected " + std::to_string(a->numel()) +
+                    " elements like " + an + " " + shapeToString(a->shape()));
+}
+
+UnaryOp unaryOp(Napi::Value v) { return UnaryOp(toInteger(v, "unary op", 0, 5)); }
+
+// [outer, channels, inner] of `shape` around `axis`.
+void splitAt(const Shape& shape, int64_t axis, size_t& outer, size_t& channels, size_t& inner) {
+  if (axis < 0 || axis >= int64_t(shape.size()))
+    throwRangeError("channel axis " + std::to_string(axis) + " is out of range for shape " + shapeToString(shape));
+  outer = inner = 1;
+  for (int64_t a = 0; a < axis; ++a) outer *= size_t(shape[a]);
+  for (size_t a = size_t(axis) + 1; a < shape.size(); ++a) inner *= size_t(shape[a]);
+  channels = size_t(shape[axis]);
+}
+
+double option(Napi::Object o, const char* key) { return toNumber(o.Get(key), key); }
+
+template <typename F>
+void def(Napi::Env env, Napi::Object ops, const char* name, F f) {
+  ops.Set(name, Napi::Function::New(env, [f](const Napi::CallbackInfo& info) -> Napi::Value {
+    return guard(info.Env(), [&]() -> Napi::Value {
+      f(info);
+      return info.Env().Undefined();
+    });
+  }, name));
+}
+
+}  // namespace
+
+Napi::Object defineOps(Napi::Env env) {
+  Napi::Object ops = Napi::Object::New(env);
+
+  // unary(op, param, x, y)
+  def(env, ops, "unary", [](const Napi::CallbackInfo& info) {
+    const UnaryOp op = unaryOp(info[0]);
+    const float param = float(toNumber(info[1], "param"));
+    const TensorPtr &x = tensorArg(info, 2, "x"), &y = tensorArg(info, 3, "y");
+    Device& d = sameDevice({{&x, "x"}, {&y, "y"}});
+    sameSize(x, "x", y, "y");
+    d.unary(op, param, x->buffer(), y->buffer(), size_t(x->numel()));
+  });
+
+  // unaryBackward(op, param, x | null, y | null, dy, dx)
+  def(env, ops, "unaryBackward", [](const Napi::CallbackInfo& info) {
+    const UnaryOp op = unaryOp(info[0]);
+    const float param = float(toNumber(info[1], "param"));
+    const bool needsX = op == UnaryOp::Relu || op == UnaryOp::LeakyRelu;
+    const bool needsY = op == UnaryOp::Tanh || op == UnaryOp::Sigmoid;
+    static const TensorPtr none;
+    const TensorPtr& x = needsX ? tensorArg(info, 2, "x") : none;
+    const TensorPtr& y = needsY ? tensorArg(info, 3, "y") : none;
+    const TensorPtr &dy = tensorArg(info, 4, "dy"), &dx = tensorArg(info, 5, "dx");
+    Device& d = sameDevice({{&x, "x"}, {&y, "y"}, {&dy, "dy"}, {&dx, "dx"}});
+    sameSize(dy, "dy", dx, "dx");
+    if (x) sameSize(dy, "dy", x, "x");
+    if (y) sameSize(dy, "dy", y, "y");
+    d.unaryBackward(op, param, x ? x->buffer() : nullptr, y ? y->buffer() : nullptr, dy->buffer(), dx->buffer(), size_t(dy->numel()));
+  });
+
+  // binary(op, a, b, out)
+  def(env, ops, "binary", [](const Napi::CallbackInfo& info) {
+    const BinaryOp op = BinaryOp(toInteger(info[0], "binary op", 0, 2));
+    const TensorPtr &a = tensorArg(info, 1, "a"), &b = tensorArg(info, 2, "b"), &out = tensorArg(info, 3, "out");
+    Device& d = sameDevice({{&a, "a"}, {&b, "b"}, {&out, "out"}});
+    sameSize(a, "a", b, "b");
+    sameSize(a, "a", out, "out");
+    d.binary(op, a->buffer(), b->buffer(), out->buffer(), size_t(a->numel()));
+  });
+
+  // addBias(x, bias, out, channelAxis)
+  def(env, ops, "addBias", [](const Napi::CallbackInfo& info) {
+    const TensorPtr &x = tensorArg(info, 0, "x"), &bias = tensorArg(info, 1, "bias"), &out = tensorArg(info, 2, "out");
+    Device& d = sameDevice({{&x, "x"}, {&bias, "bias"}, {&out, "out"}});
+    size_t outer, channels, inner;
+    splitAt(x->shape(), toInteger(info[3], "channel axis", 0, 7), outer, channels, inner);
+    if (size_t(bias->numel()) != channels)
+      throwRangeError("bias has " + std::to_string(bias->numel()) + " elements, expected " + std::to_string(channels) + " (one per channel)");
+    sameSize(x, "x", out, "out");
+    d.addBias(x->buffer(), bias->buffer(), out->buffer(), outer, channels, inner);
+  });
+
+  // sumToBias(dy, db, channelAxis)
+  def(env, ops, "sumToBias", [](const Napi::CallbackInfo& info) {
+    const TensorPtr &dy = tensorArg(info, 0, "dy"), &db = tensorArg(info, 1, "db");
+    Device& d = sameDevice({{&dy, "dy"}, {&db, "db"}});
+    size_t outer, channels, inner;
+    splitAt(dy->shape(), toInteger(info[2], "channel axis", 0, 7), outer, channels, inner);
+    if (size_t(db->numel()) != channels)
+      throwRangeError("db has " + std::to_string(db->numel()) + " elements, expected " + std::to_string(channels));
+    d.sumToBias(dy->buffer(), db->buffer(), outer, channels, inner);
+  });
+
+  // sum(x, out, scale): out[0] = scale * sum(x)
+  def(env, ops, "sum", [](const Napi::CallbackInfo& info) {
+    const TensorPtr &x = tensorArg(info, 0, "x"), &out = tensorArg(info, 1, "out");
+    Device& d = sameDevice({{&x, "x"}, {&out, "out"}});
+    if (out->numel() != 1) throwRangeError("sum: expected a one-element output, got shape " + shapeToString(out->shape()));
+    d.sum(x->buffer(), size_t(x->numel()), out->buffer(), float(toNumber(info[2], "scale")));
+  });
+
+  // broadcast(scalar, out, scale): out[i] = scale * scalar[0]
+  def(env, ops, "broadcast", [](const Napi::CallbackInfo& info) {
+    const TensorPtr &s = tensorArg(info, 0, "scalar"), &out = tensorArg(info, 1, "out");
+    Device& d = sameDevice({{&s, "scalar"}, {&out, "out"}});
+    if (s->numel() != 1) throwRangeError("broadcast: expected a one-element source, got shape " + shapeToString(s->shape()));
+    d.broadcast(s->buffer(), out->buffer(), size_t(out->numel()), float(toNumber(info[2], "scale")));
+  });
+
+  // gemm(a, b, c, transA, transB, alpha, beta): c = alpha * op(a) op(b) + beta * c, all 2-D
+  def(env, ops, "gemm", [](const Napi::CallbackInfo& info) {
+    const TensorPtr &a = tensorArg(info, 0, "a"), &b = tensorArg(info, 1, "b"), &c = tensorArg(info, 2, "c");
+    Device& d = sameDevice({{&a, "a"}, {&b, "b"}, {&c, "c"}});
+    for (const auto& [t, name] : {std::pair{&a, "a"}, {&b, "b"}, {&c, "c"}})
+      if ((*t)->shape().size() != 2) throwRangeError(std::string("gemm: expected ") + name + " to be 2-D, got shape " + shapeToString((*t)->shape()));
+    GemmArgs g;
+    g.transA = info[3].ToBoolean();
+    g.transB = info[4].ToBoolean();
+    g.alpha = float(toNumber(info[5], "alpha"));
+    g.beta = float(toNumber(info[6], "beta"));
+    g.m = a->shape()[g.transA ? 1 : 0];
+    g.k = a->shape()[g.transA ? 0 : 1];
+    const int64_t kb = b->shape()[g.transB ? 1 : 0];
+    g.n = b->shape()[g.transB ? 0 : 1];
+    if (kb != g.k)
+      throwRangeError("gemm: inner dimensions differ: op(a) is " + std::to_string(g.m) + "x" + std::to_string(g.k) + ", op(b) is " +
+                      std::to_string(kb) + "x" + std::to_string(g.n));
+    if (c->shape() != Shape{g.m, g.n})
+      throwRangeError("gemm: c has shape " + shapeToString(c->shape()) + ", expected [" + std::to_string(g.m) + ", " + std::to_string(g.n) + "]");
+    if (g.m == 0 || g.n == 0 || g.k == 0) throwRangeError("gemm: dimensions must be at least 1");
+    g.a = a->buffer();
+    g.b = b->buffer();
+    g.c = c->buffer();
+    d.gemm(g);
+  });
+
+  // adam(param, grad, m, v, { lr, beta1, beta2, eps, weightDecay, step })
+  def(env, ops, "adam", [](const Napi::CallbackInfo& info) {
+    const TensorPtr &p = tensorArg(info, 0, "param"), &g = tensorArg(info, 1, "grad"), &m = tensorArg(info, 2, "m"), &v = tensorArg(info, 3, "v");
+    Device& d = sameDevice({{&p, "param"}, {&g, "grad"}, {&m, "m"}, {&v, "v"}});
+    sameSize(p, "param", g, "grad");
+    sameSize(p, "param", m, "m");
+    sameSize(p, "param", v, "v");
+    if (!info[4].IsObject()) throwTypeError("expected Adam options");
+    Napi::Object o = info[4].As<Napi::Object>();
+    AdamArgs a;
+    a.param = p->buffer(), a.grad = g->buffer(), a.m = m->buffer(), a.v = v->buffer();
+    a.n = size_t(p->numel());
+    a.lr = float(option(o, "lr")), a.beta1 = float(option(o, "beta1")), a.beta2 = float(option(o, "beta2"));
+    a.eps = float(option(o, "eps")), a.weightDecay = float(option(o, "weightDecay"));
+    a.step = toInteger(o.Get("step"), "step", 1, int64_t(1) << 53);
+    d.adam(a);
+  });
+
+  // sgd(param, grad, momentumBuffer | null, { lr, momentum, weightDecay, firstStep })
+  def(env, ops, "sgd", [](const Napi::CallbackInfo& info) {
+    const TensorPtr &p = tensorArg(info, 0, "param"), &g = tensorArg(info, 1, "grad");
+    static const TensorPtr none;
+    const TensorPtr& buf = info[2].IsNull() || info[2].IsUndefined() ? none : tensorArg(info, 2, "momentum buffer");
+    Device& d = sameDevice({{&p, "param"}, {&g, "grad"}, {&buf, "momentum buffer"}});
+    sameSize(p, "param", g, "grad");
+    if (buf) sameSize(p, "param", buf, "momentum buffer");
+    if (!info[3].IsObject()) throwTypeError("expected SGD options");
+    Napi::Object o = info[3].As<Napi::Object>();
+    SgdArgs a;
+    a.param = p->buffer(), a.grad = g->buffer(), a.momentumBuffer = buf ? buf->buffer() : nullptr;
+    a.n = size_t(p->numel());
+    a.lr = float(option(o, "lr")), a.momentum = float(option(o, "momentum")), a.weightDecay = float(option(o, "weightDecay"));
+    a.firstStep = o.Get("firstStep").ToBoolean();
+    d.sgd(a);
+  });
+
+  return ops;
+}
+
+}  // namespace bssn::napi
