@@ -100,6 +100,16 @@ export class Device {
     return new Tensor(this.handle.randn(checkShape(shape), seed, std), this)
   }
 
+  /** Uniform values in [low, high) (default [0, 1)), deterministic for a seed and identical on every backend. */
+  rand(shape: readonly number[], options: { seed?: number; low?: number; high?: number } = {}): Tensor {
+    const seed = options.seed ?? Math.floor(Math.random() * 2 ** 32)
+    checkInteger(seed, 'seed', 0)
+    const low = checkNumber(options.low ?? 0, 'low')
+    const high = checkNumber(options.high ?? 1, 'high')
+    if (!(low <= high)) throw new RangeError(`expected low <= high, got ${low} and ${high}`)
+    return new Tensor(this.handle.rand(checkShape(shape), seed, low, high), this)
+  }
+
   /** Resolves when every op enqueued on this device so far has run; never blocks the event loop. */
   synchronize(): Promise<void> {
     return this.handle.synchronize()

@@ -17,6 +17,7 @@ export interface NativeTensorHandle {
   toArray(): Promise<Float32Array>
   clone(): NativeTensorHandle
   copyFrom(source: NativeTensorHandle): void
+  reshape(shape: readonly number[]): NativeTensorHandle
 }
 
 export interface NativeDeviceHandle {
@@ -31,6 +32,7 @@ export interface NativeDeviceHandle {
   zeros(shape: readonly number[]): NativeTensorHandle
   empty(shape: readonly number[]): NativeTensorHandle
   randn(shape: readonly number[], seed: number, std: number): NativeTensorHandle
+  rand(shape: readonly number[], seed: number, low: number, high: number): NativeTensorHandle
 }
 
 export interface NativeNormalizerOptions {
@@ -69,6 +71,37 @@ export interface NativeCudaStatus {
   reason: string
 }
 
+/** Op codes shared with native/core/ops.h. */
+export enum UnaryOpCode {
+  Relu = 0,
+  LeakyRelu = 1,
+  Tanh = 2,
+  Sigmoid = 3,
+  Scale = 4,
+  AddScalar = 5,
+}
+
+export enum BinaryOpCode {
+  Add = 0,
+  Sub = 1,
+  Mul = 2,
+}
+
+type H = NativeTensorHandle
+
+export interface NativeOps {
+  unary(op: UnaryOpCode, param: number, x: H, y: H): void
+  unaryBackward(op: UnaryOpCode, param: number, x: H | null, y: H | null, dy: H, dx: H): void
+  binary(op: BinaryOpCode, a: H, b: H, out: H): void
+  addBias(x: H, bias: H, out: H, channelAxis: number): void
+  sumToBias(dy: H, db: H, channelAxis: number): void
+  sum(x: H, out: H, scale: number): void
+  broadcast(scalar: H, out: H, scale: number): void
+  gemm(a: H, b: H, c: H, transA: boolean, transB: boolean, alpha: number, beta: number): void
+  adam(param: H, grad: H, m: H, v: H, options: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number }): void
+  sgd(param: H, grad: H, momentumBuffer: H | null, options: { lr: number; momentum: number; weightDecay: number; firstStep: boolean }): void
+}
+
 export interface NativeLibraryStatus {
   loaded: boolean
   version?: string
@@ -81,6 +114,7 @@ export interface NativeBinding {
   cpu(): NativeDeviceHandle
   cuda(index: number): NativeDeviceHandle
   cudaStatus(): NativeCudaStatus
+  ops: NativeOps
   NormalizerHandle: new (weights: readonly NativeTensorHandle[], options: NativeNormalizerOptions) => NativeNormalizerHandle
 }
 

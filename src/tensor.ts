@@ -1,6 +1,9 @@
 // Tensor: a shape and dtype over device memory that JS never sees directly (an opaque native handle).
+import { track } from './autograd/scope.js'
+import { gradEnabled, runBackward, type GradNode } from './autograd/tape.js'
 import type { Device } from './device.js'
 import type { NativeTensorHandle } from './native.js'
+import { checkShape, product } from './validate.js'
 
 export type DType = 'float32'
 
@@ -24,6 +27,13 @@ export class Tensor {
   /** @internal A process-unique id, for caches keyed by tensor identity. */
   readonly id = nextId++
 
+  /** Whether gradients flow to this tensor: set it on parameters; ops set it on their outputs. */
+  requiresGrad = false
+  /** The accumulated gradient of a leaf tensor after backward() (zero it between steps with an optimizer). */
+  grad: Tensor | undefined
+  /** @internal The op that produced this tensor, for backward(). */
+  gradFn: GradNode | undefined
+
   readonly #handle: NativeTensorHandle
   readonly #owner: string | undefined
   #onDispose: Array<() => void> = []
@@ -35,7 +45,10 @@ export class Tensor {
     this.#owner = owner
     this.shape = Object.freeze(handle.shape())
     this.size = this.shape.reduce((a, b) => a * b, 1)
-    if (!owner) forgotten.register(this, handle, this)
+    if (!owner) {
+      forgotten.register(this, handle, this)
+      track(this)
+    }
   }
 
   /** @internal The native handle, for ops. */
@@ -45,6 +58,34 @@ export class Tensor {
 
   get disposed(): boolean {
     return this.#handle.disposed()
+  }
+
+  /** @internal Owned by another object (a BSSN's outputs): freed with it, never by tidy(). */
+  get owned(): boolean {
+    return this.#owner !== undefined
+  }
+
+  /**
+   * Back-propagates from this tensor (a one-element loss, or any tensor with `gradient` of its shape): every
+   * leaf that requires gradients gets .grad (accumulated), and the graph is released.
+   */
+  backward(gradient?: Tensor): void {
+    this.#checkAlive()
+    runBackward(this, gradient)
+  }
+
+  /** The same memory seen with another shape of as many elements (a view: no copy). */
+  reshape(shape: readonly number[]): Tensor {
+    this.#checkAlive()
+    const dims = checkShape(shape)
+    if (product(dims) !== this.size)
+      throw new RangeError(`cannot reshape [${this.shape.join(', ')}] (${this.size} elements) to [${dims.join(', ')}] (${product(dims)} elements)`)
+    const view = new Tensor(this.#handle.reshape(dims), this.device)
+    if (this.requiresGrad && gradEnabled()) {
+      view.requiresGrad = true
+      view.gradFn = { name: 'reshape', inputs: [this], backward: (g) => [new Tensor(g.handle.reshape(this.shape), this.device)] }
+    }
+    return view
   }
 
   /** Copies the data to the host. Resolves once every op enqueued before it has run; never blocks the event loop. */
@@ -88,6 +129,11 @@ export class Tensor {
 
   toString(): string {
     return `Tensor(${this.dtype} [${this.shape.join(', ')}] on ${this.device.name}${this.disposed ? ', disposed' : ''})`
+  }
+
+  /** @internal */
+  checkAlive(): void {
+    this.#checkAlive()
   }
 
   #checkAlive(): void {

@@ -80,6 +80,8 @@ class Device : public std::enable_shared_from_this<Device>, public Ops {
   virtual void fill(const BufferPtr& dst, size_t count, float value) = 0;
   // dst[i] = std * (standard normal sample i of stream `seed`, core/random.h): identical on every backend.
   virtual void randn(const BufferPtr& dst, size_t count, uint64_t seed, float std) = 0;
+  // dst[i] = low + (high - low) * (uniform sample i of stream `seed` in [0, 1)), identical on every backend.
+  virtual void rand(const BufferPtr& dst, size_t count, uint64_t seed, float low, float high) = 0;
   virtual void normalize(const NormalizeJob& job) = 0;
   // dL/dW into job.outputs from dL/dW_hat in job.grads, with u, v and the divisors of the last forward as
   // constants (PyTorch's semantics): dW = (c/s) G - (c/s^2) <G, W> ds/dW.

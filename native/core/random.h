@@ -22,6 +22,11 @@ BSSN_HD uint64_t splitmix64(uint64_t x) {
 // Derives an independent stream seed, e.g. for layer j's vector k.
 BSSN_HD uint64_t deriveSeed(uint64_t seed, uint64_t stream) { return splitmix64(seed ^ splitmix64(stream + 0x51ED27ull)); }
 
+// Uniform sample number `index` of stream `seed` in [0, 1) (24 bits, exact in float).
+BSSN_HD float uniformAt(uint64_t seed, uint64_t index) {
+  return float(splitmix64(seed + splitmix64(index) + 0x2545F4914F6CDD1Dull) >> 40) * (1.0f / 16777216.0f);
+}
+
 // Standard normal sample number `index` of stream `seed` (Box-Muller in double precision).
 BSSN_HD float normalAt(uint64_t seed, uint64_t index) {
   const uint64_t bits = splitmix64(seed + splitmix64(index));

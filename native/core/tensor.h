@@ -13,6 +13,9 @@ class Tensor {
  public:
   // Allocates a tensor of `shape` on `device`; its contents are undefined until written.
   static std::shared_ptr<Tensor> create(const DevicePtr& device, const Shape& shape, DType dtype = DType::Float32);
+  // Another tensor over the same memory with another shape of as many elements (a reshape view). The memory
+  // lives while any view of it does; disposing one view leaves the others intact.
+  std::shared_ptr<Tensor> view(const Shape& shape) const;
   ~Tensor() { release(); }
   Tensor(const Tensor&) = delete;
   Tensor& operator=(const Tensor&) = delete;

@@ -60,6 +60,13 @@ void CpuDevice::randn(const BufferPtr& dst, size_t count, uint64_t seed, float s
   });
 }
 
+void CpuDevice::rand(const BufferPtr& dst, size_t count, uint64_t seed, float low, float high) {
+  stream_.enqueue([dst, count, seed, low, high] {
+    float* p = dst->f32();
+    for (size_t k = 0; k < count; ++k) p[k] = low + (high - low) * uniformAt(seed, k);
+  });
+}
+
 void CpuDevice::normalize(const NormalizeJob& job) {
   stream_.enqueue([job] { cpu::normalizeBatch(job); });
 }

@@ -324,6 +324,12 @@ void CudaDevice::randn(const BufferPtr& dst, size_t count, uint64_t seed, float 
   checkLaunch("randn");
 }
 
+void CudaDevice::rand(const BufferPtr& dst, size_t count, uint64_t seed, float low, float high) {
+  enter();
+  launchRand(dst->f32(), count, seed, low, high, stream_);
+  checkLaunch("rand");
+}
+
 std::shared_ptr<Fence> CudaDevice::download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) {
   enter();
   std::unique_ptr<PinnedBlock> block = pinned_.acquire(bytes);

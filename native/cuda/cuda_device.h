@@ -50,6 +50,7 @@ class CudaDevice : public Device {
   void copy(const BufferPtr& dst, size_t dstOffset, const BufferPtr& src, size_t srcOffset, size_t bytes) override;
   void fill(const BufferPtr& dst, size_t count, float value) override;
   void randn(const BufferPtr& dst, size_t count, uint64_t seed, float std) override;
+  void rand(const BufferPtr& dst, size_t count, uint64_t seed, float low, float high) override;
   void normalize(const NormalizeJob& job) override;
   void normalizeBackward(const NormalizeJob& job) override;
   void unary(UnaryOp op, float param, const BufferPtr& x, const BufferPtr& y, size_t n) override;

@@ -15,7 +15,17 @@ __global__ void randnKernel(float* dst, size_t count, uint64_t seed, float std) 
     dst[i] = std * normalAt(seed, i);
 }
 
+__global__ void randKernel(float* dst, size_t count, uint64_t seed, float low, float high) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x)
+    dst[i] = low + (high - low) * uniformAt(seed, i);
+}
+
 }  // namespace
+
+void launchRand(float* dst, size_t count, uint64_t seed, float low, float high, cudaStream_t stream) {
+  if (count == 0) return;
+  randKernel<<<gridFor(int64_t(count), 256), 256, 0, stream>>>(dst, count, seed, low, high);
+}
 
 void launchFill(float* dst, size_t count, float value, cudaStream_t stream) {
   if (count == 0) return;

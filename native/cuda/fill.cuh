@@ -9,6 +9,7 @@ namespace bssn::cuda {
 
 void launchFill(float* dst, size_t count, float value, cudaStream_t stream);
 void launchRandn(float* dst, size_t count, uint64_t seed, float std, cudaStream_t stream);
+void launchRand(float* dst, size_t count, uint64_t seed, float low, float high, cudaStream_t stream);
 // Whether this binary holds kernel code the current device can run; `why` says what is missing otherwise.
 cudaError_t probeKernelImage();
 

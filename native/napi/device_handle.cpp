@@ -21,7 +21,7 @@ Napi::Function DeviceHandle::define(Napi::Env env) {
                       InstanceMethod<&DeviceHandle::Timestamp>("timestamp"),
                       InstanceMethod<&DeviceHandle::FromData>("fromData"), InstanceMethod<&DeviceHandle::Zeros>("zeros"),
                       InstanceMethod<&DeviceHandle::Empty>("empty"),
-                      InstanceMethod<&DeviceHandle::Randn>("randn")});
+                      InstanceMethod<&DeviceHandle::Randn>("randn"), InstanceMethod<&DeviceHandle::Rand>("rand")});
 }
 
 DeviceHandle::DeviceHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceHandle>(info) {
@@ -136,6 +136,20 @@ Napi::Value DeviceHandle::Randn(const Napi::CallbackInfo& info) {
     if (!std::isfinite(std)) throwRangeError("expected std to be finite");
     TensorPtr t = Tensor::create(device_, shape);
     device_->randn(t->buffer(), size_t(t->numel()), seed, float(std));
+    return Addon::of(info.Env()).wrapTensor(info.Env(), std::move(t));
+  });
+}
+
+// rand(shape, seed, low, high)
+Napi::Value DeviceHandle::Rand(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    const Shape shape = toShape(info[0], "shape");
+    const uint64_t seed = toSeed(info[1], "seed");
+    const double low = toNumber(info[2], "low"), high = toNumber(info[3], "high");
+    if (!std::isfinite(low) || !std::isfinite(high) || !(low <= high)) throwRangeError("expected finite low <= high");
+    TensorPtr t = Tensor::create(device_, shape);
+    device_->rand(t->buffer(), size_t(t->numel()), seed, float(low), float(high));
     return Addon::of(info.Env()).wrapTensor(info.Env(), std::move(t));
   });
 }

@@ -26,6 +26,7 @@ class DeviceHandle : public Napi::ObjectWrap<DeviceHandle> {
   Napi::Value Zeros(const Napi::CallbackInfo& info);
   Napi::Value Empty(const Napi::CallbackInfo& info);
   Napi::Value Randn(const Napi::CallbackInfo& info);
+  Napi::Value Rand(const Napi::CallbackInfo& info);
 
   DevicePtr device_;
 };

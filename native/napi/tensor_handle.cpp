@@ -13,7 +13,8 @@ Napi::Function TensorHandle::define(Napi::Env env) {
   return DefineClass(env, "TensorHandle",
                      {InstanceMethod<&TensorHandle::Shape>("shape"), InstanceMethod<&TensorHandle::Disposed>("disposed"),
                       InstanceMethod<&TensorHandle::Dispose>("dispose"), InstanceMethod<&TensorHandle::ToArray>("toArray"),
-                      InstanceMethod<&TensorHandle::Clone>("clone"), InstanceMethod<&TensorHandle::CopyFrom>("copyFrom")});
+                      InstanceMethod<&TensorHandle::Clone>("clone"), InstanceMethod<&TensorHandle::CopyFrom>("copyFrom"),
+                      InstanceMethod<&TensorHandle::Reshape>("reshape")});
 }
 
 TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
@@ -99,6 +100,13 @@ Napi::Value TensorHandle::CopyFrom(const Napi::CallbackInfo& info) {
       throwRangeError("copyFrom: expected a source of shape " + shapeToString(tensor_->shape()) + ", got " + shapeToString(source->shape()));
     tensor_->device()->copy(tensor_->buffer(), 0, source->buffer("source tensor"), 0, tensor_->bytes());
     return info.This();
+  });
+}
+
+Napi::Value TensorHandle::Reshape(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<TensorHandle>(info, "TensorHandle");
+    return Addon::of(info.Env()).wrapTensor(info.Env(), tensor_->view(toShape(info[0], "shape")));
   });
 }
 

@@ -23,6 +23,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value ToArray(const Napi::CallbackInfo& info);
   Napi::Value Clone(const Napi::CallbackInfo& info);
   Napi::Value CopyFrom(const Napi::CallbackInfo& info);
+  Napi::Value Reshape(const Napi::CallbackInfo& info);
 
   void reportReleased(Napi::Env env);
 

@@ -1,0 +1,134 @@
+// Differentiable tensor ops: each enqueues its native op and, when an input needs gradients, records how to
+// compute the inputs' gradients. No math here: the native ops do it on the tensors' device.
+import { record } from '../autograd/tape.js'
+import { BinaryOpCode, native, UnaryOpCode } from '../native.js'
+import { Tensor } from '../tensor.js'
+import { describe } from '../validate.js'
+
+const ops = () => native().ops
+
+function checkTensor(t: unknown, what: string): asserts t is Tensor {
+  if (!(t instanceof Tensor)) throw new TypeError(`expected ${what} to be a Tensor, got ${describe(t)}`)
+}
+
+function sameShape(a: Tensor, b: Tensor, op: string): void {
+  if (a.size !== b.size || a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i]))
+    throw new RangeError(`${op}: shapes [${a.shape.join(', ')}] and [${b.shape.join(', ')}] differ (no broadcasting)`)
+}
+
+function unary(x: Tensor, op: UnaryOpCode, param: number, name: string, savesOutput: boolean): Tensor {
+  checkTensor(x, 'x')
+  const y = x.device.empty(x.shape)
+  ops().unary(op, param, x.handle, y.handle)
+  return record(y, [x], name, (gy) => {
+    const gx = x.device.empty(x.shape)
+    ops().unaryBackward(op, param, savesOutput ? null : x.handle, savesOutput ? y.handle : null, gy.handle, gx.handle)
+    return [gx]
+  })
+}
+
+export const relu = (x: Tensor): Tensor => unary(x, UnaryOpCode.Relu, 0, 'relu', false)
+export const leakyRelu = (x: Tensor, slope = 0.01): Tensor => unary(x, UnaryOpCode.LeakyRelu, slope, 'leakyRelu', false)
+export const tanh = (x: Tensor): Tensor => unary(x, UnaryOpCode.Tanh, 0, 'tanh', true)
+export const sigmoid = (x: Tensor): Tensor => unary(x, UnaryOpCode.Sigmoid, 0, 'sigmoid', true)
+/** a * x */
+export const scale = (x: Tensor, a: number): Tensor => unary(x, UnaryOpCode.Scale, a, 'scale', false)
+/** x + b (b a number) */
+export const addScalar = (x: Tensor, b: number): Tensor => unary(x, UnaryOpCode.AddScalar, b, 'addScalar', false)
+export const neg = (x: Tensor): Tensor => scale(x, -1)
+
+function binary(a: Tensor, b: Tensor, op: BinaryOpCode, name: string): Tensor {
+  checkTensor(a, 'a')
+  checkTensor(b, 'b')
+  sameShape(a, b, name)
+  const out = a.device.empty(a.shape)
+  ops().binary(op, a.handle, b.handle, out.handle)
+  return record(out, [a, b], name, (g) => {
+    if (op === BinaryOpCode.Mul) {
+      const ga = a.requiresGrad ? a.device.empty(a.shape) : undefined
+      const gb = b.requiresGrad ? b.device.empty(b.shape) : undefined
+      if (ga) ops().binary(BinaryOpCode.Mul, g.handle, b.handle, ga.handle)
+      if (gb) ops().binary(BinaryOpCode.Mul, g.handle, a.handle, gb.handle)
+      return [ga, gb]
+    }
+    const ga = a.requiresGrad ? g.clone() : undefined
+    const gb = b.requiresGrad ? (op === BinaryOpCode.Sub ? neg(g) : g.clone()) : undefined
+    return [ga, gb]
+  })
+}
+
+export const add = (a: Tensor, b: Tensor): Tensor => binary(a, b, BinaryOpCode.Add, 'add')
+export const sub = (a: Tensor, b: Tensor): Tensor => binary(a, b, BinaryOpCode.Sub, 'sub')
+export const mul = (a: Tensor, b: Tensor): Tensor => binary(a, b, BinaryOpCode.Mul, 'mul')
+
+function reduce(x: Tensor, factor: number, name: string): Tensor {
+  checkTensor(x, 'x')
+  const out = x.device.empty([])
+  ops().sum(x.handle, out.handle, factor)
+  return record(out, [x], name, (g) => {
+    const gx = x.device.empty(x.shape)
+    ops().broadcast(g.handle, gx.handle, factor)
+    return [gx]
+  })
+}
+
+/** The sum of all elements (a 0-D tensor). */
+export const sum = (x: Tensor): Tensor => reduce(x, 1, 'sum')
+/** The mean of all elements (a 0-D tensor). */
+export const mean = (x: Tensor): Tensor => reduce(x, 1 / Math.max(x.size, 1), 'mean')
+
+/** a [m, k] times b [k, n] (either transposed first when asked), as a [m, n] tensor. */
+export function matmul(a: Tensor, b: Tensor, options: { transA?: boolean; transB?: boolean } = {}): Tensor {
+  checkTensor(a, 'a')
+  checkTensor(b, 'b')
+  const ta = options.transA ?? false
+  const tb = options.transB ?? false
+  if (a.shape.length !== 2 || b.shape.length !== 2)
+    throw new RangeError(`matmul: expected 2-D tensors, got [${a.shape.join(', ')}] and [${b.shape.join(', ')}]`)
+  const m = ta ? a.shape[1] : a.shape[0]
+  const n = tb ? b.shape[0] : b.shape[1]
+  const out = a.device.empty([m, n])
+  ops().gemm(a.handle, b.handle, out.handle, ta, tb, 1, 0)
+  return record(out, [a, b], 'matmul', (g) => {
+    // C = op(A) op(B): dop(A) = G op(B)^T, dop(B) = op(A)^T G, transposed back where A or B was.
+    let ga: Tensor | undefined
+    let gb: Tensor | undefined
+    if (a.requiresGrad) {
+      ga = a.device.empty(a.shape)
+      if (ta) ops().gemm(b.handle, g.handle, ga.handle, tb, true, 1, 0) // dA = op(B) G^T
+      else ops().gemm(g.handle, b.handle, ga.handle, false, !tb, 1, 0) // dA = G op(B)^T
+    }
+    if (b.requiresGrad) {
+      gb = b.device.empty(b.shape)
+      if (tb) ops().gemm(g.handle, a.handle, gb.handle, true, ta, 1, 0) // dB = G^T op(A)
+      else ops().gemm(a.handle, g.handle, gb.handle, !ta, false, 1, 0) // dB = op(A)^T G
+    }
+    return [ga, gb]
+  })
+}
+
+/** x + bias along `axis` (1: the channels of [N, C, ...]). */
+export function addBias(x: Tensor, bias: Tensor, axis = 1): Tensor {
+  checkTensor(x, 'x')
+  checkTensor(bias, 'bias')
+  const out = x.device.empty(x.shape)
+  ops().addBias(x.handle, bias.handle, out.handle, axis)
+  return record(out, [x, bias], 'addBias', (g) => {
+    const gx = x.requiresGrad ? g.clone() : undefined
+    let gb: Tensor | undefined
+    if (bias.requiresGrad) {
+      gb = bias.device.empty(bias.shape)
+      ops().sumToBias(g.handle, gb.handle, axis)
+    }
+    return [gx, gb]
+  })
+}
+
+/** x [N, in] times weight [out, in] transposed, plus bias [out]: a fully connected layer. */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+  const y = matmul(x, weight, { transB: true })
+  if (!bias) return y
+  const out = addBias(y, bias, 1)
+  if (!out.requiresGrad) y.dispose() // no graph holds y: free it now
+  return out
+}

@@ -1,0 +1,39 @@
+// Linear: y = x W^T + b, with W [out, in] as PyTorch lays it out.
+import { Device } from '../device.js'
+import type { Tensor } from '../tensor.js'
+import { checkInteger } from '../validate.js'
+import { linear } from './functional.js'
+import { initTensor, type InitName } from './init.js'
+import { Module } from './module.js'
+
+export interface LinearOptions {
+  bias?: boolean
+  device?: Device
+  seed?: number
+  /** Weight initializer (default PyTorch's: U(-1/sqrt(in), 1/sqrt(in))); the bias always uses PyTorch's. */
+  init?: InitName
+}
+
+export class Linear extends Module {
+  readonly inFeatures: number
+  readonly outFeatures: number
+  readonly weight: Tensor
+  readonly bias: Tensor | undefined
+
+  constructor(inFeatures: number, outFeatures: number, options: LinearOptions = {}) {
+    super()
+    this.inFeatures = checkInteger(inFeatures, 'inFeatures', 1)
+    this.outFeatures = checkInteger(outFeatures, 'outFeatures', 1)
+    const device = options.device ?? Device.cpu()
+    const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31)
+    this.weight = this.registerParameter(initTensor(device, [outFeatures, inFeatures], options.init ?? 'pytorchDefault', { seed }))
+    const bound = 1 / Math.sqrt(inFeatures)
+    this.bias = options.bias === false ? undefined : this.registerParameter(device.rand([outFeatures], { seed: seed + 1, low: -bound, high: bound }))
+  }
+
+  forward(x: Tensor): Tensor {
+    if (x.shape.length !== 2 || x.shape[1] !== this.inFeatures)
+      throw new RangeError(`Linear(${this.inFeatures}, ${this.outFeatures}) expects input [N, ${this.inFeatures}], got [${x.shape.join(', ')}]`)
+    return linear(x, this.weight, this.bias)
+  }
+}

@@ -1,0 +1,63 @@
+// Module: a layer or a network of layers, with parameters, train/eval mode, and explicit disposal.
+import { keep } from '../autograd/scope.js'
+import type { Tensor } from '../tensor.js'
+
+export abstract class Module {
+  #training = true
+  readonly #parameters: Tensor[] = []
+  readonly #children: Module[] = []
+
+  abstract forward(x: Tensor): Tensor
+
+  /** Every parameter of this module and its children, in registration order. */
+  parameters(): Tensor[] {
+    return [...this.#parameters, ...this.#children.flatMap((c) => c.parameters())]
+  }
+
+  get training(): boolean {
+    return this.#training
+  }
+
+  train(mode = true): this {
+    this.#training = mode
+    this.#children.forEach((c) => c.train(mode))
+    return this
+  }
+
+  eval(): this {
+    return this.train(false)
+  }
+
+  /** Drops every parameter's gradient (PyTorch's zero_grad(set_to_none=True)). */
+  zeroGrad(): void {
+    for (const p of this.parameters()) {
+      p.grad?.dispose()
+      p.grad = undefined
+    }
+  }
+
+  /** Frees the parameters (and their gradients) at once. */
+  dispose(): void {
+    for (const p of this.parameters()) {
+      p.grad?.dispose()
+      p.grad = undefined
+      p.dispose()
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose()
+  }
+
+  /** Registers a trainable tensor: it requires gradients and survives tidy(). */
+  protected registerParameter(t: Tensor): Tensor {
+    t.requiresGrad = true
+    this.#parameters.push(keep(t))
+    return t
+  }
+
+  protected registerModule<M extends Module>(m: M): M {
+    this.#children.push(m)
+    return m
+  }
+}

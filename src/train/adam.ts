@@ -1,0 +1,65 @@
+// Adam (PyTorch's semantics, L2 weight decay added to the gradient), one fused native update per parameter.
+import { keep } from '../autograd/scope.js'
+import { native } from '../native.js'
+import type { Tensor } from '../tensor.js'
+import { Optimizer } from './optimizer.js'
+
+export interface AdamOptions {
+  lr?: number
+  betas?: readonly [number, number]
+  eps?: number
+  weightDecay?: number
+}
+
+export class Adam extends Optimizer {
+  readonly lr: number
+  readonly beta1: number
+  readonly beta2: number
+  readonly eps: number
+  readonly weightDecay: number
+  #step = 0
+  readonly #state = new Map<Tensor, { m: Tensor; v: Tensor }>()
+
+  constructor(params: readonly Tensor[], options: AdamOptions = {}) {
+    super(params)
+    this.lr = Optimizer.rate(options.lr ?? 1e-3, 'lr')
+    const [b1, b2] = options.betas ?? [0.9, 0.999]
+    this.beta1 = Optimizer.rate(b1, 'betas[0]')
+    this.beta2 = Optimizer.rate(b2, 'betas[1]')
+    if (this.beta1 >= 1 || this.beta2 >= 1) throw new RangeError(`expected betas in [0, 1), got [${b1}, ${b2}]`)
+    this.eps = Optimizer.rate(options.eps ?? 1e-8, 'eps')
+    this.weightDecay = Optimizer.rate(options.weightDecay ?? 0, 'weightDecay')
+  }
+
+  get stepCount(): number {
+    return this.#step
+  }
+
+  step(): void {
+    this.#step++
+    for (const p of this.params) {
+      if (!p.grad) continue
+      let s = this.#state.get(p)
+      if (!s) {
+        s = { m: keep(p.device.zeros(p.shape)), v: keep(p.device.zeros(p.shape)) }
+        this.#state.set(p, s)
+      }
+      native().ops.adam(p.handle, p.grad.handle, s.m.handle, s.v.handle, {
+        lr: this.lr,
+        beta1: this.beta1,
+        beta2: this.beta2,
+        eps: this.eps,
+        weightDecay: this.weightDecay,
+        step: this.#step,
+      })
+    }
+  }
+
+  dispose(): void {
+    for (const s of this.#state.values()) {
+      s.m.dispose()
+      s.v.dispose()
+    }
+    this.#state.clear()
+  }
+}

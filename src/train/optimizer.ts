@@ -1,0 +1,32 @@
+// Optimizers update parameters in place from their .grad, on the parameters' device, recording nothing.
+import type { Tensor } from '../tensor.js'
+import { checkNumber } from '../validate.js'
+
+export abstract class Optimizer {
+  readonly params: readonly Tensor[]
+
+  constructor(params: readonly Tensor[]) {
+    if (!Array.isArray(params) || params.length === 0) throw new TypeError('expected a non-empty array of parameters')
+    this.params = [...params]
+  }
+
+  /** One update of every parameter that has a gradient. */
+  abstract step(): void
+
+  /** Drops every parameter's gradient (PyTorch's zero_grad(set_to_none=True)). */
+  zeroGrad(): void {
+    for (const p of this.params) {
+      p.grad?.dispose()
+      p.grad = undefined
+    }
+  }
+
+  /** Frees the optimizer's state tensors. */
+  abstract dispose(): void
+
+  protected static rate(value: unknown, what: string): number {
+    const x = checkNumber(value, what)
+    if (x < 0) throw new RangeError(`expected ${what} >= 0, got ${x}`)
+    return x
+  }
+}
