@@ -131,11 +131,6 @@ export class Tensor {
     return `Tensor(${this.dtype} [${this.shape.join(', ')}] on ${this.device.name}${this.disposed ? ', disposed' : ''})`
   }
 
-  /** @internal */
-  checkAlive(): void {
-    this.#checkAlive()
-  }
-
   #checkAlive(): void {
     if (this.disposed) throw new Error(`${this.#owner ? `${this.#owner} output` : 'tensor'} [${this.shape.join(', ')}] was disposed`)
   }

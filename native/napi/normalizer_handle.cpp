@@ -36,7 +36,7 @@ std::vector<TensorPtr> toTensors(Napi::Value value, const char* what) {
 
 }  // namespace
 
-// Like a plain JS method: tests count native calls per forward by spying on it.
+// Like a plain JS method: tests count native calls per forward and backward by spying on them.
 constexpr auto kReplaceable = static_cast<napi_property_attributes>(napi_writable | napi_configurable);
 
 Napi::Function NormalizerHandle::define(Napi::Env env) {
@@ -46,7 +46,7 @@ Napi::Function NormalizerHandle::define(Napi::Env env) {
        InstanceMethod<&NormalizerHandle::Forward>("forward", kReplaceable), InstanceMethod<&NormalizerHandle::Sigmas>("sigmas"),
        InstanceMethod<&NormalizerHandle::StateSizes>("stateSizes"), InstanceMethod<&NormalizerHandle::GetState>("getState"),
        InstanceMethod<&NormalizerHandle::SetState>("setState"), InstanceMethod<&NormalizerHandle::AdoptState>("adoptState"),
-       InstanceMethod<&NormalizerHandle::Backward>("backward"), InstanceMethod<&NormalizerHandle::GradOutputs>("gradOutputs"),
+       InstanceMethod<&NormalizerHandle::Backward>("backward", kReplaceable), InstanceMethod<&NormalizerHandle::GradOutputs>("gradOutputs"),
        InstanceMethod<&NormalizerHandle::Dispose>("dispose")});
 }
 

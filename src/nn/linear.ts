@@ -4,7 +4,7 @@ import type { Tensor } from '../tensor.js'
 import { checkInteger } from '../validate.js'
 import { linear } from './functional.js'
 import { initTensor, type InitName } from './init.js'
-import { Module } from './module.js'
+import { Module, type NormalizableLayer } from './module.js'
 
 export interface LinearOptions {
   bias?: boolean
@@ -14,11 +14,14 @@ export interface LinearOptions {
   init?: InitName
 }
 
-export class Linear extends Module {
+export class Linear extends Module implements NormalizableLayer {
   readonly inFeatures: number
   readonly outFeatures: number
   readonly weight: Tensor
   readonly bias: Tensor | undefined
+  readonly weightDim = 0
+  /** @internal */
+  effectiveWeight: Tensor
 
   constructor(inFeatures: number, outFeatures: number, options: LinearOptions = {}) {
     super()
@@ -29,11 +32,12 @@ export class Linear extends Module {
     this.weight = this.registerParameter(initTensor(device, [outFeatures, inFeatures], options.init ?? 'pytorchDefault', { seed }))
     const bound = 1 / Math.sqrt(inFeatures)
     this.bias = options.bias === false ? undefined : this.registerParameter(device.rand([outFeatures], { seed: seed + 1, low: -bound, high: bound }))
+    this.effectiveWeight = this.weight
   }
 
   forward(x: Tensor): Tensor {
     if (x.shape.length !== 2 || x.shape[1] !== this.inFeatures)
       throw new RangeError(`Linear(${this.inFeatures}, ${this.outFeatures}) expects input [N, ${this.inFeatures}], got [${x.shape.join(', ')}]`)
-    return linear(x, this.weight, this.bias)
+    return linear(x, this.effectiveWeight, this.bias)
   }
 }

@@ -2,6 +2,19 @@
 import { keep } from '../autograd/scope.js'
 import type { Tensor } from '../tensor.js'
 
+/** A layer whose weight spectral normalization can replace (Linear, Conv2d: dim 0; ConvTranspose2d: dim 1). */
+export interface NormalizableLayer {
+  readonly weight: Tensor
+  /** The output axis of the weight, as PyTorch's spectral_norm counts it. */
+  readonly weightDim: number
+  /** @internal The weight forward() uses: the normalized one while a SpectralNorm drives the layer. */
+  effectiveWeight: Tensor
+}
+
+export function isNormalizable(m: unknown): m is NormalizableLayer & Module {
+  return m instanceof Module && 'weightDim' in m && 'effectiveWeight' in m
+}
+
 export abstract class Module {
   #training = true
   readonly #parameters: Tensor[] = []
@@ -59,5 +72,10 @@ export abstract class Module {
   protected registerModule<M extends Module>(m: M): M {
     this.#children.push(m)
     return m
+  }
+
+  /** This module and all its descendants, depth first. */
+  modules(): Module[] {
+    return [this, ...this.#children.flatMap((c) => c.modules())]
   }
 }

@@ -138,6 +138,12 @@ export class BSSN {
     return [...this.#gradOutputs]
   }
 
+  /** @internal Writes the weight gradients into `outputs` (one per weight, caller-owned). */
+  backwardInto(gradNormalized: readonly Tensor[], outputs: readonly Tensor[]): void {
+    this.#checkAlive()
+    this.#handle.backward(gradNormalized.map((g) => g.handle), outputs.map((t) => t.handle))
+  }
+
   /** Per layer sigma1, sigma2 (bidirectional modes) and divisor, as of the last forward (or the warm-up). */
   async sigmas(): Promise<LayerSigmas[]> {
     this.#checkAlive()
