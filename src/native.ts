@@ -89,6 +89,13 @@ export enum BinaryOpCode {
 
 type H = NativeTensorHandle
 
+export interface ConvGeometry {
+  strideH: number
+  strideW: number
+  padH: number
+  padW: number
+}
+
 export interface NativeOps {
   unary(op: UnaryOpCode, param: number, x: H, y: H): void
   unaryBackward(op: UnaryOpCode, param: number, x: H | null, y: H | null, dy: H, dx: H): void
@@ -99,6 +106,14 @@ export interface NativeOps {
   broadcast(scalar: H, out: H, scale: number): void
   gemm(a: H, b: H, c: H, transA: boolean, transB: boolean, alpha: number, beta: number): void
   adam(param: H, grad: H, m: H, v: H, options: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number }): void
+  /** Convolution input -> output with `weight` [cOut, cIn, kh, kw]; each call overwrites its third tensor role:
+   * conv2d writes output, conv2dBackwardData writes input, conv2dBackwardFilter writes weight. */
+  conv2d(input: H, weight: H, output: H, options: ConvGeometry): void
+  conv2dBackwardData(input: H, weight: H, output: H, options: ConvGeometry): void
+  conv2dBackwardFilter(input: H, weight: H, output: H, options: ConvGeometry): void
+  batchNorm(x: H, y: H, gamma: H, beta: H, runningMean: H, runningVar: H, saveMean: H | null, saveInvStd: H | null,
+    options: { training: boolean; momentum: number; eps: number }): void
+  batchNormBackward(x: H, dy: H, gamma: H, saveMean: H, saveInvStd: H, dx: H, dgamma: H, dbeta: H): void
   sgd(param: H, grad: H, momentumBuffer: H | null, options: { lr: number; momentum: number; weightDecay: number; firstStep: boolean }): void
 }
 

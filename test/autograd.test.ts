@@ -35,7 +35,80 @@ function matmulRef(ta: boolean, tb: boolean, m: number, k: number, n: number): R
   }
 }
 
+// Direct float64 convolution (cross-correlation) of x [n, ci, h, w] with w [co, ci, kh, kw].
+function convRef(n: number, ci: number, h: number, w: number, co: number, kh: number, kw: number, s: number, p: number, withBias: boolean): Ref {
+  const oh = Math.floor((h + 2 * p - kh) / s) + 1
+  const ow = Math.floor((w + 2 * p - kw) / s) + 1
+  return ([x, wt, b]) => {
+    const out = new Float64Array(n * co * oh * ow)
+    for (let i = 0; i < n; i++)
+      for (let o = 0; o < co; o++)
+        for (let y = 0; y < oh; y++)
+          for (let z = 0; z < ow; z++) {
+            let acc = withBias ? b[o] : 0
+            for (let c = 0; c < ci; c++)
+              for (let ky = 0; ky < kh; ky++)
+                for (let kx = 0; kx < kw; kx++) {
+                  const iy = y * s - p + ky
+                  const ix = z * s - p + kx
+                  if (iy >= 0 && iy < h && ix >= 0 && ix < w) acc += x[((i * ci + c) * h + iy) * w + ix] * wt[((o * ci + c) * kh + ky) * kw + kx]
+                }
+            out[((i * co + o) * oh + y) * ow + z] = acc
+          }
+    return out
+  }
+}
+
+// Transposed convolution: every input pixel scatters the kernel; x [n, ci, h, w], w [ci, co, kh, kw].
+function convTransposeRef(n: number, ci: number, h: number, w: number, co: number, kh: number, kw: number, s: number, p: number): Ref {
+  const oh = (h - 1) * s - 2 * p + kh
+  const ow = (w - 1) * s - 2 * p + kw
+  return ([x, wt]) => {
+    const out = new Float64Array(n * co * oh * ow)
+    for (let i = 0; i < n; i++)
+      for (let c = 0; c < ci; c++)
+        for (let y = 0; y < h; y++)
+          for (let z = 0; z < w; z++)
+            for (let o = 0; o < co; o++)
+              for (let ky = 0; ky < kh; ky++)
+                for (let kx = 0; kx < kw; kx++) {
+                  const oy = y * s - p + ky
+                  const ox = z * s - p + kx
+                  if (oy >= 0 && oy < oh && ox >= 0 && ox < ow)
+                    out[((i * co + o) * oh + oy) * ow + ox] += x[((i * ci + c) * h + y) * w + z] * wt[((c * co + o) * kh + ky) * kw + kx]
+                }
+    return out
+  }
+}
+
+// Training-mode batch norm over [n, c, inner] in float64.
+function batchNormRef(n: number, c: number, inner: number, eps: number): Ref {
+  return ([x, g, b]) => {
+    const out = new Float64Array(x.length)
+    for (let ch = 0; ch < c; ch++) {
+      const idx: number[] = []
+      for (let i = 0; i < n; i++) for (let k = 0; k < inner; k++) idx.push((i * c + ch) * inner + k)
+      const mean = idx.reduce((s, j) => s + x[j], 0) / idx.length
+      const v = idx.reduce((s, j) => s + (x[j] - mean) ** 2, 0) / idx.length
+      for (const j of idx) out[j] = ((x[j] - mean) / Math.sqrt(v + eps)) * g[ch] + b[ch]
+    }
+    return out
+  }
+}
+
 const cases: OpCase[] = [
+  {
+    name: 'batchNorm (training)',
+    shapes: [[3, 2, 2, 2], [2], [2]],
+    op: ([x, g, b]) => F.batchNorm(x, g, b, { runningMean: x.device.zeros([2]), runningVar: x.device.zeros([2]) }, { training: true, eps: 1e-5 }),
+    ref: batchNormRef(3, 2, 4, 1e-5),
+    outShape: [3, 2, 2, 2],
+  },
+  { name: 'conv2d 3x3 pad 1', shapes: [[2, 3, 5, 5], [4, 3, 3, 3]], op: ([x, w]) => F.conv2d(x, w, undefined, { padding: 1 }), ref: convRef(2, 3, 5, 5, 4, 3, 3, 1, 1, false), outShape: [2, 4, 5, 5] },
+  { name: 'conv2d 4x4 stride 2 pad 1 + bias', shapes: [[1, 2, 6, 6], [3, 2, 4, 4], [3]], op: ([x, w, b]) => F.conv2d(x, w, b, { stride: 2, padding: 1 }), ref: convRef(1, 2, 6, 6, 3, 4, 4, 2, 1, true), outShape: [1, 3, 3, 3] },
+  { name: 'conv2d 1x1', shapes: [[2, 4, 3, 3], [5, 4, 1, 1]], op: ([x, w]) => F.conv2d(x, w), ref: convRef(2, 4, 3, 3, 5, 1, 1, 1, 0, false), outShape: [2, 5, 3, 3] },
+  { name: 'convTranspose2d 4x4 stride 2 pad 1', shapes: [[2, 3, 3, 3], [3, 2, 4, 4]], op: ([x, w]) => F.convTranspose2d(x, w, undefined, { stride: 2, padding: 1 }), ref: convTransposeRef(2, 3, 3, 3, 2, 4, 4, 2, 1), outShape: [2, 2, 6, 6] },
+
   { name: 'relu', shapes: [[4, 5]], op: ([x]) => F.relu(x), ref: map((x) => Math.max(x, 0)), outShape: [4, 5] },
   { name: 'leakyRelu', shapes: [[4, 5]], op: ([x]) => F.leakyRelu(x, 0.2), ref: map((x) => (x > 0 ? x : 0.2 * x)), outShape: [4, 5] },
   { name: 'tanh', shapes: [[3, 7]], op: ([x]) => F.tanh(x), ref: map(Math.tanh), outShape: [3, 7] },

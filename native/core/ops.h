@@ -47,6 +47,33 @@ struct SgdArgs {
   bool firstStep = true;  // the momentum buffer starts as the gradient
 };
 
+// A 2-D convolution (cross-correlation, as PyTorch's), NCHW activations and [cOut, cIn, kh, kw] filters.
+// forward: y = conv(x, w); backwardData: x = conv^T(y, w) (the input gradient, and ConvTranspose2d's forward);
+// backwardFilter: w = the filter gradient from x and dy (y holds dy). Outputs are overwritten.
+struct Conv2dArgs {
+  int64_t n = 1, cIn = 1, h = 1, w = 1;
+  int64_t cOut = 1, kh = 1, kw = 1;
+  int64_t strideH = 1, strideW = 1, padH = 0, padW = 0;
+  int64_t outH = 1, outW = 1;
+  BufferPtr x, weight, y;
+};
+
+// Batch normalization over [n, channels, inner] (inner = H * W), PyTorch's semantics: training normalizes with
+// the batch statistics (biased variance), saves mean and 1/sqrt(var + eps) per channel, and updates the
+// running mean and (unbiased) variance with `momentum`; eval normalizes with the running statistics.
+struct BatchNormArgs {
+  int64_t n = 1, channels = 1, inner = 1;
+  bool training = true;
+  float momentum = 0.1f, eps = 1e-5f;
+  BufferPtr x, y, gamma, beta, runningMean, runningVar, saveMean, saveInvStd;
+};
+
+// Gradients of a training-mode batch norm: dx, dgamma, dbeta from x, dy, gamma and the saved statistics.
+struct BatchNormBackwardArgs {
+  int64_t n = 1, channels = 1, inner = 1;
+  BufferPtr x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta;
+};
+
 // The ops a backend implements (the Device derives from it).
 class Ops {
  public:
@@ -70,6 +97,11 @@ class Ops {
   virtual void gemm(const GemmArgs& args) = 0;
   virtual void adam(const AdamArgs& args) = 0;
   virtual void sgd(const SgdArgs& args) = 0;
+  virtual void conv2dForward(const Conv2dArgs& args) = 0;
+  virtual void conv2dBackwardData(const Conv2dArgs& args) = 0;
+  virtual void conv2dBackwardFilter(const Conv2dArgs& args) = 0;
+  virtual void batchNorm(const BatchNormArgs& args) = 0;
+  virtual void batchNormBackward(const BatchNormBackwardArgs& args) = 0;
 };
 
 }  // namespace bssn

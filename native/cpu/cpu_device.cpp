@@ -130,4 +130,24 @@ void CpuDevice::sgd(const SgdArgs& args) {
   stream_.enqueue([args] { cpu::sgd(args); });
 }
 
+void CpuDevice::conv2dForward(const Conv2dArgs& args) {
+  stream_.enqueue([args] { cpu::conv2dForward(args); });
+}
+
+void CpuDevice::conv2dBackwardData(const Conv2dArgs& args) {
+  stream_.enqueue([args] { cpu::conv2dBackwardData(args); });
+}
+
+void CpuDevice::conv2dBackwardFilter(const Conv2dArgs& args) {
+  stream_.enqueue([args] { cpu::conv2dBackwardFilter(args); });
+}
+
+void CpuDevice::batchNorm(const BatchNormArgs& args) {
+  stream_.enqueue([args] { cpu::batchNorm(args); });
+}
+
+void CpuDevice::batchNormBackward(const BatchNormBackwardArgs& args) {
+  stream_.enqueue([args] { cpu::batchNormBackward(args); });
+}
+
 }  // namespace bssn

@@ -35,6 +35,11 @@ class CpuDevice : public Device {
   void gemm(const GemmArgs& args) override;
   void adam(const AdamArgs& args) override;
   void sgd(const SgdArgs& args) override;
+  void conv2dForward(const Conv2dArgs& args) override;
+  void conv2dBackwardData(const Conv2dArgs& args) override;
+  void conv2dBackwardFilter(const Conv2dArgs& args) override;
+  void batchNorm(const BatchNormArgs& args) override;
+  void batchNormBackward(const BatchNormBackwardArgs& args) override;
   std::shared_ptr<Fence> download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) override;
   std::shared_ptr<Fence> fence() override { return stream_.fence(); }
   std::shared_ptr<Fence> timestamp(std::shared_ptr<double> ms) override;

@@ -2,6 +2,7 @@
 
 #include "core/device.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -147,6 +148,136 @@ void sgd(const SgdArgs& a) {
       d = buf[i];
     }
     p[i] -= a.lr * d;
+  }
+}
+
+// Convolution by im2col + GEMM, one image at a time. cols is [cIn*kh*kw, outH*outW].
+namespace {
+
+void im2col(const Conv2dArgs& a, const float* img, float* cols) {
+  const int64_t plane = a.outH * a.outW;
+  for (int64_t c = 0; c < a.cIn; ++c)
+    for (int64_t ky = 0; ky < a.kh; ++ky)
+      for (int64_t kx = 0; kx < a.kw; ++kx) {
+        float* row = cols + ((c * a.kh + ky) * a.kw + kx) * plane;
+        for (int64_t oy = 0; oy < a.outH; ++oy) {
+          const int64_t iy = oy * a.strideH - a.padH + ky;
+          for (int64_t ox = 0; ox < a.outW; ++ox) {
+            const int64_t ix = ox * a.strideW - a.padW + kx;
+            row[oy * a.outW + ox] = iy >= 0 && iy < a.h && ix >= 0 && ix < a.w ? img[(c * a.h + iy) * a.w + ix] : 0.0f;
+          }
+        }
+      }
+}
+
+// img (zeroed first) += the columns folded back.
+void col2im(const Conv2dArgs& a, const float* cols, float* img) {
+  std::fill(img, img + a.cIn * a.h * a.w, 0.0f);
+  const int64_t plane = a.outH * a.outW;
+  for (int64_t c = 0; c < a.cIn; ++c)
+    for (int64_t ky = 0; ky < a.kh; ++ky)
+      for (int64_t kx = 0; kx < a.kw; ++kx) {
+        const float* row = cols + ((c * a.kh + ky) * a.kw + kx) * plane;
+        for (int64_t oy = 0; oy < a.outH; ++oy) {
+          const int64_t iy = oy * a.strideH - a.padH + ky;
+          if (iy < 0 || iy >= a.h) continue;
+          for (int64_t ox = 0; ox < a.outW; ++ox) {
+            const int64_t ix = ox * a.strideW - a.padW + kx;
+            if (ix >= 0 && ix < a.w) img[(c * a.h + iy) * a.w + ix] += row[oy * a.outW + ox];
+          }
+        }
+      }
+}
+
+}  // namespace
+
+void conv2dForward(const Conv2dArgs& a) {
+  const int64_t k = a.cIn * a.kh * a.kw, plane = a.outH * a.outW;
+  std::vector<float> cols(static_cast<size_t>(k * plane));
+  for (int64_t i = 0; i < a.n; ++i) {
+    im2col(a, a.x->f32() + i * a.cIn * a.h * a.w, cols.data());
+    gemm(false, false, a.cOut, plane, k, 1.0f, a.weight->f32(), cols.data(), 0.0f, a.y->f32() + i * a.cOut * plane);
+  }
+}
+
+void conv2dBackwardData(const Conv2dArgs& a) {
+  const int64_t k = a.cIn * a.kh * a.kw, plane = a.outH * a.outW;
+  std::vector<float> cols(static_cast<size_t>(k * plane));
+  for (int64_t i = 0; i < a.n; ++i) {
+    gemm(true, false, k, plane, a.cOut, 1.0f, a.weight->f32(), a.y->f32() + i * a.cOut * plane, 0.0f, cols.data());
+    col2im(a, cols.data(), a.x->f32() + i * a.cIn * a.h * a.w);
+  }
+}
+
+void conv2dBackwardFilter(const Conv2dArgs& a) {
+  const int64_t k = a.cIn * a.kh * a.kw, plane = a.outH * a.outW;
+  std::vector<float> cols(static_cast<size_t>(k * plane));
+  for (int64_t i = 0; i < a.n; ++i) {
+    im2col(a, a.x->f32() + i * a.cIn * a.h * a.w, cols.data());
+    gemm(false, true, a.cOut, k, plane, 1.0f, a.y->f32() + i * a.cOut * plane, cols.data(), i == 0 ? 0.0f : 1.0f, a.weight->f32());
+  }
+}
+
+void batchNorm(const BatchNormArgs& a) {
+  const float* x = a.x->f32();
+  float* y = a.y->f32();
+  const int64_t count = a.n * a.inner;
+  for (int64_t c = 0; c < a.channels; ++c) {
+    double mean, invStd;
+    if (a.training) {
+      double s = 0, ss = 0;
+      for (int64_t i = 0; i < a.n; ++i)
+        for (int64_t k = 0; k < a.inner; ++k) s += x[(i * a.channels + c) * a.inner + k];
+      mean = s / double(count);
+      for (int64_t i = 0; i < a.n; ++i)
+        for (int64_t k = 0; k < a.inner; ++k) {
+          const double d = x[(i * a.channels + c) * a.inner + k] - mean;
+          ss += d * d;
+        }
+      const double var = ss / double(count);
+      invStd = 1.0 / std::sqrt(var + a.eps);
+      a.saveMean->f32()[c] = float(mean);
+      a.saveInvStd->f32()[c] = float(invStd);
+      const double unbiased = count > 1 ? ss / double(count - 1) : var;
+      float* rm = a.runningMean->f32();
+      float* rv = a.runningVar->f32();
+      rm[c] = float((1 - a.momentum) * rm[c] + a.momentum * mean);
+      rv[c] = float((1 - a.momentum) * rv[c] + a.momentum * unbiased);
+    } else {
+      mean = a.runningMean->f32()[c];
+      invStd = 1.0 / std::sqrt(double(a.runningVar->f32()[c]) + a.eps);
+    }
+    const double g = a.gamma->f32()[c], b = a.beta->f32()[c];
+    for (int64_t i = 0; i < a.n; ++i)
+      for (int64_t k = 0; k < a.inner; ++k) {
+        const int64_t at = (i * a.channels + c) * a.inner + k;
+        y[at] = float((x[at] - mean) * invStd * g + b);
+      }
+  }
+}
+
+void batchNormBackward(const BatchNormBackwardArgs& a) {
+  const float* x = a.x->f32();
+  const float* dy = a.dy->f32();
+  float* dx = a.dx->f32();
+  const double count = double(a.n * a.inner);
+  for (int64_t c = 0; c < a.channels; ++c) {
+    const double mean = a.saveMean->f32()[c], invStd = a.saveInvStd->f32()[c], g = a.gamma->f32()[c];
+    double sumDy = 0, sumDyXhat = 0;
+    for (int64_t i = 0; i < a.n; ++i)
+      for (int64_t k = 0; k < a.inner; ++k) {
+        const int64_t at = (i * a.channels + c) * a.inner + k;
+        sumDy += dy[at];
+        sumDyXhat += dy[at] * (x[at] - mean) * invStd;
+      }
+    a.dbeta->f32()[c] = float(sumDy);
+    a.dgamma->f32()[c] = float(sumDyXhat);
+    for (int64_t i = 0; i < a.n; ++i)
+      for (int64_t k = 0; k < a.inner; ++k) {
+        const int64_t at = (i * a.channels + c) * a.inner + k;
+        const double xhat = (x[at] - mean) * invStd;
+        dx[at] = float(g * invStd / count * (count * dy[at] - sumDy - xhat * sumDyXhat));
+      }
   }
 }
 

@@ -17,5 +17,10 @@ void broadcast(const float* scalar, float* out, size_t n, float scale);
 void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, const float* b, float beta, float* c);
 void adam(const AdamArgs& args);
 void sgd(const SgdArgs& args);
+void conv2dForward(const Conv2dArgs& a);
+void conv2dBackwardData(const Conv2dArgs& a);
+void conv2dBackwardFilter(const Conv2dArgs& a);
+void batchNorm(const BatchNormArgs& a);
+void batchNormBackward(const BatchNormBackwardArgs& a);
 
 }  // namespace bssn::cpu

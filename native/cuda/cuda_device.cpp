@@ -5,7 +5,9 @@
 #include <vector>
 
 #include "core/normalize_plan.h"
+#include "cuda/batch_norm.cuh"
 #include "cuda/check.h"
+#include "cuda/conv.h"
 #include "cuda/cublas.h"
 #include "cuda/cudnn.h"
 #include "cuda/elementwise.cuh"
@@ -170,6 +172,7 @@ CudaDevice::CudaDevice(int index) : index_(index) {
 }
 
 CudaDevice::~CudaDevice() {
+  conv_.reset();  // its descriptors go before the cuDNN handle
   if (cublas_) cublasApi().destroy(cublas_);
   if (cudnn_) cudnnApi().destroy(cudnn_);
   if (stream_) {
@@ -543,6 +546,41 @@ void CudaDevice::sgd(const SgdArgs& args) {
   enter();
   launchSgd(args, stream_);
   checkLaunch("sgd");
+}
+
+ConvCache& CudaDevice::conv() {
+  if (!conv_) conv_ = std::make_unique<ConvCache>(*this);
+  return *conv_;
+}
+
+void CudaDevice::conv2dForward(const Conv2dArgs& args) {
+  enter();
+  conv().forward(args);
+  checkLaunch("cudnnConvolutionForward");
+}
+
+void CudaDevice::conv2dBackwardData(const Conv2dArgs& args) {
+  enter();
+  conv().backwardData(args);
+  checkLaunch("cudnnConvolutionBackwardData");
+}
+
+void CudaDevice::conv2dBackwardFilter(const Conv2dArgs& args) {
+  enter();
+  conv().backwardFilter(args);
+  checkLaunch("cudnnConvolutionBackwardFilter");
+}
+
+void CudaDevice::batchNorm(const BatchNormArgs& args) {
+  enter();
+  launchBatchNorm(args, stream_);
+  checkLaunch("batchNorm");
+}
+
+void CudaDevice::batchNormBackward(const BatchNormBackwardArgs& args) {
+  enter();
+  launchBatchNormBackward(args, stream_);
+  checkLaunch("batchNorm backward");
 }
 
 }  // namespace bssn::cuda

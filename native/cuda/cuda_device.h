@@ -64,6 +64,11 @@ class CudaDevice : public Device {
   void gemm(const GemmArgs& args) override;
   void adam(const AdamArgs& args) override;
   void sgd(const SgdArgs& args) override;
+  void conv2dForward(const Conv2dArgs& args) override;
+  void conv2dBackwardData(const Conv2dArgs& args) override;
+  void conv2dBackwardFilter(const Conv2dArgs& args) override;
+  void batchNorm(const BatchNormArgs& args) override;
+  void batchNormBackward(const BatchNormBackwardArgs& args) override;
   std::shared_ptr<Fence> download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) override;
   std::shared_ptr<Fence> fence() override;
   std::shared_ptr<Fence> timestamp(std::shared_ptr<double> ms) override;
@@ -95,6 +100,8 @@ class CudaDevice : public Device {
   size_t totalMemory_ = 0;
   cublas::Handle cublas_ = nullptr;
   cudnn::Handle cudnn_ = nullptr;
+  std::unique_ptr<class ConvCache> conv_;  // per-shape cuDNN plans, created on the first convolution
+  ConvCache& conv();
   PinnedPool pinned_;
   std::mutex faultMutex_;
   std::string fault_;  // non-empty once a sticky error happened

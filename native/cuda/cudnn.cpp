@@ -21,6 +21,25 @@ const CudnnApi& cudnnApi() {
       api.create = lib.function<cudnn::CreateFn>("cudnnCreate");
       api.destroy = lib.function<cudnn::DestroyFn>("cudnnDestroy");
       api.setStream = lib.function<cudnn::SetStreamFn>("cudnnSetStream");
+      api.createTensorDesc = lib.function<cudnn::CreateTensorDescFn>("cudnnCreateTensorDescriptor");
+      api.setTensor4d = lib.function<cudnn::SetTensor4dFn>("cudnnSetTensor4dDescriptor");
+      api.destroyTensorDesc = lib.function<cudnn::DestroyTensorDescFn>("cudnnDestroyTensorDescriptor");
+      api.createFilterDesc = lib.function<cudnn::CreateFilterDescFn>("cudnnCreateFilterDescriptor");
+      api.setFilter4d = lib.function<cudnn::SetFilter4dFn>("cudnnSetFilter4dDescriptor");
+      api.destroyFilterDesc = lib.function<cudnn::DestroyFilterDescFn>("cudnnDestroyFilterDescriptor");
+      api.createConvDesc = lib.function<cudnn::CreateConvDescFn>("cudnnCreateConvolutionDescriptor");
+      api.setConv2d = lib.function<cudnn::SetConv2dFn>("cudnnSetConvolution2dDescriptor");
+      api.setConvMathType = lib.function<cudnn::SetConvMathTypeFn>("cudnnSetConvolutionMathType");
+      api.destroyConvDesc = lib.function<cudnn::DestroyConvDescFn>("cudnnDestroyConvolutionDescriptor");
+      api.getFwdAlgo = lib.function<cudnn::GetFwdAlgoFn>("cudnnGetConvolutionForwardAlgorithm_v7");
+      api.getFwdWorkspace = lib.function<cudnn::GetFwdWorkspaceFn>("cudnnGetConvolutionForwardWorkspaceSize");
+      api.convFwd = lib.function<cudnn::ConvFwdFn>("cudnnConvolutionForward");
+      api.getBwdDataAlgo = lib.function<cudnn::GetBwdDataAlgoFn>("cudnnGetConvolutionBackwardDataAlgorithm_v7");
+      api.getBwdDataWorkspace = lib.function<cudnn::GetBwdDataWorkspaceFn>("cudnnGetConvolutionBackwardDataWorkspaceSize");
+      api.convBwdData = lib.function<cudnn::ConvBwdDataFn>("cudnnConvolutionBackwardData");
+      api.getBwdFilterAlgo = lib.function<cudnn::GetBwdFilterAlgoFn>("cudnnGetConvolutionBackwardFilterAlgorithm_v7");
+      api.getBwdFilterWorkspace = lib.function<cudnn::GetBwdFilterWorkspaceFn>("cudnnGetConvolutionBackwardFilterWorkspaceSize");
+      api.convBwdFilter = lib.function<cudnn::ConvBwdFilterFn>("cudnnConvolutionBackwardFilter");
     } catch (const std::exception& e) {
       failure = e.what();
     }

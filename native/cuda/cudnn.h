@@ -11,6 +11,25 @@ struct CudnnApi {
   cudnn::CreateFn create;
   cudnn::DestroyFn destroy;
   cudnn::SetStreamFn setStream;
+  cudnn::CreateTensorDescFn createTensorDesc;
+  cudnn::SetTensor4dFn setTensor4d;
+  cudnn::DestroyTensorDescFn destroyTensorDesc;
+  cudnn::CreateFilterDescFn createFilterDesc;
+  cudnn::SetFilter4dFn setFilter4d;
+  cudnn::DestroyFilterDescFn destroyFilterDesc;
+  cudnn::CreateConvDescFn createConvDesc;
+  cudnn::SetConv2dFn setConv2d;
+  cudnn::SetConvMathTypeFn setConvMathType;
+  cudnn::DestroyConvDescFn destroyConvDesc;
+  cudnn::GetFwdAlgoFn getFwdAlgo;
+  cudnn::GetFwdWorkspaceFn getFwdWorkspace;
+  cudnn::ConvFwdFn convFwd;
+  cudnn::GetBwdDataAlgoFn getBwdDataAlgo;
+  cudnn::GetBwdDataWorkspaceFn getBwdDataWorkspace;
+  cudnn::ConvBwdDataFn convBwdData;
+  cudnn::GetBwdFilterAlgoFn getBwdFilterAlgo;
+  cudnn::GetBwdFilterWorkspaceFn getBwdFilterWorkspace;
+  cudnn::ConvBwdFilterFn convBwdFilter;
 };
 
 // Throws Error naming what could not be loaded.

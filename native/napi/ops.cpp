@@ -1,5 +1,6 @@
 #include "napi/ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -63,6 +64,46 @@ void def(Napi::Env env, Napi::Object ops, const char* name, F f) {
       return info.Env().Undefined();
     });
   }, name));
+}
+
+// Conv2dArgs from (input [N, cIn, H, W], weight [cOut, cIn, kh, kw], output [N, cOut, outH, outW], options
+// { strideH, strideW, padH, padW }) of a convolution input -> output, checking that the shapes agree.
+Device& convArgs(const Napi::CallbackInfo& info, Conv2dArgs& a) {
+  const TensorPtr &x = tensorArg(info, 0, "input"), &w = tensorArg(info, 1, "weight"), &y = tensorArg(info, 2, "output");
+  Device& d = sameDevice({{&x, "input"}, {&w, "weight"}, {&y, "output"}});
+  for (const auto& [t, name] : {std::pair{&x, "input"}, {&w, "weight"}, {&y, "output"}})
+    if ((*t)->shape().size() != 4) throwRangeError(std::string("conv2d: expected a 4-D ") + name + ", got shape " + shapeToString((*t)->shape()));
+  if (!info[3].IsObject()) throwTypeError("conv2d: expected options { strideH, strideW, padH, padW }");
+  Napi::Object o = info[3].As<Napi::Object>();
+  a.strideH = toInteger(o.Get("strideH"), "strideH", 1, 1 << 20);
+  a.strideW = toInteger(o.Get("strideW"), "strideW", 1, 1 << 20);
+  a.padH = toInteger(o.Get("padH"), "padH", 0, 1 << 20);
+  a.padW = toInteger(o.Get("padW"), "padW", 0, 1 << 20);
+  const Shape &xs = x->shape(), &ws = w->shape(), &ys = y->shape();
+  a.n = xs[0], a.cIn = xs[1], a.h = xs[2], a.w = xs[3];
+  a.cOut = ws[0], a.kh = ws[2], a.kw = ws[3];
+  a.outH = ys[2], a.outW = ys[3];
+  if (ws[1] != a.cIn) throwRangeError("conv2d: weight " + shapeToString(ws) + " expects " + std::to_string(ws[1]) + " input channels, the input has " + std::to_string(a.cIn));
+  const int64_t eh = (a.h + 2 * a.padH - a.kh) / a.strideH + 1, ew = (a.w + 2 * a.padW - a.kw) / a.strideW + 1;
+  if (a.h + 2 * a.padH < a.kh || a.w + 2 * a.padW < a.kw) throwRangeError("conv2d: the kernel is larger than the padded input");
+  if (ys[0] != a.n || ys[1] != a.cOut || a.outH != eh || a.outW != ew)
+    throwRangeError("conv2d: output has shape " + shapeToString(ys) + ", expected [" + std::to_string(a.n) + ", " + std::to_string(a.cOut) + ", " +
+                    std::to_string(eh) + ", " + std::to_string(ew) + "]");
+  if (x->numel() == 0 || w->numel() == 0) throwRangeError("conv2d: empty input or weight");
+  a.x = x->buffer(), a.weight = w->buffer(), a.y = y->buffer();
+  return d;
+}
+
+// [n, channels, inner] of an activation [N, C, ...], and a check that each per-channel tensor has C elements.
+void channelGeometry(const TensorPtr& x, int64_t& n, int64_t& channels, int64_t& inner,
+                     std::initializer_list<std::pair<const TensorPtr*, const char*>> perChannel) {
+  if (x->shape().size() < 2) throwRangeError("batchNorm: expected an input [N, C, ...], got shape " + shapeToString(x->shape()));
+  n = x->shape()[0];
+  channels = x->shape()[1];
+  inner = channels ? x->numel() / std::max<int64_t>(n * channels, 1) : 0;
+  for (const auto& [t, name] : perChannel)
+    if (*t && (*t)->numel() != channels)
+      throwRangeError(std::string("batchNorm: ") + name + " has " + std::to_string((*t)->numel()) + " elements, expected " + std::to_string(channels));
 }
 
 }  // namespace
@@ -207,6 +248,61 @@ Napi::Object defineOps(Napi::Env env) {
     a.lr = float(option(o, "lr")), a.momentum = float(option(o, "momentum")), a.weightDecay = float(option(o, "weightDecay"));
     a.firstStep = o.Get("firstStep").ToBoolean();
     d.sgd(a);
+  });
+
+  // conv2d(input, weight, output, options): output = conv(input, weight)
+  def(env, ops, "conv2d", [](const Napi::CallbackInfo& info) {
+    Conv2dArgs a;
+    convArgs(info, a).conv2dForward(a);
+  });
+  // conv2dBackwardData(input, weight, output, options): input = conv^T(output, weight)
+  def(env, ops, "conv2dBackwardData", [](const Napi::CallbackInfo& info) {
+    Conv2dArgs a;
+    convArgs(info, a).conv2dBackwardData(a);
+  });
+  // conv2dBackwardFilter(input, weight, output, options): weight = d(conv)/d(weight) from input and output (= dy)
+  def(env, ops, "conv2dBackwardFilter", [](const Napi::CallbackInfo& info) {
+    Conv2dArgs a;
+    convArgs(info, a).conv2dBackwardFilter(a);
+  });
+
+  // batchNorm(x, y, gamma, beta, runningMean, runningVar, saveMean | null, saveInvStd | null, { training, momentum, eps })
+  def(env, ops, "batchNorm", [](const Napi::CallbackInfo& info) {
+    static const TensorPtr none;
+    const TensorPtr &x = tensorArg(info, 0, "x"), &y = tensorArg(info, 1, "y"), &gamma = tensorArg(info, 2, "gamma"),
+                    &beta = tensorArg(info, 3, "beta"), &rm = tensorArg(info, 4, "runningMean"), &rv = tensorArg(info, 5, "runningVar");
+    if (!info[8].IsObject()) throwTypeError("batchNorm: expected options { training, momentum, eps }");
+    Napi::Object o = info[8].As<Napi::Object>();
+    BatchNormArgs a;
+    a.training = o.Get("training").ToBoolean();
+    a.momentum = float(toNumber(o.Get("momentum"), "momentum"));
+    a.eps = float(toNumber(o.Get("eps"), "eps"));
+    const TensorPtr& sm = a.training ? tensorArg(info, 6, "saveMean") : none;
+    const TensorPtr& si = a.training ? tensorArg(info, 7, "saveInvStd") : none;
+    Device& d = sameDevice({{&x, "x"}, {&y, "y"}, {&gamma, "gamma"}, {&beta, "beta"}, {&rm, "runningMean"}, {&rv, "runningVar"}, {&sm, "saveMean"}, {&si, "saveInvStd"}});
+    sameSize(x, "x", y, "y");
+    channelGeometry(x, a.n, a.channels, a.inner, {{&gamma, "gamma"}, {&beta, "beta"}, {&rm, "runningMean"}, {&rv, "runningVar"}, {&sm, "saveMean"}, {&si, "saveInvStd"}});
+    if (a.training && a.n * a.inner < 2) throwRangeError("batchNorm: training needs more than one value per channel");
+    a.x = x->buffer(), a.y = y->buffer(), a.gamma = gamma->buffer(), a.beta = beta->buffer();
+    a.runningMean = rm->buffer(), a.runningVar = rv->buffer();
+    if (sm) a.saveMean = sm->buffer();
+    if (si) a.saveInvStd = si->buffer();
+    d.batchNorm(a);
+  });
+
+  // batchNormBackward(x, dy, gamma, saveMean, saveInvStd, dx, dgamma, dbeta)
+  def(env, ops, "batchNormBackward", [](const Napi::CallbackInfo& info) {
+    const TensorPtr &x = tensorArg(info, 0, "x"), &dy = tensorArg(info, 1, "dy"), &gamma = tensorArg(info, 2, "gamma"),
+                    &sm = tensorArg(info, 3, "saveMean"), &si = tensorArg(info, 4, "saveInvStd"), &dx = tensorArg(info, 5, "dx"),
+                    &dg = tensorArg(info, 6, "dgamma"), &db = tensorArg(info, 7, "dbeta");
+    Device& d = sameDevice({{&x, "x"}, {&dy, "dy"}, {&gamma, "gamma"}, {&sm, "saveMean"}, {&si, "saveInvStd"}, {&dx, "dx"}, {&dg, "dgamma"}, {&db, "dbeta"}});
+    sameSize(x, "x", dy, "dy");
+    sameSize(x, "x", dx, "dx");
+    BatchNormBackwardArgs a;
+    channelGeometry(x, a.n, a.channels, a.inner, {{&gamma, "gamma"}, {&sm, "saveMean"}, {&si, "saveInvStd"}, {&dg, "dgamma"}, {&db, "dbeta"}});
+    a.x = x->buffer(), a.dy = dy->buffer(), a.gamma = gamma->buffer(), a.saveMean = sm->buffer(), a.saveInvStd = si->buffer();
+    a.dx = dx->buffer(), a.dgamma = dg->buffer(), a.dbeta = db->buffer();
+    d.batchNormBackward(a);
   });
 
   return ops;

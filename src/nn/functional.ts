@@ -132,3 +132,139 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
   if (!out.requiresGrad) y.dispose() // no graph holds y: free it now
   return out
 }
+
+export interface Conv2dOptions {
+  stride?: number | readonly [number, number]
+  padding?: number | readonly [number, number]
+}
+
+function pair(v: number | readonly [number, number] | undefined, fallback: number, what: string): [number, number] {
+  const [a, b] = v === undefined ? [fallback, fallback] : typeof v === 'number' ? [v, v] : v
+  if (!Number.isInteger(a) || !Number.isInteger(b) || a < 0 || b < 0) throw new RangeError(`expected ${what} to be non-negative integers, got ${String(v)}`)
+  return [a, b]
+}
+
+function geometry(options: Conv2dOptions) {
+  const [strideH, strideW] = pair(options.stride, 1, 'stride')
+  const [padH, padW] = pair(options.padding, 0, 'padding')
+  if (strideH < 1 || strideW < 1) throw new RangeError('expected stride >= 1')
+  return { strideH, strideW, padH, padW }
+}
+
+function check4d(t: Tensor, what: string): void {
+  if (t.shape.length !== 4) throw new RangeError(`expected ${what} to be 4-D, got [${t.shape.join(', ')}]`)
+}
+
+/** 2-D convolution (cross-correlation) of x [N, Cin, H, W] with weight [Cout, Cin, kh, kw], plus bias [Cout]. */
+export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor, options: Conv2dOptions = {}): Tensor {
+  checkTensor(x, 'x')
+  checkTensor(weight, 'weight')
+  check4d(x, 'x')
+  check4d(weight, 'weight')
+  const g = geometry(options)
+  const outH = Math.floor((x.shape[2] + 2 * g.padH - weight.shape[2]) / g.strideH) + 1
+  const outW = Math.floor((x.shape[3] + 2 * g.padW - weight.shape[3]) / g.strideW) + 1
+  if (outH < 1 || outW < 1) throw new RangeError(`conv2d: kernel [${weight.shape.slice(2).join(', ')}] is larger than the padded input [${x.shape.slice(2).join(', ')}]`)
+  const y = x.device.empty([x.shape[0], weight.shape[0], outH, outW])
+  ops().conv2d(x.handle, weight.handle, y.handle, g)
+  record(y, [x, weight], 'conv2d', (gy) => {
+    let gx: Tensor | undefined
+    let gw: Tensor | undefined
+    if (x.requiresGrad) {
+      gx = x.device.empty(x.shape)
+      ops().conv2dBackwardData(gx.handle, weight.handle, gy.handle, g)
+    }
+    if (weight.requiresGrad) {
+      gw = weight.device.empty(weight.shape)
+      ops().conv2dBackwardFilter(x.handle, gw.handle, gy.handle, g)
+    }
+    return [gx, gw]
+  })
+  if (!bias) return y
+  const out = addBias(y, bias, 1)
+  if (!out.requiresGrad) y.dispose()
+  return out
+}
+
+/**
+ * Transposed convolution of x [N, Cin, H, W] with weight [Cin, Cout, kh, kw] (PyTorch's layout), plus bias
+ * [Cout]: the output is [N, Cout, (H - 1) * stride - 2 * padding + kh + outputPadding, ...].
+ */
+export function convTranspose2d(x: Tensor, weight: Tensor, bias?: Tensor, options: Conv2dOptions & { outputPadding?: number | readonly [number, number] } = {}): Tensor {
+  checkTensor(x, 'x')
+  checkTensor(weight, 'weight')
+  check4d(x, 'x')
+  check4d(weight, 'weight')
+  if (weight.shape[0] !== x.shape[1]) throw new RangeError(`convTranspose2d: weight [${weight.shape.join(', ')}] expects ${weight.shape[0]} input channels, x has ${x.shape[1]}`)
+  const g = geometry(options)
+  const [opH, opW] = pair(options.outputPadding, 0, 'outputPadding')
+  if (opH >= g.strideH || opW >= g.strideW) throw new RangeError('expected outputPadding < stride')
+  const outH = (x.shape[2] - 1) * g.strideH - 2 * g.padH + weight.shape[2] + opH
+  const outW = (x.shape[3] - 1) * g.strideW - 2 * g.padW + weight.shape[3] + opW
+  if (outH < 1 || outW < 1) throw new RangeError('convTranspose2d: the output would be empty')
+  // The transposed convolution is the data gradient of the convolution output [N, Cout, outH, outW] -> x.
+  const y = x.device.empty([x.shape[0], weight.shape[1], outH, outW])
+  ops().conv2dBackwardData(y.handle, weight.handle, x.handle, g)
+  record(y, [x, weight], 'convTranspose2d', (gy) => {
+    let gx: Tensor | undefined
+    let gw: Tensor | undefined
+    if (x.requiresGrad) {
+      gx = x.device.empty(x.shape)
+      ops().conv2d(gy.handle, weight.handle, gx.handle, g)
+    }
+    if (weight.requiresGrad) {
+      gw = weight.device.empty(weight.shape)
+      ops().conv2dBackwardFilter(gy.handle, gw.handle, x.handle, g)
+    }
+    return [gx, gw]
+  })
+  if (!bias) return y
+  const out = addBias(y, bias, 1)
+  if (!out.requiresGrad) y.dispose()
+  return out
+}
+
+export interface BatchNormState {
+  runningMean: Tensor
+  runningVar: Tensor
+}
+
+/**
+ * Batch normalization of x [N, C, ...] per channel (PyTorch's semantics). Training uses the batch statistics
+ * and updates `state` with `momentum`; eval uses `state` and records no gradient (use it to sample, not to
+ * train through).
+ */
+export function batchNorm(x: Tensor, gamma: Tensor, beta: Tensor, state: BatchNormState, options: { training: boolean; momentum?: number; eps?: number }): Tensor {
+  checkTensor(x, 'x')
+  const channels = x.shape[1]
+  const momentum = options.momentum ?? 0.1
+  const eps = options.eps ?? 1e-5
+  const y = x.device.empty(x.shape)
+  if (!options.training) {
+    native().ops.batchNorm(x.handle, y.handle, gamma.handle, beta.handle, state.runningMean.handle, state.runningVar.handle, null, null, {
+      training: false,
+      momentum,
+      eps,
+    })
+    return y
+  }
+  const saveMean = x.device.empty([channels])
+  const saveInvStd = x.device.empty([channels])
+  native().ops.batchNorm(x.handle, y.handle, gamma.handle, beta.handle, state.runningMean.handle, state.runningVar.handle, saveMean.handle, saveInvStd.handle, {
+    training: true,
+    momentum,
+    eps,
+  })
+  record(y, [x, gamma, beta], 'batchNorm', (gy) => {
+    const gx = x.device.empty(x.shape)
+    const gg = gamma.device.empty(gamma.shape)
+    const gb = beta.device.empty(beta.shape)
+    ops().batchNormBackward(x.handle, gy.handle, gamma.handle, saveMean.handle, saveInvStd.handle, gx.handle, gg.handle, gb.handle)
+    return [x.requiresGrad ? gx : (gx.dispose(), undefined), gamma.requiresGrad ? gg : (gg.dispose(), undefined), beta.requiresGrad ? gb : (gb.dispose(), undefined)]
+  })
+  if (!y.requiresGrad) {
+    saveMean.dispose()
+    saveInvStd.dispose()
+  }
+  return y
+}

@@ -5,6 +5,7 @@
 #include <cudnn.h>
 #include <library_types.h>
 
+#include <cstddef>
 #include <type_traits>
 
 #include "cuda/cublas_api.h"
@@ -12,13 +13,16 @@
 
 namespace {
 
-// Same type, or an enum declared as an int of the same size, or pointers to such with the same constness.
+// Same type, or an enum declared as an int of the same size, or pointers to such with the same constness, or
+// structs of the same size (their fields are checked one by one below).
 template <class A, class B>
 constexpr bool sameAbi() {
   if constexpr (std::is_same_v<A, B>) {
     return true;
   } else if constexpr ((std::is_enum_v<A> || std::is_integral_v<A>) && (std::is_enum_v<B> || std::is_integral_v<B>)) {
     return sizeof(A) == sizeof(B) && (std::is_enum_v<A> || std::is_enum_v<B>);
+  } else if constexpr (std::is_class_v<A> && std::is_class_v<B>) {
+    return sizeof(A) == sizeof(B);
   } else if constexpr (std::is_pointer_v<A> && std::is_pointer_v<B>) {
     using PA = std::remove_pointer_t<A>;
     using PB = std::remove_pointer_t<B>;
@@ -76,3 +80,44 @@ static_assert(matches<bssn::cudnn::CreateFn>(&cudnnCreate), "cudnnCreate");
 static_assert(matches<bssn::cudnn::DestroyFn>(&cudnnDestroy), "cudnnDestroy");
 static_assert(matches<bssn::cudnn::SetStreamFn>(&cudnnSetStream), "cudnnSetStream");
 static_assert(bssn::cudnn::kSuccess == CUDNN_STATUS_SUCCESS, "CUDNN_STATUS_SUCCESS");
+
+// cuDNN convolutions
+static_assert(std::is_same_v<bssn::cudnn::TensorDesc, cudnnTensorDescriptor_t>, "cudnnTensorDescriptor_t");
+static_assert(std::is_same_v<bssn::cudnn::FilterDesc, cudnnFilterDescriptor_t>, "cudnnFilterDescriptor_t");
+static_assert(std::is_same_v<bssn::cudnn::ConvDesc, cudnnConvolutionDescriptor_t>, "cudnnConvolutionDescriptor_t");
+static_assert(bssn::cudnn::kTensorNCHW == CUDNN_TENSOR_NCHW, "CUDNN_TENSOR_NCHW");
+static_assert(bssn::cudnn::kDataFloat == CUDNN_DATA_FLOAT, "CUDNN_DATA_FLOAT");
+static_assert(bssn::cudnn::kCrossCorrelation == CUDNN_CROSS_CORRELATION, "CUDNN_CROSS_CORRELATION");
+static_assert(bssn::cudnn::kFmaMath == CUDNN_FMA_MATH, "CUDNN_FMA_MATH");
+#define BSSN_SAME_FIELD(T, ours, theirs) \
+  static_assert(offsetof(bssn::cudnn::AlgoPerf, ours) == offsetof(T, theirs) && sizeof(bssn::cudnn::AlgoPerf::ours) == sizeof(T::theirs), #T "." #theirs)
+#define BSSN_SAME_PERF(T)                         \
+  static_assert(sizeof(bssn::cudnn::AlgoPerf) == sizeof(T), #T); \
+  BSSN_SAME_FIELD(T, algo, algo);                 \
+  BSSN_SAME_FIELD(T, status, status);             \
+  BSSN_SAME_FIELD(T, time, time);                 \
+  BSSN_SAME_FIELD(T, memory, memory);             \
+  BSSN_SAME_FIELD(T, determinism, determinism);   \
+  BSSN_SAME_FIELD(T, mathType, mathType)
+BSSN_SAME_PERF(cudnnConvolutionFwdAlgoPerf_t);
+BSSN_SAME_PERF(cudnnConvolutionBwdDataAlgoPerf_t);
+BSSN_SAME_PERF(cudnnConvolutionBwdFilterAlgoPerf_t);
+static_assert(matches<bssn::cudnn::CreateTensorDescFn>(&cudnnCreateTensorDescriptor), "cudnnCreateTensorDescriptor");
+static_assert(matches<bssn::cudnn::SetTensor4dFn>(&cudnnSetTensor4dDescriptor), "cudnnSetTensor4dDescriptor");
+static_assert(matches<bssn::cudnn::DestroyTensorDescFn>(&cudnnDestroyTensorDescriptor), "cudnnDestroyTensorDescriptor");
+static_assert(matches<bssn::cudnn::CreateFilterDescFn>(&cudnnCreateFilterDescriptor), "cudnnCreateFilterDescriptor");
+static_assert(matches<bssn::cudnn::SetFilter4dFn>(&cudnnSetFilter4dDescriptor), "cudnnSetFilter4dDescriptor");
+static_assert(matches<bssn::cudnn::DestroyFilterDescFn>(&cudnnDestroyFilterDescriptor), "cudnnDestroyFilterDescriptor");
+static_assert(matches<bssn::cudnn::CreateConvDescFn>(&cudnnCreateConvolutionDescriptor), "cudnnCreateConvolutionDescriptor");
+static_assert(matches<bssn::cudnn::SetConv2dFn>(&cudnnSetConvolution2dDescriptor), "cudnnSetConvolution2dDescriptor");
+static_assert(matches<bssn::cudnn::SetConvMathTypeFn>(&cudnnSetConvolutionMathType), "cudnnSetConvolutionMathType");
+static_assert(matches<bssn::cudnn::DestroyConvDescFn>(&cudnnDestroyConvolutionDescriptor), "cudnnDestroyConvolutionDescriptor");
+static_assert(matches<bssn::cudnn::GetFwdAlgoFn>(&cudnnGetConvolutionForwardAlgorithm_v7), "cudnnGetConvolutionForwardAlgorithm_v7");
+static_assert(matches<bssn::cudnn::GetFwdWorkspaceFn>(&cudnnGetConvolutionForwardWorkspaceSize), "cudnnGetConvolutionForwardWorkspaceSize");
+static_assert(matches<bssn::cudnn::ConvFwdFn>(&cudnnConvolutionForward), "cudnnConvolutionForward");
+static_assert(matches<bssn::cudnn::GetBwdDataAlgoFn>(&cudnnGetConvolutionBackwardDataAlgorithm_v7), "cudnnGetConvolutionBackwardDataAlgorithm_v7");
+static_assert(matches<bssn::cudnn::GetBwdDataWorkspaceFn>(&cudnnGetConvolutionBackwardDataWorkspaceSize), "cudnnGetConvolutionBackwardDataWorkspaceSize");
+static_assert(matches<bssn::cudnn::ConvBwdDataFn>(&cudnnConvolutionBackwardData), "cudnnConvolutionBackwardData");
+static_assert(matches<bssn::cudnn::GetBwdFilterAlgoFn>(&cudnnGetConvolutionBackwardFilterAlgorithm_v7), "cudnnGetConvolutionBackwardFilterAlgorithm_v7");
+static_assert(matches<bssn::cudnn::GetBwdFilterWorkspaceFn>(&cudnnGetConvolutionBackwardFilterWorkspaceSize), "cudnnGetConvolutionBackwardFilterWorkspaceSize");
+static_assert(matches<bssn::cudnn::ConvBwdFilterFn>(&cudnnConvolutionBackwardFilter), "cudnnConvolutionBackwardFilter");
