@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU host's check (npm run test:gpu): build with CUDA ON, run the whole suite with BSSN_REQUIRE_CUDA=1 (so
 # every backend test runs on CUDA too and a missing GPU fails), memcheck the GPU tests when compute-sanitizer is
-# there, then print the benchmark table last. Exits non-zero if any step failed.
+# there, then the training benchmark and, last, the normalization benchmark table. Exits non-zero if any step failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 status=0
@@ -24,6 +24,9 @@ else
   status=1
 fi
 
-step "benchmark"
+step "training benchmark (SNGAN CNN, batch 64)"
+node bench/train.mjs --device cuda || status=1
+
+step "normalization benchmark"
 node bench/normalize.mjs --device "${BSSN_BENCH_DEVICE:-cuda}" || status=1
 exit $status
