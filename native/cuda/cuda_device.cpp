@@ -30,6 +30,7 @@ class CudaFence : public Fence {
   }
 
   void wait() override {
+    if (!block_ && !event_) return;  // already waited
     const cudaEvent_t event = block_ ? block_->done : event_;
     const cudaError_t st = cudaEventSynchronize(event);
     if (st != cudaSuccess) {
@@ -38,6 +39,9 @@ class CudaFence : public Fence {
       throwError(message);
     }
     if (block_ && bytes_) std::memcpy(host_, block_->host, bytes_);
+    // Back to the pool here, on the waiting thread: freeing a large pinned block synchronizes the device,
+    // which must never happen on the JS thread (where the fence is destroyed).
+    if (block_) device_->pinned().release(std::move(block_));
   }
 
  private:
