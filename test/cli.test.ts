@@ -1,5 +1,7 @@
-// The README's first command runs the demo: it must print every layer's sigmas and the timings.
+// The command line: the demo, and the GAN training that the README's first command runs.
 import { execFileSync, spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { beforeAll, expect, it } from 'vitest'
 
@@ -34,4 +36,34 @@ it('rejects bad flags with a usage message', () => {
   expect(unknown.stderr).toMatch(/usage: bssn/)
   const steps = spawnSync(process.execPath, [cli, 'demo', '--steps', '0'], { encoding: 'utf8' })
   expect(steps.status).toBe(2)
+})
+
+it('bssn compare trains both runs and writes metrics.jsonl and report.html', () => {
+  const out = mkdtempSync(path.join(tmpdir(), 'bssn-compare-'))
+  try {
+    const printed = execFileSync(process.execPath, [cli, 'compare', '--steps', '40', '--eval-every', '20', '--batch', '64', '--width', '16', '--device', 'cpu', '--out', out], { encoding: 'utf8' })
+    expect(printed).toMatch(/sn: \d+\/8 modes/)
+    expect(printed).toMatch(/bssn \(c = 1\.4142\): \d+\/8 modes/)
+    for (const norm of ['sn', 'bssn']) {
+      const lines = readFileSync(path.join(out, norm, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+      expect(lines.map((l) => l.step)).toEqual([20, 40])
+      expect(lines[1].layers).toHaveLength(4)
+      expect(Number.isFinite(lines[1].layers[0].gradNorm)).toBe(true)
+      expect(lines[1].layers[0].sigma1).toBeGreaterThan(0)
+    }
+    const html = readFileSync(path.join(out, 'report.html'), 'utf8')
+    expect(html).toMatch(/<h2>Final metrics<\/h2>/)
+    expect((html.match(/<svg /g) ?? []).length).toBeGreaterThan(10)
+  } finally {
+    rmSync(out, { recursive: true, force: true })
+  }
+})
+
+it('train and compare reject bad flags clearly', () => {
+  const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' })
+  expect(run('train', '--norm', 'xx', '--steps', '1').stderr).toMatch(/--norm must be one of none, sn, ssn, bsn, bssn, got 'xx'/)
+  expect(run('train', '--dataset', 'mnist', '--steps', '1').stderr).toMatch(/--dataset must be one of ring8, grid25/)
+  expect(run('compare', '--betas', '0.5').stderr).toMatch(/--betas must be two numbers/)
+  expect(run('compare', '--lr', 'fast').stderr).toMatch(/--lr must be a number, got 'fast'/)
+  expect(run('nonsense').status).toBe(2)
 })

@@ -1,19 +1,46 @@
 #!/usr/bin/env node
 // The `bssn` command line.
+import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import path from 'node:path'
 import { parseArgs } from 'node:util'
 
+import { packageRoot } from '../native.js'
+import type { NormChoice } from '../train/trainer2d.js'
 import { parseDevice, parsePositiveInt, UsageError } from './args.js'
 import { runDemo } from './demo.js'
+import { runTraining } from './train_command.js'
 
 const usage = `usage: bssn <command> [options]
 
 commands:
+  compare  train GANs with SN and with BSSN on the same data and seeds; write report.html (default command)
+  train    train one GAN (--norm) and write its report
   demo     normalize a GAN discriminator's weights (SN and BSSN): per-layer sigmas and timings
+  bench    run the throughput benchmarks (normalization; --train for the training step)
 
-options:
-  --device auto|cpu|cuda|cuda:N   where to run (default auto: CUDA when usable, else CPU)
-  --steps N                       forwards per timing sample (default 20)
+options (train, compare):
+  --norm none|sn|ssn|bsn|bssn     discriminator normalization (train; default bssn)
+  --norms LIST                    comma-separated, for compare (default sn,bssn)
+  --scale C                       the constant c of ssn/bssn (default 1.4142, the Kaiming gain of ReLU layers)
+  --dataset ring8|grid25          built-in 2-D mixtures (default ring8)
+  --arch mlp                      the architecture (default mlp)
+  --steps N --batch N             (default 2000, 256)
+  --lr X --betas B1,B2 --n-dis N  Adam and D steps per G step (default 2e-4, 0.5,0.999, 1: the BSSN authors' setup)
+  --seed N                        (default 1)
+  --eval-every N                  evaluation interval in steps (default 100)
+  --width N                       hidden width of the MLPs (default 128)
+  --out DIR                       output folder (default runs/<command>-<dataset>)
+  --device auto|cpu|cuda|cuda:N   where to run (default auto)
+  --steps N                       (demo) forwards per timing sample (default 20)
   -h, --help                      this help`
+
+function number(value: string | undefined, flag: string): number | undefined {
+  if (value === undefined) return undefined
+  const n = Number(value)
+  if (!Number.isFinite(n)) throw new UsageError(`${flag} must be a number, got '${value}'`)
+  return n
+}
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -21,7 +48,21 @@ async function main(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       device: { type: 'string', default: 'auto' },
-      steps: { type: 'string', default: '20' },
+      steps: { type: 'string' },
+      norm: { type: 'string' },
+      norms: { type: 'string' },
+      scale: { type: 'string' },
+      dataset: { type: 'string', default: 'ring8' },
+      arch: { type: 'string', default: 'mlp' },
+      batch: { type: 'string' },
+      lr: { type: 'string' },
+      betas: { type: 'string' },
+      'n-dis': { type: 'string' },
+      seed: { type: 'string' },
+      'eval-every': { type: 'string' },
+      width: { type: 'string' },
+      out: { type: 'string' },
+      train: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   })
@@ -29,9 +70,39 @@ async function main(argv: string[]): Promise<number> {
     console.log(usage)
     return 0
   }
-  const command = positionals[0] ?? 'demo'
-  if (command !== 'demo') throw new UsageError(`unknown command '${command}'`)
-  await runDemo({ device: parseDevice(values.device!), steps: parsePositiveInt(values.steps!, '--steps'), print: console.log })
+  const command = positionals[0] ?? 'compare'
+  if (command === 'demo') {
+    await runDemo({ device: parseDevice(values.device!), steps: parsePositiveInt(values.steps ?? '20', '--steps'), print: console.log })
+    return 0
+  }
+  if (command === 'bench') {
+    const script = path.join(packageRoot, 'bench', values.train ? 'train.mjs' : 'normalize.mjs')
+    if (!existsSync(script)) throw new Error(`the benchmarks are not in this installation (${script})`)
+    return spawnSync(process.execPath, [script, ...(values.device !== 'auto' ? ['--device', values.device!] : [])], { stdio: 'inherit' }).status ?? 1
+  }
+  if (command !== 'train' && command !== 'compare') throw new UsageError(`unknown command '${command}'`)
+  const list = command === 'train' ? [values.norm ?? 'bssn'] : (values.norms ?? 'sn,bssn').split(',').map((s) => s.trim())
+  const betas = (values.betas ?? '0.5,0.999').split(',').map((s) => number(s, '--betas')!)
+  if (betas.length !== 2 || betas.some((b) => b < 0 || b >= 1)) throw new UsageError(`--betas must be two numbers in [0, 1), got '${values.betas}'`)
+  parseDevice(values.device!) // fails early on a bad --device
+  await runTraining({
+    norms: list as NormChoice[],
+    scale: number(values.scale, '--scale') ?? Math.SQRT2,
+    dataset: values.dataset!,
+    arch: values.arch!,
+    steps: parsePositiveInt(values.steps ?? '2000', '--steps'),
+    batch: parsePositiveInt(values.batch ?? '256', '--batch'),
+    lr: number(values.lr, '--lr') ?? 2e-4,
+    betas: betas as [number, number],
+    nDis: parsePositiveInt(values['n-dis'] ?? '1', '--n-dis'),
+    seed: parsePositiveInt(values.seed ?? '1', '--seed'),
+    device: values.device!,
+    out: values.out ?? path.join('runs', `${command}-${values.dataset}`),
+    evalEvery: parsePositiveInt(values['eval-every'] ?? '100', '--eval-every'),
+    width: parsePositiveInt(values.width ?? '128', '--width'),
+    print: console.log,
+    progress: Boolean(process.stdout.isTTY),
+  })
   return 0
 }
 

@@ -20,6 +20,8 @@ export interface GanParts {
   /** A batch of real samples (a new tensor, or one kept by the caller). */
   sampleReal: () => Tensor
   nDis?: number
+  /** Called after each discriminator backward, while D's gradients are the D loss's (diagnostics). */
+  afterDiscriminatorBackward?: () => void
 }
 
 /** Runs one step; returns the losses as 1-element tensors the caller disposes (reading them waits for the step). */
@@ -33,6 +35,7 @@ export function ganStep(p: GanParts): { lossD: Tensor; lossG: Tensor } {
       lossD = hingeLossD(p.discriminator.forward(p.sampleReal()), p.discriminator.forward(fake))
       p.optD.zeroGrad()
       lossD.backward()
+      p.afterDiscriminatorBackward?.()
       p.optD.step()
     }
     p.normalization?.forward()

@@ -1,0 +1,71 @@
+// Small self-contained SVG charts for report.html: line charts and a 2-D scatter plot.
+
+export interface Series {
+  name: string
+  points: ReadonlyArray<readonly [number, number]>
+  dashed?: boolean
+}
+
+const palette = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#17becf', '#7f7f7f']
+const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!)
+
+function ticks(lo: number, hi: number, count = 5): number[] {
+  if (!(hi > lo)) return [lo]
+  const raw = (hi - lo) / count
+  const mag = 10 ** Math.floor(Math.log10(raw))
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw)!
+  const out: number[] = []
+  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) out.push(Number(t.toPrecision(12)))
+  return out
+}
+
+const fmt = (v: number) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-2 && v !== 0) ? v.toExponential(1) : String(Number(v.toPrecision(4))))
+
+export function lineChart(title: string, series: readonly Series[], options: { xLabel?: string; yLabel?: string; logY?: boolean; width?: number; height?: number } = {}): string {
+  const W = options.width ?? 460
+  const H = options.height ?? 260
+  const m = { l: 56, r: 12, t: 28, b: 40 }
+  const ty = (v: number) => (options.logY ? Math.log10(Math.max(v, 1e-12)) : v)
+  const all = series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(ty(y)))
+  if (all.length === 0) return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}"><text x="10" y="20">${esc(title)}: no data</text></svg>`
+  let [x0, x1] = [Math.min(...all.map((p) => p[0])), Math.max(...all.map((p) => p[0]))]
+  let [y0, y1] = [Math.min(...all.map((p) => ty(p[1]))), Math.max(...all.map((p) => ty(p[1])))]
+  if (x1 === x0) x1 = x0 + 1
+  if (y1 === y0) [y0, y1] = [y0 - 1, y1 + 1]
+  const pad = (y1 - y0) * 0.05
+  y0 -= pad
+  y1 += pad
+  const sx = (x: number) => m.l + ((x - x0) / (x1 - x0)) * (W - m.l - m.r)
+  const sy = (y: number) => H - m.b - ((y - y0) / (y1 - y0)) * (H - m.t - m.b)
+  const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="11">`]
+  parts.push(`<text x="${W / 2}" y="16" text-anchor="middle" font-size="13">${esc(title)}</text>`)
+  for (const t of ticks(x0, x1)) parts.push(`<line x1="${sx(t)}" x2="${sx(t)}" y1="${H - m.b}" y2="${H - m.b + 4}" stroke="#333"/><text x="${sx(t)}" y="${H - m.b + 15}" text-anchor="middle">${fmt(t)}</text>`)
+  for (const t of ticks(y0, y1))
+    parts.push(`<line x1="${m.l}" x2="${W - m.r}" y1="${sy(t)}" y2="${sy(t)}" stroke="#eee"/><text x="${m.l - 4}" y="${sy(t) + 4}" text-anchor="end">${options.logY ? fmt(10 ** t) : fmt(t)}</text>`)
+  parts.push(`<rect x="${m.l}" y="${m.t}" width="${W - m.l - m.r}" height="${H - m.t - m.b}" fill="none" stroke="#333"/>`)
+  if (options.xLabel) parts.push(`<text x="${(W + m.l) / 2}" y="${H - 6}" text-anchor="middle">${esc(options.xLabel)}</text>`)
+  if (options.yLabel) parts.push(`<text transform="translate(12 ${(H - m.b + m.t) / 2}) rotate(-90)" text-anchor="middle">${esc(options.yLabel)}</text>`)
+  series.forEach((s, i) => {
+    const color = palette[i % palette.length]
+    const pts = s.points.filter(([, y]) => Number.isFinite(ty(y))).map(([x, y]) => `${sx(x).toFixed(1)},${sy(ty(y)).toFixed(1)}`)
+    if (pts.length) parts.push(`<polyline fill="none" stroke="${color}" stroke-width="1.6"${s.dashed ? ' stroke-dasharray="5 3"' : ''} points="${pts.join(' ')}"/>`)
+    parts.push(`<text x="${m.l + 6}" y="${m.t + 14 + i * 13}" fill="${color}">${esc(s.name)}</text>`)
+  })
+  parts.push('</svg>')
+  return parts.join('')
+}
+
+export function scatterPlot(title: string, points: Float32Array, marks: ReadonlyArray<readonly [number, number]>, extent: number, size = 300): string {
+  const s = (v: number) => ((v + extent) / (2 * extent)) * size
+  const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${size}" height="${size + 20}" font-family="sans-serif" font-size="12">`]
+  parts.push(`<text x="${size / 2}" y="14" text-anchor="middle">${esc(title)}</text><g transform="translate(0 20)">`)
+  parts.push(`<rect width="${size}" height="${size}" fill="#fafafa" stroke="#333"/>`)
+  for (let i = 0; i + 1 < points.length; i += 2) {
+    const x = points[i]
+    const y = points[i + 1]
+    if (Math.abs(x) <= extent && Math.abs(y) <= extent) parts.push(`<circle cx="${s(x).toFixed(1)}" cy="${(size - s(y)).toFixed(1)}" r="1.2" fill="#1f77b4" fill-opacity="0.5"/>`)
+  }
+  for (const [x, y] of marks) parts.push(`<circle cx="${s(x)}" cy="${size - s(y)}" r="4" fill="none" stroke="#d62728" stroke-width="1.5"/>`)
+  parts.push('</g></svg>')
+  return parts.join('')
+}

@@ -1,0 +1,115 @@
+// `bssn train` and `bssn compare`: GANs on the built-in 2-D mixtures with the chosen discriminator
+// normalizations, trained in parallel worker threads, with metrics.jsonl per run and one report.html.
+import { mkdirSync } from 'node:fs'
+import path from 'node:path'
+import { Worker } from 'node:worker_threads'
+
+import { mixtures } from '../data/toy2d.js'
+import type { NormChoice, Train2dResult } from '../train/trainer2d.js'
+import { UsageError } from './args.js'
+import { writeReport } from './report.js'
+import type { WorkerConfig } from './train_worker.js'
+
+export const norms: readonly NormChoice[] = ['none', 'sn', 'ssn', 'bsn', 'bssn']
+
+export interface TrainCommandOptions {
+  norms: NormChoice[]
+  scale: number
+  dataset: string
+  arch: string
+  steps: number
+  batch: number
+  lr: number
+  betas: [number, number]
+  nDis: number
+  seed: number
+  device: string
+  out: string
+  evalEvery: number
+  width: number
+  print: (line: string) => void
+  progress: boolean
+}
+
+export async function runTraining(o: TrainCommandOptions): Promise<Train2dResult[]> {
+  if (!(o.dataset in mixtures)) throw new UsageError(`--dataset must be one of ${Object.keys(mixtures).join(', ')}, got '${o.dataset}' (image datasets are not built yet)`)
+  if (o.arch !== 'mlp') throw new UsageError(`--arch must be mlp for 2-D data, got '${o.arch}'`)
+  for (const n of o.norms) if (!norms.includes(n)) throw new UsageError(`--norm must be one of ${norms.join(', ')}, got '${n}'`)
+  mkdirSync(o.out, { recursive: true })
+  const label = (n: NormChoice) => (n === "ssn" || n === "bssn" ? `${n} (c = ${Number(o.scale.toFixed(4))})` : n)
+  o.print(`training ${o.norms.map(label).join(' and ')} on ${o.dataset}: ${o.steps} steps, batch ${o.batch}, Adam ${o.lr} (${o.betas.join(', ')}), n_dis ${o.nDis}, seed ${o.seed}, device ${o.device} -> ${o.out}`)
+
+  const progress = new Map<NormChoice, number>()
+  const start = Date.now()
+  const showProgress = () => {
+    const done = [...progress.values()].reduce((a, b) => a + b, 0)
+    const total = o.steps * o.norms.length
+    const seconds = (Date.now() - start) / 1000
+    const eta = done ? (seconds / done) * (total - done) : 0
+    const width = 30
+    const filled = Math.round((done / total) * width)
+    process.stdout.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} steps, ${(done / Math.max(seconds, 1e-3)).toFixed(0)} steps/s, ETA ${eta.toFixed(0)} s  `)
+  }
+  const workers = o.norms.map((norm) => {
+    const config: WorkerConfig = {
+      norm,
+      scale: o.scale,
+      dataset: o.dataset as keyof typeof mixtures,
+      steps: o.steps,
+      batch: o.batch,
+      lr: o.lr,
+      betas: o.betas,
+      nDis: o.nDis,
+      seed: o.seed,
+      width: o.width,
+      zDim: 2,
+      evalEvery: o.evalEvery,
+      evalSamples: 2500,
+      device: o.device,
+      out: path.join(o.out, norm),
+    }
+    return new Worker(new URL('./train_worker.js', import.meta.url), { workerData: config })
+  })
+  // Ctrl-C: every run stops at its next step and the report of what was trained is written.
+  const onSigint = () => {
+    o.print('\ninterrupted: finishing the report of the steps done so far')
+    workers.forEach((w) => w.postMessage('stop'))
+  }
+  process.once('SIGINT', onSigint)
+  try {
+    const results = await Promise.all(
+      workers.map(
+        (worker, i) =>
+          new Promise<Train2dResult>((resolve, reject) => {
+            worker.on('message', (m: { type: string; norm: NormChoice; step?: number; record?: { step: number; modesCovered: number; modes: number; highQuality: number; lossD: number }; result?: Train2dResult }) => {
+              if (m.type === 'step') {
+                progress.set(m.norm, m.step!)
+                if (o.progress) showProgress()
+              } else if (m.type === 'eval') {
+                progress.set(m.norm, m.record!.step)
+                if (!o.progress) {
+                  const r = m.record!
+                  o.print(`${label(m.norm)} step ${r.step}: modes ${r.modesCovered}/${r.modes}, high quality ${(100 * r.highQuality).toFixed(1)}%, loss D ${r.lossD.toFixed(3)}`)
+                } else showProgress()
+              } else if (m.type === 'done') {
+                resolve(m.result!)
+              }
+            })
+            worker.on('error', reject)
+            worker.on('exit', (code) => code !== 0 && reject(new Error(`training run ${o.norms[i]} exited with ${code}`)))
+          }),
+      ),
+    )
+    if (o.progress) process.stdout.write('\n')
+    const file = path.join(o.out, 'report.html')
+    writeReport(file, results, mixtures[o.dataset as keyof typeof mixtures], `bssn: ${o.norms.map(label).join(' vs ')} on ${o.dataset}`)
+    for (const r of results) {
+      const h = r.history[r.history.length - 1]
+      if (h) o.print(`${label(r.config.norm)}: ${h.modesCovered}/${h.modes} modes, ${(100 * h.highQuality).toFixed(1)}% high quality after ${h.step} steps (${r.stepsPerSecond.toFixed(1)} steps/s)`)
+    }
+    o.print(`report: ${file}`)
+    return results
+  } finally {
+    process.off('SIGINT', onSigint)
+  }
+}

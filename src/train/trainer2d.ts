@@ -1,0 +1,194 @@
+// Training a GAN on a 2-D mixture with a chosen discriminator normalization, recording what the BSSN paper
+// plots: sample quality over training, and per discriminator layer the gradient norm, the variance of the
+// normalized weight against its bound 1/max(m, n), and sigma1 / sigma2.
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+
+import { keep, tidy } from '../autograd/scope.js'
+import { noGrad } from '../autograd/tape.js'
+import { mixtureQuality, sampleMixture, type Mixture2d } from '../data/toy2d.js'
+import type { Device } from '../device.js'
+import { mlpDiscriminator, mlpGenerator } from '../models/mlp.js'
+import { mul, sum } from '../nn/functional.js'
+import { isNormalizable } from '../nn/module.js'
+import { SpectralNorm } from '../nn/spectral_norm.js'
+import type { NormalizationMode } from '../normalize/options.js'
+import type { Tensor } from '../tensor.js'
+import { Adam } from './adam.js'
+import { ganStep } from './gan_step.js'
+
+export type NormChoice = 'none' | NormalizationMode
+
+export interface Train2dConfig {
+  norm: NormChoice
+  scale: number
+  mixture: Mixture2d
+  steps: number
+  batch: number
+  lr: number
+  betas: [number, number]
+  nDis: number
+  seed: number
+  width: number
+  zDim: number
+  evalEvery: number
+  evalSamples: number
+  device: Device
+  /** Folder for metrics.jsonl (created). */
+  out?: string
+}
+
+export interface LayerDiagnostics {
+  gradNorm: number
+  variance: number
+  bound: number
+  sigma1?: number
+  sigma2?: number
+}
+
+export interface EvalRecord {
+  step: number
+  seconds: number
+  lossD: number
+  lossG: number
+  modesCovered: number
+  modes: number
+  highQuality: number
+  layers: LayerDiagnostics[]
+}
+
+export interface Train2dResult {
+  config: Omit<Train2dConfig, 'device' | 'mixture'> & { device: string; dataset: string }
+  history: EvalRecord[]
+  samples: Float32Array
+  stepsPerSecond: number
+  interrupted: boolean
+}
+
+export interface Train2dHooks {
+  onEval?: (record: EvalRecord) => void
+  onStep?: (step: number) => void
+  shouldStop?: () => boolean
+}
+
+// Distinct, reproducible seeds for every random draw of the run.
+const seedOf = (run: number, step: number, stream: number) => ((run * 1_000_003 + step * 31 + stream) >>> 0) % 2 ** 31
+
+export async function train2d(config: Train2dConfig, hooks: Train2dHooks = {}): Promise<Train2dResult> {
+  const { device, mixture } = config
+  const G = mlpGenerator({ device, seed: seedOf(config.seed, 0, 1), width: config.width, zDim: config.zDim })
+  const D = mlpDiscriminator({ device, seed: seedOf(config.seed, 0, 2), width: config.width })
+  const scaled = config.norm === 'ssn' || config.norm === 'bssn'
+  const sn = config.norm === 'none' ? undefined : new SpectralNorm(D, { mode: config.norm, scale: scaled ? config.scale : 1, seed: config.seed })
+  const optG = new Adam(G.parameters(), { lr: config.lr, betas: config.betas })
+  const optD = new Adam(D.parameters(), { lr: config.lr, betas: config.betas })
+  const dLayers = D.modules().filter(isNormalizable)
+  const evalZ = keep(device.randn([config.evalSamples, config.zDim], { seed: seedOf(config.seed, 0, 3) }))
+  const history: EvalRecord[] = []
+  const metricsFile = config.out ? path.join(config.out, 'metrics.jsonl') : undefined
+  if (config.out) {
+    mkdirSync(config.out, { recursive: true })
+    writeFileSync(metricsFile!, '')
+  }
+  let gradSquares: Tensor[] = []
+  const start = performance.now()
+  let step = 0
+  let interrupted = false
+  try {
+    while (step < config.steps) {
+      if (hooks.shouldStop?.()) {
+        interrupted = true
+        break
+      }
+      step++
+      const evaluating = step % config.evalEvery === 0 || step === config.steps
+      let draw = 0
+      const { lossD, lossG } = ganStep({
+        generator: G,
+        discriminator: D,
+        optG,
+        optD,
+        normalization: sn,
+        nDis: config.nDis,
+        sampleZ: () => device.randn([config.batch, config.zDim], { seed: seedOf(config.seed, step, 10 + draw++) }),
+        sampleReal: () => sampleMixture(device, mixture, config.batch, seedOf(config.seed, step, 100 + draw++)),
+        afterDiscriminatorBackward: evaluating
+          ? () => {
+              gradSquares.forEach((t) => t.dispose())
+              gradSquares = dLayers.map((l) => keep(noGrad(() => sum(mul(l.weight.grad!, l.weight.grad!)))))
+            }
+          : undefined,
+      })
+      hooks.onStep?.(step)
+      if (!evaluating) {
+        lossD.dispose()
+        lossG.dispose()
+        continue
+      }
+      const record = await evaluate(step, lossD, lossG)
+      history.push(record)
+      if (metricsFile) appendFileSync(metricsFile, JSON.stringify(record) + '\n')
+      hooks.onEval?.(record)
+    }
+    const samples = await tidy(() => noGrad(() => G.forward(evalZ))).toArray()
+    const seconds = (performance.now() - start) / 1000
+    const { device: _d, mixture: _m, ...rest } = config
+    return {
+      config: { ...rest, device: device.name, dataset: mixture.name },
+      history,
+      samples,
+      stepsPerSecond: step / Math.max(seconds, 1e-9),
+      interrupted,
+    }
+  } finally {
+    gradSquares.forEach((t) => t.dispose())
+    evalZ.dispose()
+    sn?.dispose()
+    ;[optG, optD, G, D].forEach((x) => x.dispose())
+  }
+
+  async function evaluate(step: number, lossD: Tensor, lossG: Tensor): Promise<EvalRecord> {
+    const samples = tidy(() => noGrad(() => G.forward(evalZ)))
+    const sigmas = sn ? await sn.sigmas() : undefined
+    const weights = dLayers.map((l) => l.effectiveWeight) // the normalized weights under a normalization
+    const [points, ld, lg, grads, normalized] = await Promise.all([
+      samples.toArray(),
+      lossD.toArray(),
+      lossG.toArray(),
+      Promise.all(gradSquares.map((t) => t.toArray())),
+      Promise.all(weights.map((w) => w.toArray())),
+    ])
+    samples.dispose()
+    lossD.dispose()
+    lossG.dispose()
+    const quality = mixtureQuality(mixture, points)
+    const layers = dLayers.map((l, i): LayerDiagnostics => {
+      const w = normalized[i]
+      let s = 0
+      let ss = 0
+      for (const x of w) {
+        s += x
+        ss += x * x
+      }
+      const mean = s / w.length
+      const [m, n] = [l.weight.shape[0], l.weight.size / l.weight.shape[0]]
+      return {
+        gradNorm: Math.sqrt(grads[i]?.[0] ?? 0),
+        variance: ss / w.length - mean * mean,
+        bound: 1 / Math.max(m, n),
+        sigma1: sigmas?.[i].sigma1,
+        sigma2: sigmas?.[i].sigma2,
+      }
+    })
+    return {
+      step,
+      seconds: (performance.now() - start) / 1000,
+      lossD: ld[0],
+      lossG: lg[0],
+      modesCovered: quality.modesCovered,
+      modes: quality.modes,
+      highQuality: quality.highQuality,
+      layers,
+    }
+  }
+}
