@@ -30,6 +30,8 @@ options (train, compare):
   --seed N                        (default 1)
   --eval-every N                  evaluation interval in steps (default 100)
   --width N                       hidden width of the MLPs (default 128)
+  --ckpt-every N                  write <out>/<norm>/checkpoint.safetensors every N steps (default 500)
+  --resume CKPT                   (train) continue from a checkpoint, bit-for-bit the interrupted run
   --out DIR                       output folder (default runs/<command>-<dataset>)
   --device auto|cpu|cuda|cuda:N   where to run (default auto)
   --steps N                       (demo) forwards per timing sample (default 20)
@@ -62,6 +64,8 @@ async function main(argv: string[]): Promise<number> {
       'eval-every': { type: 'string' },
       width: { type: 'string' },
       out: { type: 'string' },
+      resume: { type: 'string' },
+      'ckpt-every': { type: 'string' },
       train: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -100,6 +104,8 @@ async function main(argv: string[]): Promise<number> {
     out: values.out ?? path.join('runs', `${command}-${values.dataset}`),
     evalEvery: parsePositiveInt(values['eval-every'] ?? '100', '--eval-every'),
     width: parsePositiveInt(values.width ?? '128', '--width'),
+    checkpointEvery: values['ckpt-every'] === undefined ? 500 : parsePositiveInt(values['ckpt-every'], '--ckpt-every'),
+    resume: values.resume,
     print: console.log,
     progress: Boolean(process.stdout.isTTY),
   })

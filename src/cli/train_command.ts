@@ -1,6 +1,6 @@
 // `bssn train` and `bssn compare`: GANs on the built-in 2-D mixtures with the chosen discriminator
 // normalizations, trained in parallel worker threads, with metrics.jsonl per run and one report.html.
-import { mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 
@@ -27,6 +27,8 @@ export interface TrainCommandOptions {
   out: string
   evalEvery: number
   width: number
+  checkpointEvery: number
+  resume?: string
   print: (line: string) => void
   progress: boolean
 }
@@ -35,6 +37,8 @@ export async function runTraining(o: TrainCommandOptions): Promise<Train2dResult
   if (!(o.dataset in mixtures)) throw new UsageError(`--dataset must be one of ${Object.keys(mixtures).join(', ')}, got '${o.dataset}' (image datasets are not built yet)`)
   if (o.arch !== 'mlp') throw new UsageError(`--arch must be mlp for 2-D data, got '${o.arch}'`)
   for (const n of o.norms) if (!norms.includes(n)) throw new UsageError(`--norm must be one of ${norms.join(', ')}, got '${n}'`)
+  if (o.resume && o.norms.length !== 1) throw new UsageError('--resume continues one run: use it with train')
+  if (o.resume && !existsSync(o.resume)) throw new UsageError(`--resume: no such checkpoint '${o.resume}'`)
   mkdirSync(o.out, { recursive: true })
   const label = (n: NormChoice) => (n === "ssn" || n === "bssn" ? `${n} (c = ${Number(o.scale.toFixed(4))})` : n)
   o.print(`training ${o.norms.map(label).join(' and ')} on ${o.dataset}: ${o.steps} steps, batch ${o.batch}, Adam ${o.lr} (${o.betas.join(', ')}), n_dis ${o.nDis}, seed ${o.seed}, device ${o.device} -> ${o.out}`)
@@ -67,6 +71,8 @@ export async function runTraining(o: TrainCommandOptions): Promise<Train2dResult
       evalSamples: 2500,
       device: o.device,
       out: path.join(o.out, norm),
+      checkpointEvery: o.checkpointEvery,
+      resume: o.resume,
     }
     return new Worker(new URL('./train_worker.js', import.meta.url), { workerData: config })
   })

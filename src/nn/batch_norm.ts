@@ -27,8 +27,8 @@ export class BatchNorm2d extends Module {
     this.eps = checkNumber(options.eps ?? 1e-5, 'eps')
     this.momentum = checkNumber(options.momentum ?? 0.1, 'momentum')
     const device = options.device ?? Device.cpu()
-    this.weight = this.registerParameter(device.tensor(new Float32Array(numFeatures).fill(1), [numFeatures]))
-    this.bias = this.registerParameter(device.zeros([numFeatures]))
+    this.weight = this.registerParameter(device.tensor(new Float32Array(numFeatures).fill(1), [numFeatures]), 'weight')
+    this.bias = this.registerParameter(device.zeros([numFeatures]), 'bias')
     this.runningMean = keep(device.zeros([numFeatures]))
     this.runningVar = keep(device.tensor(new Float32Array(numFeatures).fill(1), [numFeatures]))
   }

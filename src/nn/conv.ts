@@ -31,9 +31,9 @@ abstract class ConvBase extends Module implements NormalizableLayer {
     super()
     const device = options.device ?? Device.cpu()
     const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31)
-    this.weight = this.registerParameter(initTensor(device, weightShape, options.init ?? 'pytorchDefault', { seed }))
+    this.weight = this.registerParameter(initTensor(device, weightShape, options.init ?? 'pytorchDefault', { seed }), 'weight')
     const bound = 1 / Math.sqrt(fanIn)
-    this.bias = options.bias === false ? undefined : this.registerParameter(device.rand([biasSize], { seed: seed + 1, low: -bound, high: bound }))
+    this.bias = options.bias === false ? undefined : this.registerParameter(device.rand([biasSize], { seed: seed + 1, low: -bound, high: bound }), 'bias')
     this.effectiveWeight = this.weight
     this.options = { stride: options.stride, padding: options.padding }
   }

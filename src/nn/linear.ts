@@ -29,9 +29,9 @@ export class Linear extends Module implements NormalizableLayer {
     this.outFeatures = checkInteger(outFeatures, 'outFeatures', 1)
     const device = options.device ?? Device.cpu()
     const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31)
-    this.weight = this.registerParameter(initTensor(device, [outFeatures, inFeatures], options.init ?? 'pytorchDefault', { seed }))
+    this.weight = this.registerParameter(initTensor(device, [outFeatures, inFeatures], options.init ?? 'pytorchDefault', { seed }), 'weight')
     const bound = 1 / Math.sqrt(inFeatures)
-    this.bias = options.bias === false ? undefined : this.registerParameter(device.rand([outFeatures], { seed: seed + 1, low: -bound, high: bound }))
+    this.bias = options.bias === false ? undefined : this.registerParameter(device.rand([outFeatures], { seed: seed + 1, low: -bound, high: bound }), 'bias')
     this.effectiveWeight = this.weight
   }
 

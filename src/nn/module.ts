@@ -17,14 +17,27 @@ export function isNormalizable(m: unknown): m is NormalizableLayer & Module {
 
 export abstract class Module {
   #training = true
-  readonly #parameters: Tensor[] = []
+  readonly #parameters: Array<[string, Tensor]> = []
   readonly #children: Module[] = []
 
   abstract forward(x: Tensor): Tensor
 
   /** Every parameter of this module and its children, in registration order. */
   parameters(): Tensor[] {
-    return [...this.#parameters, ...this.#children.flatMap((c) => c.parameters())]
+    return this.namedParameters().map(([, t]) => t)
+  }
+
+  /** Every parameter with its PyTorch-style name ('0.weight', '3.bias', ...), in registration order. */
+  namedParameters(prefix = ''): Array<[string, Tensor]> {
+    return [
+      ...this.#parameters.map(([name, t]): [string, Tensor] => [prefix + name, t]),
+      ...this.#children.flatMap((c, i) => c.namedParameters(`${prefix}${i}.`)),
+    ]
+  }
+
+  /** Children with their names, as namedParameters prefixes them. */
+  namedModules(prefix = ''): Array<[string, Module]> {
+    return [[prefix.replace(/\.$/, ''), this], ...this.#children.flatMap((c, i) => c.namedModules(`${prefix}${i}.`))]
   }
 
   get training(): boolean {
@@ -63,9 +76,9 @@ export abstract class Module {
   }
 
   /** Registers a trainable tensor: it requires gradients and survives tidy(). */
-  protected registerParameter(t: Tensor): Tensor {
+  protected registerParameter(t: Tensor, name: string): Tensor {
     t.requiresGrad = true
-    this.#parameters.push(keep(t))
+    this.#parameters.push([name, keep(t)])
     return t
   }
 
@@ -76,6 +89,6 @@ export abstract class Module {
 
   /** This module and all its descendants, depth first. */
   modules(): Module[] {
-    return [this, ...this.#children.flatMap((c) => c.modules())]
+    return this.namedModules().map(([, m]) => m)
   }
 }

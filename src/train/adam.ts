@@ -55,6 +55,28 @@ export class Adam extends Optimizer {
     }
   }
 
+  /** The step count and, per parameter (in `params` order), its first and second moments (undefined before its first update). */
+  state(): { step: number; moments: Array<{ m: Tensor; v: Tensor } | undefined> } {
+    return { step: this.#step, moments: this.params.map((p) => this.#state.get(p)) }
+  }
+
+  /** Restores what state() returned (the tensors are copied in). */
+  loadState(step: number, moments: ReadonlyArray<{ m: Tensor; v: Tensor } | undefined>): void {
+    if (moments.length !== this.params.length) throw new RangeError(`expected ${this.params.length} moment pairs, got ${moments.length}`)
+    this.#step = step
+    moments.forEach((s, i) => {
+      const p = this.params[i]
+      if (!s) return
+      let mine = this.#state.get(p)
+      if (!mine) {
+        mine = { m: keep(p.device.zeros(p.shape)), v: keep(p.device.zeros(p.shape)) }
+        this.#state.set(p, mine)
+      }
+      mine.m.copyFrom(s.m)
+      mine.v.copyFrom(s.v)
+    })
+  }
+
   dispose(): void {
     for (const s of this.#state.values()) {
       s.m.dispose()

@@ -1,7 +1,7 @@
 // Training a GAN on a 2-D mixture with a chosen discriminator normalization, recording what the BSSN paper
 // plots: sample quality over training, and per discriminator layer the gradient norm, the variance of the
 // normalized weight against its bound 1/max(m, n), and sigma1 / sigma2.
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 
 import { keep, tidy } from '../autograd/scope.js'
@@ -15,6 +15,7 @@ import { SpectralNorm } from '../nn/spectral_norm.js'
 import type { NormalizationMode } from '../normalize/options.js'
 import type { Tensor } from '../tensor.js'
 import { Adam } from './adam.js'
+import { loadGanCheckpoint, saveGanCheckpoint } from './checkpoint.js'
 import { ganStep } from './gan_step.js'
 
 export type NormChoice = 'none' | NormalizationMode
@@ -34,8 +35,12 @@ export interface Train2dConfig {
   evalEvery: number
   evalSamples: number
   device: Device
-  /** Folder for metrics.jsonl (created). */
+  /** Folder for metrics.jsonl and checkpoint.safetensors (created). */
   out?: string
+  /** Write checkpoint.safetensors every N steps (and at the end or an interruption) when > 0. */
+  checkpointEvery?: number
+  /** Continue the run saved in this checkpoint (same config): bit-for-bit the run it interrupted. */
+  resume?: string
 }
 
 export interface LayerDiagnostics {
@@ -86,13 +91,28 @@ export async function train2d(config: Train2dConfig, hooks: Train2dHooks = {}): 
   const evalZ = keep(device.randn([config.evalSamples, config.zDim], { seed: seedOf(config.seed, 0, 3) }))
   const history: EvalRecord[] = []
   const metricsFile = config.out ? path.join(config.out, 'metrics.jsonl') : undefined
+  const parts = { generator: G, discriminator: D, optG, optD, normalization: sn }
+  let step = 0
+  if (config.resume) {
+    step = loadGanCheckpoint(config.resume, parts).step
+    // Keep the records of the steps the checkpoint covers.
+    if (metricsFile && existsSync(metricsFile))
+      for (const line of readFileSync(metricsFile, 'utf8').split('\n'))
+        if (line.trim()) {
+          const record = JSON.parse(line) as EvalRecord
+          if (record.step <= step) history.push(record)
+        }
+  }
   if (config.out) {
     mkdirSync(config.out, { recursive: true })
-    writeFileSync(metricsFile!, '')
+    writeFileSync(metricsFile!, history.map((r) => JSON.stringify(r) + '\n').join(''))
   }
+  const checkpointFile = config.out ? path.join(config.out, 'checkpoint.safetensors') : undefined
+  const { device: _device, mixture: _mixture, resume: _resume, ...savedConfig } = config
+  const checkpoint = () => (checkpointFile && config.checkpointEvery ? saveGanCheckpoint(checkpointFile, parts, step, { ...savedConfig, dataset: mixture.name }) : undefined)
   let gradSquares: Tensor[] = []
   const start = performance.now()
-  let step = 0
+  const startStep = step
   let interrupted = false
   try {
     while (step < config.steps) {
@@ -120,6 +140,7 @@ export async function train2d(config: Train2dConfig, hooks: Train2dHooks = {}): 
           : undefined,
       })
       hooks.onStep?.(step)
+      if (config.checkpointEvery && step % config.checkpointEvery === 0) await checkpoint()
       if (!evaluating) {
         lossD.dispose()
         lossG.dispose()
@@ -130,14 +151,14 @@ export async function train2d(config: Train2dConfig, hooks: Train2dHooks = {}): 
       if (metricsFile) appendFileSync(metricsFile, JSON.stringify(record) + '\n')
       hooks.onEval?.(record)
     }
+    if (config.checkpointEvery && step % config.checkpointEvery !== 0) await checkpoint()
     const samples = await tidy(() => noGrad(() => G.forward(evalZ))).toArray()
     const seconds = (performance.now() - start) / 1000
-    const { device: _d, mixture: _m, ...rest } = config
     return {
-      config: { ...rest, device: device.name, dataset: mixture.name },
+      config: { ...savedConfig, device: device.name, dataset: mixture.name },
       history,
       samples,
-      stepsPerSecond: step / Math.max(seconds, 1e-9),
+      stepsPerSecond: (step - startStep) / Math.max(seconds, 1e-9),
       interrupted,
     }
   } finally {
