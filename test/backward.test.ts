@@ -2,18 +2,12 @@
 // (PyTorch's semantics), for every mode, dim 0 and 1, and 1-D, 2-D, 4-D weights.
 import { expect, it } from 'vitest'
 
-import { BSSN, normalizationModes, type LayerState } from '../src/index.js'
+import { BSSN, normalizationModes } from '../src/index.js'
 import { forEachBackend } from './helpers/backends.js'
 import { expectCloseArray } from './helpers/expect.js'
 import { randomArray } from './helpers/random.js'
-import { referenceForward, type RefState } from './helpers/reference.js'
+import { referenceForward, toRefState, type RefState } from './helpers/reference.js'
 
-const toRef = (s: LayerState): RefState => ({
-  u1: Float64Array.from(s.u),
-  v1: Float64Array.from(s.v),
-  u2: s.u2 && Float64Array.from(s.u2),
-  v2: s.v2 && Float64Array.from(s.v2),
-})
 
 // d/dW of sum(G * forward(W)) with the state frozen (eval-mode reference: sigma = u^T W v).
 function finiteDifferenceGradient(
@@ -68,7 +62,7 @@ forEachBackend((getDevice) => {
       using bssn = new BSSN([w], { mode, scale, dims: [dim], warmupIterations: 3, seed: 2 })
       bssn.forward()
       const [dw] = bssn.backward([g])
-      const state = toRef(await bssn.getState(0))
+      const state = toRefState(await bssn.getState(0))
       const expected = finiteDifferenceGradient(data, grad, shape, dim, { mode, scale, eps: 1e-12 }, state)
       expectCloseArray(await dw.toArray(), expected, 1e-4, 'dL/dW')
     })

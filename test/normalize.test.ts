@@ -1,23 +1,17 @@
 // The batched SN/SSN/BSN/BSSN forward against the float64 reference, on every backend.
 import { describe, expect, it, vi } from 'vitest'
 
-import { BSSN, Device, normalizationModes, Tensor, type LayerState, type NormalizationMode } from '../src/index.js'
+import { BSSN, Device, normalizationModes, Tensor, type NormalizationMode } from '../src/index.js'
 import { native } from '../src/native.js'
 import { forEachBackend } from './helpers/backends.js'
 import { expectCloseArray, expectCloseNumber } from './helpers/expect.js'
 import { randomArray } from './helpers/random.js'
-import { referenceForward, type RefState } from './helpers/reference.js'
+import { referenceForward, toRefState, type RefState } from './helpers/reference.js'
 
 const SIGMA_TOL = 2e-6
 const OUT_TOL = 5e-6
 const STATE_TOL = 2e-5
 
-const toRef = (s: LayerState): RefState => ({
-  u1: Float64Array.from(s.u),
-  v1: Float64Array.from(s.v),
-  u2: s.u2 && Float64Array.from(s.u2),
-  v2: s.v2 && Float64Array.from(s.v2),
-})
 
 function scaleFor(mode: NormalizationMode): number {
   return mode === 'ssn' || mode === 'bssn' ? 1.7 : 1
@@ -26,7 +20,7 @@ function scaleFor(mode: NormalizationMode): number {
 // Initial (seeded, un-warmed) state of a layer as a BSSN with these options would start from it.
 async function initialState(w: Tensor, options: ConstructorParameters<typeof BSSN>[1]): Promise<RefState> {
   using probe = new BSSN([w], { ...options, warmupIterations: 0 })
-  return toRef(await probe.getState(0))
+  return toRefState(await probe.getState(0))
 }
 
 const cases: Array<{ shape: number[]; dim: number }> = [
@@ -104,7 +98,7 @@ forEachBackend((getDevice) => {
       expect(after).toEqual(before)
       expect(second).toEqual(first)
       // sigma = u^T M v from the stored state
-      const expected = referenceForward(data, shape, 0, { mode, scale, eps: 1e-12 }, toRef(before), 0)
+      const expected = referenceForward(data, shape, 0, { mode, scale, eps: 1e-12 }, toRefState(before), 0)
       expectCloseArray(first, expected.out, OUT_TOL, 'eval output')
       const [s] = await bssn.sigmas()
       expectCloseNumber(s.sigma1, expected.sigma1, SIGMA_TOL, 'eval sigma1')
@@ -226,7 +220,7 @@ forEachBackend((getDevice) => {
     bssn.setState(0, custom)
     expect(await bssn.getState(0)).toEqual(custom)
     const out = await bssn.forward()[0].toArray()
-    const expected = referenceForward(data, shape, 0, { mode: 'bssn', scale: 1, eps: 1e-12 }, toRef(custom), 1)
+    const expected = referenceForward(data, shape, 0, { mode: 'bssn', scale: 1, eps: 1e-12 }, toRefState(custom), 1)
     expectCloseArray(out, expected.out, OUT_TOL)
     // partial: only u, v (as PyTorch's spectral_norm state has)
     bssn.setState(0, { u: custom.u, v: custom.v })

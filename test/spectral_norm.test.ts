@@ -2,14 +2,13 @@
 // finite differences of the float64 reference with u, v frozen; one native call per step each way.
 import { expect, it, vi } from 'vitest'
 
-import { F, Linear, Sequential, SpectralNorm, Tanh, tidy, type LayerState } from '../src/index.js'
+import { F, Linear, Sequential, SpectralNorm, Tanh, tidy } from '../src/index.js'
 import { native } from '../src/native.js'
 import { forEachBackend } from './helpers/backends.js'
 import { expectCloseArray } from './helpers/expect.js'
 import { randomArray } from './helpers/random.js'
-import { referenceForward } from './helpers/reference.js'
+import { referenceForward, toRefState } from './helpers/reference.js'
 
-const toRef = (s: LayerState) => ({ u1: Float64Array.from(s.u), v1: Float64Array.from(s.v) })
 
 forEachBackend((getDevice) => {
   it('gradients of a spectrally normalized network match finite differences', async () => {
@@ -26,7 +25,7 @@ forEachBackend((getDevice) => {
       sn.forward()
       F.sum(F.mul(model.forward(x), g)).backward()
     })
-    const states = [toRef(await sn.normalizer.getState(0)), toRef(await sn.normalizer.getState(1))]
+    const states = [toRefState(await sn.normalizer.getState(0)), toRefState(await sn.normalizer.getState(1))]
     const w1 = Float64Array.from(await l1.weight.toArray())
     const w2 = Float64Array.from(await l2.weight.toArray())
     const b1 = await l1.bias!.toArray()

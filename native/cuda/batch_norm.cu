@@ -12,19 +12,6 @@ __device__ __forceinline__ int64_t at(int64_t j, int64_t c, int64_t channels, in
   return ((j / inner) * channels + c) * inner + j % inner;
 }
 
-// Sum over the block of f(j) for j < count, returned to every thread.
-template <typename F>
-__device__ double channelTotal(int64_t count, F f, double* partial, double* broadcast) {
-  double acc = 0;
-  for (int64_t j = threadIdx.x; j < count; j += blockDim.x) acc += f(j);
-  acc = blockSum(acc, partial);
-  if (threadIdx.x == 0) *broadcast = acc;
-  __syncthreads();
-  const double total = *broadcast;
-  __syncthreads();
-  return total;
-}
-
 __global__ void batchNormKernel(const float* x, float* y, const float* gamma, const float* beta, float* runningMean, float* runningVar,
                                 float* saveMean, float* saveInvStd, int64_t n, int64_t channels, int64_t inner, int training,
                                 float momentum, float eps) {
@@ -33,8 +20,8 @@ __global__ void batchNormKernel(const float* x, float* y, const float* gamma, co
   const int64_t c = blockIdx.x, count = n * inner;
   double mean, invStd;
   if (training) {
-    mean = channelTotal(count, [&](int64_t j) { return double(x[at(j, c, channels, inner)]); }, partial, &broadcast) / double(count);
-    const double ss = channelTotal(count, [&](int64_t j) {
+    mean = blockTotal(count, [&](int64_t j) { return double(x[at(j, c, channels, inner)]); }, partial, &broadcast) / double(count);
+    const double ss = blockTotal(count, [&](int64_t j) {
       const double d = x[at(j, c, channels, inner)] - mean;
       return d * d;
     }, partial, &broadcast);
@@ -64,8 +51,8 @@ __global__ void batchNormBackwardKernel(const float* x, const float* dy, const f
   __shared__ double broadcast;
   const int64_t c = blockIdx.x, count = n * inner;
   const double mean = saveMean[c], invStd = saveInvStd[c], g = gamma[c];
-  const double sumDy = channelTotal(count, [&](int64_t j) { return double(dy[at(j, c, channels, inner)]); }, partial, &broadcast);
-  const double sumDyXhat = channelTotal(count, [&](int64_t j) {
+  const double sumDy = blockTotal(count, [&](int64_t j) { return double(dy[at(j, c, channels, inner)]); }, partial, &broadcast);
+  const double sumDyXhat = blockTotal(count, [&](int64_t j) {
     const int64_t k = at(j, c, channels, inner);
     return double(dy[k]) * (x[k] - mean) * invStd;
   }, partial, &broadcast);

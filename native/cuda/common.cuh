@@ -27,6 +27,19 @@ __device__ __forceinline__ double blockSum(double x, double* shared) {
   return x;
 }
 
+// Sum over the block of f(k) for k < n, returned to every thread. `partial` holds one double per warp.
+template <typename F>
+__device__ double blockTotal(int64_t n, F f, double* partial, double* broadcast) {
+  double acc = 0;
+  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) acc += f(k);
+  acc = blockSum(acc, partial);
+  if (threadIdx.x == 0) *broadcast = acc;
+  __syncthreads();
+  const double total = *broadcast;
+  __syncthreads();
+  return total;
+}
+
 // Index of the last entry of the ascending `begins[0..n)` that is <= item (entry 0 is 0).
 template <typename Get>
 __device__ __forceinline__ int findSegment(int n, int64_t item, Get begin) {

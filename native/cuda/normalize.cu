@@ -75,19 +75,6 @@ __global__ void multiplyKernel(BatchArgs a) {
   }
 }
 
-// Sum over the block of f(k) for k < n, returned to every thread.
-template <typename F>
-__device__ double blockTotal(int64_t n, F f, double* partial, double* broadcast) {
-  double acc = 0;
-  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) acc += f(k);
-  acc = blockSum(acc, partial);
-  if (threadIdx.x == 0) *broadcast = acc;
-  __syncthreads();
-  const double total = *broadcast;
-  __syncthreads();
-  return total;
-}
-
 // Step 3 for one direction. Training: v = x / max(||x||, eps) in place, t = (W x) / max(||x||, eps), then
 // u = t / max(||t||, eps) and sigma = ||t||^2 / max(||t||, eps) (= u^T M v). Eval: sigma = u^T t.
 __device__ double finishDirection(float* u, float* v, int64_t nv, const float* t, int64_t n, bool training, float eps,

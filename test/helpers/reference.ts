@@ -77,6 +77,11 @@ export interface RefState {
   v2?: Float64Array
 }
 
+/** A BSSN layer state (float32, as getState returns it) as the reference's float64 state. */
+export function toRefState(s: { u: Float32Array; v: Float32Array; u2?: Float32Array; v2?: Float32Array }): RefState {
+  return { u1: Float64Array.from(s.u), v1: Float64Array.from(s.v), u2: s.u2 && Float64Array.from(s.u2), v2: s.v2 && Float64Array.from(s.v2) }
+}
+
 export interface RefOptions {
   mode: NormalizationMode
   scale: number
