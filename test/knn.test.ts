@@ -22,7 +22,7 @@ it('same distribution: both high (k-NN balls miss a few); disjoint: both 0; half
   expect(half.precision).toBeGreaterThan(0.8)
   expect(half.recall).toBeGreaterThan(0.4)
   expect(half.recall).toBeLessThan(0.6)
-  expect(() => knnPrecisionRecall(real, cluster(modes, 1, 5), 2)).toThrow(/more than k = 3 samples/)
+  expect(() => knnPrecisionRecall(real, cluster([[0, 0]], 3, 5), 2)).toThrow(/more than k = 3 samples/)
 })
 
 it('image features average 4x4 blocks of a 32x32 image', () => {
