@@ -8,7 +8,8 @@ import { afterAll, expect, it } from 'vitest'
 import { ring8 } from '../src/data/toy2d.js'
 import { Device } from '../src/index.js'
 import { readSafetensors, writeSafetensors } from '../src/train/safetensors.js'
-import { train2d, type Train2dConfig } from '../src/train/trainer2d.js'
+import { mixtureTask } from '../src/train/tasks.js'
+import { trainGan as train2d, type TrainConfig } from '../src/train/trainer.js'
 
 const dir = mkdtempSync(path.join(tmpdir(), 'bssn-ckpt-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -33,18 +34,16 @@ it('safetensors round-trips tensors and metadata; damaged files give clear error
 })
 
 it('a resumed run equals the uninterrupted one, bit for bit', async () => {
-  const base = (out: string, steps: number, resume?: string): Train2dConfig => ({
+  const base = (out: string, steps: number, resume?: string): TrainConfig => ({
     norm: 'bssn',
     scale: 1.5,
-    mixture: ring8,
+    task: mixtureTask(ring8, 16),
     steps,
     batch: 32,
     lr: 1e-3,
     betas: [0.5, 0.999],
     nDis: 1,
     seed: 7,
-    width: 16,
-    zDim: 2,
     evalEvery: 10,
     evalSamples: 200,
     device: Device.cpu(),
@@ -65,8 +64,8 @@ it('a resumed run equals the uninterrupted one, bit for bit', async () => {
 })
 
 it('refuses a checkpoint of another architecture or normalization', async () => {
-  const cfg = (norm: 'none' | 'bssn', width: number, resume?: string): Train2dConfig => ({
-    norm, scale: 1, mixture: ring8, steps: 2, batch: 8, lr: 1e-3, betas: [0.5, 0.999], nDis: 1, seed: 1, width, zDim: 2, evalEvery: 2,
+  const cfg = (norm: 'none' | 'bssn', width: number, resume?: string): TrainConfig => ({
+    norm, scale: 1, task: mixtureTask(ring8, width), steps: 2, batch: 8, lr: 1e-3, betas: [0.5, 0.999], nDis: 1, seed: 1, evalEvery: 2,
     evalSamples: 10, device: Device.cpu(), out: path.join(dir, `arch-${norm}-${width}`), checkpointEvery: 2, resume,
   })
   await train2d(cfg('none', 8))

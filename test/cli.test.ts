@@ -67,3 +67,23 @@ it('train and compare reject bad flags clearly', () => {
   expect(run('compare', '--lr', 'fast').stderr).toMatch(/--lr must be a number, got 'fast'/)
   expect(run('nonsense').status).toBe(2)
 })
+
+it('bssn train on images: the SNGAN CNN on the built-in shapes, with precision/recall and a sample grid', () => {
+  const out = mkdtempSync(path.join(tmpdir(), 'bssn-images-cli-'))
+  try {
+    const printed = execFileSync(
+      process.execPath,
+      [cli, 'train', '--dataset', 'shapes', '--steps', '1', '--batch', '2', '--eval-every', '1', '--eval-samples', '16', '--device', 'cpu', '--out', out],
+      { encoding: 'utf8' },
+    )
+    expect(printed).toMatch(/bssn \(c = 1\.4142\): precision \d\.\d{3}, recall \d\.\d{3} after 1 steps/)
+    const [record] = readFileSync(path.join(out, 'bssn', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    expect(record.layers).toHaveLength(8) // seven convolutions and the final linear layer
+    expect(record.precision).toBeGreaterThanOrEqual(0)
+    expect(readFileSync(path.join(out, 'bssn', 'samples.png')).subarray(1, 4).toString()).toBe('PNG')
+    expect(readFileSync(path.join(out, 'report.html'), 'utf8')).toMatch(/data:image\/png;base64/)
+    expect(spawnSync(process.execPath, [cli, 'train', '--dataset', 'shapes', '--arch', 'mlp'], { encoding: 'utf8' }).stderr).toMatch(/--arch must be sngan for 32x32 images/)
+  } finally {
+    rmSync(out, { recursive: true, force: true })
+  }
+}, 120_000)

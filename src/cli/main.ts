@@ -6,7 +6,7 @@ import path from 'node:path'
 import { parseArgs } from 'node:util'
 
 import { packageRoot } from '../native.js'
-import type { NormChoice } from '../train/trainer2d.js'
+import type { NormChoice } from '../train/trainer.js'
 import { parseDevice, parsePositiveInt, UsageError } from './args.js'
 import { runDemo } from './demo.js'
 import { runTraining } from './train_command.js'
@@ -23,12 +23,14 @@ options (train, compare):
   --norm none|sn|ssn|bsn|bssn     discriminator normalization (train; default bssn)
   --norms LIST                    comma-separated, for compare (default sn,bssn)
   --scale C                       the constant c of ssn/bssn (default 1.4142, the Kaiming gain of ReLU layers)
-  --dataset ring8|grid25          built-in 2-D mixtures (default ring8)
-  --arch mlp                      the architecture (default mlp)
+  --dataset NAME                  ring8 | grid25 (2-D mixtures, MLP GANs; default ring8), shapes (built-in 32x32
+                                  images), cifar10:DIR (data_batch_*.bin), png:DIR (PNG files): the SNGAN CNN
+  --arch mlp|sngan                (default: mlp for 2-D data, sngan for images)
   --steps N --batch N             (default 2000, 256)
   --lr X --betas B1,B2 --n-dis N  Adam and D steps per G step (default 2e-4, 0.5,0.999, 1: the BSSN authors' setup)
   --seed N                        (default 1)
   --eval-every N                  evaluation interval in steps (default 100)
+  --eval-samples N                generated samples per evaluation (default 2500 for 2-D data, 256 for images)
   --width N                       hidden width of the MLPs (default 128)
   --ckpt-every N                  write <out>/<norm>/checkpoint.safetensors every N steps (default 500)
   --resume CKPT                   (train) continue from a checkpoint, bit-for-bit the interrupted run
@@ -55,7 +57,7 @@ async function main(argv: string[]): Promise<number> {
       norms: { type: 'string' },
       scale: { type: 'string' },
       dataset: { type: 'string', default: 'ring8' },
-      arch: { type: 'string', default: 'mlp' },
+      arch: { type: 'string', default: 'auto' },
       batch: { type: 'string' },
       lr: { type: 'string' },
       betas: { type: 'string' },
@@ -66,6 +68,7 @@ async function main(argv: string[]): Promise<number> {
       out: { type: 'string' },
       resume: { type: 'string' },
       'ckpt-every': { type: 'string' },
+      'eval-samples': { type: 'string' },
       train: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -106,6 +109,7 @@ async function main(argv: string[]): Promise<number> {
     width: parsePositiveInt(values.width ?? '128', '--width'),
     checkpointEvery: values['ckpt-every'] === undefined ? 500 : parsePositiveInt(values['ckpt-every'], '--ckpt-every'),
     resume: values.resume,
+    evalSamples: values['eval-samples'] === undefined ? undefined : parsePositiveInt(values['eval-samples'], '--eval-samples'),
     print: console.log,
     progress: Boolean(process.stdout.isTTY),
   })

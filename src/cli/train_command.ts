@@ -5,9 +5,11 @@ import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 
 import { mixtures } from '../data/toy2d.js'
-import type { NormChoice, Train2dResult } from '../train/trainer2d.js'
+import { writeImageGrid } from '../data/images.js'
+import { datasetHelp } from '../train/tasks.js'
+import type { NormChoice, TrainResult } from '../train/trainer.js'
 import { UsageError } from './args.js'
-import { writeReport } from './report.js'
+import { writeReport, type ReportSubject } from './report.js'
 import type { WorkerConfig } from './train_worker.js'
 
 export const norms: readonly NormChoice[] = ['none', 'sn', 'ssn', 'bsn', 'bssn']
@@ -28,14 +30,21 @@ export interface TrainCommandOptions {
   evalEvery: number
   width: number
   checkpointEvery: number
+  evalSamples?: number
   resume?: string
   print: (line: string) => void
   progress: boolean
 }
 
-export async function runTraining(o: TrainCommandOptions): Promise<Train2dResult[]> {
-  if (!(o.dataset in mixtures)) throw new UsageError(`--dataset must be one of ${Object.keys(mixtures).join(', ')}, got '${o.dataset}' (image datasets are not built yet)`)
-  if (o.arch !== 'mlp') throw new UsageError(`--arch must be mlp for 2-D data, got '${o.arch}'`)
+export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]> {
+  const is2d = o.dataset in mixtures
+  if (!is2d && !(o.dataset === 'shapes' || /^(cifar10|png):.+/.test(o.dataset)))
+    throw new UsageError(`--dataset must be one of ${datasetHelp}, got '${o.dataset}'`)
+  const arch = o.arch === 'auto' ? (is2d ? 'mlp' : 'sngan') : o.arch
+  if (arch !== (is2d ? 'mlp' : 'sngan')) throw new UsageError(`--arch must be ${is2d ? 'mlp for 2-D data' : 'sngan for 32x32 images'}, got '${o.arch}'`)
+  const subject: ReportSubject = is2d
+    ? { kind: '2d', dataset: o.dataset, mixture: mixtures[o.dataset as keyof typeof mixtures] }
+    : { kind: 'image', dataset: o.dataset, imageSize: 32 }
   for (const n of o.norms) if (!norms.includes(n)) throw new UsageError(`--norm must be one of ${norms.join(', ')}, got '${n}'`)
   if (o.resume && o.norms.length !== 1) throw new UsageError('--resume continues one run: use it with train')
   if (o.resume && !existsSync(o.resume)) throw new UsageError(`--resume: no such checkpoint '${o.resume}'`)
@@ -58,7 +67,7 @@ export async function runTraining(o: TrainCommandOptions): Promise<Train2dResult
     const config: WorkerConfig = {
       norm,
       scale: o.scale,
-      dataset: o.dataset as keyof typeof mixtures,
+      dataset: o.dataset,
       steps: o.steps,
       batch: o.batch,
       lr: o.lr,
@@ -66,9 +75,8 @@ export async function runTraining(o: TrainCommandOptions): Promise<Train2dResult
       nDis: o.nDis,
       seed: o.seed,
       width: o.width,
-      zDim: 2,
       evalEvery: o.evalEvery,
-      evalSamples: 2500,
+      evalSamples: o.evalSamples ?? (is2d ? 2500 : 256),
       device: o.device,
       out: path.join(o.out, norm),
       checkpointEvery: o.checkpointEvery,
@@ -86,8 +94,8 @@ export async function runTraining(o: TrainCommandOptions): Promise<Train2dResult
     const results = await Promise.all(
       workers.map(
         (worker, i) =>
-          new Promise<Train2dResult>((resolve, reject) => {
-            worker.on('message', (m: { type: string; norm: NormChoice; step?: number; record?: { step: number; modesCovered: number; modes: number; highQuality: number; lossD: number }; result?: Train2dResult }) => {
+          new Promise<TrainResult>((resolve, reject) => {
+            worker.on('message', (m: { type: string; norm: NormChoice; step?: number; record?: TrainResult['history'][number]; result?: TrainResult }) => {
               if (m.type === 'step') {
                 progress.set(m.norm, m.step!)
                 if (o.progress) showProgress()
@@ -95,7 +103,7 @@ export async function runTraining(o: TrainCommandOptions): Promise<Train2dResult
                 progress.set(m.norm, m.record!.step)
                 if (!o.progress) {
                   const r = m.record!
-                  o.print(`${label(m.norm)} step ${r.step}: modes ${r.modesCovered}/${r.modes}, high quality ${(100 * r.highQuality).toFixed(1)}%, loss D ${r.lossD.toFixed(3)}`)
+                  o.print(`${label(m.norm)} step ${r.step}: ${qualityText(r)}, loss D ${r.lossD.toFixed(3)}`)
                 } else showProgress()
               } else if (m.type === 'done') {
                 resolve(m.result!)
@@ -108,14 +116,21 @@ export async function runTraining(o: TrainCommandOptions): Promise<Train2dResult
     )
     if (o.progress) process.stdout.write('\n')
     const file = path.join(o.out, 'report.html')
-    writeReport(file, results, mixtures[o.dataset as keyof typeof mixtures], `bssn: ${o.norms.map(label).join(' vs ')} on ${o.dataset}`)
+    writeReport(file, results, subject, `bssn: ${o.norms.map(label).join(' vs ')} on ${o.dataset}`)
     for (const r of results) {
+      if (!is2d) writeImageGrid(path.join(o.out, r.config.norm, 'samples.png'), r.samples, Math.min(64, r.samples.length / 3072), 32, 8)
       const h = r.history[r.history.length - 1]
-      if (h) o.print(`${label(r.config.norm)}: ${h.modesCovered}/${h.modes} modes, ${(100 * h.highQuality).toFixed(1)}% high quality after ${h.step} steps (${r.stepsPerSecond.toFixed(1)} steps/s)`)
+      if (h) o.print(`${label(r.config.norm)}: ${qualityText(h)} after ${h.step} steps (${r.stepsPerSecond.toFixed(1)} steps/s)`)
     }
     o.print(`report: ${file}`)
     return results
   } finally {
     process.off('SIGINT', onSigint)
   }
+}
+
+function qualityText(r: TrainResult['history'][number]): string {
+  return r.modes !== undefined
+    ? `${r.modesCovered}/${r.modes} modes, ${(100 * (r.highQuality ?? 0)).toFixed(1)}% high quality`
+    : `precision ${(r.precision ?? 0).toFixed(3)}, recall ${(r.recall ?? 0).toFixed(3)}`
 }

@@ -126,6 +126,11 @@ export function sampleImages(device: Device, set: ImageSet, n: number, seed: num
 
 /** Writes `count` images [count, 3, size, size] in [-1, 1] as one PNG grid of `columns` columns (1-pixel gaps). */
 export function writeImageGrid(file: string, pixels: Float32Array, count: number, size: number, columns = 8): void {
+  writeFileSync(file, imageGridPng(pixels, count, size, columns))
+}
+
+/** The PNG bytes of such a grid. */
+export function imageGridPng(pixels: Float32Array, count: number, size: number, columns = 8): Buffer {
   const rows = Math.ceil(count / columns)
   const width = columns * (size + 1) + 1
   const height = rows * (size + 1) + 1
@@ -142,5 +147,5 @@ export function writeImageGrid(file: string, pixels: Float32Array, count: number
         png.data[at + 3] = 255
       }
   }
-  writeFileSync(file, PNG.sync.write(png))
+  return PNG.sync.write(png)
 }

@@ -1,14 +1,12 @@
-// Training a GAN on a 2-D mixture with a chosen discriminator normalization, recording what the BSSN paper
-// plots: sample quality over training, and per discriminator layer the gradient norm, the variance of the
-// normalized weight against its bound 1/max(m, n), and sigma1 / sigma2.
+// Training a GAN (a task: data, networks, quality measure) with a chosen discriminator normalization,
+// recording what the BSSN paper plots: sample quality over training, and per discriminator layer the gradient
+// norm, the variance of the normalized weight against its bound 1/max(m, n), and sigma1 / sigma2.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 
 import { keep, tidy } from '../autograd/scope.js'
 import { noGrad } from '../autograd/tape.js'
-import { mixtureQuality, sampleMixture, type Mixture2d } from '../data/toy2d.js'
 import type { Device } from '../device.js'
-import { mlpDiscriminator, mlpGenerator } from '../models/mlp.js'
 import { mul, sum } from '../nn/functional.js'
 import { isNormalizable } from '../nn/module.js'
 import { SpectralNorm } from '../nn/spectral_norm.js'
@@ -17,21 +15,20 @@ import type { Tensor } from '../tensor.js'
 import { Adam } from './adam.js'
 import { loadGanCheckpoint, saveGanCheckpoint } from './checkpoint.js'
 import { ganStep } from './gan_step.js'
+import type { GanTask, Quality } from './tasks.js'
 
 export type NormChoice = 'none' | NormalizationMode
 
-export interface Train2dConfig {
+export interface TrainConfig {
   norm: NormChoice
   scale: number
-  mixture: Mixture2d
+  task: GanTask
   steps: number
   batch: number
   lr: number
   betas: [number, number]
   nDis: number
   seed: number
-  width: number
-  zDim: number
   evalEvery: number
   evalSamples: number
   device: Device
@@ -51,26 +48,23 @@ export interface LayerDiagnostics {
   sigma2?: number
 }
 
-export interface EvalRecord {
+export interface EvalRecord extends Quality {
   step: number
   seconds: number
   lossD: number
   lossG: number
-  modesCovered: number
-  modes: number
-  highQuality: number
   layers: LayerDiagnostics[]
 }
 
-export interface Train2dResult {
-  config: Omit<Train2dConfig, 'device' | 'mixture'> & { device: string; dataset: string }
+export interface TrainResult {
+  config: Omit<TrainConfig, 'device' | 'task' | 'resume'> & { device: string; dataset: string }
   history: EvalRecord[]
   samples: Float32Array
   stepsPerSecond: number
   interrupted: boolean
 }
 
-export interface Train2dHooks {
+export interface TrainHooks {
   onEval?: (record: EvalRecord) => void
   onStep?: (step: number) => void
   shouldStop?: () => boolean
@@ -79,16 +73,15 @@ export interface Train2dHooks {
 // Distinct, reproducible seeds for every random draw of the run.
 const seedOf = (run: number, step: number, stream: number) => ((run * 1_000_003 + step * 31 + stream) >>> 0) % 2 ** 31
 
-export async function train2d(config: Train2dConfig, hooks: Train2dHooks = {}): Promise<Train2dResult> {
-  const { device, mixture } = config
-  const G = mlpGenerator({ device, seed: seedOf(config.seed, 0, 1), width: config.width, zDim: config.zDim })
-  const D = mlpDiscriminator({ device, seed: seedOf(config.seed, 0, 2), width: config.width })
+export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Promise<TrainResult> {
+  const { device, task } = config
+  const { generator: G, discriminator: D } = task.build(device, seedOf(config.seed, 0, 1))
   const scaled = config.norm === 'ssn' || config.norm === 'bssn'
   const sn = config.norm === 'none' ? undefined : new SpectralNorm(D, { mode: config.norm, scale: scaled ? config.scale : 1, seed: config.seed })
   const optG = new Adam(G.parameters(), { lr: config.lr, betas: config.betas })
   const optD = new Adam(D.parameters(), { lr: config.lr, betas: config.betas })
   const dLayers = D.modules().filter(isNormalizable)
-  const evalZ = keep(device.randn([config.evalSamples, config.zDim], { seed: seedOf(config.seed, 0, 3) }))
+  const evalZ = keep(device.randn([config.evalSamples, task.zDim], { seed: seedOf(config.seed, 0, 3) }))
   const history: EvalRecord[] = []
   const metricsFile = config.out ? path.join(config.out, 'metrics.jsonl') : undefined
   const parts = { generator: G, discriminator: D, optG, optD, normalization: sn }
@@ -108,8 +101,8 @@ export async function train2d(config: Train2dConfig, hooks: Train2dHooks = {}): 
     writeFileSync(metricsFile!, history.map((r) => JSON.stringify(r) + '\n').join(''))
   }
   const checkpointFile = config.out ? path.join(config.out, 'checkpoint.safetensors') : undefined
-  const { device: _device, mixture: _mixture, resume: _resume, ...savedConfig } = config
-  const checkpoint = () => (checkpointFile && config.checkpointEvery ? saveGanCheckpoint(checkpointFile, parts, step, { ...savedConfig, dataset: mixture.name }) : undefined)
+  const { device: _device, task: _task, resume: _resume, ...savedConfig } = config
+  const checkpoint = () => (checkpointFile && config.checkpointEvery ? saveGanCheckpoint(checkpointFile, parts, step, { ...savedConfig, dataset: task.dataset }) : undefined)
   let gradSquares: Tensor[] = []
   const start = performance.now()
   const startStep = step
@@ -130,8 +123,8 @@ export async function train2d(config: Train2dConfig, hooks: Train2dHooks = {}): 
         optD,
         normalization: sn,
         nDis: config.nDis,
-        sampleZ: () => device.randn([config.batch, config.zDim], { seed: seedOf(config.seed, step, 10 + draw++) }),
-        sampleReal: () => sampleMixture(device, mixture, config.batch, seedOf(config.seed, step, 100 + draw++)),
+        sampleZ: () => device.randn([config.batch, task.zDim], { seed: seedOf(config.seed, step, 10 + draw++) }),
+        sampleReal: () => task.sampleReal(device, config.batch, seedOf(config.seed, step, 100 + draw++)),
         afterDiscriminatorBackward: evaluating
           ? () => {
               gradSquares.forEach((t) => t.dispose())
@@ -155,7 +148,7 @@ export async function train2d(config: Train2dConfig, hooks: Train2dHooks = {}): 
     const samples = await tidy(() => noGrad(() => G.forward(evalZ))).toArray()
     const seconds = (performance.now() - start) / 1000
     return {
-      config: { ...savedConfig, device: device.name, dataset: mixture.name },
+      config: { ...savedConfig, device: device.name, dataset: task.dataset },
       history,
       samples,
       stepsPerSecond: (step - startStep) / Math.max(seconds, 1e-9),
@@ -182,7 +175,7 @@ export async function train2d(config: Train2dConfig, hooks: Train2dHooks = {}): 
     samples.dispose()
     lossD.dispose()
     lossG.dispose()
-    const quality = mixtureQuality(mixture, points)
+    const quality = task.quality(points, config.evalSamples)
     const layers = dLayers.map((l, i): LayerDiagnostics => {
       const w = normalized[i]
       let s = 0
@@ -206,9 +199,7 @@ export async function train2d(config: Train2dConfig, hooks: Train2dHooks = {}): 
       seconds: (performance.now() - start) / 1000,
       lossD: ld[0],
       lossG: lg[0],
-      modesCovered: quality.modesCovered,
-      modes: quality.modes,
-      highQuality: quality.highQuality,
+      ...quality,
       layers,
     }
   }
