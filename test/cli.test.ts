@@ -53,6 +53,9 @@ it('bssn compare trains both runs and writes metrics.jsonl and report.html', () 
     }
     const html = readFileSync(path.join(out, 'report.html'), 'utf8')
     expect(html).toMatch(/<h2>Final metrics<\/h2>/)
+    const png = readFileSync(path.join(out, 'charts', 'high-quality.png'))
+    expect(png.subarray(1, 4).toString()).toBe('PNG')
+    expect(readFileSync(path.join(out, 'charts', 'd-layer-0-sigmas.png')).length).toBeGreaterThan(1000)
     expect((html.match(/<svg /g) ?? []).length).toBeGreaterThan(10)
   } finally {
     rmSync(out, { recursive: true, force: true })

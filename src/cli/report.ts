@@ -16,8 +16,19 @@ export interface ReportSubject {
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!)
 
-export function writeReport(file: string, runs: readonly TrainResult[], subject: ReportSubject, title: string): void {
+export interface NamedChart {
+  name: string
+  svg: string
+}
+
+/** Writes report.html; returns its line charts (for PNG copies). */
+export function writeReport(file: string, runs: readonly TrainResult[], subject: ReportSubject, title: string): NamedChart[] {
   const mixture = subject.mixture
+  const charts: NamedChart[] = []
+  const named = (name: string, svg: string) => {
+    charts.push({ name, svg })
+    return svg
+  }
   const label = (r: TrainResult) => (r.config.norm === "ssn" || r.config.norm === "bssn" ? `${r.config.norm} (c = ${Number(r.config.scale.toFixed(4))})` : r.config.norm)
   const perRun = (f: (r: TrainResult) => Array<[number, number]>) => runs.map((r): Series => ({ name: label(r), points: f(r) }))
   const last = (r: TrainResult) => r.history[r.history.length - 1]
@@ -36,23 +47,23 @@ export function writeReport(file: string, runs: readonly TrainResult[], subject:
   const layerCharts: string[] = []
   for (let i = 0; i < layerCount; i++) {
     layerCharts.push(
-      lineChart(`D layer ${i}: gradient Frobenius norm`, perRun((r) => r.history.map((h) => [h.step, h.layers[i].gradNorm])), { xLabel: 'step', logY: true }),
-      lineChart(
+      named(`d-layer-${i}-gradient-norm`, lineChart(`D layer ${i}: gradient Frobenius norm`, perRun((r) => r.history.map((h) => [h.step, h.layers[i].gradNorm])), { xLabel: 'step', logY: true })),
+      named(`d-layer-${i}-weight-variance`, lineChart(
         `D layer ${i}: variance of the normalized weight`,
         [
           ...perRun((r) => r.history.map((h) => [h.step, h.layers[i].variance])),
           { name: 'bound 1/max(m, n)', points: runs[0].history.map((h) => [h.step, h.layers[i].bound]), dashed: true },
         ],
         { xLabel: 'step', logY: true },
-      ),
-      lineChart(
+      )),
+      named(`d-layer-${i}-sigmas`, lineChart(
         `D layer ${i}: sigma1 (W1) and sigma2 (W2)`,
         runs.flatMap((r): Series[] => [
           { name: `${label(r)} sigma1`, points: r.history.filter((h) => h.layers[i].sigma1 !== undefined).map((h) => [h.step, h.layers[i].sigma1!]) },
           { name: `${label(r)} sigma2`, points: r.history.filter((h) => h.layers[i].sigma2 !== undefined).map((h) => [h.step, h.layers[i].sigma2!]), dashed: true },
         ]),
         { xLabel: 'step' },
-      ),
+      )),
     )
   }
   const samples =
@@ -69,12 +80,12 @@ export function writeReport(file: string, runs: readonly TrainResult[], subject:
   const qualityCharts =
     subject.kind === '2d'
       ? [
-          lineChart('modes covered', perRun((r) => r.history.map((h) => [h.step, h.modesCovered ?? 0])), { xLabel: 'step' }),
-          lineChart('high-quality samples (share)', perRun((r) => r.history.map((h) => [h.step, h.highQuality ?? 0])), { xLabel: 'step' }),
+          named('modes-covered', lineChart('modes covered', perRun((r) => r.history.map((h) => [h.step, h.modesCovered ?? 0])), { xLabel: 'step' })),
+          named('high-quality', lineChart('high-quality samples (share)', perRun((r) => r.history.map((h) => [h.step, h.highQuality ?? 0])), { xLabel: 'step' })),
         ]
       : [
-          lineChart('k-NN precision', perRun((r) => r.history.map((h) => [h.step, h.precision ?? 0])), { xLabel: 'step' }),
-          lineChart('k-NN recall', perRun((r) => r.history.map((h) => [h.step, h.recall ?? 0])), { xLabel: 'step' }),
+          named('precision', lineChart('k-NN precision', perRun((r) => r.history.map((h) => [h.step, h.precision ?? 0])), { xLabel: 'step' })),
+          named('recall', lineChart('k-NN recall', perRun((r) => r.history.map((h) => [h.step, h.recall ?? 0])), { xLabel: 'step' })),
         ]
   const about =
     subject.kind === '2d' && mixture
@@ -95,7 +106,7 @@ ${rows}
 <h2>Quality over training</h2>
 <div class="charts">
 ${qualityCharts.join('\n')}
-${lineChart('discriminator hinge loss', perRun((r) => r.history.map((h) => [h.step, h.lossD])), { xLabel: 'step' })}
+${named('loss-d', lineChart('discriminator hinge loss', perRun((r) => r.history.map((h) => [h.step, h.lossD])), { xLabel: 'step' }))}
 </div>
 <h2>Discriminator layers</h2>
 <div class="charts">${layerCharts.join('\n')}</div>
@@ -104,4 +115,5 @@ ${runs.map((r) => `<pre>${esc(JSON.stringify(r.config, null, 2))}</pre>`).join('
 </body></html>
 `
   writeFileSync(file, html)
+  return charts
 }

@@ -21,10 +21,11 @@ function ticks(lo: number, hi: number, count = 5): number[] {
 
 const fmt = (v: number) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-2 && v !== 0) ? v.toExponential(1) : String(Number(v.toPrecision(4))))
 
-export function lineChart(title: string, series: readonly Series[], options: { xLabel?: string; yLabel?: string; logY?: boolean; width?: number; height?: number } = {}): string {
+export function lineChart(title: string, allSeries: readonly Series[], options: { xLabel?: string; yLabel?: string; logY?: boolean; width?: number; height?: number } = {}): string {
+  const series = allSeries.filter((s) => s.points.length > 0) // no legend entry for a quantity a run has not got
   const W = options.width ?? 460
   const H = options.height ?? 260
-  const m = { l: 56, r: 12, t: 28, b: 40 }
+  const m = { l: 56, r: 18, t: 28, b: 40 }
   const ty = (v: number) => (options.logY ? Math.log10(Math.max(v, 1e-12)) : v)
   const all = series.flatMap((s) => s.points).filter(([, y]) => Number.isFinite(ty(y)))
   if (all.length === 0) return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}"><text x="10" y="20">${esc(title)}: no data</text></svg>`

@@ -9,6 +9,7 @@ import { writeImageGrid } from '../data/images.js'
 import { datasetHelp } from '../train/tasks.js'
 import type { NormChoice, TrainResult } from '../train/trainer.js'
 import { UsageError } from './args.js'
+import { writeChartPngs } from './chart_png.js'
 import { writeReport, type ReportSubject } from './report.js'
 import type { WorkerConfig } from './train_worker.js'
 
@@ -116,13 +117,14 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
     )
     if (o.progress) process.stdout.write('\n')
     const file = path.join(o.out, 'report.html')
-    writeReport(file, results, subject, `bssn: ${o.norms.map(label).join(' vs ')} on ${o.dataset}`)
+    const charts = writeReport(file, results, subject, `bssn: ${o.norms.map(label).join(' vs ')} on ${o.dataset}`)
+    writeChartPngs(path.join(o.out, 'charts'), charts)
     for (const r of results) {
       if (!is2d) writeImageGrid(path.join(o.out, r.config.norm, 'samples.png'), r.samples, Math.min(64, r.samples.length / 3072), 32, 8)
       const h = r.history[r.history.length - 1]
       if (h) o.print(`${label(r.config.norm)}: ${qualityText(h)} after ${h.step} steps (${r.stepsPerSecond.toFixed(1)} steps/s)`)
     }
-    o.print(`report: ${file}`)
+    o.print(`report: ${file} (charts as PNG in ${path.join(o.out, 'charts')})`)
     return results
   } finally {
     process.off('SIGINT', onSigint)
