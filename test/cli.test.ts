@@ -1,6 +1,6 @@
 // The command line: the demo, and the GAN training that the README's first command runs.
 import { execFileSync, spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { beforeAll, expect, it } from 'vitest'
@@ -90,3 +90,23 @@ it('bssn train on images: the SNGAN CNN on the built-in shapes, with precision/r
     rmSync(out, { recursive: true, force: true })
   }
 }, 120_000)
+
+it('train --resume continues from a checkpoint; a damaged checkpoint is refused with the reason', () => {
+  const out = mkdtempSync(path.join(tmpdir(), 'bssn-resume-cli-'))
+  try {
+    const common = ['--steps', '20', '--batch', '32', '--width', '8', '--eval-every', '10', '--eval-samples', '100', '--ckpt-every', '10', '--device', 'cpu', '--out', out]
+    execFileSync(process.execPath, [cli, 'train', ...common], { encoding: 'utf8' })
+    const ckpt = path.join(out, 'bssn', 'checkpoint.safetensors')
+    const resumed = execFileSync(process.execPath, [cli, 'train', ...common.map((a) => (a === '20' ? '30' : a)), '--resume', ckpt], { encoding: 'utf8' })
+    expect(resumed).toMatch(/after 30 steps/)
+    const steps = readFileSync(path.join(out, 'bssn', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).step)
+    expect(steps).toEqual([10, 20, 30])
+    writeFileSync(ckpt, readFileSync(ckpt).subarray(0, 100))
+    const damaged = spawnSync(process.execPath, [cli, 'train', ...common, '--resume', ckpt], { encoding: 'utf8' })
+    expect(damaged.status).toBe(1)
+    expect(damaged.stderr).toMatch(/checkpoint.safetensors is not a valid safetensors checkpoint/)
+    expect(spawnSync(process.execPath, [cli, 'train', '--resume', path.join(out, 'missing')], { encoding: 'utf8' }).stderr).toMatch(/no such checkpoint/)
+  } finally {
+    rmSync(out, { recursive: true, force: true })
+  }
+})
