@@ -1,5 +1,5 @@
 // The command line: the demo, and the GAN training that the README's first command runs.
-import { execFileSync, spawnSync } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -110,3 +110,22 @@ it('train --resume continues from a checkpoint; a damaged checkpoint is refused 
     rmSync(out, { recursive: true, force: true })
   }
 })
+
+it('Ctrl-C stops the runs, writes their checkpoints and the report so far, and exits cleanly', async () => {
+  const out = mkdtempSync(path.join(tmpdir(), 'bssn-sigint-'))
+  try {
+    const child = spawn(process.execPath, [cli, 'compare', '--steps', '100000', '--batch', '32', '--width', '8', '--eval-every', '20', '--eval-samples', '100', '--device', 'cpu', '--out', out])
+    let printed = ''
+    child.stdout.on('data', (d) => {
+      printed += d
+      if (/step 20:/.test(printed) && !child.killed) child.kill('SIGINT')
+    })
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+    expect(code).toBe(0)
+    expect(printed).toMatch(/interrupted/)
+    expect(readFileSync(path.join(out, 'report.html'), 'utf8')).toMatch(/\(interrupted\)/)
+    expect(readFileSync(path.join(out, 'bssn', 'checkpoint.safetensors')).length).toBeGreaterThan(100)
+  } finally {
+    rmSync(out, { recursive: true, force: true })
+  }
+}, 60_000)
