@@ -27,6 +27,13 @@ fi
 step "training benchmark (SNGAN CNN, batch 64)"
 node bench/train.mjs --device cuda || status=1
 
+# Issue 5's GPU check (optional, it costs device time): BSSN_GPU_COMPARE_STEPS=2000 trains SN and BSSN on the
+# built-in shapes with the SNGAN CNN and prints the report's headline numbers.
+if [ "${BSSN_GPU_COMPARE_STEPS:-0}" -gt 0 ]; then
+  step "SNGAN compare on shapes (${BSSN_GPU_COMPARE_STEPS} steps)"
+  node dist/cli/main.js compare --dataset shapes --steps "$BSSN_GPU_COMPARE_STEPS" --batch 64 --eval-every 250 --device cuda --out runs/gpu-shapes || status=1
+fi
+
 step "normalization benchmark"
 node bench/normalize.mjs --device "${BSSN_BENCH_DEVICE:-cuda}" || status=1
 exit $status
