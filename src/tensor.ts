@@ -1,6 +1,6 @@
 // Tensor: a shape and dtype over device memory that JS never sees directly (an opaque native handle).
 import { track } from './autograd/scope.js'
-import { gradEnabled, runBackward, type GradNode } from './autograd/tape.js'
+import { record, runBackward, type GradNode } from './autograd/tape.js'
 import type { Device } from './device.js'
 import type { NativeTensorHandle } from './native.js'
 import { checkShape, product } from './validate.js'
@@ -81,11 +81,7 @@ export class Tensor {
     if (product(dims) !== this.size)
       throw new RangeError(`cannot reshape [${this.shape.join(', ')}] (${this.size} elements) to [${dims.join(', ')}] (${product(dims)} elements)`)
     const view = new Tensor(this.#handle.reshape(dims), this.device)
-    if (this.requiresGrad && gradEnabled()) {
-      view.requiresGrad = true
-      view.gradFn = { name: 'reshape', inputs: [this], backward: (g) => [new Tensor(g.handle.reshape(this.shape), this.device)] }
-    }
-    return view
+    return record(view, [this], 'reshape', (g) => [new Tensor(g.handle.reshape(this.shape), this.device)])
   }
 
   /** Copies the data to the host. Resolves once every op enqueued before it has run; never blocks the event loop. */

@@ -26,10 +26,6 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
-export function gradEnabled(): boolean {
-  return gradEnabled_
-}
-
 export function needsGrad(inputs: readonly Tensor[]): boolean {
   return gradEnabled_ && inputs.some((t) => t.requiresGrad)
 }
