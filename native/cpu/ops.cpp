@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <system_error>
+#include <thread>
 #include <vector>
 
 namespace bssn::cpu {
@@ -99,27 +101,60 @@ void broadcast(const float* scalar, float* out, size_t n, float scale) {
   for (size_t i = 0; i < n; ++i) out[i] = v;
 }
 
-// Row by row with a float64 accumulator row: op(A)[i, p] times row p of op(B), contiguous when B is not transposed.
-void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, const float* b, float beta, float* c) {
-  std::vector<double> acc(static_cast<size_t>(n));
-  for (int64_t i = 0; i < m; ++i) {
-    std::fill(acc.begin(), acc.end(), 0.0);
-    for (int64_t p = 0; p < k; ++p) {
-      const double av = transA ? a[p * m + i] : a[i * k + p];
-      if (av == 0) continue;
-      if (!transB) {
-        const float* row = b + p * n;
-        for (int64_t j = 0; j < n; ++j) acc[j] += av * row[j];
-      } else {
-        for (int64_t j = 0; j < n; ++j) acc[j] += av * b[j * k + p];
-      }
-    }
-    float* out = c + i * n;
-    if (beta == 0)
-      for (int64_t j = 0; j < n; ++j) out[j] = float(alpha * acc[j]);
-    else
-      for (int64_t j = 0; j < n; ++j) out[j] = float(alpha * acc[j] + double(beta) * out[j]);
+namespace {
+
+// Runs body(begin, end, part) over [0, n) split into `parts` contiguous ranges, one per thread (this one
+// included). Ranges are independent, so the result does not depend on the split. If no thread can be started,
+// this thread runs the remaining ranges.
+template <typename Body>
+void splitAcross(int64_t n, int64_t parts, Body&& body) {
+  std::vector<std::thread> workers;
+  int64_t started = 1;
+  try {
+    for (; started < parts; ++started) workers.emplace_back([&, t = started] { body(n * t / parts, n * (t + 1) / parts, t); });
+  } catch (const std::system_error&) {
   }
+  body(0, n / parts, 0);
+  for (int64_t t = started; t < parts; ++t) body(n * t / parts, n * (t + 1) / parts, t);
+  for (std::thread& w : workers) w.join();
+}
+
+// How many parts work of `ops` multiply-adds over `n` independent items is worth splitting into.
+int64_t partsFor(int64_t n, int64_t ops) {
+  const int64_t cores = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
+  return ops >= (int64_t(1) << 24) ? std::max<int64_t>(1, std::min(cores, n)) : 1;
+}
+
+}  // namespace
+
+// Row by row with a float64 accumulator row: op(A)[i, p] times row p of op(B), contiguous when B is not transposed.
+// Very large products split their rows across the machine's cores; every row is computed the same way whatever
+// the split, so results do not depend on the core count.
+void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, const float* b, float beta, float* c) {
+  auto rows = [&](int64_t begin, int64_t end, std::vector<double>& acc) {
+    for (int64_t i = begin; i < end; ++i) {
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int64_t p = 0; p < k; ++p) {
+        const double av = transA ? a[p * m + i] : a[i * k + p];
+        if (av == 0) continue;
+        if (!transB) {
+          const float* row = b + p * n;
+          for (int64_t j = 0; j < n; ++j) acc[j] += av * row[j];
+        } else {
+          for (int64_t j = 0; j < n; ++j) acc[j] += av * b[j * k + p];
+        }
+      }
+      float* out = c + i * n;
+      if (beta == 0)
+        for (int64_t j = 0; j < n; ++j) out[j] = float(alpha * acc[j]);
+      else
+        for (int64_t j = 0; j < n; ++j) out[j] = float(alpha * acc[j] + double(beta) * out[j]);
+    }
+  };
+  const int64_t parts = m * n * k >= (int64_t(1) << 26) ? partsFor(m, m * n * k) : 1;
+  // Buffers first, on this thread: nothing inside a worker can throw.
+  std::vector<std::vector<double>> accs(static_cast<size_t>(parts), std::vector<double>(static_cast<size_t>(n)));
+  splitAcross(m, parts, [&](int64_t begin, int64_t end, int64_t part) { rows(begin, end, accs[size_t(part)]); });
 }
 
 void adam(const AdamArgs& a) {
@@ -191,22 +226,29 @@ void col2im(const Conv2dArgs& a, const float* cols, float* img) {
 
 }  // namespace
 
+// Images are independent: a batch splits across cores, each part with its own column buffer.
 void conv2dForward(const Conv2dArgs& a) {
   const int64_t k = a.cIn * a.kh * a.kw, plane = a.outH * a.outW;
-  std::vector<float> cols(static_cast<size_t>(k * plane));
-  for (int64_t i = 0; i < a.n; ++i) {
-    im2col(a, a.x->f32() + i * a.cIn * a.h * a.w, cols.data());
-    gemm(false, false, a.cOut, plane, k, 1.0f, a.weight->f32(), cols.data(), 0.0f, a.y->f32() + i * a.cOut * plane);
-  }
+  const int64_t parts = partsFor(a.n, a.n * a.cOut * plane * k);
+  std::vector<std::vector<float>> cols(static_cast<size_t>(parts), std::vector<float>(static_cast<size_t>(k * plane)));
+  splitAcross(a.n, parts, [&](int64_t begin, int64_t end, int64_t part) {
+    for (int64_t i = begin; i < end; ++i) {
+      im2col(a, a.x->f32() + i * a.cIn * a.h * a.w, cols[size_t(part)].data());
+      gemm(false, false, a.cOut, plane, k, 1.0f, a.weight->f32(), cols[size_t(part)].data(), 0.0f, a.y->f32() + i * a.cOut * plane);
+    }
+  });
 }
 
 void conv2dBackwardData(const Conv2dArgs& a) {
   const int64_t k = a.cIn * a.kh * a.kw, plane = a.outH * a.outW;
-  std::vector<float> cols(static_cast<size_t>(k * plane));
-  for (int64_t i = 0; i < a.n; ++i) {
-    gemm(true, false, k, plane, a.cOut, 1.0f, a.weight->f32(), a.y->f32() + i * a.cOut * plane, 0.0f, cols.data());
-    col2im(a, cols.data(), a.x->f32() + i * a.cIn * a.h * a.w);
-  }
+  const int64_t parts = partsFor(a.n, a.n * a.cOut * plane * k);
+  std::vector<std::vector<float>> cols(static_cast<size_t>(parts), std::vector<float>(static_cast<size_t>(k * plane)));
+  splitAcross(a.n, parts, [&](int64_t begin, int64_t end, int64_t part) {
+    for (int64_t i = begin; i < end; ++i) {
+      gemm(true, false, k, plane, a.cOut, 1.0f, a.weight->f32(), a.y->f32() + i * a.cOut * plane, 0.0f, cols[size_t(part)].data());
+      col2im(a, cols[size_t(part)].data(), a.x->f32() + i * a.cIn * a.h * a.w);
+    }
+  });
 }
 
 void conv2dBackwardFilter(const Conv2dArgs& a) {
