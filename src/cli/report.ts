@@ -6,6 +6,11 @@ import type { Mixture2d } from '../data/toy2d.js'
 import type { TrainResult } from '../train/trainer.js'
 import { lineChart, scatterPlot, type Series } from './svg.js'
 
+/** How a run is named in output: the normalization, with c where the mode uses it. */
+export function normLabel(norm: string, scale: number): string {
+  return norm === 'ssn' || norm === 'bssn' ? `${norm} (c = ${Number(scale.toFixed(4))})` : norm
+}
+
 /** What the runs trained on, as the report shows it. */
 export interface ReportSubject {
   kind: '2d' | 'image'
@@ -29,7 +34,7 @@ export function writeReport(file: string, runs: readonly TrainResult[], subject:
     charts.push({ name, svg })
     return svg
   }
-  const label = (r: TrainResult) => (r.config.norm === "ssn" || r.config.norm === "bssn" ? `${r.config.norm} (c = ${Number(r.config.scale.toFixed(4))})` : r.config.norm)
+  const label = (r: TrainResult) => normLabel(r.config.norm, r.config.scale)
   const perRun = (f: (r: TrainResult) => Array<[number, number]>) => runs.map((r): Series => ({ name: label(r), points: f(r) }))
   const last = (r: TrainResult) => r.history[r.history.length - 1]
   const rows = runs

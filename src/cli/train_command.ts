@@ -10,7 +10,7 @@ import { datasetHelp } from '../train/tasks.js'
 import type { NormChoice, TrainResult } from '../train/trainer.js'
 import { UsageError } from './args.js'
 import { writeChartPngs } from './chart_png.js'
-import { writeReport, type ReportSubject } from './report.js'
+import { normLabel, writeReport, type ReportSubject } from './report.js'
 import type { WorkerConfig } from './train_worker.js'
 
 export const norms: readonly NormChoice[] = ['none', 'sn', 'ssn', 'bsn', 'bssn']
@@ -50,7 +50,7 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
   if (o.resume && o.norms.length !== 1) throw new UsageError('--resume continues one run: use it with train')
   if (o.resume && !existsSync(o.resume)) throw new UsageError(`--resume: no such checkpoint '${o.resume}'`)
   mkdirSync(o.out, { recursive: true })
-  const label = (n: NormChoice) => (n === "ssn" || n === "bssn" ? `${n} (c = ${Number(o.scale.toFixed(4))})` : n)
+  const label = (n: NormChoice) => normLabel(n, o.scale)
   o.print(`training ${o.norms.map(label).join(' and ')} on ${o.dataset}: ${o.steps} steps, batch ${o.batch}, Adam ${o.lr} (${o.betas.join(', ')}), n_dis ${o.nDis}, seed ${o.seed}, device ${o.device} -> ${o.out}`)
 
   const progress = new Map<NormChoice, number>()
