@@ -75,14 +75,14 @@ float* fm(const BufferPtr& b) { return b ? b->f32() : nullptr; }
 
 void launchBatchNorm(const BatchNormArgs& a, cudaStream_t stream) {
   if (a.channels == 0) return;
-  batchNormKernel<<<unsigned(a.channels), kThreads, 0, stream>>>(f(a.x), fm(a.y), f(a.gamma), f(a.beta), fm(a.runningMean), fm(a.runningVar),
+  BSSN_LAUNCH(batchNormKernel, unsigned(a.channels), kThreads, 0, stream, f(a.x), fm(a.y), f(a.gamma), f(a.beta), fm(a.runningMean), fm(a.runningVar),
                                                                  fm(a.saveMean), fm(a.saveInvStd), a.n, a.channels, a.inner,
                                                                  a.training ? 1 : 0, a.momentum, a.eps);
 }
 
 void launchBatchNormBackward(const BatchNormBackwardArgs& a, cudaStream_t stream) {
   if (a.channels == 0) return;
-  batchNormBackwardKernel<<<unsigned(a.channels), kThreads, 0, stream>>>(f(a.x), f(a.dy), f(a.gamma), f(a.saveMean), f(a.saveInvStd),
+  BSSN_LAUNCH(batchNormBackwardKernel, unsigned(a.channels), kThreads, 0, stream, f(a.x), f(a.dy), f(a.gamma), f(a.saveMean), f(a.saveInvStd),
                                                                          fm(a.dx), fm(a.dgamma), fm(a.dbeta), a.n, a.channels, a.inner);
 }
 

@@ -3,10 +3,35 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <utility>
 
 namespace bssn::cuda {
 
 constexpr int kWarp = 32;
+
+// Every kernel launches through BSSN_LAUNCH(kernel, grid, block, sharedBytes, stream, args...): with nvcc it is
+// `kernel<<<grid, block, sharedBytes, stream>>>(args...)`; in the emulated build (g++, native/emulator) the same
+// source runs on the CPU under the emulator's launcher, which checks the configuration as a GPU does and names
+// the kernel in its reports. Check for launch errors afterwards with cudaGetLastError, as after <<<...>>>.
+template <typename... Params, typename... Args>
+inline void launchKernel(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, size_t sharedBytes, cudaStream_t stream,
+                         Args&&... args) {
+#if defined(BSSN_CUDA_EMULATED)
+  ::bssn::emu::launch(name, kernel, grid, block, sharedBytes, stream, std::forward<Args>(args)...);
+#else
+  (void)name;
+  kernel<<<grid, block, sharedBytes, stream>>>(std::forward<Args>(args)...);
+#endif
+}
+#define BSSN_LAUNCH(kernel, grid, block, sharedBytes, stream, ...) \
+  ::bssn::cuda::launchKernel(#kernel, kernel, grid, block, sharedBytes, stream, __VA_ARGS__)
+
+// A kernel's `extern __shared__` memory (the launch's sharedBytes), as a `type*` named `name`.
+#if defined(BSSN_CUDA_EMULATED)
+#define BSSN_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::bssn::emu::current->dynamicShared)
+#else
+#define BSSN_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
 
 __device__ __forceinline__ double warpSum(double x) {
   for (int offset = kWarp / 2; offset > 0; offset /= 2) x += __shfl_down_sync(0xffffffffu, x, offset);
@@ -51,7 +76,15 @@ __device__ __forceinline__ int findSegment(int n, int64_t item, Get begin) {
   return lo;
 }
 
-inline unsigned gridFor(int64_t items, int threads, unsigned cap = 65535u * 16u) {
+// Upper bound on the blocks of a grid-stride launch. The emulated suite lowers it so that every grid-stride loop
+// wraps at least once (setMaxGridBlocks is only exposed there).
+inline unsigned& maxGridBlocks() {
+  static unsigned cap = 65535u * 16u;
+  return cap;
+}
+
+inline unsigned gridFor(int64_t items, int threads) {
+  const int64_t cap = maxGridBlocks();
   const int64_t blocks = (items + threads - 1) / threads;
   return unsigned(blocks < 1 ? 1 : (blocks > cap ? cap : blocks));
 }

@@ -78,32 +78,32 @@ __global__ void broadcastKernel(const float* scalar, float* out, size_t n, float
 }  // namespace
 
 void launchUnary(UnaryOp op, float p, const float* x, float* y, size_t n, cudaStream_t stream) {
-  if (n) unaryKernel<<<gridFor(int64_t(n), kThreads), kThreads, 0, stream>>>(op, p, x, y, n);
+  if (n) BSSN_LAUNCH(unaryKernel, gridFor(int64_t(n), kThreads), kThreads, 0, stream, op, p, x, y, n);
 }
 
 void launchUnaryBackward(UnaryOp op, float p, const float* x, const float* y, const float* dy, float* dx, size_t n, cudaStream_t stream) {
-  if (n) unaryBackwardKernel<<<gridFor(int64_t(n), kThreads), kThreads, 0, stream>>>(op, p, x, y, dy, dx, n);
+  if (n) BSSN_LAUNCH(unaryBackwardKernel, gridFor(int64_t(n), kThreads), kThreads, 0, stream, op, p, x, y, dy, dx, n);
 }
 
 void launchBinary(BinaryOp op, const float* a, const float* b, float* out, size_t n, cudaStream_t stream) {
-  if (n) binaryKernel<<<gridFor(int64_t(n), kThreads), kThreads, 0, stream>>>(op, a, b, out, n);
+  if (n) BSSN_LAUNCH(binaryKernel, gridFor(int64_t(n), kThreads), kThreads, 0, stream, op, a, b, out, n);
 }
 
 void launchAddBias(const float* x, const float* bias, float* out, size_t outer, size_t channels, size_t inner, cudaStream_t stream) {
   const size_t n = outer * channels * inner;
-  if (n) addBiasKernel<<<gridFor(int64_t(n), kThreads), kThreads, 0, stream>>>(x, bias, out, n, channels, inner);
+  if (n) BSSN_LAUNCH(addBiasKernel, gridFor(int64_t(n), kThreads), kThreads, 0, stream, x, bias, out, n, channels, inner);
 }
 
 void launchSumToBias(const float* dy, float* db, size_t outer, size_t channels, size_t inner, cudaStream_t stream) {
-  if (channels) sumToBiasKernel<<<unsigned(channels), kThreads, 0, stream>>>(dy, db, outer, channels, inner);
+  if (channels) BSSN_LAUNCH(sumToBiasKernel, unsigned(channels), kThreads, 0, stream, dy, db, outer, channels, inner);
 }
 
 void launchSum(const float* x, size_t n, float* out, float scale, cudaStream_t stream) {
-  sumKernel<<<1, 1024, 0, stream>>>(x, n, out, scale);
+  BSSN_LAUNCH(sumKernel, 1, 1024, 0, stream, x, n, out, scale);
 }
 
 void launchBroadcast(const float* scalar, float* out, size_t n, float scale, cudaStream_t stream) {
-  if (n) broadcastKernel<<<gridFor(int64_t(n), kThreads), kThreads, 0, stream>>>(scalar, out, n, scale);
+  if (n) BSSN_LAUNCH(broadcastKernel, gridFor(int64_t(n), kThreads), kThreads, 0, stream, scalar, out, n, scale);
 }
 
 }  // namespace bssn::cuda

@@ -24,17 +24,17 @@ __global__ void randKernel(float* dst, size_t count, uint64_t seed, float low, f
 
 void launchRand(float* dst, size_t count, uint64_t seed, float low, float high, cudaStream_t stream) {
   if (count == 0) return;
-  randKernel<<<gridFor(int64_t(count), 256), 256, 0, stream>>>(dst, count, seed, low, high);
+  BSSN_LAUNCH(randKernel, gridFor(int64_t(count), 256), 256, 0, stream, dst, count, seed, low, high);
 }
 
 void launchFill(float* dst, size_t count, float value, cudaStream_t stream) {
   if (count == 0) return;
-  fillKernel<<<gridFor(int64_t(count), 256), 256, 0, stream>>>(dst, count, value);
+  BSSN_LAUNCH(fillKernel, gridFor(int64_t(count), 256), 256, 0, stream, dst, count, value);
 }
 
 void launchRandn(float* dst, size_t count, uint64_t seed, float std, cudaStream_t stream) {
   if (count == 0) return;
-  randnKernel<<<gridFor(int64_t(count), 256), 256, 0, stream>>>(dst, count, seed, std);
+  BSSN_LAUNCH(randnKernel, gridFor(int64_t(count), 256), 256, 0, stream, dst, count, seed, std);
 }
 
 cudaError_t probeKernelImage() {

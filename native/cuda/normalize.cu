@@ -171,21 +171,21 @@ __global__ void backwardKernel(BackwardArgs a) {
 }  // namespace
 
 void launchNormalizeBackward(const BackwardArgs& args, cudaStream_t stream) {
-  gradDotKernel<<<unsigned(args.layerCount), kThreads, 0, stream>>>(args);
-  if (args.elements > 0) backwardKernel<<<gridFor(args.elements, kThreads), kThreads, 0, stream>>>(args);
+  BSSN_LAUNCH(gradDotKernel, unsigned(args.layerCount), kThreads, 0, stream, args);
+  if (args.elements > 0) BSSN_LAUNCH(backwardKernel, gridFor(args.elements, kThreads), kThreads, 0, stream, args);
 }
 
 void launchMultiplyTransposed(const BatchArgs& args, cudaStream_t stream) {
-  if (args.itemsA > 0) multiplyTransposedKernel<<<gridFor(args.itemsA, kThreads), kThreads, 0, stream>>>(args);
+  if (args.itemsA > 0) BSSN_LAUNCH(multiplyTransposedKernel, gridFor(args.itemsA, kThreads), kThreads, 0, stream, args);
 }
 
 void launchMultiplyAndFinish(const BatchArgs& args, bool training, cudaStream_t stream) {
-  if (args.itemsB > 0) multiplyKernel<<<gridFor(args.itemsB * kWarp, kThreads), kThreads, 0, stream>>>(args);
-  finishKernel<<<unsigned(args.layerCount), kThreads, 0, stream>>>(args, training ? 1 : 0);
+  if (args.itemsB > 0) BSSN_LAUNCH(multiplyKernel, gridFor(args.itemsB * kWarp, kThreads), kThreads, 0, stream, args);
+  BSSN_LAUNCH(finishKernel, unsigned(args.layerCount), kThreads, 0, stream, args, training ? 1 : 0);
 }
 
 void launchScale(const BatchArgs& args, cudaStream_t stream) {
-  if (args.elements > 0) scaleKernel<<<gridFor(args.elements, kThreads), kThreads, 0, stream>>>(args);
+  if (args.elements > 0) BSSN_LAUNCH(scaleKernel, gridFor(args.elements, kThreads), kThreads, 0, stream, args);
 }
 
 }  // namespace bssn::cuda

@@ -37,13 +37,13 @@ void launchAdam(const AdamArgs& a, cudaStream_t stream) {
   if (!a.n) return;
   const double c1 = 1.0 - std::pow(double(a.beta1), double(a.step));
   const double c2 = 1.0 - std::pow(double(a.beta2), double(a.step));
-  adamKernel<<<gridFor(int64_t(a.n), 256), 256, 0, stream>>>(a.param->f32(), a.grad->f32(), a.m->f32(), a.v->f32(), a.n, a.lr,
+  BSSN_LAUNCH(adamKernel, gridFor(int64_t(a.n), 256), 256, 0, stream, a.param->f32(), a.grad->f32(), a.m->f32(), a.v->f32(), a.n, a.lr,
                                                                a.beta1, a.beta2, a.eps, a.weightDecay, c1, c2);
 }
 
 void launchSgd(const SgdArgs& a, cudaStream_t stream) {
   if (!a.n) return;
-  sgdKernel<<<gridFor(int64_t(a.n), 256), 256, 0, stream>>>(a.param->f32(), a.grad->f32(),
+  BSSN_LAUNCH(sgdKernel, gridFor(int64_t(a.n), 256), 256, 0, stream, a.param->f32(), a.grad->f32(),
                                                               a.momentumBuffer ? a.momentumBuffer->f32() : nullptr, a.n, a.lr,
                                                               a.momentum, a.weightDecay, a.firstStep);
 }
