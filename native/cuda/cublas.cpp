@@ -12,9 +12,15 @@ const CublasApi& cublasApi() {
   static std::string failure;
   std::call_once(once, [] {
     try {
+#if defined(BSSN_CUDA_EMULATED)
+      // The emulated build loads the emulated cuBLAS beside it (never a real one: there is no GPU behind it).
+      static const SharedLibrary lib("cuBLAS", SharedLibrary::overridable("BSSN_CUBLAS_PATH", {SharedLibrary::besideAddon("libcublas_emu.so")}));
+#else
       static const SharedLibrary lib(
-          "cuBLAS", SharedLibrary::candidates({"libcublas.so.13", "libcublas.so.12", "libcublas.so"}, {"CUDA_PATH/lib64"},
-                                              {"/usr/local/cuda/lib64"}));
+          "cuBLAS", SharedLibrary::overridable("BSSN_CUBLAS_PATH",
+                                               SharedLibrary::candidates({"libcublas.so.13", "libcublas.so.12", "libcublas.so"},
+                                                                         {"CUDA_PATH/lib64"}, {"/usr/local/cuda/lib64"})));
+#endif
       api.create = lib.function<cublas::CreateFn>("cublasCreate_v2");
       api.destroy = lib.function<cublas::DestroyFn>("cublasDestroy_v2");
       api.setStream = lib.function<cublas::SetStreamFn>("cublasSetStream_v2");

@@ -13,9 +13,14 @@ const CudnnApi& cudnnApi() {
   static std::string failure;
   std::call_once(once, [] {
     try {
+#if defined(BSSN_CUDA_EMULATED)
+      static const SharedLibrary lib("cuDNN", SharedLibrary::overridable("BSSN_CUDNN_PATH", {SharedLibrary::besideAddon("libcudnn_emu.so")}));
+#else
       static const SharedLibrary lib(
-          "cuDNN", SharedLibrary::candidates({"libcudnn.so.9", "libcudnn.so"}, {"CUDNN_LIBRARY_DIR", "CUDA_PATH/lib64"},
-                                             {"/usr/lib/x86_64-linux-gnu", "/usr/local/cuda/lib64"}));
+          "cuDNN", SharedLibrary::overridable("BSSN_CUDNN_PATH",
+                                              SharedLibrary::candidates({"libcudnn.so.9", "libcudnn.so"}, {"CUDNN_LIBRARY_DIR", "CUDA_PATH/lib64"},
+                                                                        {"/usr/lib/x86_64-linux-gnu", "/usr/local/cuda/lib64"})));
+#endif
       api.getVersion = lib.function<cudnn::GetVersionFn>("cudnnGetVersion");
       api.errorString = lib.function<cudnn::GetErrorStringFn>("cudnnGetErrorString");
       api.create = lib.function<cudnn::CreateFn>("cudnnCreate");

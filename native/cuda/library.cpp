@@ -37,6 +37,20 @@ std::vector<std::string> SharedLibrary::candidates(const std::vector<std::string
   return out;
 }
 
+std::vector<std::string> SharedLibrary::overridable(const char* pathVariable, std::vector<std::string> fallback) {
+  const char* path = std::getenv(pathVariable);
+  if (path && *path) return {path};
+  return fallback;
+}
+
+std::string SharedLibrary::besideAddon(const std::string& file) {
+  Dl_info info;
+  if (!dladdr(reinterpret_cast<void*>(&SharedLibrary::besideAddon), &info) || !info.dli_fname) return file;
+  const std::string self = info.dli_fname;
+  const size_t slash = self.rfind('/');
+  return slash == std::string::npos ? file : self.substr(0, slash + 1) + file;
+}
+
 SharedLibrary::~SharedLibrary() {
   // Left loaded: other threads may still be inside it at process exit.
 }

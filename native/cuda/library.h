@@ -14,6 +14,11 @@ class SharedLibrary {
   // (e.g. CUDA_PATH/lib64), then in `folders`.
   static std::vector<std::string> candidates(const std::vector<std::string>& files, const std::vector<std::string>& envFolders,
                                              const std::vector<std::string>& folders);
+  // The environment variable `pathVariable`, when set, is the only candidate (e.g. BSSN_CUBLAS_PATH): a user's
+  // explicit choice, and how tests make a library missing. Otherwise `fallback`.
+  static std::vector<std::string> overridable(const char* pathVariable, std::vector<std::string> fallback);
+  // `file` in the folder of the addon itself (where the emulated build puts its emulated libraries).
+  static std::string besideAddon(const std::string& file);
   ~SharedLibrary();
   SharedLibrary(const SharedLibrary&) = delete;
   SharedLibrary& operator=(const SharedLibrary&) = delete;
