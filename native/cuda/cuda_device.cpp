@@ -231,6 +231,11 @@ DeviceInfo CudaDevice::info() {
                     {"multiprocessors", double(multiprocessors_)},
                     {"totalMemoryBytes", double(totalMemory_)},
                     {"streamOrderedAllocator", usePool_ ? 1.0 : 0.0}};
+#if defined(BSSN_CUDA_EMULATED)
+  // Said plainly, so that nobody mistakes its results or timings for a GPU's (the benchmarks refuse it).
+  out.push_back({"emulated", std::string("yes: bssn's CUDA emulator runs the CUDA backend's kernels on the CPU, for tests; "
+                                         "timings are not GPU figures")});
+#endif
   int runtime = 0, driver = 0;
   if (cudaRuntimeGetVersion(&runtime) == cudaSuccess) out.push_back({"cudaRuntimeVersion", double(runtime)});
   if (cudaDriverGetVersion(&driver) == cudaSuccess) out.push_back({"cudaDriverVersion", double(driver)});

@@ -3,6 +3,7 @@
 #include "cpu/cpu_device.h"
 #include "napi/convert.h"
 #include "napi/device_handle.h"
+#include "napi/emulator.h"
 #include "napi/errors.h"
 #include "napi/external.h"
 #include "napi/normalizer_handle.h"
@@ -27,6 +28,9 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
   exports.Set("NormalizerHandle", normalizer);
   exports.Set("ops", defineOps(env));
   exports.Set("builtWithCuda", Napi::Boolean::New(env, BSSN_WITH_CUDA != 0));
+#if defined(BSSN_CUDA_EMULATED)
+  exports.Set("emulator", defineEmulator(env));
+#endif
 }
 
 Addon::~Addon() {

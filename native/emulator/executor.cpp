@@ -1,0 +1,377 @@
+// The emulator's execution model: a grid's blocks are spread over worker OS threads; within a block, every GPU
+// thread is a fiber, and the fibers of a block take turns on one OS thread.
+//
+// Why fibers and not OS threads: a block is up to 1024 threads and the suite launches about 10^8 of them, so
+// creating and waking OS threads would cost minutes, while a fiber switch costs nanoseconds. Fibers still
+// interleave for real at every __syncthreads and warp collective, and the order is adversarial on purpose: a
+// thread runs as far as it can before the next one starts. So a value written before a missing barrier is read
+// by threads that have not been written for yet (stale or poisoned shared memory, a wrong result), a barrier or
+// collective that some thread never reaches is seen (nothing left to run) and reported with the kernel's name
+// instead of hanging, and results do not depend on OS scheduling.
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fiber.h"
+#include "runtime.h"
+
+namespace bssn::emu {
+
+thread_local const ThreadState* current = nullptr;
+
+namespace {
+
+enum class Wait { Ready, Barrier, Warp, Done };
+const char* kCollectiveNames[] = {"__shfl_sync", "__shfl_up_sync", "__shfl_down_sync", "__shfl_xor_sync", "__ballot_sync",
+                                  "__syncwarp"};
+
+struct GpuThread {
+  ThreadState state;
+  Context context;
+  FiberStack* stack = nullptr;
+  Wait wait = Wait::Ready;
+  // The warp collective this thread waits at.
+  unsigned mask = 0;
+  int op = 0, arg = 0, width = 32;
+  uint64_t value = 0, result = 0;
+};
+
+std::string dims(uint3 v) { return "(" + std::to_string(v.x) + "," + std::to_string(v.y) + "," + std::to_string(v.z) + ")"; }
+
+std::string hexMask(unsigned m) {
+  char text[16];
+  std::snprintf(text, sizeof(text), "0x%08x", m);
+  return text;
+}
+
+// One per OS thread that executes blocks: its fibers' stacks, the block in flight, and where to switch back to.
+class BlockRunner {
+ public:
+  // Runs one block; returns an error message, or "" when it completed.
+  std::string run(const char* name, uint3 blockIndex, dim3 grid, dim3 block, size_t sharedBytes, KernelBody& body) {
+    name_ = name;
+    body_ = &body;
+    error_.clear();
+    const int n = int(block.x * block.y * block.z);
+    threads_.resize(size_t(n));
+    if (sharedBytes > dynamicShared_.size()) dynamicShared_.resize(sharedBytes);
+    // Dynamic shared memory starts as NaN bytes, like poisoned device memory: a read before a write shows.
+    std::fill(dynamicShared_.begin(), dynamicShared_.begin() + long(sharedBytes), char(0xFF));
+    ready_.clear();
+    for (int i = 0; i < n; ++i) {
+      GpuThread& t = threads_[size_t(i)];
+      t.state.thread = {unsigned(i) % block.x, unsigned(i) / block.x % block.y, unsigned(i) / (block.x * block.y)};
+      t.state.block = blockIndex;
+      t.state.blockDims = block;
+      t.state.gridDims = grid;
+      t.state.dynamicShared = sharedBytes ? dynamicShared_.data() : nullptr;
+      t.wait = Wait::Ready;
+      t.stack = nullptr;
+      ready_.push_back(i);
+    }
+    initThreadContext(scheduler_);
+    int done = 0, atBarrier = 0;
+    while (!ready_.empty() && error_.empty()) {
+      const int i = ready_.front();
+      ready_.pop_front();
+      GpuThread& t = threads_[size_t(i)];
+      if (!t.stack) {
+        t.stack = acquireStack();
+        prepare(t.context, *t.stack, &entry);
+      }
+      t.wait = Wait::Ready;
+      running_ = i;
+      current = &t.state;
+      switchTo(scheduler_, t.context);
+      current = nullptr;
+      switch (t.wait) {
+        case Wait::Done:
+          ++done;
+          releaseStack(t.stack);
+          t.stack = nullptr;
+          break;
+        case Wait::Barrier:
+          if (++atBarrier == n) {  // every thread of the block is here: all go on, in thread order
+            atBarrier = 0;
+            for (int k = 0; k < n; ++k) ready_.push_back(k);
+          }
+          break;
+        case Wait::Warp:
+          arriveAtCollective(i);
+          break;
+        case Wait::Ready:
+          break;
+      }
+    }
+    if (error_.empty() && done < n) error_ = diagnoseStall(n, done, atBarrier);
+    // Fibers left suspended by an error are abandoned; their stacks are reused (prepare() resets them).
+    for (GpuThread& t : threads_)
+      if (t.stack) releaseStack(t.stack), t.stack = nullptr;
+    stats().blocks++;
+    stats().threads += n;
+    if (!error_.empty()) error_ = "kernel " + std::string(name_) + ", block " + dims(blockIndex) + ": " + error_;
+    return error_;
+  }
+
+  // Called on a GPU thread's fiber.
+  void barrier() {
+    GpuThread& t = threads_[size_t(running_)];
+    t.wait = Wait::Barrier;
+    switchTo(t.context, scheduler_);
+  }
+
+  uint64_t collective(unsigned mask, int op, uint64_t value, int arg, int width) {
+    GpuThread& t = threads_[size_t(running_)];
+    t.wait = Wait::Warp;
+    t.mask = mask, t.op = op, t.value = value, t.arg = arg, t.width = width;
+    switchTo(t.context, scheduler_);
+    return t.result;
+  }
+
+ private:
+  static void entry() {
+    BlockRunner& self = runner();
+    GpuThread& t = self.threads_[size_t(self.running_)];
+    fiberStarted(t.context);
+    try {
+      self.body_->run();
+    } catch (const std::exception& e) {
+      if (self.error_.empty()) self.error_ = std::string("kernel code threw: ") + e.what();
+    } catch (...) {
+      if (self.error_.empty()) self.error_ = "kernel code threw";
+    }
+    // Re-read: the vector is not resized while a block runs, but be explicit about which thread ends.
+    GpuThread& me = self.threads_[size_t(self.running_)];
+    me.wait = Wait::Done;
+    finalSwitch(me.context, self.scheduler_);
+  }
+
+  std::string where(int i) const { return "thread " + dims(threads_[size_t(i)].state.thread); }
+
+  // A lane arrived at a warp collective: complete the collective when every lane its mask names is there.
+  void arriveAtCollective(int i) {
+    const GpuThread& t = threads_[size_t(i)];
+    const int warpBase = i / 32 * 32, lane = i % 32;
+    const std::string what = kCollectiveNames[t.op];
+    if (!(t.mask >> lane & 1u)) {
+      error_ = what + " called by lane " + std::to_string(lane) + " (" + where(i) + ") with mask " + hexMask(t.mask) +
+               ", which does not name the calling lane";
+      return;
+    }
+    if (t.width < 1 || t.width > 32 || (t.width & (t.width - 1))) {
+      error_ = what + " with width " + std::to_string(t.width) + ": must be a power of 2 up to 32";
+      return;
+    }
+    const int warpThreads = std::min(32, int(threads_.size()) - warpBase);
+    if (warpThreads < 32 && (t.mask >> warpThreads)) {
+      error_ = what + " mask " + hexMask(t.mask) + " names lanes that do not exist (the block's last warp has " +
+               std::to_string(warpThreads) + " threads)";
+      return;
+    }
+    for (int l = 0; l < 32; ++l) {
+      if (!(t.mask >> l & 1u)) continue;
+      const GpuThread& o = threads_[size_t(warpBase + l)];
+      if (o.wait != Wait::Warp) return;  // not all there yet
+      if (o.mask != t.mask || o.op != t.op || o.width != t.width) {
+        error_ = "warp collectives disagree: lane " + std::to_string(lane) + " is at " + what + " with mask " + hexMask(t.mask) +
+                 ", lane " + std::to_string(l) + " at " + kCollectiveNames[o.op] + " with mask " + hexMask(o.mask);
+        return;
+      }
+    }
+    uint64_t ballot = 0;
+    for (int l = 0; l < 32; ++l)
+      if (t.mask >> l & 1u && threads_[size_t(warpBase + l)].value) ballot |= uint64_t(1) << l;
+    for (int l = 0; l < 32; ++l) {
+      if (!(t.mask >> l & 1u)) continue;
+      GpuThread& o = threads_[size_t(warpBase + l)];
+      const int segment = l - l % t.width;
+      int source = l;
+      switch (t.op) {
+        case 0: source = segment + (o.arg & (t.width - 1)); break;
+        case 1: source = l - o.arg >= segment ? l - o.arg : l; break;
+        case 2: source = l + o.arg < segment + t.width ? l + o.arg : l; break;
+        case 3: source = (l ^ o.arg) < segment + t.width ? (l ^ o.arg) : l; break;
+        default: break;
+      }
+      if (source < 0 || source >= 32 || !(t.mask >> source & 1u)) {
+        error_ = what + ": lane " + std::to_string(l) + " reads lane " + std::to_string(source) + ", which is not in mask " + hexMask(t.mask) +
+                 " (its value is undefined on a GPU)";
+        return;
+      }
+      o.result = t.op == 4 ? ballot : t.op == 5 ? 0 : threads_[size_t(warpBase + source)].value;
+    }
+    for (int l = 0; l < 32; ++l)
+      if (t.mask >> l & 1u) {
+        threads_[size_t(warpBase + l)].wait = Wait::Ready;
+        ready_.push_back(warpBase + l);
+      }
+  }
+
+  // Nothing can run, yet some threads have not finished: say who waits for whom.
+  std::string diagnoseStall(int n, int done, int atBarrier) const {
+    for (int i = 0; i < n; ++i) {
+      const GpuThread& t = threads_[size_t(i)];
+      if (t.wait != Wait::Warp) continue;
+      const int warpBase = i / 32 * 32;
+      std::string missing;
+      for (int l = 0; l < 32; ++l) {
+        if (!(t.mask >> l & 1u)) continue;
+        const GpuThread& o = threads_[size_t(warpBase + l)];
+        if (o.wait == Wait::Warp) continue;
+        if (!missing.empty()) missing += ", ";
+        missing += std::to_string(l) + (o.wait == Wait::Done ? " (exited)" : " (at __syncthreads)");
+      }
+      return std::string(kCollectiveNames[t.op]) + " with mask " + hexMask(t.mask) + " in warp " + std::to_string(i / 32) +
+             ": lanes named in the mask never arrived: " + missing;
+    }
+    std::string exited;
+    int listed = 0;
+    for (int i = 0; i < n; ++i)
+      if (threads_[size_t(i)].wait == Wait::Done && listed++ < 4) exited += (exited.empty() ? "" : ", ") + dims(threads_[size_t(i)].state.thread);
+    if (listed > 4) exited += " and " + std::to_string(listed - 4) + " more";
+    return "__syncthreads() reached by " + std::to_string(atBarrier) + " of " + std::to_string(n) + " threads; " +
+           std::to_string(done) + " exited without reaching it (threadIdx " + exited + ")";
+  }
+
+  FiberStack* acquireStack() {
+    if (freeStacks_.empty()) {
+      stacks_.push_back(std::make_unique<FiberStack>());
+      return stacks_.back().get();
+    }
+    FiberStack* s = freeStacks_.back();
+    freeStacks_.pop_back();
+    return s;
+  }
+  void releaseStack(FiberStack* s) { freeStacks_.push_back(s); }
+
+ public:
+  static BlockRunner& runner() {
+    static thread_local BlockRunner r;
+    return r;
+  }
+
+ private:
+  const char* name_ = "";
+  KernelBody* body_ = nullptr;
+  std::string error_;
+  std::vector<GpuThread> threads_;
+  std::deque<int> ready_;
+  std::vector<char> dynamicShared_;
+  std::vector<std::unique_ptr<FiberStack>> stacks_;
+  std::vector<FiberStack*> freeStacks_;
+  Context scheduler_;
+  int running_ = 0;
+};
+
+// The blocks of one grid, claimed by whoever is free: the stream's thread and the pool's workers.
+struct GridJob {
+  const char* name;
+  dim3 grid, block;
+  size_t sharedBytes;
+  KernelBody* body;
+  uint64_t total;
+  std::atomic<uint64_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex mutex;
+  std::string error;
+
+  void work() {
+    BlockRunner& runner = BlockRunner::runner();
+    for (;;) {
+      if (failed.load(std::memory_order_relaxed)) return;
+      const uint64_t b = next.fetch_add(1);
+      if (b >= total) return;
+      const uint3 index{unsigned(b % grid.x), unsigned(b / grid.x % grid.y), unsigned(b / (uint64_t(grid.x) * grid.y))};
+      std::string message = runner.run(name, index, grid, block, sharedBytes, *body);
+      if (!message.empty()) {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (error.empty()) error = std::move(message);
+        failed = true;
+      }
+    }
+  }
+};
+
+// Worker threads shared by every stream; one grid uses them at a time (others run on their stream's thread).
+class Pool {
+ public:
+  Pool() {
+    unsigned n = std::thread::hardware_concurrency();
+    if (const char* v = std::getenv("BSSN_EMU_WORKERS")) n = unsigned(std::atoi(v)) + 1;
+    for (unsigned i = 1; i < n && i < 16; ++i) std::thread([this] { loop(); }).detach();  // live until exit
+    workers_ = n > 1 ? std::min(n - 1, 15u) : 0;
+  }
+
+  void run(GridJob& job) {
+    std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+    if (!busy.owns_lock() || workers_ == 0 || job.total < 4) {
+      job.work();
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = &job;
+      ++generation_;
+      active_ = workers_;
+    }
+    wake_.notify_all();
+    job.work();
+    std::unique_lock<std::mutex> lock(mutex_);
+    finished_.wait(lock, [this] { return active_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  void loop() {
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return generation_ != seen; });
+      seen = generation_;
+      GridJob* job = job_;
+      lock.unlock();
+      job->work();
+      lock.lock();
+      if (--active_ == 0) finished_.notify_all();
+    }
+  }
+
+  std::mutex busy_, mutex_;
+  std::condition_variable wake_, finished_;
+  GridJob* job_ = nullptr;
+  uint64_t generation_ = 0;
+  unsigned active_ = 0, workers_ = 0;
+};
+
+Pool& pool() {
+  static Pool* p = new Pool();  // never destroyed: its threads run until the process exits
+  return *p;
+}
+
+}  // namespace
+
+void runGrid(const char* name, dim3 grid, dim3 block, size_t sharedBytes, KernelBody& body) {
+  GridJob job;
+  job.name = name;
+  job.grid = grid, job.block = block, job.sharedBytes = sharedBytes, job.body = &body;
+  job.total = uint64_t(grid.x) * grid.y * grid.z;
+  pool().run(job);
+  if (job.failed) setSticky(cudaErrorLaunchFailure, job.error);
+}
+
+}  // namespace bssn::emu
+
+extern "C" {
+
+void bssnEmuSyncThreads(void) { bssn::emu::BlockRunner::runner().barrier(); }
+
+uint64_t bssnEmuWarpCollective(unsigned int mask, int op, uint64_t value, int arg, int width) {
+  return bssn::emu::BlockRunner::runner().collective(mask, op, value, arg, width);
+}
+
+}  // extern "C"

@@ -1,0 +1,154 @@
+#include "fiber.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <new>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define BSSN_EMU_ASAN 1
+#else
+#define BSSN_EMU_ASAN 0
+#endif
+
+#include <pthread.h>
+
+namespace bssn::emu {
+
+namespace {
+// Kernel code is small, but AddressSanitizer's redzones need far more stack.
+constexpr size_t kStackBytes = BSSN_EMU_ASAN ? size_t(512) << 10 : size_t(128) << 10;
+}  // namespace
+
+FiberStack::FiberStack() {
+  const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  size_ = kStackBytes;
+  mapping_ = mmap(nullptr, size_ + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (mapping_ == MAP_FAILED) throw std::bad_alloc();
+  mprotect(mapping_, page, PROT_NONE);  // an overflowing kernel thread faults instead of corrupting a neighbour
+  base_ = static_cast<char*>(mapping_) + page;
+}
+
+FiberStack::~FiberStack() {
+  if (mapping_) munmap(mapping_, size_ + size_t(sysconf(_SC_PAGESIZE)));
+}
+
+#if defined(__x86_64__)
+// Saves the callee-saved registers and the SSE/x87 control words on the current stack, stores the stack pointer
+// in *from, then loads `to` and restores the same from there: about 20 instructions, no system call (ucontext's
+// swapcontext makes a sigprocmask call per switch, which would dominate the emulated suite's time).
+extern "C" void bssn_emu_switch(void** from, void* to);
+asm(R"(
+  .text
+  .p2align 4
+  .globl bssn_emu_switch
+  .hidden bssn_emu_switch
+  .type bssn_emu_switch,@function
+bssn_emu_switch:
+  .cfi_startproc
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .cfi_endproc
+  .size bssn_emu_switch,.-bssn_emu_switch
+  .section .note.GNU-stack,"",@progbits
+  .text
+)");
+
+void prepare(Context& context, FiberStack& stack, void (*entry)()) {
+  // The frame bssn_emu_switch pops: control words, six registers, then `entry` as the return address, placed so
+  // that entry starts with the stack alignment of a called function (rsp % 16 == 8).
+  auto top = reinterpret_cast<uintptr_t>(stack.base()) + stack.size();
+  top &= ~uintptr_t(15);
+  auto* frame = reinterpret_cast<uint64_t*>(top - 72);
+  frame[0] = 0x037F00001F80ull;  // MXCSR default (low 32 bits), x87 control word default (next 16)
+  for (int i = 1; i <= 6; ++i) frame[i] = 0;
+  frame[7] = reinterpret_cast<uint64_t>(entry);
+  frame[8] = 0;  // entry's would-be return address: it never returns
+  context.sp = frame;
+  context.stackBase = stack.base();
+  context.stackSize = stack.size();
+#if BSSN_EMU_ASAN
+  // A fiber abandoned mid-kernel (an emulator error) leaves its frames' redzones poisoned: clear them for reuse.
+  __asan_unpoison_memory_region(stack.base(), stack.size());
+#endif
+}
+
+static inline void rawSwitch(Context& from, Context& to) { bssn_emu_switch(&from.sp, to.sp); }
+#else
+// Portable fallback (aarch64 and others): ucontext, slower but correct.
+void prepare(Context& context, FiberStack& stack, void (*entry)()) {
+  getcontext(&context.uc);
+  context.uc.uc_stack.ss_sp = stack.base();
+  context.uc.uc_stack.ss_size = stack.size();
+  context.uc.uc_link = nullptr;
+  makecontext(&context.uc, entry, 0);
+  context.stackBase = stack.base();
+  context.stackSize = stack.size();
+#if BSSN_EMU_ASAN
+  __asan_unpoison_memory_region(stack.base(), stack.size());
+#endif
+}
+static inline void rawSwitch(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+#endif
+
+void initThreadContext(Context& context) {
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    void* base = nullptr;
+    size_t size = 0;
+    pthread_attr_getstack(&attr, &base, &size);
+    context.stackBase = base;
+    context.stackSize = size;
+    pthread_attr_destroy(&attr);
+  }
+}
+
+void fiberStarted(Context& self) {
+#if BSSN_EMU_ASAN
+  __sanitizer_finish_switch_fiber(self.fakeStack, nullptr, nullptr);
+#else
+  (void)self;
+#endif
+}
+
+void switchTo(Context& from, Context& to) {
+#if BSSN_EMU_ASAN
+  __sanitizer_start_switch_fiber(&from.fakeStack, to.stackBase, to.stackSize);
+  rawSwitch(from, to);
+  __sanitizer_finish_switch_fiber(from.fakeStack, nullptr, nullptr);
+#else
+  rawSwitch(from, to);
+#endif
+}
+
+void finalSwitch(Context& from, Context& to) {
+#if BSSN_EMU_ASAN
+  __sanitizer_start_switch_fiber(nullptr, to.stackBase, to.stackSize);
+#endif
+  rawSwitch(from, to);
+  __builtin_unreachable();
+}
+
+}  // namespace bssn::emu

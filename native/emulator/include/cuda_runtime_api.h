@@ -1,0 +1,167 @@
+// The emulated CUDA runtime's host API: the subset of cuda_runtime_api.h that bssn calls, with the real names,
+// enum values and signatures, so native/cuda compiles unchanged with g++ against libcudart_emu (see
+// native/emulator/README.md). Never on the include path of a real CUDA build.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#define BSSN_CUDA_EMULATED 1
+#define CUDART_VERSION 13000
+
+#if defined(_WIN32)
+#define BSSN_EMU_API
+#else
+#define BSSN_EMU_API __attribute__((visibility("default")))
+#endif
+
+// The values of the real cudaError_t for the codes the emulator can return.
+enum cudaError {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorInitializationError = 3,
+  cudaErrorInvalidConfiguration = 9,
+  cudaErrorInvalidMemcpyDirection = 21,
+  cudaErrorInsufficientDriver = 35,
+  cudaErrorInvalidDeviceFunction = 98,
+  cudaErrorNoDevice = 100,
+  cudaErrorInvalidDevice = 101,
+  cudaErrorNoKernelImageForDevice = 209,
+  cudaErrorECCUncorrectable = 214,
+  cudaErrorInvalidResourceHandle = 400,
+  cudaErrorNotReady = 600,
+  cudaErrorIllegalAddress = 700,
+  cudaErrorLaunchOutOfResources = 701,
+  cudaErrorLaunchTimeout = 702,
+  cudaErrorAssert = 710,
+  cudaErrorHardwareStackError = 714,
+  cudaErrorIllegalInstruction = 715,
+  cudaErrorMisalignedAddress = 716,
+  cudaErrorInvalidAddressSpace = 717,
+  cudaErrorInvalidPc = 718,
+  cudaErrorLaunchFailure = 719,
+  cudaErrorNotSupported = 801,
+  cudaErrorUnknown = 999,
+};
+typedef enum cudaError cudaError_t;
+
+enum cudaMemcpyKind {
+  cudaMemcpyHostToHost = 0,
+  cudaMemcpyHostToDevice = 1,
+  cudaMemcpyDeviceToHost = 2,
+  cudaMemcpyDeviceToDevice = 3,
+  cudaMemcpyDefault = 4,
+};
+
+enum cudaDeviceAttr {
+  cudaDevAttrMaxThreadsPerBlock = 1,
+  cudaDevAttrMaxSharedMemoryPerBlock = 8,
+  cudaDevAttrWarpSize = 10,
+  cudaDevAttrMultiProcessorCount = 16,
+  cudaDevAttrComputeCapabilityMajor = 75,
+  cudaDevAttrComputeCapabilityMinor = 76,
+  cudaDevAttrMemoryPoolsSupported = 115,
+};
+
+enum cudaMemPoolAttr {
+  cudaMemPoolReuseFollowEventDependencies = 1,
+  cudaMemPoolReuseAllowOpportunistic = 2,
+  cudaMemPoolReuseAllowInternalDependencies = 3,
+  cudaMemPoolAttrReleaseThreshold = 4,
+  cudaMemPoolAttrReservedMemCurrent = 5,
+  cudaMemPoolAttrReservedMemHigh = 6,
+  cudaMemPoolAttrUsedMemCurrent = 7,
+  cudaMemPoolAttrUsedMemHigh = 8,
+};
+
+#define cudaStreamDefault 0x00
+#define cudaStreamNonBlocking 0x01
+#define cudaEventDefault 0x00
+#define cudaEventBlockingSync 0x01
+#define cudaEventDisableTiming 0x02
+#define cudaHostAllocDefault 0x00
+
+typedef struct CUstream_st* cudaStream_t;
+typedef struct CUevent_st* cudaEvent_t;
+typedef struct CUmemPoolHandle_st* cudaMemPool_t;
+
+struct dim3 {
+  unsigned int x, y, z;
+  constexpr dim3(unsigned int vx = 1, unsigned int vy = 1, unsigned int vz = 1) : x(vx), y(vy), z(vz) {}
+};
+
+struct cudaDeviceProp {
+  char name[256];
+  size_t totalGlobalMem;
+  size_t sharedMemPerBlock;
+  int regsPerBlock;
+  int warpSize;
+  int maxThreadsPerBlock;
+  int maxThreadsDim[3];
+  int maxGridSize[3];
+  int major;
+  int minor;
+  int multiProcessorCount;
+  int memoryPoolsSupported;
+};
+
+struct cudaFuncAttributes {
+  size_t sharedSizeBytes;
+  size_t constSizeBytes;
+  size_t localSizeBytes;
+  int maxThreadsPerBlock;
+  int numRegs;
+  int ptxVersion;
+  int binaryVersion;
+};
+
+extern "C" {
+BSSN_EMU_API const char* cudaGetErrorString(cudaError_t error);
+BSSN_EMU_API const char* cudaGetErrorName(cudaError_t error);
+BSSN_EMU_API cudaError_t cudaGetLastError(void);
+BSSN_EMU_API cudaError_t cudaPeekAtLastError(void);
+
+BSSN_EMU_API cudaError_t cudaGetDeviceCount(int* count);
+BSSN_EMU_API cudaError_t cudaSetDevice(int device);
+BSSN_EMU_API cudaError_t cudaGetDevice(int* device);
+BSSN_EMU_API cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device);
+BSSN_EMU_API cudaError_t cudaDeviceGetAttribute(int* value, enum cudaDeviceAttr attr, int device);
+BSSN_EMU_API cudaError_t cudaDeviceSynchronize(void);
+BSSN_EMU_API cudaError_t cudaRuntimeGetVersion(int* version);
+BSSN_EMU_API cudaError_t cudaDriverGetVersion(int* version);
+
+BSSN_EMU_API cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device);
+BSSN_EMU_API cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr attr, void* value);
+BSSN_EMU_API cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr attr, void* value);
+
+BSSN_EMU_API cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags);
+BSSN_EMU_API cudaError_t cudaStreamDestroy(cudaStream_t stream);
+BSSN_EMU_API cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+BSSN_EMU_API cudaError_t cudaStreamQuery(cudaStream_t stream);
+
+BSSN_EMU_API cudaError_t cudaEventCreate(cudaEvent_t* event);
+BSSN_EMU_API cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags);
+BSSN_EMU_API cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream);
+BSSN_EMU_API cudaError_t cudaEventQuery(cudaEvent_t event);
+BSSN_EMU_API cudaError_t cudaEventSynchronize(cudaEvent_t event);
+BSSN_EMU_API cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end);
+BSSN_EMU_API cudaError_t cudaEventDestroy(cudaEvent_t event);
+
+BSSN_EMU_API cudaError_t cudaMalloc(void** ptr, size_t bytes);
+BSSN_EMU_API cudaError_t cudaFree(void* ptr);
+BSSN_EMU_API cudaError_t cudaMallocAsync(void** ptr, size_t bytes, cudaStream_t stream);
+BSSN_EMU_API cudaError_t cudaFreeAsync(void* ptr, cudaStream_t stream);
+BSSN_EMU_API cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned int flags);
+BSSN_EMU_API cudaError_t cudaFreeHost(void* ptr);
+BSSN_EMU_API cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, enum cudaMemcpyKind kind, cudaStream_t stream);
+BSSN_EMU_API cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, enum cudaMemcpyKind kind);
+BSSN_EMU_API cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t stream);
+
+// Emulator-internal: attributes of a kernel by its address (the template below is what callers use).
+BSSN_EMU_API cudaError_t bssnEmuFuncGetAttributes(cudaFuncAttributes* attributes, const void* entry);
+}
+
+template <typename T>
+inline cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attributes, T* entry) {
+  return bssnEmuFuncGetAttributes(attributes, reinterpret_cast<const void*>(entry));
+}

@@ -1,0 +1,754 @@
+// libcudart_emu's host runtime: one emulated device whose memory is host memory, streams that run their work on
+// their own threads in order, events with timing, stream-ordered allocation, pinned host memory, and the CUDA
+// error model (a per-thread last error; sticky faults that end the context). See README.md beside this file.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <thread>
+#include <vector>
+
+#include "runtime.h"
+
+using namespace bssn::emu;
+
+namespace bssn::emu {
+
+namespace {
+
+thread_local cudaError_t lastError = cudaSuccess;
+
+std::mutex stickyMutex;
+std::atomic<int> sticky{cudaSuccess};
+std::string stickyText;  // written once, before `sticky` is published
+
+cudaError_t fail(cudaError_t error) {
+  lastError = error;
+  return error;
+}
+
+// Every entry point starts here: after a sticky fault, nothing works any more.
+#define BSSN_EMU_ENTER()                                             \
+  do {                                                               \
+    const cudaError_t sticky_ = stickyError();                       \
+    if (sticky_ != cudaSuccess) return fail(sticky_);                \
+  } while (0)
+
+int64_t envBytes(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::strtoll(v, nullptr, 10) : fallback;
+}
+
+struct Allocation {
+  size_t bytes;
+  bool device;
+  bool freeing = false;  // cudaFreeAsync was called: no new work may use it, work already enqueued still may
+};
+
+// Every device and pinned allocation, by address: copies are checked against it as a GPU's MMU would.
+class Memory {
+ public:
+  std::mutex mutex;
+  std::map<uintptr_t, Allocation> live;
+  int64_t deviceBytes = 0;  // returns to the pool when a free runs in stream order
+  int64_t capacity = envBytes("BSSN_EMU_DEVICE_MEMORY", int64_t(16) << 30);
+  std::atomic<int64_t> failAllocationIn{0};
+
+  // The allocation holding [p, p + bytes), if any.
+  const Allocation* find(const void* p, size_t bytes, uintptr_t* start = nullptr) {
+    const auto a = reinterpret_cast<uintptr_t>(p);
+    auto it = live.upper_bound(a);
+    if (it == live.begin()) return nullptr;
+    --it;
+    if (a + bytes > it->first + it->second.bytes || a < it->first) return nullptr;
+    if (start) *start = it->first;
+    return &it->second;
+  }
+};
+Memory& memory() {
+  static Memory* m = new Memory();  // never destroyed: streams may free into it during exit
+  return *m;
+}
+
+std::atomic<int64_t> failLaunchIn{0};
+
+void* alignedAlloc(size_t bytes) {
+  void* p = nullptr;
+  // 256-byte alignment, as cudaMalloc guarantees (vectorized kernels rely on it).
+  if (posix_memalign(&p, 256, bytes ? bytes : 1) != 0) return nullptr;
+  return p;
+}
+
+cudaError_t allocateDevice(void** ptr, size_t bytes) {
+  if (!ptr) return fail(cudaErrorInvalidValue);
+  *ptr = nullptr;
+  if (bytes == 0) return cudaSuccess;
+  Memory& m = memory();
+  if (m.failAllocationIn.load() > 0 && m.failAllocationIn.fetch_sub(1) == 1) return fail(cudaErrorMemoryAllocation);
+  {
+    std::lock_guard<std::mutex> lock(m.mutex);
+    if (m.deviceBytes + int64_t(bytes) > m.capacity) return fail(cudaErrorMemoryAllocation);
+    m.deviceBytes += int64_t(bytes);
+  }
+  void* p = alignedAlloc(bytes);
+  std::lock_guard<std::mutex> lock(m.mutex);
+  if (!p) {
+    m.deviceBytes -= int64_t(bytes);
+    return fail(cudaErrorMemoryAllocation);
+  }
+  // Fresh device memory holds whatever was there before: never zeros.
+  std::memset(p, 0xFF, bytes);
+  m.live[reinterpret_cast<uintptr_t>(p)] = {bytes, true};
+  *ptr = p;
+  return cudaSuccess;
+}
+
+// Marks a device allocation as being freed (later calls may not use it) and returns its size; 0 if it is not a
+// live device allocation (never allocated, or freed already).
+size_t beginFree(void* ptr) {
+  Memory& m = memory();
+  std::lock_guard<std::mutex> lock(m.mutex);
+  auto it = m.live.find(reinterpret_cast<uintptr_t>(ptr));
+  if (it == m.live.end() || !it->second.device || it->second.freeing) return 0;
+  it->second.freeing = true;
+  return it->second.bytes;
+}
+
+// The free itself, in stream order: from here on, work that touches the memory touches freed memory.
+void releaseDevice(void* ptr, size_t bytes) {
+  {
+    std::lock_guard<std::mutex> lock(memory().mutex);
+    memory().live.erase(reinterpret_cast<uintptr_t>(ptr));
+    memory().deviceBytes -= int64_t(bytes);
+  }
+  std::free(ptr);
+}
+
+// Every live stream, for the calls that synchronize the whole device.
+std::mutex streamsMutex;
+std::vector<CUstream_st*>& streams() {
+  static auto* all = new std::vector<CUstream_st*>();
+  return *all;
+}
+
+CUstream_st& defaultStream() {
+  static CUstream_st* s = new CUstream_st();
+  return *s;
+}
+
+void synchronizeDevice() {
+  std::lock_guard<std::mutex> lock(streamsMutex);
+  for (CUstream_st* s : streams()) s->synchronize();
+}
+CUstream_st& streamOf(cudaStream_t s) { return s ? *s : defaultStream(); }
+
+int deviceCount() {
+  // BSSN_EMU_DEVICES=0 emulates a machine whose driver sees no GPU.
+  return int(envBytes("BSSN_EMU_DEVICES", 1));
+}
+
+}  // namespace
+
+cudaError_t stickyError() { return cudaError_t(sticky.load(std::memory_order_acquire)); }
+
+void setSticky(cudaError_t error, const std::string& message) {
+  {
+    std::lock_guard<std::mutex> lock(stickyMutex);
+    if (sticky.load() != cudaSuccess) return;  // the first fault is the one reported
+    stickyText = std::string(cudaGetErrorString(error)) + " [emulator: " + message + "]";
+    sticky.store(error, std::memory_order_release);
+  }
+  std::fprintf(stderr, "bssn CUDA emulator: %s\n", message.c_str());
+}
+
+Stats& stats() {
+  static Stats* s = new Stats();
+  return *s;
+}
+
+}  // namespace bssn::emu
+
+// ---- streams
+
+CUstream_st::CUstream_st() : thread_([this] { loop(); }) {
+  std::lock_guard<std::mutex> lock(streamsMutex);
+  streams().push_back(this);
+}
+
+CUstream_st::~CUstream_st() {
+  {
+    std::lock_guard<std::mutex> lock(streamsMutex);
+    streams().erase(std::remove(streams().begin(), streams().end(), this), streams().end());
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+void CUstream_st::enqueue(std::function<void()> work) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    queue_.push_back(std::move(work));
+  }
+  wake_.notify_one();
+}
+
+void CUstream_st::synchronize() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  drained_.wait(lock, [this] { return queue_.empty() && !busy_; });
+}
+
+bool CUstream_st::idle() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return queue_.empty() && !busy_;
+}
+
+void CUstream_st::loop() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    wake_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and drained
+    std::function<void()> work = std::move(queue_.front());
+    queue_.pop_front();
+    busy_ = true;
+    lock.unlock();
+    work();
+    work = nullptr;  // release captured state before reporting idle
+    lock.lock();
+    busy_ = false;
+    if (queue_.empty()) drained_.notify_all();
+  }
+}
+
+// ---- events
+
+namespace {
+struct EventState {
+  std::mutex mutex;
+  std::condition_variable done;
+  uint64_t recorded = 0, completed = 0;  // generations: a record is complete when completed >= its number
+  double ms = 0;                         // host steady-clock time at completion
+};
+double nowMs() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+struct CUevent_st {
+  unsigned flags = 0;
+  std::shared_ptr<EventState> state = std::make_shared<EventState>();
+};
+
+struct CUmemPoolHandle_st {
+  uint64_t releaseThreshold = 0;
+};
+
+extern "C" {
+
+const char* cudaGetErrorName(cudaError_t error) {
+  switch (error) {
+#define BSSN_EMU_NAME(e) \
+  case e:                \
+    return #e;
+    BSSN_EMU_NAME(cudaSuccess)
+    BSSN_EMU_NAME(cudaErrorInvalidValue)
+    BSSN_EMU_NAME(cudaErrorMemoryAllocation)
+    BSSN_EMU_NAME(cudaErrorInitializationError)
+    BSSN_EMU_NAME(cudaErrorInvalidConfiguration)
+    BSSN_EMU_NAME(cudaErrorInvalidMemcpyDirection)
+    BSSN_EMU_NAME(cudaErrorInsufficientDriver)
+    BSSN_EMU_NAME(cudaErrorInvalidDeviceFunction)
+    BSSN_EMU_NAME(cudaErrorNoDevice)
+    BSSN_EMU_NAME(cudaErrorInvalidDevice)
+    BSSN_EMU_NAME(cudaErrorNoKernelImageForDevice)
+    BSSN_EMU_NAME(cudaErrorECCUncorrectable)
+    BSSN_EMU_NAME(cudaErrorInvalidResourceHandle)
+    BSSN_EMU_NAME(cudaErrorNotReady)
+    BSSN_EMU_NAME(cudaErrorIllegalAddress)
+    BSSN_EMU_NAME(cudaErrorLaunchOutOfResources)
+    BSSN_EMU_NAME(cudaErrorLaunchTimeout)
+    BSSN_EMU_NAME(cudaErrorAssert)
+    BSSN_EMU_NAME(cudaErrorHardwareStackError)
+    BSSN_EMU_NAME(cudaErrorIllegalInstruction)
+    BSSN_EMU_NAME(cudaErrorMisalignedAddress)
+    BSSN_EMU_NAME(cudaErrorInvalidAddressSpace)
+    BSSN_EMU_NAME(cudaErrorInvalidPc)
+    BSSN_EMU_NAME(cudaErrorLaunchFailure)
+    BSSN_EMU_NAME(cudaErrorNotSupported)
+    BSSN_EMU_NAME(cudaErrorUnknown)
+#undef BSSN_EMU_NAME
+  }
+  return "cudaErrorUnknown";
+}
+
+const char* cudaGetErrorString(cudaError_t error) {
+  // The context's fault carries the emulator's explanation (which kernel, block and threads).
+  if (error != cudaSuccess && error == stickyError()) return stickyText.c_str();
+  switch (error) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInitializationError: return "initialization error";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
+    case cudaErrorInsufficientDriver: return "CUDA driver version is insufficient for CUDA runtime version";
+    case cudaErrorInvalidDeviceFunction: return "invalid device function";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorNoKernelImageForDevice: return "no kernel image is available for execution on the device";
+    case cudaErrorECCUncorrectable: return "uncorrectable ECC error encountered";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorNotReady: return "device not ready";
+    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
+    case cudaErrorLaunchOutOfResources: return "too many resources requested for launch";
+    case cudaErrorLaunchTimeout: return "the launch timed out and was terminated";
+    case cudaErrorAssert: return "device-side assert triggered";
+    case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorNotSupported: return "operation not supported";
+    default: return "unknown error";
+  }
+}
+
+cudaError_t cudaGetLastError(void) {
+  const cudaError_t s = stickyError();
+  if (s != cudaSuccess) return s;
+  const cudaError_t e = lastError;
+  lastError = cudaSuccess;
+  return e;
+}
+
+cudaError_t cudaPeekAtLastError(void) {
+  const cudaError_t s = stickyError();
+  return s != cudaSuccess ? s : lastError;
+}
+
+cudaError_t cudaGetDeviceCount(int* count) {
+  if (!count) return fail(cudaErrorInvalidValue);
+  *count = 0;
+  if (deviceCount() <= 0) return fail(cudaErrorNoDevice);
+  *count = deviceCount();
+  return cudaSuccess;
+}
+
+static thread_local int currentDevice = 0;
+
+cudaError_t cudaSetDevice(int device) {
+  BSSN_EMU_ENTER();
+  if (device < 0 || device >= deviceCount()) return fail(cudaErrorInvalidDevice);
+  currentDevice = device;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGetDevice(int* device) {
+  if (!device) return fail(cudaErrorInvalidValue);
+  *device = currentDevice;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
+  BSSN_EMU_ENTER();
+  if (!prop) return fail(cudaErrorInvalidValue);
+  if (device < 0 || device >= deviceCount()) return fail(cudaErrorInvalidDevice);
+  std::memset(prop, 0, sizeof(*prop));
+  std::snprintf(prop->name, sizeof(prop->name), "bssn emulated CUDA device (runs on the CPU)");
+  prop->totalGlobalMem = size_t(memory().capacity);
+  prop->sharedMemPerBlock = 48 << 10;
+  prop->regsPerBlock = 65536;
+  prop->warpSize = 32;
+  prop->maxThreadsPerBlock = 1024;
+  prop->maxThreadsDim[0] = 1024, prop->maxThreadsDim[1] = 1024, prop->maxThreadsDim[2] = 64;
+  prop->maxGridSize[0] = 2147483647, prop->maxGridSize[1] = 65535, prop->maxGridSize[2] = 65535;
+  prop->major = 9, prop->minor = 0;
+  prop->multiProcessorCount = int(std::thread::hardware_concurrency());
+  prop->memoryPoolsSupported = 1;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int* value, enum cudaDeviceAttr attr, int device) {
+  BSSN_EMU_ENTER();
+  if (!value) return fail(cudaErrorInvalidValue);
+  cudaDeviceProp p;
+  const cudaError_t st = cudaGetDeviceProperties(&p, device);
+  if (st != cudaSuccess) return st;
+  switch (attr) {
+    case cudaDevAttrMaxThreadsPerBlock: *value = p.maxThreadsPerBlock; break;
+    case cudaDevAttrMaxSharedMemoryPerBlock: *value = int(p.sharedMemPerBlock); break;
+    case cudaDevAttrWarpSize: *value = p.warpSize; break;
+    case cudaDevAttrMultiProcessorCount: *value = p.multiProcessorCount; break;
+    case cudaDevAttrComputeCapabilityMajor: *value = p.major; break;
+    case cudaDevAttrComputeCapabilityMinor: *value = p.minor; break;
+    case cudaDevAttrMemoryPoolsSupported: *value = 1; break;
+    default: return fail(cudaErrorInvalidValue);
+  }
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceSynchronize(void) {
+  BSSN_EMU_ENTER();
+  synchronizeDevice();
+  return stickyError() == cudaSuccess ? cudaSuccess : fail(stickyError());
+}
+
+cudaError_t cudaRuntimeGetVersion(int* version) {
+  if (!version) return fail(cudaErrorInvalidValue);
+  *version = CUDART_VERSION;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDriverGetVersion(int* version) {
+  if (!version) return fail(cudaErrorInvalidValue);
+  *version = CUDART_VERSION;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device) {
+  BSSN_EMU_ENTER();
+  if (!pool) return fail(cudaErrorInvalidValue);
+  if (device < 0 || device >= deviceCount()) return fail(cudaErrorInvalidDevice);
+  static CUmemPoolHandle_st* defaultPool = new CUmemPoolHandle_st();
+  *pool = defaultPool;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr attr, void* value) {
+  BSSN_EMU_ENTER();
+  if (!pool || !value) return fail(cudaErrorInvalidValue);
+  if (attr != cudaMemPoolAttrReleaseThreshold) return fail(cudaErrorNotSupported);
+  pool->releaseThreshold = *static_cast<uint64_t*>(value);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr attr, void* value) {
+  BSSN_EMU_ENTER();
+  if (!pool || !value) return fail(cudaErrorInvalidValue);
+  if (attr == cudaMemPoolAttrReleaseThreshold) {
+    *static_cast<uint64_t*>(value) = pool->releaseThreshold;
+  } else if (attr == cudaMemPoolAttrUsedMemCurrent || attr == cudaMemPoolAttrReservedMemCurrent) {
+    std::lock_guard<std::mutex> lock(memory().mutex);
+    *static_cast<uint64_t*>(value) = uint64_t(memory().deviceBytes);
+  } else {
+    return fail(cudaErrorNotSupported);
+  }
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) {
+  BSSN_EMU_ENTER();
+  if (!stream || flags > cudaStreamNonBlocking) return fail(cudaErrorInvalidValue);
+  *stream = new CUstream_st();
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  if (!stream) return fail(cudaErrorInvalidResourceHandle);
+  delete stream;  // lets its queued work finish first, as CUDA does
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  BSSN_EMU_ENTER();
+  streamOf(stream).synchronize();
+  return stickyError() == cudaSuccess ? cudaSuccess : fail(stickyError());
+}
+
+cudaError_t cudaStreamQuery(cudaStream_t stream) {
+  BSSN_EMU_ENTER();
+  return streamOf(stream).idle() ? cudaSuccess : cudaErrorNotReady;
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t* event) { return cudaEventCreateWithFlags(event, cudaEventDefault); }
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
+  BSSN_EMU_ENTER();
+  if (!event || (flags & ~unsigned(cudaEventBlockingSync | cudaEventDisableTiming))) return fail(cudaErrorInvalidValue);
+  *event = new CUevent_st();
+  (*event)->flags = flags;
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  BSSN_EMU_ENTER();
+  if (!event) return fail(cudaErrorInvalidResourceHandle);
+  std::shared_ptr<EventState> state = event->state;
+  uint64_t generation;
+  {
+    std::lock_guard<std::mutex> lock(state->mutex);
+    generation = ++state->recorded;
+  }
+  // Completes in stream order even after a fault, so that nobody waits forever; the waiter sees the fault.
+  streamOf(stream).enqueue([state, generation] {
+    std::lock_guard<std::mutex> lock(state->mutex);
+    if (generation > state->completed) {
+      state->completed = generation;
+      state->ms = nowMs();
+    }
+    state->done.notify_all();
+  });
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+  BSSN_EMU_ENTER();
+  if (!event) return fail(cudaErrorInvalidResourceHandle);
+  std::lock_guard<std::mutex> lock(event->state->mutex);
+  return event->state->completed >= event->state->recorded ? cudaSuccess : cudaErrorNotReady;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  BSSN_EMU_ENTER();
+  if (!event) return fail(cudaErrorInvalidResourceHandle);
+  EventState& s = *event->state;
+  {
+    std::unique_lock<std::mutex> lock(s.mutex);
+    const uint64_t target = s.recorded;
+    s.done.wait(lock, [&] { return s.completed >= target; });
+  }
+  return stickyError() == cudaSuccess ? cudaSuccess : fail(stickyError());
+}
+
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  BSSN_EMU_ENTER();
+  if (!ms || !start || !end) return fail(cudaErrorInvalidResourceHandle);
+  if ((start->flags | end->flags) & cudaEventDisableTiming) return fail(cudaErrorInvalidResourceHandle);
+  double a, b;
+  {
+    std::lock_guard<std::mutex> lock(start->state->mutex);
+    if (start->state->recorded == 0) return fail(cudaErrorInvalidResourceHandle);
+    if (start->state->completed < start->state->recorded) return fail(cudaErrorNotReady);
+    a = start->state->ms;
+  }
+  {
+    std::lock_guard<std::mutex> lock(end->state->mutex);
+    if (end->state->recorded == 0) return fail(cudaErrorInvalidResourceHandle);
+    if (end->state->completed < end->state->recorded) return fail(cudaErrorNotReady);
+    b = end->state->ms;
+  }
+  *ms = float(b - a);
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  if (!event) return fail(cudaErrorInvalidResourceHandle);
+  delete event;  // a pending record keeps the state alive until it completes
+  return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void** ptr, size_t bytes) {
+  BSSN_EMU_ENTER();
+  return allocateDevice(ptr, bytes);
+}
+
+cudaError_t cudaFree(void* ptr) {
+  BSSN_EMU_ENTER();
+  if (!ptr) return cudaSuccess;
+  const size_t bytes = beginFree(ptr);
+  if (!bytes) return fail(cudaErrorInvalidValue);
+  // cudaFree synchronizes with the device: every stream's earlier work may still use the memory.
+  synchronizeDevice();
+  releaseDevice(ptr, bytes);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMallocAsync(void** ptr, size_t bytes, cudaStream_t stream) {
+  BSSN_EMU_ENTER();
+  (void)stream;  // memory is usable in stream order at once: nothing of the stream's may use it before
+  return allocateDevice(ptr, bytes);
+}
+
+cudaError_t cudaFreeAsync(void* ptr, cudaStream_t stream) {
+  BSSN_EMU_ENTER();
+  if (!ptr) return cudaSuccess;
+  const size_t bytes = beginFree(ptr);
+  if (!bytes) return fail(cudaErrorInvalidValue);
+  // The memory goes back when the stream reaches this point; a kernel enqueued later that still uses it reads
+  // freed memory (AddressSanitizer reports it).
+  streamOf(stream).enqueue([ptr, bytes] { releaseDevice(ptr, bytes); });
+  return cudaSuccess;
+}
+
+cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned int flags) {
+  BSSN_EMU_ENTER();
+  if (!ptr || flags != cudaHostAllocDefault) return fail(cudaErrorInvalidValue);
+  void* p = alignedAlloc(bytes);
+  if (!p) return fail(cudaErrorMemoryAllocation);
+  std::memset(p, 0xFF, bytes);
+  std::lock_guard<std::mutex> lock(memory().mutex);
+  memory().live[reinterpret_cast<uintptr_t>(p)] = {bytes ? bytes : 1, false};
+  *ptr = p;
+  return cudaSuccess;
+}
+
+cudaError_t cudaFreeHost(void* ptr) {
+  BSSN_EMU_ENTER();
+  if (!ptr) return cudaSuccess;
+  {
+    std::lock_guard<std::mutex> lock(memory().mutex);
+    auto it = memory().live.find(reinterpret_cast<uintptr_t>(ptr));
+    if (it == memory().live.end() || it->second.device) return fail(cudaErrorInvalidValue);
+    memory().live.erase(it);
+  }
+  synchronizeDevice();  // cudaFreeHost synchronizes with the device
+  std::free(ptr);
+  return cudaSuccess;
+}
+
+}  // extern "C"
+
+namespace {
+
+enum class Space { None, Device, Pinned };
+
+// Where [p, p + bytes) lives, for a call being made now (memory being freed is no longer addressable by new
+// work), or, with `inStreamOrder`, for work running on a stream now (it still is until its free runs).
+Space spaceOf(const void* p, size_t bytes, bool inStreamOrder = false) {
+  std::lock_guard<std::mutex> lock(memory().mutex);
+  const Allocation* a = memory().find(p, bytes);
+  if (!a || (a->freeing && !inStreamOrder)) return Space::None;
+  return a->device ? Space::Device : Space::Pinned;
+}
+
+}  // namespace
+
+extern "C" {
+
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, enum cudaMemcpyKind kind, cudaStream_t stream) {
+  BSSN_EMU_ENTER();
+  if (bytes == 0) return cudaSuccess;
+  if (!dst || !src) return fail(cudaErrorInvalidValue);
+  const Space d = spaceOf(dst, bytes), s = spaceOf(src, bytes);
+  const bool dstDevice = d == Space::Device, srcDevice = s == Space::Device;
+  if (kind == cudaMemcpyDefault) kind = dstDevice ? (srcDevice ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice)
+                                                  : (srcDevice ? cudaMemcpyDeviceToHost : cudaMemcpyHostToHost);
+  // The direction must match where the pointers live (and the whole range must be inside one allocation).
+  const bool wantDst = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+  const bool wantSrc = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDefault) return fail(cudaErrorInvalidMemcpyDirection);
+  if (wantDst != dstDevice || wantSrc != srcDevice) return fail(cudaErrorInvalidValue);
+  CUstream_st& st = streamOf(stream);
+  if (!srcDevice && s != Space::Pinned) {
+    // Pageable source: staged before the call returns, so the caller may reuse it at once (CUDA's behaviour).
+    auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + bytes);
+    st.enqueue([dst, staged] {
+      if (stickyError() == cudaSuccess) std::memcpy(dst, staged->data(), staged->size());
+    });
+    return cudaSuccess;
+  }
+  st.enqueue([dst, src, bytes] {
+    if (stickyError() == cudaSuccess) std::memcpy(dst, src, bytes);
+  });
+  if (!dstDevice && d != Space::Pinned) st.synchronize();  // into pageable memory: synchronous, as in CUDA
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, enum cudaMemcpyKind kind) {
+  const cudaError_t st = cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
+  if (st != cudaSuccess) return st;
+  return cudaStreamSynchronize(nullptr);
+}
+
+cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t stream) {
+  BSSN_EMU_ENTER();
+  if (bytes == 0) return cudaSuccess;
+  if (spaceOf(ptr, bytes) != Space::Device) return fail(cudaErrorInvalidValue);
+  streamOf(stream).enqueue([ptr, value, bytes] {
+    if (stickyError() == cudaSuccess) std::memset(ptr, value, bytes);
+  });
+  return cudaSuccess;
+}
+
+cudaError_t bssnEmuFuncGetAttributes(cudaFuncAttributes* attributes, const void* entry) {
+  BSSN_EMU_ENTER();
+  if (!attributes || !entry) return fail(cudaErrorInvalidDeviceFunction);
+  std::memset(attributes, 0, sizeof(*attributes));
+  attributes->maxThreadsPerBlock = 1024;
+  attributes->ptxVersion = 90;
+  attributes->binaryVersion = 90;
+  return cudaSuccess;
+}
+
+namespace {
+bool validLaunch(dim3 grid, dim3 block, size_t sharedBytes) {
+  const uint64_t threads = uint64_t(block.x) * block.y * block.z;
+  if (block.x == 0 || block.y == 0 || block.z == 0 || grid.x == 0 || grid.y == 0 || grid.z == 0) return false;
+  if (block.x > 1024 || block.y > 1024 || block.z > 64 || threads > 1024) return false;
+  if (grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535) return false;
+  return sharedBytes <= (48u << 10);
+}
+}  // namespace
+
+cudaError_t bssnEmuLaunch(const char* name, const void* entry, dim3 grid, dim3 block, size_t sharedBytes, cudaStream_t stream,
+                          KernelBody* body) {
+  std::unique_ptr<KernelBody> owned(body);
+  (void)entry;
+  BSSN_EMU_ENTER();
+  // Launch errors are reported by the launch (cudaGetLastError), not by the stream, and are not sticky.
+  if (!validLaunch(grid, block, sharedBytes)) return fail(cudaErrorInvalidConfiguration);
+  stats().launches++;
+  {
+    std::lock_guard<std::mutex> lock(stats().mutex);
+    stats().perKernel[name]++;
+  }
+  const bool injectFault = failLaunchIn.load() > 0 && failLaunchIn.fetch_sub(1) == 1;
+  std::shared_ptr<KernelBody> shared(std::move(owned));
+  const std::string kernel = name;
+  streamOf(stream).enqueue([kernel, grid, block, sharedBytes, shared, injectFault] {
+    if (stickyError() != cudaSuccess) return;
+    if (injectFault) {
+      setSticky(cudaErrorLaunchFailure, "kernel " + kernel + " faulted (injected by bssnEmuFailLaunch)");
+      return;
+    }
+    runGrid(kernel.c_str(), grid, block, sharedBytes, *shared);
+  });
+  return cudaSuccess;
+}
+
+cudaError_t bssnEmuEnqueue(cudaStream_t stream, void (*fn)(void*), void (*drop)(void*), void* data) {
+  const cudaError_t s = stickyError();
+  if (s != cudaSuccess) {
+    if (drop) drop(data);
+    return fail(s);
+  }
+  streamOf(stream).enqueue([fn, drop, data] {
+    if (stickyError() == cudaSuccess) fn(data);
+    if (drop) drop(data);
+  });
+  return cudaSuccess;
+}
+
+int bssnEmuIsDeviceRange(const void* p, size_t bytes) { return spaceOf(p, bytes ? bytes : 1, true) == Space::Device; }
+
+void bssnEmuFault(cudaError_t error, const char* message) { setSticky(error, message ? message : "fault"); }
+
+void bssnEmuFailAllocation(int64_t n) { memory().failAllocationIn.store(n); }
+
+void bssnEmuFailLaunch(int64_t n) { failLaunchIn.store(n); }
+
+void bssnEmuStats(BssnEmuStats* out) {
+  out->launches = stats().launches.load();
+  out->blocks = stats().blocks.load();
+  out->threads = stats().threads.load();
+  std::lock_guard<std::mutex> lock(memory().mutex);
+  out->deviceBytes = memory().deviceBytes;
+  out->deviceAllocations = 0;
+  out->hostPinnedAllocations = 0;
+  for (const auto& [address, a] : memory().live) (a.device ? out->deviceAllocations : out->hostPinnedAllocations)++;
+}
+
+size_t bssnEmuKernelLaunches(const char** names, int64_t* counts, size_t capacity) {
+  std::lock_guard<std::mutex> lock(stats().mutex);
+  size_t i = 0;
+  for (const auto& [name, count] : stats().perKernel) {
+    if (i < capacity) names[i] = name.c_str(), counts[i] = count;  // map nodes are stable: names stay valid
+    ++i;
+  }
+  return i;
+}
+
+const char* bssnEmuStickyMessage(void) { return stickyError() == cudaSuccess ? "" : stickyText.c_str(); }
+
+}  // extern "C"
