@@ -33,6 +33,7 @@ function devices() {
   if (values.device !== 'cuda') list.push(Device.cpu())
   if (values.device !== 'cpu') {
     const auto = Device.auto()
+    if (auto.emulated) throw new Error(`${auto.name} is the emulated CUDA device: its timings are not GPU figures, so the benchmark refuses it`)
     if (auto.kind === 'cuda') list.push(auto)
     else if (values.device === 'cuda') throw new Error(`no CUDA device: ${auto.fallbackReason}`)
     else console.error(`(CUDA skipped: ${auto.fallbackReason})`)

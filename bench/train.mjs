@@ -20,6 +20,7 @@ const { values } = parseArgs({
   },
 })
 const device = values.device === 'cpu' ? Device.cpu() : values.device === 'cuda' ? Device.cuda(0) : Device.auto()
+if (device.emulated) throw new Error(`${device.name} is the emulated CUDA device: its timings are not GPU figures, so the benchmark refuses it`)
 const onGpu = device.kind === 'cuda'
 // The CPU runs a token workload: the figure that matters is the GPU's.
 const batch = Number(values.batch ?? (onGpu ? 64 : 4))

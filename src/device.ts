@@ -28,6 +28,8 @@ export class Device {
   readonly name: string
   /** Set by Device.auto() when it fell back to the CPU: why CUDA was not used. */
   readonly fallbackReason: string | undefined
+  /** True on the emulated CUDA device of the test build (kernels run on the CPU; its timings mean nothing). */
+  readonly emulated: boolean
   /** @internal */
   readonly handle: NativeDeviceHandle
 
@@ -37,6 +39,7 @@ export class Device {
     this.index = handle.index()
     this.name = handle.name()
     this.fallbackReason = fallbackReason
+    this.emulated = this.kind === 'cuda' && 'emulated' in handle.info()
   }
 
   static cpu(): Device {

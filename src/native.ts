@@ -71,6 +71,31 @@ export interface NativeCudaStatus {
   reason: string
 }
 
+/** The emulated build's test surface (native/napi/emulator.cpp). */
+export interface NativeEmulator {
+  failAllocation(n: number): void
+  failLaunch(n: number): void
+  setMaxGridBlocks(n: number): number
+  stats(): {
+    launches: number
+    blocks: number
+    threads: number
+    deviceBytes: number
+    deviceAllocations: number
+    hostPinnedAllocations: number
+    stickyFault: string
+    kernelLaunches: Record<string, number>
+  }
+  probes: {
+    blockSums(): number[]
+    warpOps(): number[][]
+    atomicsAndDynamicShared(): number[]
+    launchLimits(): Record<string, string>
+    staleRead(): number[]
+    fatal(which: string): string
+  }
+}
+
 /** Op codes shared with native/core/ops.h. */
 export enum UnaryOpCode {
   Relu = 0,
@@ -125,6 +150,8 @@ export interface NativeLibraryStatus {
 
 export interface NativeBinding {
   builtWithCuda: boolean
+  /** Only in the emulated test build (BSSN_CUDA=EMULATED): see test/emulated/. */
+  emulator?: NativeEmulator
   libraries(): { cublas: NativeLibraryStatus; cudnn: NativeLibraryStatus }
   cpu(): NativeDeviceHandle
   cuda(index: number): NativeDeviceHandle
@@ -144,8 +171,27 @@ export function native(): NativeBinding {
   return binding
 }
 
+/**
+ * The addon file to load: BSSN_ADDON names one explicitly (the emulated test build, a debug build); otherwise
+ * node-gyp-build's choice under the package root (prebuilds/, then build/Release/).
+ */
+export function addonPath(): string {
+  const explicit = process.env.BSSN_ADDON
+  if (explicit) return path.resolve(explicit)
+  const require = createRequire(import.meta.url)
+  return (require('node-gyp-build') as { resolve(dir: string): string }).resolve(packageRoot)
+}
+
 function load(): NativeBinding {
   const require = createRequire(import.meta.url)
+  const explicit = process.env.BSSN_ADDON
+  if (explicit) {
+    try {
+      return require(path.resolve(explicit)) as NativeBinding
+    } catch (error) {
+      throw new Error(`bssn: could not load the addon named by BSSN_ADDON (${explicit}): ${(error as Error).message}`, { cause: error })
+    }
+  }
   try {
     const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeBinding
     return nodeGypBuild(packageRoot)

@@ -9,7 +9,10 @@ import { afterAll, describe, expect, it } from 'vitest'
 
 import { packageRoot } from '../src/native.js'
 
-const skipReason = process.env.BSSN_REQUIRE_CUDA === '1' ? 'the GPU host has no network for npm install' : process.env.BSSN_SKIP_INSTALL_TEST === '1' ? 'BSSN_SKIP_INSTALL_TEST=1' : undefined
+const skipReason =
+  process.env.BSSN_SKIP_INSTALL_TEST === '1' ? 'BSSN_SKIP_INSTALL_TEST=1 (npm test runs it)'
+  : process.env.BSSN_REQUIRE_CUDA === '1' ? 'the GPU host has no network for npm install'
+  : undefined
 const suite = skipReason ? describe.skip : describe
 
 suite(`npm pack + npm install in an empty project${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {

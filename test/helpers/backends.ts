@@ -6,6 +6,8 @@ import { Device } from '../../src/index.js'
 import { native } from '../../src/native.js'
 
 export const requireCuda = process.env.BSSN_REQUIRE_CUDA === '1'
+/** The addon is the emulated build (npm run test:emulated): CUDA runs on the CPU under native/emulator. */
+export const emulated = native().emulator !== undefined
 
 export function cudaSkipReason(): string | undefined {
   const status = native().cudaStatus()

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# npm run test:emulated: the whole suite with every CUDA half running on the emulated CUDA device (native/emulator):
+# builds the emulated addon in build-emulated/ (the production build in build/ is untouched), then runs vitest on it
+# with BSSN_REQUIRE_CUDA=1, so a CUDA test that would skip fails instead.
+#   --asan   the same under AddressSanitizer (build-emulated-asan/): out-of-bounds kernel reads and writes, use of
+#            freed device memory and the like are reported, as compute-sanitizer's memcheck does on a GPU.
+# Other arguments go to vitest (e.g. a test file).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out=build-emulated
+cmake_args=(--CDBSSN_CUDA=EMULATED)
+if [ "${1:-}" = "--asan" ]; then
+  shift
+  out=build-emulated-asan
+  cmake_args+=(--CDBSSN_SANITIZE=address)
+fi
+
+echo "=== build the emulated addon ($out)"
+if ! node node_modules/cmake-js/bin/cmake-js compile --out "$out" "${cmake_args[@]}" >"$out.log" 2>&1; then
+  tail -n 40 "$out.log"
+  echo "the emulated build failed (full log: $out.log)" >&2
+  exit 1
+fi
+npx tsc -p tsconfig.build.json  # the CLI tests run dist/
+
+export BSSN_ADDON="$PWD/$out/Release/bssn.node" BSSN_REQUIRE_CUDA=1 BSSN_SKIP_INSTALL_TEST=1
+if [[ "$out" == *asan ]]; then
+  # Node itself is not instrumented: the runtime is preloaded. Node and V8 keep memory until exit by design, so
+  # leak checking is off; everything else stops the run at the first report.
+  LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
+  export LD_PRELOAD
+  export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86:detect_stack_use_after_return=0:allocator_may_return_null=1"
+fi
+echo "=== vitest on $BSSN_ADDON (BSSN_REQUIRE_CUDA=1)"
+npx vitest run "$@"
