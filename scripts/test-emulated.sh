@@ -17,14 +17,15 @@ if [ "${1:-}" = "--asan" ]; then
 fi
 
 echo "=== build the emulated addon ($out)"
-if ! node node_modules/cmake-js/bin/cmake-js compile --out "$out" "${cmake_args[@]}" >"$out.log" 2>&1; then
-  tail -n 40 "$out.log"
-  echo "the emulated build failed (full log: $out.log)" >&2
+mkdir -p "$out"
+if ! node node_modules/cmake-js/bin/cmake-js compile --out "$out" "${cmake_args[@]}" >"$out/build.log" 2>&1; then
+  tail -n 40 "$out/build.log"
+  echo "the emulated build failed (full log: $out/build.log)" >&2
   exit 1
 fi
 npx tsc -p tsconfig.build.json  # the CLI tests run dist/
 
-export BSSN_ADDON="$PWD/$out/Release/bssn.node" BSSN_REQUIRE_CUDA=1 BSSN_SKIP_INSTALL_TEST=1
+export BSSN_ADDON="$PWD/$out/Release/bssn.node" BSSN_REQUIRE_CUDA=1 BSSN_EMULATED=1 BSSN_SKIP_INSTALL_TEST=1
 if [[ "$out" == *asan ]]; then
   # Node itself is not instrumented: the runtime is preloaded. Node and V8 keep memory until exit by design, so
   # leak checking is off; everything else stops the run at the first report.

@@ -111,7 +111,11 @@ class BlockRunner {
     if (error_.empty() && done < n) error_ = diagnoseStall(n, done, atBarrier);
     // Fibers left suspended by an error are abandoned; their stacks are reused (prepare() resets them).
     for (GpuThread& t : threads_)
-      if (t.stack) releaseStack(t.stack), t.stack = nullptr;
+      if (t.stack) {
+        t.stack->abandoned = true;
+        releaseStack(t.stack);
+        t.stack = nullptr;
+      }
     stats().blocks++;
     stats().threads += n;
     if (!error_.empty()) error_ = "kernel " + std::string(name_) + ", block " + dims(blockIndex) + ": " + error_;

@@ -3,7 +3,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <new>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -77,6 +79,13 @@ bssn_emu_switch:
 )");
 
 void prepare(Context& context, FiberStack& stack, void (*entry)()) {
+#if BSSN_EMU_ASAN
+  // A reused stack still carries the redzones of its previous fiber's frames: only the entry frame's (at the top)
+  // when that fiber finished, since returning frames clear their own; all of them when it was abandoned.
+  const size_t dirty = stack.abandoned ? stack.size() : std::min(stack.size(), size_t(16) << 10);
+  __asan_unpoison_memory_region(static_cast<char*>(stack.base()) + stack.size() - dirty, dirty);
+  stack.abandoned = false;
+#endif
   // The frame bssn_emu_switch pops: control words, six registers, then `entry` as the return address, placed so
   // that entry starts with the stack alignment of a called function (rsp % 16 == 8).
   auto top = reinterpret_cast<uintptr_t>(stack.base()) + stack.size();
@@ -89,16 +98,16 @@ void prepare(Context& context, FiberStack& stack, void (*entry)()) {
   context.sp = frame;
   context.stackBase = stack.base();
   context.stackSize = stack.size();
-#if BSSN_EMU_ASAN
-  // A fiber abandoned mid-kernel (an emulator error) leaves its frames' redzones poisoned: clear them for reuse.
-  __asan_unpoison_memory_region(stack.base(), stack.size());
-#endif
 }
 
 static inline void rawSwitch(Context& from, Context& to) { bssn_emu_switch(&from.sp, to.sp); }
 #else
 // Portable fallback (aarch64 and others): ucontext, slower but correct.
 void prepare(Context& context, FiberStack& stack, void (*entry)()) {
+#if BSSN_EMU_ASAN
+  __asan_unpoison_memory_region(stack.base(), stack.size());
+  stack.abandoned = false;
+#endif
   getcontext(&context.uc);
   context.uc.uc_stack.ss_sp = stack.base();
   context.uc.uc_stack.ss_size = stack.size();
@@ -106,9 +115,6 @@ void prepare(Context& context, FiberStack& stack, void (*entry)()) {
   makecontext(&context.uc, entry, 0);
   context.stackBase = stack.base();
   context.stackSize = stack.size();
-#if BSSN_EMU_ASAN
-  __asan_unpoison_memory_region(stack.base(), stack.size());
-#endif
 }
 static inline void rawSwitch(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
 #endif
@@ -148,7 +154,7 @@ void finalSwitch(Context& from, Context& to) {
   __sanitizer_start_switch_fiber(nullptr, to.stackBase, to.stackSize);
 #endif
   rawSwitch(from, to);
-  __builtin_unreachable();
+  std::abort();  // never resumed
 }
 
 }  // namespace bssn::emu

@@ -16,6 +16,8 @@ class FiberStack {
   FiberStack& operator=(const FiberStack&) = delete;
   void* base() const { return base_; }
   size_t size() const { return size_; }
+  // Set when a fiber was abandoned on it mid-kernel: its frames' AddressSanitizer redzones are all still there.
+  bool abandoned = false;
 
  private:
   void* mapping_ = nullptr;
@@ -44,7 +46,9 @@ void prepare(Context& context, FiberStack& stack, void (*entry)());
 void switchTo(Context& from, Context& to);
 // First thing a fiber's entry does (completes the switch for AddressSanitizer).
 void fiberStarted(Context& self);
-// Like switchTo, for a fiber that will never be resumed (lets AddressSanitizer drop its fake stack).
-[[noreturn]] void finalSwitch(Context& from, Context& to);
+// Like switchTo, for a fiber that will never be resumed (lets AddressSanitizer drop its fake stack). Not declared
+// [[noreturn]]: AddressSanitizer instruments calls to noreturn functions with a stack check that costs a system
+// call, once per GPU thread.
+void finalSwitch(Context& from, Context& to);
 
 }  // namespace bssn::emu
