@@ -21,8 +21,12 @@ int narrow(int64_t v, const char* what) {
   return int(v);
 }
 
-// The first algorithm cuDNN's heuristics rank that can run (status success).
+// The first algorithm cuDNN's heuristics rank that can run (status success) and is deterministic, so that a
+// training run repeats bit for bit (--resume relies on it); backward algorithm 0 sums with atomics and is not. A
+// non-deterministic one only when nothing else can run.
 int pickAlgo(const cudnn::AlgoPerf* perf, int count, const char* call) {
+  for (int i = 0; i < count; ++i)
+    if (perf[i].status == cudnn::kSuccess && perf[i].determinism == cudnn::kDeterministic) return perf[i].algo;
   for (int i = 0; i < count; ++i)
     if (perf[i].status == cudnn::kSuccess) return perf[i].algo;
   throwError(std::string(call) + ": no convolution algorithm is available for this shape");

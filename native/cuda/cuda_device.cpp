@@ -194,12 +194,16 @@ cublas::Handle CudaDevice::cublasHandle() {
     cublas::Handle handle = nullptr;
     cublas::Status st = api.create(&handle);
     if (st != cublas::kSuccess) throwCublas("cublasCreate_v2", st);
+    const char* failed = "cublasSetStream_v2";
     st = api.setStream(handle, stream_);
     // Full fp32: TF32 tensor-core math is never used unless a caller asks for it.
-    if (st == cublas::kSuccess) st = api.setMathMode(handle, cublas::kDefaultMath);
+    if (st == cublas::kSuccess) {
+      failed = "cublasSetMathMode";
+      st = api.setMathMode(handle, cublas::kDefaultMath);
+    }
     if (st != cublas::kSuccess) {
       api.destroy(handle);
-      throwCublas("cublasSetStream_v2", st);
+      throwCublas(failed, st);
     }
     cublas_ = handle;
   }

@@ -30,6 +30,7 @@ constexpr int kTensorNCHW = 0;        // CUDNN_TENSOR_NCHW
 constexpr int kDataFloat = 0;         // CUDNN_DATA_FLOAT
 constexpr int kCrossCorrelation = 1;  // CUDNN_CROSS_CORRELATION
 constexpr int kFmaMath = 3;           // CUDNN_FMA_MATH: fp32 FMA only, never TF32 tensor cores
+constexpr int kDeterministic = 1;     // CUDNN_DETERMINISTIC (cudnnDeterminism_t)
 
 // cudnnConvolutionFwdAlgoPerf_t, cudnnConvolutionBwdDataAlgoPerf_t and cudnnConvolutionBwdFilterAlgoPerf_t
 // share this layout (checked field by field against cudnn.h).

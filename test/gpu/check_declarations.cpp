@@ -89,6 +89,7 @@ static_assert(bssn::cudnn::kTensorNCHW == CUDNN_TENSOR_NCHW, "CUDNN_TENSOR_NCHW"
 static_assert(bssn::cudnn::kDataFloat == CUDNN_DATA_FLOAT, "CUDNN_DATA_FLOAT");
 static_assert(bssn::cudnn::kCrossCorrelation == CUDNN_CROSS_CORRELATION, "CUDNN_CROSS_CORRELATION");
 static_assert(bssn::cudnn::kFmaMath == CUDNN_FMA_MATH, "CUDNN_FMA_MATH");
+static_assert(bssn::cudnn::kDeterministic == CUDNN_DETERMINISTIC, "CUDNN_DETERMINISTIC");
 #define BSSN_SAME_FIELD(T, ours, theirs) \
   static_assert(offsetof(bssn::cudnn::AlgoPerf, ours) == offsetof(T, theirs) && sizeof(bssn::cudnn::AlgoPerf::ours) == sizeof(T::theirs), #T "." #theirs)
 #define BSSN_SAME_PERF(T)                         \
