@@ -15,16 +15,16 @@ __device__ __forceinline__ int64_t at(int64_t j, int64_t c, int64_t channels, in
 __global__ void batchNormKernel(const float* x, float* y, const float* gamma, const float* beta, float* runningMean, float* runningVar,
                                 float* saveMean, float* saveInvStd, int64_t n, int64_t channels, int64_t inner, int training,
                                 float momentum, float eps) {
-  __shared__ double partial[kThreads / kWarp];
-  __shared__ double broadcast;
+  BSSN_SHARED(double, partial, kThreads / kWarp);
+  BSSN_SHARED(double, broadcast, 1);
   const int64_t c = blockIdx.x, count = n * inner;
   double mean, invStd;
   if (training) {
-    mean = blockTotal(count, [&](int64_t j) { return double(x[at(j, c, channels, inner)]); }, partial, &broadcast) / double(count);
+    mean = blockTotal(count, [&](int64_t j) { return double(x[at(j, c, channels, inner)]); }, partial, broadcast) / double(count);
     const double ss = blockTotal(count, [&](int64_t j) {
       const double d = x[at(j, c, channels, inner)] - mean;
       return d * d;
-    }, partial, &broadcast);
+    }, partial, broadcast);
     const double var = ss / double(count);
     invStd = 1.0 / sqrt(var + eps);
     if (threadIdx.x == 0) {
@@ -47,15 +47,15 @@ __global__ void batchNormKernel(const float* x, float* y, const float* gamma, co
 
 __global__ void batchNormBackwardKernel(const float* x, const float* dy, const float* gamma, const float* saveMean, const float* saveInvStd,
                                         float* dx, float* dgamma, float* dbeta, int64_t n, int64_t channels, int64_t inner) {
-  __shared__ double partial[kThreads / kWarp];
-  __shared__ double broadcast;
+  BSSN_SHARED(double, partial, kThreads / kWarp);
+  BSSN_SHARED(double, broadcast, 1);
   const int64_t c = blockIdx.x, count = n * inner;
   const double mean = saveMean[c], invStd = saveInvStd[c], g = gamma[c];
-  const double sumDy = blockTotal(count, [&](int64_t j) { return double(dy[at(j, c, channels, inner)]); }, partial, &broadcast);
+  const double sumDy = blockTotal(count, [&](int64_t j) { return double(dy[at(j, c, channels, inner)]); }, partial, broadcast);
   const double sumDyXhat = blockTotal(count, [&](int64_t j) {
     const int64_t k = at(j, c, channels, inner);
     return double(dy[k]) * (x[k] - mean) * invStd;
-  }, partial, &broadcast);
+  }, partial, broadcast);
   if (threadIdx.x == 0) {
     dbeta[c] = float(sumDy);
     dgamma[c] = float(sumDyXhat);

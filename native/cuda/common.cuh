@@ -26,6 +26,17 @@ inline void launchKernel(const char* name, void (*kernel)(Params...), dim3 grid,
 #define BSSN_LAUNCH(kernel, grid, block, sharedBytes, stream, ...) \
   ::bssn::cuda::launchKernel(#kernel, kernel, grid, block, sharedBytes, stream, __VA_ARGS__)
 
+// A block's `__shared__ type name[count]`, used as a `type*` (write it instead of `__shared__`). In the emulated
+// build each block gets it fresh, filled with NaN bytes so a read before any write shows, and sized exactly so
+// AddressSanitizer sees an overrun.
+#if defined(BSSN_CUDA_EMULATED)
+#define BSSN_SHARED(type, name, count)    \
+  static const char name##SharedKey = 0; \
+  type* name = static_cast<type*>(bssnEmuSharedArray(&name##SharedKey, sizeof(type) * size_t(count), alignof(type)))
+#else
+#define BSSN_SHARED(type, name, count) __shared__ type name[count]
+#endif
+
 // A kernel's `extern __shared__` memory (the launch's sharedBytes), as a `type*` named `name`.
 #if defined(BSSN_CUDA_EMULATED)
 #define BSSN_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::bssn::emu::current->dynamicShared)

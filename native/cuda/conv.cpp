@@ -1,5 +1,6 @@
 #include "cuda/conv.h"
 
+#include <algorithm>
 #include <climits>
 #include <string>
 
@@ -21,15 +22,18 @@ int narrow(int64_t v, const char* what) {
   return int(v);
 }
 
-// The first algorithm cuDNN's heuristics rank that can run (status success) and is deterministic, so that a
-// training run repeats bit for bit (--resume relies on it); backward algorithm 0 sums with atomics and is not. A
-// non-deterministic one only when nothing else can run.
+// The heuristics' first algorithm that can run (status success), or, preferably, the first deterministic one, so
+// that a training run repeats bit for bit (--resume relies on it; backward algorithm 0 sums with atomics and is
+// not), as long as its workspace is not much larger (an FFT algorithm's can be gigabytes).
 int pickAlgo(const cudnn::AlgoPerf* perf, int count, const char* call) {
+  const cudnn::AlgoPerf* first = nullptr;
+  for (int i = 0; i < count && !first; ++i)
+    if (perf[i].status == cudnn::kSuccess) first = &perf[i];
+  if (!first) throwError(std::string(call) + ": no convolution algorithm is available for this shape");
+  const size_t budget = std::max(2 * first->memory, size_t(64) << 20);
   for (int i = 0; i < count; ++i)
-    if (perf[i].status == cudnn::kSuccess && perf[i].determinism == cudnn::kDeterministic) return perf[i].algo;
-  for (int i = 0; i < count; ++i)
-    if (perf[i].status == cudnn::kSuccess) return perf[i].algo;
-  throwError(std::string(call) + ": no convolution algorithm is available for this shape");
+    if (perf[i].status == cudnn::kSuccess && perf[i].determinism == cudnn::kDeterministic && perf[i].memory <= budget) return perf[i].algo;
+  return first->algo;
 }
 
 }  // namespace

@@ -52,7 +52,7 @@ __global__ void addBiasKernel(const float* x, const float* bias, float* out, siz
 }
 
 __global__ void sumToBiasKernel(const float* dy, float* db, size_t outer, size_t channels, size_t inner) {
-  __shared__ double partial[kThreads / kWarp];
+  BSSN_SHARED(double, partial, kThreads / kWarp);
   const size_t c = blockIdx.x;
   double s = 0;
   for (size_t j = threadIdx.x; j < outer * inner; j += blockDim.x) {
@@ -64,7 +64,7 @@ __global__ void sumToBiasKernel(const float* dy, float* db, size_t outer, size_t
 }
 
 __global__ void sumKernel(const float* x, size_t n, float* out, float scale) {
-  __shared__ double partial[1024 / kWarp];
+  BSSN_SHARED(double, partial, 1024 / kWarp);
   double s = 0;
   for (size_t i = threadIdx.x; i < n; i += blockDim.x) s += x[i];
   s = blockSum(s, partial);

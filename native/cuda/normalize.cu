@@ -91,16 +91,16 @@ __device__ double finishDirection(float* u, float* v, int64_t nv, const float* t
 
 // One block per layer: sigmas and divisor (and, in training, the normalized v and u).
 __global__ void finishKernel(BatchArgs a, int training) {
-  __shared__ double partial[kThreads / kWarp];
-  __shared__ double broadcast;
+  BSSN_SHARED(double, partial, kThreads / kWarp);
+  BSSN_SHARED(double, broadcast, 1);
   const DeviceLayer& L = a.layers[blockIdx.x];
   double s1, s2;
   if (L.kind == 0) {
-    s1 = s2 = sqrt(blockTotal(L.numel, [&](int64_t k) { return double(L.w[k]) * L.w[k]; }, partial, &broadcast));
+    s1 = s2 = sqrt(blockTotal(L.numel, [&](int64_t k) { return double(L.w[k]) * L.w[k]; }, partial, broadcast));
   } else {
     const int64_t cols1 = L.C * L.M * L.K, cols2 = L.R * L.M * L.K;
-    s1 = finishDirection(a.state + L.u1, a.state + L.v1, cols1, a.scratch + L.t1, L.R, training, a.eps, partial, &broadcast);
-    s2 = L.both ? finishDirection(a.state + L.u2, a.state + L.v2, cols2, a.scratch + L.t2, L.C, training, a.eps, partial, &broadcast)
+    s1 = finishDirection(a.state + L.u1, a.state + L.v1, cols1, a.scratch + L.t1, L.R, training, a.eps, partial, broadcast);
+    s2 = L.both ? finishDirection(a.state + L.u2, a.state + L.v2, cols2, a.scratch + L.t2, L.C, training, a.eps, partial, broadcast)
                 : s1;
   }
   if (threadIdx.x == 0) {
@@ -125,7 +125,7 @@ __global__ void scaleKernel(BatchArgs a) {
 
 // <G, W> of layer blockIdx.x.
 __global__ void gradDotKernel(BackwardArgs a) {
-  __shared__ double partial[kThreads / kWarp];
+  BSSN_SHARED(double, partial, kThreads / kWarp);
   const DeviceLayer& L = a.layers[blockIdx.x];
   const float* g = a.grads[blockIdx.x];
   double s = 0;

@@ -7,8 +7,12 @@
 // thread runs as far as it can before the next one starts. So a value written before a missing barrier is read
 // by threads that have not been written for yet (stale or poisoned shared memory, a wrong result), a barrier or
 // collective that some thread never reaches is seen (nothing left to run) and reported with the kernel's name
-// instead of hanging, and results do not depend on OS scheduling.
+// instead of hanging, and results do not depend on OS scheduling. The order alternates between blocks and between
+// launches (lowest thread first, then highest first), so a missing barrier shows whichever side writes: a
+// thread-0 broadcast read by the others as much as partials that thread 0 gathers.
+#include <algorithm>
 #include <condition_variable>
+#include <cstring>
 #include <cstdio>
 #include <deque>
 #include <memory>
@@ -53,15 +57,22 @@ std::string hexMask(unsigned m) {
 class BlockRunner {
  public:
   // Runs one block; returns an error message, or "" when it completed.
-  std::string run(const char* name, uint3 blockIndex, dim3 grid, dim3 block, size_t sharedBytes, KernelBody& body) {
+  std::string run(const char* name, uint3 blockIndex, dim3 grid, dim3 block, size_t sharedBytes, KernelBody& body, bool reversed) {
     name_ = name;
     body_ = &body;
     error_.clear();
     const int n = int(block.x * block.y * block.z);
     threads_.resize(size_t(n));
-    if (sharedBytes > dynamicShared_.size()) dynamicShared_.resize(sharedBytes);
-    // Dynamic shared memory starts as NaN bytes, like poisoned device memory: a read before a write shows.
-    std::fill(dynamicShared_.begin(), dynamicShared_.begin() + long(sharedBytes), char(0xFF));
+    // Dynamic shared memory: exactly the launch's size (so AddressSanitizer sees an overrun), starting as NaN
+    // bytes like poisoned device memory, so a read before a write shows.
+    if (sharedBytes != dynamicSharedBytes_) {
+      dynamicShared_.reset(sharedBytes ? new char[sharedBytes] : nullptr);
+      dynamicSharedBytes_ = sharedBytes;
+    }
+    if (sharedBytes) std::memset(dynamicShared_.get(), 0xFF, sharedBytes);
+    reversed_ = reversed;
+    shared_.clear();
+    sharedBytes_ = 0;
     ready_.clear();
     for (int i = 0; i < n; ++i) {
       GpuThread& t = threads_[size_t(i)];
@@ -69,10 +80,11 @@ class BlockRunner {
       t.state.block = blockIndex;
       t.state.blockDims = block;
       t.state.gridDims = grid;
-      t.state.dynamicShared = sharedBytes ? dynamicShared_.data() : nullptr;
+      t.state.dynamicShared = dynamicShared_.get();
       t.wait = Wait::Ready;
       t.stack = nullptr;
-      ready_.push_back(i);
+      t.context.fakeStack = nullptr;  // a new thread: AddressSanitizer must not resume its predecessor's fake stack
+      ready_.push_back(reversed ? n - 1 - i : i);
     }
     initThreadContext(scheduler_);
     int done = 0, atBarrier = 0;
@@ -94,11 +106,17 @@ class BlockRunner {
           ++done;
           releaseStack(t.stack);
           t.stack = nullptr;
+          // A collective waits only for lanes that have not exited: this one's exit may complete it.
+          for (int l = i / 32 * 32; l < std::min(n, i / 32 * 32 + 32) && error_.empty(); ++l)
+            if (threads_[size_t(l)].wait == Wait::Warp && (threads_[size_t(l)].mask >> (l % 32) & 1u)) {
+              arriveAtCollective(l);
+              break;
+            }
           break;
         case Wait::Barrier:
-          if (++atBarrier == n) {  // every thread of the block is here: all go on, in thread order
+          if (++atBarrier == n) {  // every thread of the block is here: all go on, in this block's order
             atBarrier = 0;
-            for (int k = 0; k < n; ++k) ready_.push_back(k);
+            for (int k = 0; k < n; ++k) ready_.push_back(reversed_ ? n - 1 - k : k);
           }
           break;
         case Wait::Warp:
@@ -127,6 +145,20 @@ class BlockRunner {
     GpuThread& t = threads_[size_t(running_)];
     t.wait = Wait::Barrier;
     switchTo(t.context, scheduler_);
+  }
+
+  void* sharedArray(const void* key, size_t bytes, size_t align) {
+    for (const SharedArray& a : shared_)
+      if (a.key == key) return a.memory.get();
+    sharedBytes_ += bytes;
+    if (sharedBytes_ + dynamicSharedBytes_ > (48u << 10) && error_.empty())
+      error_ = "shared memory of " + std::to_string(sharedBytes_) + " static + " + std::to_string(dynamicSharedBytes_) +
+               " dynamic bytes exceeds the 48 KiB a block may use";
+    // new[] of exactly `bytes`: AddressSanitizer's redzones border it. Alignment up to 16 comes with operator new.
+    (void)align;
+    shared_.push_back({key, std::unique_ptr<char[]>(new char[bytes ? bytes : 1])});
+    std::memset(shared_.back().memory.get(), 0xFF, bytes);
+    return shared_.back().memory.get();
   }
 
   uint64_t collective(unsigned mask, int op, uint64_t value, int arg, int width) {
@@ -171,14 +203,12 @@ class BlockRunner {
       error_ = what + " with width " + std::to_string(t.width) + ": must be a power of 2 up to 32";
       return;
     }
+    // Lanes that exited, or that the block does not have, are not waited for (PTX's *.sync semantics); reading
+    // their value is what is undefined (checked below).
     const int warpThreads = std::min(32, int(threads_.size()) - warpBase);
-    if (warpThreads < 32 && (t.mask >> warpThreads)) {
-      error_ = what + " mask " + hexMask(t.mask) + " names lanes that do not exist (the block's last warp has " +
-               std::to_string(warpThreads) + " threads)";
-      return;
-    }
+    const auto present = [&](int l) { return l < warpThreads && threads_[size_t(warpBase + l)].wait != Wait::Done; };
     for (int l = 0; l < 32; ++l) {
-      if (!(t.mask >> l & 1u)) continue;
+      if (!(t.mask >> l & 1u) || !present(l)) continue;
       const GpuThread& o = threads_[size_t(warpBase + l)];
       if (o.wait != Wait::Warp) return;  // not all there yet
       if (o.mask != t.mask || o.op != t.op || o.width != t.width) {
@@ -189,9 +219,9 @@ class BlockRunner {
     }
     uint64_t ballot = 0;
     for (int l = 0; l < 32; ++l)
-      if (t.mask >> l & 1u && threads_[size_t(warpBase + l)].value) ballot |= uint64_t(1) << l;
+      if (t.mask >> l & 1u && present(l) && threads_[size_t(warpBase + l)].value) ballot |= uint64_t(1) << l;
     for (int l = 0; l < 32; ++l) {
-      if (!(t.mask >> l & 1u)) continue;
+      if (!(t.mask >> l & 1u) || !present(l)) continue;
       GpuThread& o = threads_[size_t(warpBase + l)];
       const int segment = l - l % t.width;
       int source = l;
@@ -202,15 +232,16 @@ class BlockRunner {
         case 3: source = (l ^ o.arg) < segment + t.width ? (l ^ o.arg) : l; break;
         default: break;
       }
-      if (source < 0 || source >= 32 || !(t.mask >> source & 1u)) {
-        error_ = what + ": lane " + std::to_string(l) + " reads lane " + std::to_string(source) + ", which is not in mask " + hexMask(t.mask) +
+      if (t.op <= 3 && (source < 0 || source >= 32 || !(t.mask >> source & 1u) || !present(source))) {
+        error_ = what + ": lane " + std::to_string(l) + " reads lane " + std::to_string(source) +
+                 (source >= 0 && source < 32 && (t.mask >> source & 1u) ? ", which has exited" : ", which is not in mask " + hexMask(t.mask)) +
                  " (its value is undefined on a GPU)";
         return;
       }
       o.result = t.op == 4 ? ballot : t.op == 5 ? 0 : threads_[size_t(warpBase + source)].value;
     }
     for (int l = 0; l < 32; ++l)
-      if (t.mask >> l & 1u) {
+      if (t.mask >> l & 1u && present(l)) {
         threads_[size_t(warpBase + l)].wait = Wait::Ready;
         ready_.push_back(warpBase + l);
       }
@@ -226,9 +257,9 @@ class BlockRunner {
       for (int l = 0; l < 32; ++l) {
         if (!(t.mask >> l & 1u)) continue;
         const GpuThread& o = threads_[size_t(warpBase + l)];
-        if (o.wait == Wait::Warp) continue;
+        if (o.wait == Wait::Warp || o.wait == Wait::Done) continue;
         if (!missing.empty()) missing += ", ";
-        missing += std::to_string(l) + (o.wait == Wait::Done ? " (exited)" : " (at __syncthreads)");
+        missing += std::to_string(l) + " (at __syncthreads)";
       }
       return std::string(kCollectiveNames[t.op]) + " with mask " + hexMask(t.mask) + " in warp " + std::to_string(i / 32) +
              ": lanes named in the mask never arrived: " + missing;
@@ -265,7 +296,15 @@ class BlockRunner {
   std::string error_;
   std::vector<GpuThread> threads_;
   std::deque<int> ready_;
-  std::vector<char> dynamicShared_;
+  std::unique_ptr<char[]> dynamicShared_;
+  size_t dynamicSharedBytes_ = 0;
+  struct SharedArray {
+    const void* key;
+    std::unique_ptr<char[]> memory;
+  };
+  std::vector<SharedArray> shared_;  // this block's BSSN_SHARED arrays
+  size_t sharedBytes_ = 0;
+  bool reversed_ = false;
   std::vector<std::unique_ptr<FiberStack>> stacks_;
   std::vector<FiberStack*> freeStacks_;
   Context scheduler_;
@@ -279,6 +318,7 @@ struct GridJob {
   size_t sharedBytes;
   KernelBody* body;
   uint64_t total;
+  uint64_t launch;  // alternates the thread order between launches too (single-block kernels get both)
   std::atomic<uint64_t> next{0};
   std::atomic<bool> failed{false};
   std::mutex mutex;
@@ -291,7 +331,7 @@ struct GridJob {
       const uint64_t b = next.fetch_add(1);
       if (b >= total) return;
       const uint3 index{unsigned(b % grid.x), unsigned(b / grid.x % grid.y), unsigned(b / (uint64_t(grid.x) * grid.y))};
-      std::string message = runner.run(name, index, grid, block, sharedBytes, *body);
+      std::string message = runner.run(name, index, grid, block, sharedBytes, *body, ((b + launch) & 1) != 0);
       if (!message.empty()) {
         std::lock_guard<std::mutex> lock(mutex);
         if (error.empty()) error = std::move(message);
@@ -364,6 +404,8 @@ void runGrid(const char* name, dim3 grid, dim3 block, size_t sharedBytes, Kernel
   job.name = name;
   job.grid = grid, job.block = block, job.sharedBytes = sharedBytes, job.body = &body;
   job.total = uint64_t(grid.x) * grid.y * grid.z;
+  static std::atomic<uint64_t> launches{0};
+  job.launch = launches++;
   pool().run(job);
   if (job.failed) setSticky(cudaErrorLaunchFailure, job.error);
 }
@@ -373,6 +415,10 @@ void runGrid(const char* name, dim3 grid, dim3 block, size_t sharedBytes, Kernel
 extern "C" {
 
 void bssnEmuSyncThreads(void) { bssn::emu::BlockRunner::runner().barrier(); }
+
+void* bssnEmuSharedArray(const void* key, size_t bytes, size_t align) {
+  return bssn::emu::BlockRunner::runner().sharedArray(key, bytes, align);
+}
 
 uint64_t bssnEmuWarpCollective(unsigned int mask, int op, uint64_t value, int arg, int width) {
   return bssn::emu::BlockRunner::runner().collective(mask, op, value, arg, width);

@@ -52,12 +52,19 @@ asm(R"(
 bssn_emu_switch:
   .cfi_startproc
   pushq %rbp
+  .cfi_adjust_cfa_offset 8
   pushq %rbx
+  .cfi_adjust_cfa_offset 8
   pushq %r12
+  .cfi_adjust_cfa_offset 8
   pushq %r13
+  .cfi_adjust_cfa_offset 8
   pushq %r14
+  .cfi_adjust_cfa_offset 8
   pushq %r15
+  .cfi_adjust_cfa_offset 8
   subq $8, %rsp
+  .cfi_adjust_cfa_offset 8
   stmxcsr (%rsp)
   fnstcw 4(%rsp)
   movq %rsp, (%rdi)
@@ -65,12 +72,19 @@ bssn_emu_switch:
   ldmxcsr (%rsp)
   fldcw 4(%rsp)
   addq $8, %rsp
+  .cfi_adjust_cfa_offset -8
   popq %r15
+  .cfi_adjust_cfa_offset -8
   popq %r14
+  .cfi_adjust_cfa_offset -8
   popq %r13
+  .cfi_adjust_cfa_offset -8
   popq %r12
+  .cfi_adjust_cfa_offset -8
   popq %rbx
+  .cfi_adjust_cfa_offset -8
   popq %rbp
+  .cfi_adjust_cfa_offset -8
   ret
   .cfi_endproc
   .size bssn_emu_switch,.-bssn_emu_switch
@@ -96,6 +110,7 @@ void prepare(Context& context, FiberStack& stack, void (*entry)()) {
   frame[7] = reinterpret_cast<uint64_t>(entry);
   frame[8] = 0;  // entry's would-be return address: it never returns
   context.sp = frame;
+  context.fakeStack = nullptr;
   context.stackBase = stack.base();
   context.stackSize = stack.size();
 }
@@ -133,7 +148,9 @@ void initThreadContext(Context& context) {
 
 void fiberStarted(Context& self) {
 #if BSSN_EMU_ASAN
-  __sanitizer_finish_switch_fiber(self.fakeStack, nullptr, nullptr);
+  // First entry into this fiber: there is no fake stack of its own to resume.
+  self.fakeStack = nullptr;
+  __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
 #else
   (void)self;
 #endif

@@ -32,20 +32,35 @@ std::vector<T> download(const T* p, size_t n) {
 }
 
 __global__ void blockSumKernel(double* out) {
-  __shared__ double partial[256 / 32];
+  BSSN_SHARED(double, partial, 256 / 32);
   const double total = blockSum(double(threadIdx.x + 1), partial);
   if (threadIdx.x == 0) out[0] = total;
 }
 
 // blockSum with its first barrier left out: warp 0 reads the other warps' partials before they are written.
 __global__ void blockSumNoBarrierKernel(double* out) {
-  __shared__ double partial[256 / 32];
+  BSSN_SHARED(double, partial, 256 / 32);
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
   double x = cuda::warpSum(double(threadIdx.x + 1));
   if (lane == 0) partial[warp] = x;
   x = threadIdx.x < blockDim.x / kWarp ? partial[threadIdx.x] : 0.0;
   if (warp == 0) x = cuda::warpSum(x);
-  if (threadIdx.x == 0) out[0] = x;
+  if (threadIdx.x == 0) out[blockIdx.x] = x;
+}
+
+// Thread 0 computes a value for the block and the others read it, with the barrier between left out.
+__global__ void broadcastNoBarrierKernel(float* out) {
+  BSSN_SHARED(float, value, 1);
+  if (threadIdx.x == 0) *value = 7.0f + float(blockIdx.x);
+  out[blockIdx.x * blockDim.x + threadIdx.x] = *value;
+}
+
+// Lanes 16..31 exit first; the rest shuffle and vote with a full mask, which waits only for lanes still running.
+__global__ void exitedLanesKernel(double* out) {
+  const int lane = threadIdx.x % 32;
+  if (lane >= 16) return;
+  out[lane] = __shfl_xor_sync(0xffffffffu, 100.0 + lane, 1);
+  out[16 + lane] = double(__ballot_sync(0xffffffffu, 1));
 }
 
 // Rows: shfl(src 5), shfl width 8 (src 3), up 2, down 3, xor 1, xor 16 width 16, ballot(lane odd) for lane values
@@ -115,13 +130,36 @@ __global__ void barrierInOneWarpKernel(float* out) {
 }  // namespace
 
 std::vector<double> blockSums() {
-  double* out = deviceArray<double>(2);
+  double* out = deviceArray<double>(3);
   BSSN_LAUNCH(blockSumKernel, 1, 256, 0, nullptr, out);
-  BSSN_LAUNCH(blockSumNoBarrierKernel, 1, 256, 0, nullptr, out + 1);
+  // Two blocks: one runs lowest thread first, the other highest first.
+  BSSN_LAUNCH(blockSumNoBarrierKernel, 2, 256, 0, nullptr, out + 1);
   check(cudaGetLastError(), "launch");
-  std::vector<double> sums = download(out, 2);
+  std::vector<double> sums = download(out, 3);
   check(cudaFree(out), "cudaFree");
   return sums;
+}
+
+double broadcastWithoutBarrier() {
+  constexpr int blocks = 4, threads = 256;
+  float* out = deviceArray<float>(blocks * threads);
+  BSSN_LAUNCH(broadcastNoBarrierKernel, blocks, threads, 0, nullptr, out);
+  check(cudaGetLastError(), "launch");
+  const std::vector<float> values = download(out, blocks * threads);
+  check(cudaFree(out), "cudaFree");
+  int wrong = 0;
+  for (int b = 0; b < blocks; ++b)
+    for (int t = 0; t < threads; ++t) wrong += values[size_t(b * threads + t)] != 7.0f + float(b);
+  return wrong;
+}
+
+std::vector<double> exitedLanes() {
+  double* out = deviceArray<double>(32);
+  BSSN_LAUNCH(exitedLanesKernel, 1, 32, 0, nullptr, out);
+  check(cudaGetLastError(), "launch");
+  std::vector<double> values = download(out, 32);
+  check(cudaFree(out), "cudaFree");
+  return values;
 }
 
 std::vector<std::vector<double>> warpOps() {

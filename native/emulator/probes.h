@@ -6,8 +6,12 @@
 
 namespace bssn::emu::probes {
 
-// The sum of 1..256 by a 256-thread block reduction: {with its barrier, with the barrier left out}.
+// The sum of 1..256 by a 256-thread block reduction: {with its barrier, then two blocks with the barrier left out}.
 std::vector<double> blockSums();
+// Threads whose writer (thread 0) ran without the barrier before their read: how many read a wrong value.
+double broadcastWithoutBarrier();
+// A warp whose upper 16 lanes exited: the rest's full-mask shuffle and ballot, lanes 0..15 then 16..31.
+std::vector<double> exitedLanes();
 // Each warp collective on known lanes: for each op a row of 64 results (two warps); see probes.cu for the inputs.
 std::vector<std::vector<double>> warpOps();
 // 1024 threads in 8 blocks atomically add 1 to a float and a double; a block reverses 300 floats through dynamic

@@ -139,8 +139,13 @@ CUstream_st& defaultStream() {
 }
 
 void synchronizeDevice() {
-  std::lock_guard<std::mutex> lock(streamsMutex);
-  for (CUstream_st* s : streams()) s->synchronize();
+  std::vector<CUstream_st*> all;
+  {
+    std::lock_guard<std::mutex> lock(streamsMutex);
+    all = streams();
+  }
+  // Not under streamsMutex: a stream being destroyed meanwhile stays listed (and alive) until it has drained.
+  for (CUstream_st* s : all) s->synchronize();
 }
 CUstream_st& streamOf(cudaStream_t s) { return s ? *s : defaultStream(); }
 
@@ -179,33 +184,34 @@ CUstream_st::CUstream_st() : thread_([this] { loop(); }) {
 
 CUstream_st::~CUstream_st() {
   {
-    std::lock_guard<std::mutex> lock(streamsMutex);
-    streams().erase(std::remove(streams().begin(), streams().end(), this), streams().end());
-  }
-  {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_ = true;
   }
   wake_.notify_all();
   thread_.join();
+  // Listed until drained: a device-wide synchronization meanwhile must wait for this stream's work too.
+  std::lock_guard<std::mutex> lock(streamsMutex);
+  streams().erase(std::remove(streams().begin(), streams().end(), this), streams().end());
 }
 
 void CUstream_st::enqueue(std::function<void()> work) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     queue_.push_back(std::move(work));
+    ++enqueued_;
   }
   wake_.notify_one();
 }
 
 void CUstream_st::synchronize() {
   std::unique_lock<std::mutex> lock(mutex_);
-  drained_.wait(lock, [this] { return queue_.empty() && !busy_; });
+  const uint64_t ticket = enqueued_;
+  progressed_.wait(lock, [&] { return completed_ >= ticket; });
 }
 
 bool CUstream_st::idle() {
   std::lock_guard<std::mutex> lock(mutex_);
-  return queue_.empty() && !busy_;
+  return completed_ == enqueued_;
 }
 
 void CUstream_st::loop() {
@@ -215,13 +221,12 @@ void CUstream_st::loop() {
     if (queue_.empty()) return;  // stopping, and drained
     std::function<void()> work = std::move(queue_.front());
     queue_.pop_front();
-    busy_ = true;
     lock.unlock();
     work();
-    work = nullptr;  // release captured state before reporting idle
+    work = nullptr;  // release captured state before reporting progress
     lock.lock();
-    busy_ = false;
-    if (queue_.empty()) drained_.notify_all();
+    ++completed_;
+    progressed_.notify_all();
   }
 }
 
@@ -437,6 +442,13 @@ cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr att
   return cudaSuccess;
 }
 
+cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t minBytesToKeep) {
+  BSSN_EMU_ENTER();
+  (void)minBytesToKeep;  // the emulated pool returns freed memory at once: nothing is kept to trim
+  if (!pool) return fail(cudaErrorInvalidValue);
+  return cudaSuccess;
+}
+
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) {
   BSSN_EMU_ENTER();
   if (!stream || flags > cudaStreamNonBlocking) return fail(cudaErrorInvalidValue);
@@ -519,13 +531,13 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
   {
     std::lock_guard<std::mutex> lock(start->state->mutex);
     if (start->state->recorded == 0) return fail(cudaErrorInvalidResourceHandle);
-    if (start->state->completed < start->state->recorded) return fail(cudaErrorNotReady);
+    if (start->state->completed < start->state->recorded) return cudaErrorNotReady;  // a status, not an error to keep
     a = start->state->ms;
   }
   {
     std::lock_guard<std::mutex> lock(end->state->mutex);
     if (end->state->recorded == 0) return fail(cudaErrorInvalidResourceHandle);
-    if (end->state->completed < end->state->recorded) return fail(cudaErrorNotReady);
+    if (end->state->completed < end->state->recorded) return cudaErrorNotReady;
     b = end->state->ms;
   }
   *ms = float(b - a);
@@ -641,7 +653,10 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, enum cudaM
   st.enqueue([dst, src, bytes] {
     if (stickyError() == cudaSuccess) std::memcpy(dst, src, bytes);
   });
-  if (!dstDevice && d != Space::Pinned) st.synchronize();  // into pageable memory: synchronous, as in CUDA
+  if (!dstDevice && d != Space::Pinned) {  // into pageable memory: synchronous, as in CUDA
+    st.synchronize();
+    if (stickyError() != cudaSuccess) return fail(stickyError());
+  }
   return cudaSuccess;
 }
 

@@ -39,14 +39,16 @@ struct CUstream_st {
   CUstream_st();
   ~CUstream_st();  // drains the queue
   void enqueue(std::function<void()> work);
+  // Waits for the work enqueued before the call (not for what other threads enqueue meanwhile).
   void synchronize();
   bool idle();
 
  private:
   void loop();
   std::mutex mutex_;
-  std::condition_variable wake_, drained_;
+  std::condition_variable wake_, progressed_;
   std::deque<std::function<void()>> queue_;
-  bool busy_ = false, stop_ = false;
+  uint64_t enqueued_ = 0, completed_ = 0;  // tickets
+  bool stop_ = false;
   std::thread thread_;
 };

@@ -69,6 +69,12 @@ Napi::Object defineEmulator(Napi::Env env) {
   probes.Set("blockSums", fn(env, "blockSums", [](const Napi::CallbackInfo& info) -> Napi::Value {
                return toArray(info.Env(), emu::probes::blockSums());
              }));
+  probes.Set("broadcastWithoutBarrier", fn(env, "broadcastWithoutBarrier", [](const Napi::CallbackInfo& info) -> Napi::Value {
+               return Napi::Number::New(info.Env(), emu::probes::broadcastWithoutBarrier());
+             }));
+  probes.Set("exitedLanes", fn(env, "exitedLanes", [](const Napi::CallbackInfo& info) -> Napi::Value {
+               return toArray(info.Env(), emu::probes::exitedLanes());
+             }));
   probes.Set("warpOps", fn(env, "warpOps", [](const Napi::CallbackInfo& info) -> Napi::Value {
                const auto rows = emu::probes::warpOps();
                Napi::Array a = Napi::Array::New(info.Env(), rows.size());

@@ -39,9 +39,20 @@ function inChild(code: string, env: NodeJS.ProcessEnv = {}): { result: unknown; 
 
 suite(`the execution model${reason}`, () => {
   it('a block reduction is exact with its barrier and wrong without it (threads really interleave)', () => {
-    const [withBarrier, withoutBarrier] = emu().probes.blockSums()
+    const [withBarrier, ...withoutBarrier] = emu().probes.blockSums()
     expect(withBarrier).toBe((256 * 257) / 2)
-    expect(withoutBarrier).not.toBe((256 * 257) / 2)
+    // Warp 0 gathers the other warps' partials: wrong in the block whose order runs it first.
+    expect(withoutBarrier.some((sum) => sum !== (256 * 257) / 2)).toBe(true)
+  })
+
+  it('a missing barrier shows whichever side writes: a thread-0 broadcast read without it goes wrong too', () => {
+    expect(emu().probes.broadcastWithoutBarrier()).toBeGreaterThan(0)
+  })
+
+  it('a full-mask shuffle and ballot wait only for lanes that have not exited (PTX semantics)', () => {
+    const out = emu().probes.exitedLanes()
+    expect(out.slice(0, 16)).toEqual(Array.from({ length: 16 }, (_, l) => 100 + (l ^ 1)))
+    expect(out.slice(16)).toEqual(Array(16).fill(0xffff))
   })
 
   it('warp shuffles and ballots deliver the lanes CUDA defines', () => {
@@ -78,7 +89,7 @@ suite(`the execution model${reason}`, () => {
   it.each([
     ['divergentBarrier', /divergentBarrierKernel, block \(\d,0,0\): __syncthreads\(\) reached by 128 of 256 threads; 128 exited/],
     ['barrierInOneWarp', /barrierInOneWarpKernel, block \(0,0,0\): __syncthreads\(\) reached by 32 of 64 threads/],
-    ['missingLane', /missingLaneKernel.*__shfl_down_sync with mask 0xffffffff in warp 0: lanes named in the mask never arrived: 31 \(exited\)/],
+    ['missingLane', /missingLaneKernel.*__shfl_down_sync: lane 30 reads lane 31, which has exited/],
     ['maskMismatch', /maskMismatchKernel.*__shfl_down_sync: lane 15 reads lane 16, which is not in mask 0x0000ffff/],
     ['maskWithoutSelf', /maskWithoutSelfKernel.*__shfl_sync called by lane 1 .* with mask 0x00000001, which does not name the calling lane/],
   ])('a kernel that breaks the model (%s) is a sticky launch failure naming it, not a hang', (which, pattern) => {
@@ -264,6 +275,14 @@ suite(`the CUDA backend with grid-stride loops forced to wrap (grids capped at 3
     const cuda = await run(Device.cuda(0))
     cuda.out.forEach((a, i) => expectCloseArray(a, cpu.out[i], 2e-5, `layer ${i}`))
     expect(cuda.sigmas.map((s) => s.divisor)).toEqual(cpu.sigmas.map((s) => expect.closeTo(s.divisor, 4)))
+  })
+
+  it('kernels declare shared memory with BSSN_SHARED (fresh and poisoned per block here), never plain __shared__', () => {
+    const dir = path.join(packageRoot, 'native', 'cuda')
+    const offenders = readdirSync(dir)
+      .filter((f) => f.endsWith('.cu') || f.endsWith('.cuh'))
+      .filter((f) => /^\s*(?!\/\/).*\b__shared__\b/m.test(readFileSync(path.join(dir, f), 'utf8').replace(/^.*BSSN_(DYNAMIC_)?SHARED.*$/gm, '').replace(/\/\/.*$/gm, '')))
+    expect(offenders).toEqual([])
   })
 
   it('every kernel in native/cuda ran in this suite, through the launchers CudaDevice calls', () => {

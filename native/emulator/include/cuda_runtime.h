@@ -17,7 +17,8 @@
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __restrict__ __restrict
-// Static shared memory: per OS thread, and an OS thread runs one block at a time, so each block has its own.
+// Plain static shared memory: per OS thread, and an OS thread runs one block at a time, so each block has its
+// own; but it is neither poisoned per block nor bounds-checked: bssn's kernels use BSSN_SHARED instead.
 #define __shared__ static thread_local
 
 struct uint3 {
@@ -51,6 +52,9 @@ extern "C" {
 BSSN_EMU_API cudaError_t bssnEmuLaunch(const char* name, const void* entry, dim3 grid, dim3 block, size_t sharedBytes,
                                        cudaStream_t stream, bssn::emu::KernelBody* body);
 BSSN_EMU_API void bssnEmuSyncThreads(void);
+// The running block's shared array declared at `key` (BSSN_SHARED): the same memory for every thread of the
+// block, fresh and NaN-filled for each block.
+BSSN_EMU_API void* bssnEmuSharedArray(const void* key, size_t bytes, size_t align);
 // Warp collectives: the lanes named in `mask` must all arrive at the same collective with the same mask.
 // op: 0 shfl (arg = source lane), 1 shfl_up, 2 shfl_down, 3 shfl_xor, 4 ballot (value = predicate), 5 syncwarp.
 BSSN_EMU_API uint64_t bssnEmuWarpCollective(unsigned int mask, int op, uint64_t value, int arg, int width);

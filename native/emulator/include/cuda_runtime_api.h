@@ -133,6 +133,7 @@ BSSN_EMU_API cudaError_t cudaDriverGetVersion(int* version);
 BSSN_EMU_API cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device);
 BSSN_EMU_API cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr attr, void* value);
 BSSN_EMU_API cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr attr, void* value);
+BSSN_EMU_API cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t minBytesToKeep);
 
 BSSN_EMU_API cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags);
 BSSN_EMU_API cudaError_t cudaStreamDestroy(cudaStream_t stream);
