@@ -8,6 +8,11 @@ export type DeviceKind = 'cpu' | 'cuda'
 export interface MemoryStats {
   /** Bytes held by live device buffers: tensors, normalizer state, and buffers queued work still reads. */
   allocatedBytes: number
+  /**
+   * Bytes held from the system: allocatedBytes plus the allocator's cache of freed blocks, kept for reuse
+   * (PyTorch's memory_reserved beside memory_allocated). emptyCache() returns the cache.
+   */
+  reservedBytes: number
   /** High-water mark of allocatedBytes. */
   peakBytes: number
   liveBuffers: number
@@ -136,6 +141,11 @@ export class Device {
 
   memoryStats(): MemoryStats {
     return this.handle.memoryStats()
+  }
+
+  /** Returns the allocator's cached free blocks to the system (the CPU's cache, or the CUDA memory pool's). */
+  emptyCache(): void {
+    this.handle.emptyCache()
   }
 
   toString(): string {

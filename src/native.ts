@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url'
 
 export interface NativeMemoryStats {
   allocatedBytes: number
+  reservedBytes: number
   peakBytes: number
   liveBuffers: number
   liveTensors: number
@@ -26,6 +27,7 @@ export interface NativeDeviceHandle {
   index(): number
   info(): Record<string, number | string>
   memoryStats(): NativeMemoryStats
+  emptyCache(): void
   synchronize(): Promise<void>
   timestamp(): Promise<number>
   fromData(data: Float32Array, shape: readonly number[]): NativeTensorHandle
@@ -88,6 +90,8 @@ export interface NativeEmulator {
   }
   probes: {
     blockSums(): number[]
+    broadcastWithoutBarrier(): number
+    exitedLanes(): number[]
     warpOps(): number[][]
     atomicsAndDynamicShared(): number[]
     launchLimits(): Record<string, string>
@@ -150,6 +154,8 @@ export interface NativeLibraryStatus {
 
 export interface NativeBinding {
   builtWithCuda: boolean
+  /** false: the CPU backend uses its reference loops instead of the BLAS (for tests); returns whether BLAS is in use. */
+  setCpuBlas(enabled: boolean): boolean
   /** Only in the emulated test build (BSSN_CUDA=EMULATED): see test/emulated/. */
   emulator?: NativeEmulator
   libraries(): { cublas: NativeLibraryStatus; cudnn: NativeLibraryStatus }

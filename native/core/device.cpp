@@ -44,6 +44,7 @@ BufferPtr Device::allocate(size_t bytes) {
 MemoryStats Device::memoryStats() const {
   MemoryStats s;
   s.allocatedBytes = allocatedBytes_.load();
+  s.reservedBytes = reservedBytes();
   s.peakBytes = peakBytes_.load();
   s.liveBuffers = liveBuffers_.load();
   s.liveTensors = liveTensors_.load();

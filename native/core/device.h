@@ -18,6 +18,7 @@ enum class DeviceKind { Cpu, Cuda };
 
 struct MemoryStats {
   int64_t allocatedBytes = 0;  // bytes held by live buffers (tensors, normalizer state, queued work)
+  int64_t reservedBytes = 0;   // bytes held from the system: allocated plus the allocator's cache
   int64_t peakBytes = 0;       // high-water mark of allocatedBytes
   int64_t liveBuffers = 0;
   int64_t liveTensors = 0;     // tensors created and not yet disposed
@@ -70,6 +71,8 @@ class Device : public std::enable_shared_from_this<Device>, public Ops {
   // Memory. allocate() throws Error on failure; the free happens when the Buffer is destroyed.
   BufferPtr allocate(size_t bytes);
   MemoryStats memoryStats() const;
+  // Returns the allocator's cached free blocks to the system (PyTorch's empty_cache).
+  virtual void emptyCache() {}
   void tensorCreated() { ++liveTensors_; }
   void tensorReleased() { --liveTensors_; }
 
@@ -99,6 +102,9 @@ class Device : public std::enable_shared_from_this<Device>, public Ops {
  protected:
   friend class Buffer;
   virtual void* allocateRaw(size_t bytes) = 0;  // throws Error naming the call and the cause
+  // Bytes held from the system (the allocator's cache included); by default what is allocated.
+  virtual int64_t reservedBytes() const { return allocatedBytes_.load(); }
+  int64_t allocatedBytes() const { return allocatedBytes_.load(); }
   virtual void freeRaw(void* data, size_t bytes) noexcept = 0;
   // Fills fresh memory with NaN bytes (0xFF), in stream order. Used when BSSN_POISON_ALLOCATIONS=1 (the
   // tests set it), so an op that fails to write its whole output is caught.

@@ -7,26 +7,55 @@
 
 #include "core/normalize_plan.h"
 #include "core/random.h"
+#include "cpu/blas.h"
 #include "cpu/normalize.h"
 #include "cpu/ops.h"
 
 namespace bssn {
 
+namespace {
+
+size_t envBytes(const char* name, size_t fallback) {
+  const char* v = std::getenv(name);
+  const long long n = v && *v ? std::atoll(v) : -1;
+  return n >= 0 ? size_t(n) : fallback;
+}
+
+// Bytes of the buffers an op references: what its place in the queue keeps alive (for the queue's bound).
+template <typename... Buffers>
+size_t held(const Buffers&... buffers) {
+  return (size_t(0) + ... + (buffers ? buffers->bytes() : 0));
+}
+
+size_t held(const NormalizeJob& job) {
+  size_t bytes = held(job.state, job.sigmas);
+  for (const auto* list : {&job.weights, &job.outputs, &job.grads})
+    for (const BufferPtr& b : *list) bytes += held(b);
+  return bytes;
+}
+
+}  // namespace
+
+CpuDevice::CpuDevice() : allocator_(envBytes("BSSN_CPU_CACHE_BYTES", size_t(1) << 30)) {}
+
 DeviceInfo CpuDevice::info() {
-  return {{"kind", std::string("cpu")},
-          {"name", name()},
-          {"streamThreads", 1.0},
-          {"hardwareThreads", double(std::thread::hardware_concurrency())}};
+  const cpu::Blas& b = cpu::blas();
+  DeviceInfo out = {{"kind", std::string("cpu")},
+                    {"name", name()},
+                    {"streamThreads", 1.0},
+                    {"hardwareThreads", double(std::thread::hardware_concurrency())}};
+  if (cpu::blasEnabled()) out.push_back({"blas", b.name});
+  else out.push_back({"blasError", b.sgemm ? std::string("turned off (the reference loops are in use)") : b.error});
+  return out;
 }
 
 void* CpuDevice::allocateRaw(size_t bytes) {
-  // 64-byte alignment for vectorized loops; aligned_alloc needs a multiple of the alignment.
-  void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  void* p = allocator_.allocate(bytes);
   if (!p) throwError("CPU allocation failed: out of memory (requested " + std::to_string(bytes) + " bytes)");
   return p;
 }
 
-void CpuDevice::freeRaw(void* data, size_t) noexcept { std::free(data); }
+void CpuDevice::freeRaw(void* data, size_t bytes) noexcept { allocator_.release(data, bytes); }
 
 // Fresh host memory that no queued task can reference yet: filled right away.
 void CpuDevice::poisonRaw(void* data, size_t bytes) { std::memset(data, 0xFF, bytes); }
@@ -36,43 +65,43 @@ void CpuDevice::upload(const BufferPtr& dst, size_t dstOffset, const void* src, 
                                                              static_cast<const unsigned char*>(src) + bytes);
   stream_.enqueue([dst, dstOffset, staged] {
     std::memcpy(static_cast<unsigned char*>(dst->data()) + dstOffset, staged->data(), staged->size());
-  });
+  }, held(dst) + bytes);
 }
 
 void CpuDevice::copy(const BufferPtr& dst, size_t dstOffset, const BufferPtr& src, size_t srcOffset, size_t bytes) {
   stream_.enqueue([dst, dstOffset, src, srcOffset, bytes] {
     std::memmove(static_cast<unsigned char*>(dst->data()) + dstOffset,
                  static_cast<const unsigned char*>(src->data()) + srcOffset, bytes);
-  });
+  }, held(dst, src));
 }
 
 void CpuDevice::fill(const BufferPtr& dst, size_t count, float value) {
   stream_.enqueue([dst, count, value] {
     float* p = dst->f32();
     for (size_t k = 0; k < count; ++k) p[k] = value;
-  });
+  }, held(dst));
 }
 
 void CpuDevice::randn(const BufferPtr& dst, size_t count, uint64_t seed, float std) {
   stream_.enqueue([dst, count, seed, std] {
     float* p = dst->f32();
     for (size_t k = 0; k < count; ++k) p[k] = std * normalAt(seed, k);
-  });
+  }, held(dst));
 }
 
 void CpuDevice::rand(const BufferPtr& dst, size_t count, uint64_t seed, float low, float high) {
   stream_.enqueue([dst, count, seed, low, high] {
     float* p = dst->f32();
     for (size_t k = 0; k < count; ++k) p[k] = low + (high - low) * uniformAt(seed, k);
-  });
+  }, held(dst));
 }
 
 void CpuDevice::normalize(const NormalizeJob& job) {
-  stream_.enqueue([job] { cpu::normalizeBatch(job); });
+  stream_.enqueue([job] { cpu::normalizeBatch(job); }, held(job));
 }
 
 void CpuDevice::normalizeBackward(const NormalizeJob& job) {
-  stream_.enqueue([job] { cpu::normalizeBackwardBatch(job); });
+  stream_.enqueue([job] { cpu::normalizeBackwardBatch(job); }, held(job));
 }
 
 std::shared_ptr<Fence> CpuDevice::timestamp(std::shared_ptr<double> ms) {
@@ -85,69 +114,71 @@ std::shared_ptr<Fence> CpuDevice::timestamp(std::shared_ptr<double> ms) {
 std::shared_ptr<Fence> CpuDevice::download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) {
   stream_.enqueue([src, srcOffset, host, bytes] {
     std::memcpy(host, static_cast<const unsigned char*>(src->data()) + srcOffset, bytes);
-  });
+  }, held(src));
   return stream_.fence();
 }
 
 // Training-stack ops: each captures the buffers it touches, so they outlive a dispose until the op has run.
 void CpuDevice::unary(UnaryOp op, float p, const BufferPtr& x, const BufferPtr& y, size_t n) {
-  stream_.enqueue([=] { cpu::unary(op, p, x->f32(), y->f32(), n); });
+  stream_.enqueue([=] { cpu::unary(op, p, x->f32(), y->f32(), n); }, held(x, y));
 }
 
 void CpuDevice::unaryBackward(UnaryOp op, float p, const BufferPtr& x, const BufferPtr& y, const BufferPtr& dy, const BufferPtr& dx, size_t n) {
-  stream_.enqueue([=] { cpu::unaryBackward(op, p, x ? x->f32() : nullptr, y ? y->f32() : nullptr, dy->f32(), dx->f32(), n); });
+  stream_.enqueue([=] { cpu::unaryBackward(op, p, x ? x->f32() : nullptr, y ? y->f32() : nullptr, dy->f32(), dx->f32(), n); },
+                  held(x, y, dy, dx));
 }
 
 void CpuDevice::binary(BinaryOp op, const BufferPtr& a, const BufferPtr& b, const BufferPtr& out, size_t n) {
-  stream_.enqueue([=] { cpu::binary(op, a->f32(), b->f32(), out->f32(), n); });
+  stream_.enqueue([=] { cpu::binary(op, a->f32(), b->f32(), out->f32(), n); }, held(a, b, out));
 }
 
 void CpuDevice::addBias(const BufferPtr& x, const BufferPtr& bias, const BufferPtr& out, size_t outer, size_t channels, size_t inner) {
-  stream_.enqueue([=] { cpu::addBias(x->f32(), bias->f32(), out->f32(), outer, channels, inner); });
+  stream_.enqueue([=] { cpu::addBias(x->f32(), bias->f32(), out->f32(), outer, channels, inner); }, held(x, bias, out));
 }
 
 void CpuDevice::sumToBias(const BufferPtr& dy, const BufferPtr& db, size_t outer, size_t channels, size_t inner) {
-  stream_.enqueue([=] { cpu::sumToBias(dy->f32(), db->f32(), outer, channels, inner); });
+  stream_.enqueue([=] { cpu::sumToBias(dy->f32(), db->f32(), outer, channels, inner); }, held(dy, db));
 }
 
 void CpuDevice::sum(const BufferPtr& x, size_t n, const BufferPtr& out, float scale) {
-  stream_.enqueue([=] { cpu::sum(x->f32(), n, out->f32(), scale); });
+  stream_.enqueue([=] { cpu::sum(x->f32(), n, out->f32(), scale); }, held(x, out));
 }
 
 void CpuDevice::broadcast(const BufferPtr& scalar, const BufferPtr& out, size_t n, float scale) {
-  stream_.enqueue([=] { cpu::broadcast(scalar->f32(), out->f32(), n, scale); });
+  stream_.enqueue([=] { cpu::broadcast(scalar->f32(), out->f32(), n, scale); }, held(scalar, out));
 }
 
 void CpuDevice::gemm(const GemmArgs& g) {
-  stream_.enqueue([g] { cpu::gemm(g.transA, g.transB, g.m, g.n, g.k, g.alpha, g.a->f32(), g.b->f32(), g.beta, g.c->f32()); });
+  stream_.enqueue([g] { cpu::gemm(g.transA, g.transB, g.m, g.n, g.k, g.alpha, g.a->f32(), g.b->f32(), g.beta, g.c->f32()); },
+                  held(g.a, g.b, g.c));
 }
 
 void CpuDevice::adam(const AdamArgs& args) {
-  stream_.enqueue([args] { cpu::adam(args); });
+  stream_.enqueue([args] { cpu::adam(args); }, held(args.param, args.grad, args.m, args.v));
 }
 
 void CpuDevice::sgd(const SgdArgs& args) {
-  stream_.enqueue([args] { cpu::sgd(args); });
+  stream_.enqueue([args] { cpu::sgd(args); }, held(args.param, args.grad, args.momentumBuffer));
 }
 
 void CpuDevice::conv2dForward(const Conv2dArgs& args) {
-  stream_.enqueue([args] { cpu::conv2dForward(args); });
+  stream_.enqueue([args] { cpu::conv2dForward(args); }, held(args.x, args.weight, args.y));
 }
 
 void CpuDevice::conv2dBackwardData(const Conv2dArgs& args) {
-  stream_.enqueue([args] { cpu::conv2dBackwardData(args); });
+  stream_.enqueue([args] { cpu::conv2dBackwardData(args); }, held(args.x, args.weight, args.y));
 }
 
 void CpuDevice::conv2dBackwardFilter(const Conv2dArgs& args) {
-  stream_.enqueue([args] { cpu::conv2dBackwardFilter(args); });
+  stream_.enqueue([args] { cpu::conv2dBackwardFilter(args); }, held(args.x, args.weight, args.y));
 }
 
 void CpuDevice::batchNorm(const BatchNormArgs& args) {
-  stream_.enqueue([args] { cpu::batchNorm(args); });
+  stream_.enqueue([args] { cpu::batchNorm(args); }, held(args.x, args.y));
 }
 
 void CpuDevice::batchNormBackward(const BatchNormBackwardArgs& args) {
-  stream_.enqueue([args] { cpu::batchNormBackward(args); });
+  stream_.enqueue([args] { cpu::batchNormBackward(args); }, held(args.x, args.dy, args.dx));
 }
 
 }  // namespace bssn

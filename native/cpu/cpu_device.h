@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/device.h"
+#include "cpu/allocator.h"
 #include "cpu/stream.h"
 
 namespace bssn {
@@ -44,15 +45,18 @@ class CpuDevice : public Device {
   std::shared_ptr<Fence> fence() override { return stream_.fence(); }
   std::shared_ptr<Fence> timestamp(std::shared_ptr<double> ms) override;
   void shutdown() override { stream_.stop(); }
+  void emptyCache() override { allocator_.emptyCache(); }
 
  protected:
   void* allocateRaw(size_t bytes) override;
+  int64_t reservedBytes() const override { return allocator_.reservedBytes(); }
   void freeRaw(void* data, size_t bytes) noexcept override;
   void poisonRaw(void* data, size_t bytes) override;
 
  private:
-  CpuDevice() = default;
+  CpuDevice();
   const std::chrono::steady_clock::time_point epoch_ = std::chrono::steady_clock::now();
+  cpu::CachingAllocator allocator_;  // before the stream: queued work frees into it until the stream stops
   CpuStream stream_;
 };
 

@@ -1,9 +1,13 @@
 #include "cpu/ops.h"
 
 #include "core/device.h"
+#include "cpu/blas.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <cstring>
+#include <initializer_list>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -125,12 +129,39 @@ int64_t partsFor(int64_t n, int64_t ops) {
   return ops >= (int64_t(1) << 24) ? std::max<int64_t>(1, std::min(cores, n)) : 1;
 }
 
+// The BLAS takes int dimensions and leading dimensions.
+bool useBlas(std::initializer_list<int64_t> dims) {
+  if (!blasEnabled()) return false;
+  for (int64_t d : dims)
+    if (d > INT32_MAX) return false;
+  return true;
+}
+
+// A large product's rows split across cores, each part one single-threaded BLAS call. Every element of C is the
+// same dot product whatever the split, so results do not depend on the core count.
+void parallelBlasGemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+                      int64_t ldb, float beta, float* c, int64_t ldc) {
+  splitAcross(m, partsFor(m, m * n * k), [&](int64_t begin, int64_t end, int64_t) {
+    if (end > begin)
+      blasGemm(transA, transB, end - begin, n, k, alpha, transA ? a + begin : a + begin * lda, lda, b, ldb, beta, c + begin * ldc, ldc);
+  });
+}
+
 }  // namespace
 
 // Row by row with a float64 accumulator row: op(A)[i, p] times row p of op(B), contiguous when B is not transposed.
 // Very large products split their rows across the machine's cores; every row is computed the same way whatever
 // the split, so results do not depend on the core count.
 void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, const float* b, float beta, float* c) {
+  if (useBlas({m, n, k})) {
+    if (m > 0 && n > 0) parallelBlasGemm(transA, transB, m, n, k, alpha, a, transA ? m : k, b, transB ? k : n, beta, c, n);
+    return;
+  }
+  referenceGemm(transA, transB, m, n, k, alpha, a, b, beta, c);
+}
+
+void referenceGemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, const float* b, float beta,
+                   float* c) {
   auto rows = [&](int64_t begin, int64_t end, std::vector<double>& acc) {
     for (int64_t i = begin; i < end; ++i) {
       std::fill(acc.begin(), acc.end(), 0.0);
@@ -186,33 +217,38 @@ void sgd(const SgdArgs& a) {
   }
 }
 
-// Convolution by im2col + GEMM, one image at a time. cols is [cIn*kh*kw, outH*outW].
+// Convolution by im2col + GEMM. cols is [cIn*kh*kw, outH*outW] with rows `ld` floats apart, so several images'
+// columns can sit side by side in one matrix.
 namespace {
 
-void im2col(const Conv2dArgs& a, const float* img, float* cols) {
-  const int64_t plane = a.outH * a.outW;
+void im2col(const Conv2dArgs& a, const float* img, float* cols, int64_t ld) {
   for (int64_t c = 0; c < a.cIn; ++c)
     for (int64_t ky = 0; ky < a.kh; ++ky)
       for (int64_t kx = 0; kx < a.kw; ++kx) {
-        float* row = cols + ((c * a.kh + ky) * a.kw + kx) * plane;
+        float* row = cols + ((c * a.kh + ky) * a.kw + kx) * ld;
         for (int64_t oy = 0; oy < a.outH; ++oy) {
           const int64_t iy = oy * a.strideH - a.padH + ky;
+          float* out = row + oy * a.outW;
+          if (iy < 0 || iy >= a.h) {
+            std::fill(out, out + a.outW, 0.0f);
+            continue;
+          }
+          const float* in = img + (c * a.h + iy) * a.w;
           for (int64_t ox = 0; ox < a.outW; ++ox) {
             const int64_t ix = ox * a.strideW - a.padW + kx;
-            row[oy * a.outW + ox] = iy >= 0 && iy < a.h && ix >= 0 && ix < a.w ? img[(c * a.h + iy) * a.w + ix] : 0.0f;
+            out[ox] = ix >= 0 && ix < a.w ? in[ix] : 0.0f;
           }
         }
       }
 }
 
 // img (zeroed first) += the columns folded back.
-void col2im(const Conv2dArgs& a, const float* cols, float* img) {
+void col2im(const Conv2dArgs& a, const float* cols, int64_t ld, float* img) {
   std::fill(img, img + a.cIn * a.h * a.w, 0.0f);
-  const int64_t plane = a.outH * a.outW;
   for (int64_t c = 0; c < a.cIn; ++c)
     for (int64_t ky = 0; ky < a.kh; ++ky)
       for (int64_t kx = 0; kx < a.kw; ++kx) {
-        const float* row = cols + ((c * a.kh + ky) * a.kw + kx) * plane;
+        const float* row = cols + ((c * a.kh + ky) * a.kw + kx) * ld;
         for (int64_t oy = 0; oy < a.outH; ++oy) {
           const int64_t iy = oy * a.strideH - a.padH + ky;
           if (iy < 0 || iy >= a.h) continue;
@@ -224,39 +260,113 @@ void col2im(const Conv2dArgs& a, const float* cols, float* img) {
       }
 }
 
+// On the BLAS, images go in chunks: their columns side by side make one wide product (the BLAS's own threads
+// share it), with the column buffer bounded.
+constexpr int64_t kChunkFloats = int64_t(4) << 20;
+
+struct Chunks {
+  int64_t k, plane, per;  // per: images per chunk
+  explicit Chunks(const Conv2dArgs& a) : k(a.cIn * a.kh * a.kw), plane(a.outH * a.outW) {
+    per = std::max<int64_t>(1, std::min<int64_t>(a.n, kChunkFloats / std::max<int64_t>(1, k * plane)));
+  }
+};
+
+// dy of images [i0, i0 + b) as one [cOut, b*plane] matrix, and back.
+void gatherOutputs(const Conv2dArgs& a, const float* y, int64_t i0, int64_t b, int64_t plane, float* out) {
+  for (int64_t j = 0; j < b; ++j)
+    for (int64_t co = 0; co < a.cOut; ++co)
+      std::memcpy(out + co * b * plane + j * plane, y + ((i0 + j) * a.cOut + co) * plane, size_t(plane) * sizeof(float));
+}
+void scatterOutputs(const Conv2dArgs& a, const float* in, int64_t i0, int64_t b, int64_t plane, float* y) {
+  for (int64_t j = 0; j < b; ++j)
+    for (int64_t co = 0; co < a.cOut; ++co)
+      std::memcpy(y + ((i0 + j) * a.cOut + co) * plane, in + co * b * plane + j * plane, size_t(plane) * sizeof(float));
+}
+
+// Runs body(j) for the b images of a chunk, split across cores when the chunk is large (copies are memory-bound).
+template <typename Body>
+void forImages(int64_t b, int64_t floatsPerImage, Body&& body) {
+  const int64_t cores = std::max(1u, std::min(4u, std::thread::hardware_concurrency()));
+  const int64_t parts = b * floatsPerImage >= (int64_t(1) << 18) ? std::min(cores, b) : 1;
+  splitAcross(b, parts, [&](int64_t begin, int64_t end, int64_t) {
+    for (int64_t j = begin; j < end; ++j) body(j);
+  });
+}
+
+bool convOnBlas(const Conv2dArgs& a) {
+  const Chunks c(a);
+  return useBlas({a.cOut, c.k, c.per * c.plane});
+}
+
+void blasConvForward(const Conv2dArgs& a) {
+  const Chunks c(a);
+  std::vector<float> cols(size_t(c.k * c.per * c.plane)), out(size_t(a.cOut * c.per * c.plane));
+  for (int64_t i0 = 0; i0 < a.n; i0 += c.per) {
+    const int64_t b = std::min(c.per, a.n - i0), ld = b * c.plane;
+    forImages(b, c.k * c.plane, [&](int64_t j) { im2col(a, a.x->f32() + (i0 + j) * a.cIn * a.h * a.w, cols.data() + j * c.plane, ld); });
+    parallelBlasGemm(false, false, a.cOut, ld, c.k, 1.0f, a.weight->f32(), c.k, cols.data(), ld, 0.0f, out.data(), ld);
+    scatterOutputs(a, out.data(), i0, b, c.plane, a.y->f32());
+  }
+}
+
+void blasConvBackwardData(const Conv2dArgs& a) {
+  const Chunks c(a);
+  std::vector<float> cols(size_t(c.k * c.per * c.plane)), dy(size_t(a.cOut * c.per * c.plane));
+  for (int64_t i0 = 0; i0 < a.n; i0 += c.per) {
+    const int64_t b = std::min(c.per, a.n - i0), ld = b * c.plane;
+    gatherOutputs(a, a.y->f32(), i0, b, c.plane, dy.data());
+    parallelBlasGemm(true, false, c.k, ld, a.cOut, 1.0f, a.weight->f32(), c.k, dy.data(), ld, 0.0f, cols.data(), ld);
+    forImages(b, c.k * c.plane, [&](int64_t j) { col2im(a, cols.data() + j * c.plane, ld, a.x->f32() + (i0 + j) * a.cIn * a.h * a.w); });
+  }
+}
+
+void blasConvBackwardFilter(const Conv2dArgs& a) {
+  const Chunks c(a);
+  std::vector<float> cols(size_t(c.k * c.per * c.plane)), dy(size_t(a.cOut * c.per * c.plane));
+  for (int64_t i0 = 0; i0 < a.n; i0 += c.per) {
+    const int64_t b = std::min(c.per, a.n - i0), ld = b * c.plane;
+    forImages(b, c.k * c.plane, [&](int64_t j) { im2col(a, a.x->f32() + (i0 + j) * a.cIn * a.h * a.w, cols.data() + j * c.plane, ld); });
+    gatherOutputs(a, a.y->f32(), i0, b, c.plane, dy.data());
+    parallelBlasGemm(false, true, a.cOut, c.k, ld, 1.0f, dy.data(), ld, cols.data(), ld, i0 == 0 ? 0.0f : 1.0f, a.weight->f32(), c.k);
+  }
+}
+
 }  // namespace
 
 // Images are independent: a batch splits across cores, each part with its own column buffer.
 void conv2dForward(const Conv2dArgs& a) {
+  if (convOnBlas(a)) return blasConvForward(a);
   const int64_t k = a.cIn * a.kh * a.kw, plane = a.outH * a.outW;
   const int64_t parts = partsFor(a.n, a.n * a.cOut * plane * k);
   std::vector<std::vector<float>> cols(static_cast<size_t>(parts), std::vector<float>(static_cast<size_t>(k * plane)));
   splitAcross(a.n, parts, [&](int64_t begin, int64_t end, int64_t part) {
     for (int64_t i = begin; i < end; ++i) {
-      im2col(a, a.x->f32() + i * a.cIn * a.h * a.w, cols[size_t(part)].data());
-      gemm(false, false, a.cOut, plane, k, 1.0f, a.weight->f32(), cols[size_t(part)].data(), 0.0f, a.y->f32() + i * a.cOut * plane);
+      im2col(a, a.x->f32() + i * a.cIn * a.h * a.w, cols[size_t(part)].data(), plane);
+      referenceGemm(false, false, a.cOut, plane, k, 1.0f, a.weight->f32(), cols[size_t(part)].data(), 0.0f, a.y->f32() + i * a.cOut * plane);
     }
   });
 }
 
 void conv2dBackwardData(const Conv2dArgs& a) {
+  if (convOnBlas(a)) return blasConvBackwardData(a);
   const int64_t k = a.cIn * a.kh * a.kw, plane = a.outH * a.outW;
   const int64_t parts = partsFor(a.n, a.n * a.cOut * plane * k);
   std::vector<std::vector<float>> cols(static_cast<size_t>(parts), std::vector<float>(static_cast<size_t>(k * plane)));
   splitAcross(a.n, parts, [&](int64_t begin, int64_t end, int64_t part) {
     for (int64_t i = begin; i < end; ++i) {
-      gemm(true, false, k, plane, a.cOut, 1.0f, a.weight->f32(), a.y->f32() + i * a.cOut * plane, 0.0f, cols[size_t(part)].data());
-      col2im(a, cols[size_t(part)].data(), a.x->f32() + i * a.cIn * a.h * a.w);
+      referenceGemm(true, false, k, plane, a.cOut, 1.0f, a.weight->f32(), a.y->f32() + i * a.cOut * plane, 0.0f, cols[size_t(part)].data());
+      col2im(a, cols[size_t(part)].data(), plane, a.x->f32() + i * a.cIn * a.h * a.w);
     }
   });
 }
 
 void conv2dBackwardFilter(const Conv2dArgs& a) {
+  if (convOnBlas(a)) return blasConvBackwardFilter(a);
   const int64_t k = a.cIn * a.kh * a.kw, plane = a.outH * a.outW;
   std::vector<float> cols(static_cast<size_t>(k * plane));
   for (int64_t i = 0; i < a.n; ++i) {
-    im2col(a, a.x->f32() + i * a.cIn * a.h * a.w, cols.data());
-    gemm(false, true, a.cOut, k, plane, 1.0f, a.y->f32() + i * a.cOut * plane, cols.data(), i == 0 ? 0.0f : 1.0f, a.weight->f32());
+    im2col(a, a.x->f32() + i * a.cIn * a.h * a.w, cols.data(), plane);
+    referenceGemm(false, true, a.cOut, k, plane, 1.0f, a.y->f32() + i * a.cOut * plane, cols.data(), i == 0 ? 0.0f : 1.0f, a.weight->f32());
   }
 }
 

@@ -14,9 +14,14 @@ void addBias(const float* x, const float* bias, float* out, size_t outer, size_t
 void sumToBias(const float* dy, float* db, size_t outer, size_t channels, size_t inner);
 void sum(const float* x, size_t n, float* out, float scale);
 void broadcast(const float* scalar, float* out, size_t n, float scale);
+// On the CPU BLAS when one is loaded (cpu/blas.h), else the reference loops below.
 void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, const float* b, float beta, float* c);
+// The reference: float64 accumulation, row by row.
+void referenceGemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, const float* b, float beta,
+                   float* c);
 void adam(const AdamArgs& args);
 void sgd(const SgdArgs& args);
+// Convolutions: chunks of images through the BLAS when one is loaded, else im2col + referenceGemm per image.
 void conv2dForward(const Conv2dArgs& a);
 void conv2dBackwardData(const Conv2dArgs& a);
 void conv2dBackwardFilter(const Conv2dArgs& a);

@@ -1,5 +1,6 @@
 #include "cpu/stream.h"
 
+#include <cstdlib>
 #include <future>
 
 namespace bssn {
@@ -25,13 +26,31 @@ class CpuFence : public Fence {
 
 }  // namespace
 
-CpuStream::CpuStream() : worker_([this] { run(); }) {}
+QueueBounds QueueBounds::fromEnvironment() {
+  QueueBounds b;
+  const auto read = [](const char* name, size_t fallback) {
+    const char* v = std::getenv(name);
+    const long long n = v && *v ? std::atoll(v) : 0;
+    return n > 0 ? size_t(n) : fallback;
+  };
+  b.maxOps = read("BSSN_CPU_QUEUE_OPS", b.maxOps);
+  b.maxBytes = read("BSSN_CPU_QUEUE_BYTES", b.maxBytes);
+  return b;
+}
 
-void CpuStream::enqueue(std::function<void()> task) {
+CpuStream::CpuStream(QueueBounds bounds) : bounds_(bounds), worker_([this] { run(); }) {}
+
+void CpuStream::enqueue(std::function<void()> task, size_t bytes) {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::unique_lock<std::mutex> lock(mutex_);
+    // The worker itself never waits for room (it is what makes room).
+    if (std::this_thread::get_id() != worker_.get_id())
+      space_.wait(lock, [&] {
+        return stopping_ || (queue_.size() < bounds_.maxOps && (queue_.empty() || pendingBytes_ + bytes <= bounds_.maxBytes));
+      });
     if (stopping_) throwError("the CPU device was shut down");
-    queue_.push_back(std::move(task));
+    queue_.push_back({std::move(task), bytes});
+    pendingBytes_ += bytes;
   }
   wake_.notify_one();
 }
@@ -49,11 +68,13 @@ std::shared_ptr<Fence> CpuStream::fence() {
 void CpuStream::run() {
   for (;;) {
     std::function<void()> task;
+    size_t bytes;
     {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, and all queued work has run
-      task = std::move(queue_.front());
+      task = std::move(queue_.front().task);
+      bytes = queue_.front().bytes;
       queue_.pop_front();
     }
     try {
@@ -66,20 +87,27 @@ void CpuStream::run() {
       if (error_.empty()) error_ = "CPU stream task failed";
     }
     task = nullptr;  // let go of the buffers the task held before waiting for the next
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      pendingBytes_ -= bytes;
+    }
+    space_.notify_all();
   }
 }
 
 void CpuStream::stop() {
   // Work still queued at teardown is dropped: its results have nobody to go to. A dropped fence breaks its
   // promise, so a thread waiting on it wakes with an error instead of hanging.
-  std::deque<std::function<void()>> dropped;
+  std::deque<Item> dropped;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
     dropped.swap(queue_);
+    pendingBytes_ = 0;
   }
   dropped.clear();
   wake_.notify_one();
+  space_.notify_all();
   if (!worker_.joinable()) return;
   // The device is only destroyed from its own worker if its last holder was a queued task; the worker then
   // finishes by itself (the queue is empty), so it is left to end rather than joined with itself.

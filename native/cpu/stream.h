@@ -1,5 +1,8 @@
 // An in-order work queue run by one worker thread: the CPU backend's stream. Ops enqueue closures and
 // return at once; a failed task makes the stream's error sticky, reported by every later fence.
+// The queue is bounded, as a GPU's launch queue is: an enqueue beyond `maxOps` queued ops, or beyond `maxBytes`
+// of buffers referenced by queued ops, waits until the stream has drained below the bound. Without it, a loop
+// that never reads results queues work (and the memory it keeps alive) without limit.
 #pragma once
 #include <condition_variable>
 #include <deque>
@@ -13,12 +16,19 @@
 
 namespace bssn {
 
+struct QueueBounds {
+  size_t maxOps = 64;                   // BSSN_CPU_QUEUE_OPS
+  size_t maxBytes = size_t(256) << 20;  // BSSN_CPU_QUEUE_BYTES
+  static QueueBounds fromEnvironment();
+};
+
 class CpuStream {
  public:
-  CpuStream();
+  explicit CpuStream(QueueBounds bounds = QueueBounds::fromEnvironment());
   ~CpuStream() { stop(); }
 
-  void enqueue(std::function<void()> task);
+  // `bytes`: the size of the buffers `task` references (what its place in the queue keeps alive).
+  void enqueue(std::function<void()> task, size_t bytes = 0);
   std::shared_ptr<Fence> fence();
   // Drops queued work, waits for the running task, and ends the worker. Later enqueues throw.
   void stop();
@@ -26,9 +36,15 @@ class CpuStream {
  private:
   void run();
 
+  struct Item {
+    std::function<void()> task;
+    size_t bytes;
+  };
+  const QueueBounds bounds_;
   std::mutex mutex_;
-  std::condition_variable wake_;
-  std::deque<std::function<void()>> queue_;
+  std::condition_variable wake_, space_;
+  std::deque<Item> queue_;
+  size_t pendingBytes_ = 0;
   bool stopping_ = false;
   std::string error_;  // first failure, guarded by mutex_
   std::thread worker_;

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "cuda/cublas_api.h"
-#include "cuda/library.h"
+#include "core/library.h"
 
 namespace bssn::cuda {
 

@@ -165,10 +165,9 @@ CudaDevice::CudaDevice(int index) : index_(index) {
   usePool_ = pools != 0;
   if (usePool_) {
     // Keep freed memory in the pool: later allocations reuse it without synchronizing.
-    cudaMemPool_t pool;
-    BSSN_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool, index));
+    BSSN_CUDA_TRY(cudaDeviceGetDefaultMemPool(&pool_, index));
     uint64_t threshold = std::numeric_limits<uint64_t>::max();
-    BSSN_CUDA_TRY(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+    BSSN_CUDA_TRY(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &threshold));
   }
   BSSN_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   BSSN_CUDA_TRY(cudaEventCreateWithFlags(&epoch_, cudaEventBlockingSync));
@@ -256,6 +255,21 @@ void CudaDevice::shutdown() {
   shutDown_ = true;
   cudaSetDevice(index_);
   cudaStreamSynchronize(stream_);
+}
+
+void CudaDevice::emptyCache() {
+  enter();
+  // Releases what the pool holds beyond the live allocations (frees still queued on the stream stay pooled).
+  if (usePool_) BSSN_CUDA_TRY(cudaMemPoolTrimTo(pool_, 0));
+}
+
+int64_t CudaDevice::reservedBytes() const {
+  uint64_t reserved = 0;
+  if (!usePool_ || cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrReservedMemCurrent, &reserved) != cudaSuccess) {
+    cudaGetLastError();
+    return allocatedBytes();
+  }
+  return int64_t(reserved);
 }
 
 void CudaDevice::noteFailure(cudaError_t status, const std::string& message) {

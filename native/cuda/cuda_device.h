@@ -73,6 +73,7 @@ class CudaDevice : public Device {
   std::shared_ptr<Fence> fence() override;
   std::shared_ptr<Fence> timestamp(std::shared_ptr<double> ms) override;
   void shutdown() override;
+  void emptyCache() override;
 
   cudaStream_t stream() const { return stream_; }
   cudaEvent_t epoch() const { return epoch_; }
@@ -84,6 +85,7 @@ class CudaDevice : public Device {
   void* allocateRaw(size_t bytes) override;
   void freeRaw(void* data, size_t bytes) noexcept override;
   void poisonRaw(void* data, size_t bytes) override;
+  int64_t reservedBytes() const override;
 
  private:
   // Makes this device current on the calling thread and throws if an earlier fault made it unusable.
@@ -96,6 +98,7 @@ class CudaDevice : public Device {
   cudaStream_t stream_ = nullptr;
   cudaEvent_t epoch_ = nullptr;  // recorded when the device was opened; timestamps are measured from it
   bool usePool_ = false;
+  cudaMemPool_t pool_ = nullptr;  // the device's default pool, when usePool_
   int computeMajor_ = 0, computeMinor_ = 0, multiprocessors_ = 0;
   size_t totalMemory_ = 0;
   cublas::Handle cublas_ = nullptr;

@@ -1,7 +1,7 @@
 // cuDNN, loaded on first use (process-wide).
 #pragma once
 #include "cuda/cudnn_api.h"
-#include "cuda/library.h"
+#include "core/library.h"
 
 namespace bssn::cuda {
 

@@ -1,5 +1,6 @@
 #include "napi/addon.h"
 
+#include "cpu/blas.h"
 #include "cpu/cpu_device.h"
 #include "napi/convert.h"
 #include "napi/device_handle.h"
@@ -28,6 +29,12 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
   exports.Set("NormalizerHandle", normalizer);
   exports.Set("ops", defineOps(env));
   exports.Set("builtWithCuda", Napi::Boolean::New(env, BSSN_WITH_CUDA != 0));
+  // setCpuBlas(false) makes the CPU backend use its reference loops (process-wide): tests compare the two paths.
+  exports.Set("setCpuBlas", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                if (!info[0].IsBoolean()) throw Napi::TypeError::New(info.Env(), "expected a boolean");
+                cpu::setBlasEnabled(info[0].As<Napi::Boolean>());
+                return Napi::Boolean::New(info.Env(), cpu::blasEnabled());
+              }));
 #if defined(BSSN_CUDA_EMULATED)
   exports.Set("emulator", defineEmulator(env));
 #endif

@@ -18,6 +18,7 @@ Napi::Function DeviceHandle::define(Napi::Env env) {
                       InstanceMethod<&DeviceHandle::Index>("index"), InstanceMethod<&DeviceHandle::Info>("info"),
                       InstanceMethod<&DeviceHandle::MemoryStats>("memoryStats"),
                       InstanceMethod<&DeviceHandle::Synchronize>("synchronize"),
+                      InstanceMethod<&DeviceHandle::EmptyCache>("emptyCache"),
                       InstanceMethod<&DeviceHandle::Timestamp>("timestamp"),
                       InstanceMethod<&DeviceHandle::FromData>("fromData"), InstanceMethod<&DeviceHandle::Zeros>("zeros"),
                       InstanceMethod<&DeviceHandle::Empty>("empty"),
@@ -72,10 +73,19 @@ Napi::Value DeviceHandle::MemoryStats(const Napi::CallbackInfo& info) {
     const bssn::MemoryStats s = device_->memoryStats();
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("allocatedBytes", double(s.allocatedBytes));
+    o.Set("reservedBytes", double(s.reservedBytes));
     o.Set("peakBytes", double(s.peakBytes));
     o.Set("liveBuffers", double(s.liveBuffers));
     o.Set("liveTensors", double(s.liveTensors));
     return o;
+  });
+}
+
+Napi::Value DeviceHandle::EmptyCache(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    device_->emptyCache();
+    return info.Env().Undefined();
   });
 }
 

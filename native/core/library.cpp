@@ -1,4 +1,4 @@
-#include "cuda/library.h"
+#include "core/library.h"
 
 #include <dlfcn.h>
 
@@ -6,9 +6,9 @@
 
 #include "core/error.h"
 
-namespace bssn::cuda {
+namespace bssn {
 
-SharedLibrary::SharedLibrary(const char* displayName, std::vector<std::string> candidates) : name_(displayName) {
+SharedLibrary::SharedLibrary(const char* displayName, std::vector<std::string> candidates, const char* hint) : name_(displayName) {
   std::string tried;
   for (const std::string& candidate : candidates) {
     handle_ = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -19,8 +19,7 @@ SharedLibrary::SharedLibrary(const char* displayName, std::vector<std::string> c
     const char* why = dlerror();
     tried += "\n  " + (why ? std::string(why) : candidate + ": not found");  // dlerror names the file
   }
-  error_ = name_ + " could not be loaded; tried:" + tried +
-           "\n  Install it (it ships with the CUDA toolkit or NVIDIA's packages) or add its folder to LD_LIBRARY_PATH.";
+  error_ = name_ + " could not be loaded; tried:" + tried + "\n  " + hint;
 }
 
 std::vector<std::string> SharedLibrary::candidates(const std::vector<std::string>& files, const std::vector<std::string>& envFolders,
@@ -63,4 +62,4 @@ void* SharedLibrary::symbol(const char* name) const {
   return p;
 }
 
-}  // namespace bssn::cuda
+}  // namespace bssn

@@ -1,15 +1,16 @@
-// Optional CUDA libraries (cuBLAS, cuDNN) loaded at run time with dlopen: the addon builds without their
+// Optional libraries (cuBLAS, cuDNN, a CPU BLAS) loaded at run time with dlopen: the addon builds without their
 // headers and loads without them installed; an op that needs one reports which library is missing and why.
 #pragma once
 #include <string>
 #include <vector>
 
-namespace bssn::cuda {
+namespace bssn {
 
 class SharedLibrary {
  public:
-  // Tries `candidates` in order; on failure, error() lists every attempt with dlerror's reason.
-  SharedLibrary(const char* displayName, std::vector<std::string> candidates);
+  // Tries `candidates` in order; on failure, error() lists every attempt with dlerror's reason, then `hint`.
+  SharedLibrary(const char* displayName, std::vector<std::string> candidates,
+                const char* hint = "Install it (it ships with the CUDA toolkit or NVIDIA's packages) or add its folder to LD_LIBRARY_PATH.");
   // `file` by the loader's search path first, then in each folder named by the environment variables given
   // (e.g. CUDA_PATH/lib64), then in `folders`.
   static std::vector<std::string> candidates(const std::vector<std::string>& files, const std::vector<std::string>& envFolders,
@@ -40,4 +41,4 @@ class SharedLibrary {
   void* handle_ = nullptr;
 };
 
-}  // namespace bssn::cuda
+}  // namespace bssn
