@@ -31,6 +31,7 @@ if [[ "$out" == *asan ]]; then
   # leak checking is off; everything else stops the run at the first report.
   LD_PRELOAD="$(gcc -print-file-name=libasan.so)"
   export LD_PRELOAD
+  export BSSN_UNDER_SANITIZER=1  # the long soaks skip (test/train.test.ts, test/cpu_backend.test.ts)
   export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86:detect_stack_use_after_return=0:allocator_may_return_null=1"
 fi
 echo "=== vitest on $BSSN_ADDON (BSSN_REQUIRE_CUDA=1)"

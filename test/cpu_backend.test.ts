@@ -76,7 +76,8 @@ describe.skipIf(blasReason !== undefined)(`CPU BLAS path against the reference l
   })
 })
 
-describe('bounded memory on the CPU', () => {
+// The soaks take minutes under a sanitizer and add nothing the short tests do not check there.
+describe.skipIf(process.env.BSSN_UNDER_SANITIZER === '1')('bounded memory on the CPU', () => {
   it('10^4 MLP GAN steps with a loss read every 1000: allocated bytes bounded, reserved bytes flat after warm-up', async () => {
     const device = cpu()
     const batch = 32
