@@ -32,6 +32,8 @@ class CudaFence : public Fence {
   void wait() override {
     if (!block_ && !event_) return;  // already waited
     const cudaEvent_t event = block_ ? block_->done : event_;
+    // A worker thread: without this, the runtime would use (and create a context on) device 0.
+    cudaSetDevice(device_->index());
     const cudaError_t st = cudaEventSynchronize(event);
     if (st != cudaSuccess) {
       const std::string message = "cudaEventSynchronize: " + describeStatus(st) + " (an earlier operation on " + device_->name() + " failed)";
@@ -60,6 +62,7 @@ class TimestampFence : public Fence {
   ~TimestampFence() override { cudaEventDestroy(event_); }
 
   void wait() override {
+    cudaSetDevice(device_->index());  // a worker thread (see CudaFence::wait)
     cudaError_t st = cudaEventSynchronize(event_);
     float elapsed = 0;
     if (st == cudaSuccess) st = cudaEventElapsedTime(&elapsed, device_->epoch(), event_);
@@ -192,6 +195,9 @@ cublas::Handle CudaDevice::cublasHandle() {
     const CublasApi& api = cublasApi();
     cublas::Handle handle = nullptr;
     cublas::Status st = api.create(&handle);
+    // cuBLAS allocates its workspace with cudaMalloc, outside our pool, which keeps freed memory (release
+    // threshold: never): give the pool's free memory back and try once more before failing.
+    if (st != cublas::kSuccess && usePool_ && cudaMemPoolTrimTo(pool_, 0) == cudaSuccess) st = api.create(&handle);
     if (st != cublas::kSuccess) throwCublas("cublasCreate_v2", st);
     const char* failed = "cublasSetStream_v2";
     st = api.setStream(handle, stream_);
@@ -215,6 +221,7 @@ cudnn::Handle CudaDevice::cudnnHandle() {
     const CudnnApi& api = cudnnApi();
     cudnn::Handle handle = nullptr;
     cudnn::Status st = api.create(&handle);
+    if (st != cudnn::kSuccess && usePool_ && cudaMemPoolTrimTo(pool_, 0) == cudaSuccess) st = api.create(&handle);  // as for cuBLAS
     if (st != cudnn::kSuccess) throwCudnn("cudnnCreate", st);
     st = api.setStream(handle, stream_);
     if (st != cudnn::kSuccess) {

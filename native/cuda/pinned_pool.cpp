@@ -19,7 +19,11 @@ std::unique_ptr<PinnedBlock> PinnedPool::acquire(size_t bytes) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     for (size_t i = 0; i < free_.size(); ++i) {
-      if (free_[i]->bytes >= bytes && cudaEventQuery(free_[i]->done) == cudaSuccess) {
+      if (free_[i]->bytes < bytes) continue;
+      const cudaError_t done = cudaEventQuery(free_[i]->done);
+      // "Not ready" is a status: it must never surface later as the next launch's error.
+      if (done == cudaErrorNotReady && cudaPeekAtLastError() == cudaErrorNotReady) cudaGetLastError();
+      if (done == cudaSuccess) {
         std::unique_ptr<PinnedBlock> b = std::move(free_[i]);
         free_.erase(free_.begin() + long(i));
         return b;

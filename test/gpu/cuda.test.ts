@@ -112,7 +112,8 @@ suite(`CUDA matches the CPU backend${reason ? ` (skipped: ${reason})` : ''}`, ()
     expect((await out.toArray()).every((x) => x === 0)).toBe(true)
   })
 
-  it('out of memory is an Error naming the call and the size; the device stays usable', async () => {
+  // compute-sanitizer reports the deliberately failing 4 TiB request as an API error, failing its run.
+  it.skipIf(process.env.BSSN_UNDER_SANITIZER === '1')('out of memory is an Error naming the call and the size; the device stays usable', async () => {
     const device = cuda()
     expect(() => device.zeros([2 ** 40])).toThrow(/cudaMallocAsync: out of memory.*requested 4398046511104 bytes/)
     // the failed allocation must not surface as an error of the next kernel launch
