@@ -1,13 +1,23 @@
 #!/usr/bin/env node
-// Install step of the bssn package: use a prebuilt or already-built addon that loads, else build it with
-// cmake-js. `--force` always rebuilds. BSSN_CUDA=AUTO|ON|OFF (or `npm install --bssn-cuda=OFF`) selects the
-// CUDA backend; AUTO builds it when nvcc is found.
+// Install step of the bssn package: the source-build path, and only that. On linux-x64 the package ships a
+// prebuilt binary that is found at run time (scripts/load-addon.cjs), so nothing depends on this script: installs
+// with scripts blocked (npm --ignore-scripts; pnpm and bun by default) work. It compiles with cmake-js only
+//   - when no binary loads here (another platform or libc, a glibc older than the prebuilt binary needs, a
+//     damaged file), or
+//   - when asked: `npm install --build-from-source` (npm_config_build_from_source), BSSN_BUILD_FROM_SOURCE=1,
+//     or `--force` (npm run build:native).
+// BSSN_CUDA=AUTO|ON|OFF (or `npm install --bssn-cuda=OFF`) selects the CUDA backend of a source build; AUTO builds
+// it when nvcc is found. BSSN_BUILD_TYPE=Debug makes a debug build.
 'use strict'
 const { spawnSync } = require('node:child_process')
+const fs = require('node:fs')
 const path = require('node:path')
+const { candidates, explain, loadAddon } = require('./load-addon.cjs')
 
 const root = path.resolve(__dirname, '..')
+const truthy = (value) => ['1', 'true', 'yes', 'on', 'bssn'].includes(String(value ?? '').toLowerCase())
 const force = process.argv.includes('--force')
+const fromSource = force || truthy(process.env.BSSN_BUILD_FROM_SOURCE) || truthy(process.env.npm_config_build_from_source)
 const cuda = String(process.env.BSSN_CUDA || process.env.npm_config_bssn_cuda || 'AUTO').toUpperCase()
 
 if (!['AUTO', 'ON', 'OFF'].includes(cuda)) {
@@ -15,31 +25,70 @@ if (!['AUTO', 'ON', 'OFF'].includes(cuda)) {
   process.exit(1)
 }
 
-if (!force) {
+let failures = []
+if (!fromSource) {
   try {
-    const file = require('node-gyp-build').resolve(root)
-    require(file)
-    console.log(`bssn: using ${path.relative(root, file)}`)
+    const found = loadAddon(root)
+    console.log(`bssn: using ${path.relative(root, found.file)} (${found.kind === 'prebuilt' ? 'prebuilt' : 'built here'}); nothing to build`)
     process.exit(0)
-  } catch {
-    // nothing usable yet: build below
+  } catch (error) {
+    failures = error.failures ?? []
+    console.log('bssn: no prebuilt or earlier built addon loads here, so it is built from source')
+    for (const f of failures) console.log(`  ${path.relative(root, f.file)}: ${f.reason}`)
   }
+} else {
+  console.log(`bssn: building from source (${force ? '--force' : 'asked by --build-from-source or BSSN_BUILD_FROM_SOURCE'})`)
 }
+
+/** The first of `names` found as an executable on PATH, or undefined. */
+function onPath(names) {
+  for (const dir of (process.env.PATH || '').split(path.delimiter).filter(Boolean))
+    for (const name of names) {
+      const file = path.join(dir, name)
+      try {
+        fs.accessSync(file, fs.constants.X_OK)
+        return file
+      } catch {
+        // not here
+      }
+    }
+  return undefined
+}
+
+function fail(why) {
+  const lines = fromSource
+    ? [
+        `bssn: the source build that was asked for ${why}.`,
+        ...failures.map((f) => `  ${path.relative(root, f.file)}: ${f.reason}`),
+        '  It needs CMake >= 3.18 and a C++17 compiler (g++ or clang) on PATH; with nvcc on PATH the CUDA backend is built too.',
+      ]
+    : [explain(root, failures, { installing: true }), `  The source build ${why}.`]
+  console.error(['', ...lines, '  For the CPU backend only: BSSN_CUDA=OFF npm install bssn --build-from-source'].join('\n'))
+  process.exit(1)
+}
+
+// Missing tools are named at once, instead of in CMake's own words.
+const missing = []
+if (!onPath(['cmake'])) missing.push('cmake (>= 3.18)')
+if (!process.env.CXX && !onPath(['c++', 'g++', 'clang++'])) missing.push('a C++17 compiler (c++, g++ or clang++, or CXX)')
+if (missing.length) fail(`cannot run: ${missing.join(' and ')} not found on PATH`)
 
 const cmakeJs = require.resolve('cmake-js/bin/cmake-js')
 const args = [cmakeJs, 'compile', '--directory', root, '--out', path.join(root, 'build'), `--CDBSSN_CUDA=${cuda}`]
 if (process.env.BSSN_BUILD_TYPE === 'Debug') args.push('--debug')
 console.log(`bssn: building the native addon (CUDA: ${cuda}) ...`)
 const result = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit', env: process.env })
-if (result.status !== 0) {
-  console.error(
-    [
-      '',
-      'bssn: building the native addon failed.',
-      '  It needs CMake >= 3.18 and a C++17 compiler (g++ or clang) on PATH; the CUDA backend also needs nvcc.',
-      '  To build the CPU backend only: BSSN_CUDA=OFF npm install bssn',
-      `  (cmake-js exited with ${result.status ?? result.signal ?? result.error})`,
-    ].join('\n'),
-  )
-  process.exit(1)
+if (result.status !== 0) fail(`failed: cmake-js exited with ${result.status ?? result.signal ?? result.error} (its output is above)`)
+
+// The build's result must load here; otherwise say why, with everything else that was tried.
+failures = failures.filter((f) => f.kind !== 'built')
+for (const built of candidates(root).filter((c) => c.kind === 'built')) {
+  try {
+    require(built.file)
+    console.log(`bssn: built ${path.relative(root, built.file)}`)
+    process.exit(0)
+  } catch (error) {
+    failures.unshift({ ...built, reason: String(error?.message ?? error).split('\n')[0] })
+  }
 }
+fail('finished, but its result does not load')

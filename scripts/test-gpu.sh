@@ -2,16 +2,33 @@
 # The GPU host's check (npm run test:gpu): build with CUDA ON, run the whole suite with BSSN_REQUIRE_CUDA=1 (so
 # every backend test runs on CUDA too and a missing GPU fails), memcheck the GPU tests when compute-sanitizer is
 # there, then the training benchmark and, last, the normalization benchmark table. Exits non-zero if any step failed.
+#   --no-build (or BSSN_TEST_GPU_NO_BUILD=1): no compiling; the whole run uses the prebuilt binary,
+#     prebuilds/linux-x64/bssn.napi.glibc.node (made by `npm run prebuild` elsewhere and carried over: prebuilds/ is
+#     git-ignored), through BSSN_ADDON so that a build/ left on the host cannot shadow it. Saves the build's device
+#     time and tests exactly what the package ships.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 status=0
 step() { echo; echo "=== $*"; }
 
-# The GPU hosts are Hopper (H100/H200): building for sm_90 alone saves device time; override to test others.
-export BSSN_CUDA_ARCHITECTURES="${BSSN_CUDA_ARCHITECTURES:-90-real}"
-step "build (BSSN_CUDA=ON, $BSSN_CUDA_ARCHITECTURES)"
-BSSN_CUDA=ON node scripts/install.cjs --force || exit 1
+no_build="${BSSN_TEST_GPU_NO_BUILD:-0}"
+if [ "${1:-}" = "--no-build" ]; then no_build=1; shift; fi
+
+if [ "$no_build" = "1" ]; then
+  prebuilt="$PWD/prebuilds/linux-x64/bssn.napi.glibc.node"
+  step "no build: the prebuilt binary $prebuilt"
+  [ -f "$prebuilt" ] || { echo "no prebuilt binary: run npm run prebuild and carry prebuilds/ over" >&2; exit 1; }
+  export BSSN_ADDON="$prebuilt"
+else
+  # The GPU hosts are Hopper (H100/H200): building for sm_90 alone saves device time; override to test others.
+  export BSSN_CUDA_ARCHITECTURES="${BSSN_CUDA_ARCHITECTURES:-90-real}"
+  step "build (BSSN_CUDA=ON, $BSSN_CUDA_ARCHITECTURES)"
+  BSSN_CUDA=ON node scripts/install.cjs --force || exit 1
+fi
 npx tsc -p tsconfig.build.json || exit 1
+
+step "bssn doctor (exit code 0: a GPU is usable)"
+node dist/cli/main.js doctor || status=1
 
 step "tests (BSSN_REQUIRE_CUDA=1)"
 BSSN_REQUIRE_CUDA=1 npx vitest run || status=1

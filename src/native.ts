@@ -152,6 +152,40 @@ export interface NativeLibraryStatus {
   error?: string
 }
 
+/** How the addon was built: compile-time facts (native/napi/addon.cpp, from CMakeLists.txt). */
+export interface NativeBuildInfo {
+  /** 'cuda': the CUDA backend is in; 'emulated': the test build on the emulated device; 'none': CPU only. */
+  cuda: 'cuda' | 'emulated' | 'none'
+  /** CMAKE_CUDA_ARCHITECTURES, e.g. ['80-real', ..., '90-virtual']; empty without CUDA. */
+  cudaArchitectures: string[]
+  cudaToolkit: string
+  /** CUDART_VERSION of the runtime linked in (1000 * major + 10 * minor); 0 without CUDA. */
+  cudaRuntimeVersion: number
+  compiler: string
+  buildType: string
+  /** Built by `npm run prebuild` (static libstdc++, old glibc symbol versions). */
+  portable: boolean
+  napiVersion: number
+}
+
+export interface NativeHostGpu {
+  index: number
+  name: string
+  computeCapability: string
+  totalMemoryBytes: number
+  multiprocessors: number
+  /** Set when bssn's kernels cannot run on this GPU: the CUDA runtime's reason. */
+  kernelError?: string
+}
+
+/** The host as the CUDA runtime sees it (for `bssn doctor`). */
+export interface NativeCudaHost extends NativeCudaStatus {
+  /** The CUDA version the driver supports (1000 * major + 10 * minor); 0 when no driver is installed. */
+  driverVersion: number
+  runtimeVersion: number
+  gpus: NativeHostGpu[]
+}
+
 export interface NativeBinding {
   builtWithCuda: boolean
   /** false: the CPU backend uses its reference loops instead of the BLAS (for tests); returns whether BLAS is in use. */
@@ -159,6 +193,8 @@ export interface NativeBinding {
   /** Only in the emulated test build (BSSN_CUDA=EMULATED): see test/emulated/. */
   emulator?: NativeEmulator
   libraries(): { cublas: NativeLibraryStatus; cudnn: NativeLibraryStatus }
+  buildInfo(): NativeBuildInfo
+  cudaHost(): NativeCudaHost
   cpu(): NativeDeviceHandle
   cuda(index: number): NativeDeviceHandle
   cudaStatus(): NativeCudaStatus
@@ -169,7 +205,16 @@ export interface NativeBinding {
 /** The package root: src/ and dist/ both sit one level below it. */
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 
+/** Which addon file was loaded: 'prebuilt' (prebuilds/), 'built' (built here, build/), 'explicit' (BSSN_ADDON). */
+export interface LoadedAddon {
+  file: string
+  kind: 'prebuilt' | 'built' | 'explicit'
+  /** Files tried before it that did not load, and why. */
+  skipped: { file: string; kind: 'prebuilt' | 'built'; reason: string }[]
+}
+
 let binding: NativeBinding | undefined
+let loaded: LoadedAddon | undefined
 
 /** Loads the addon once; a failure explains what was tried and how to fix it. */
 export function native(): NativeBinding {
@@ -177,40 +222,38 @@ export function native(): NativeBinding {
   return binding
 }
 
-/**
- * The addon file to load: BSSN_ADDON names one explicitly (the emulated test build, a debug build); otherwise
- * node-gyp-build's choice under the package root (prebuilds/, then build/Release/).
- */
+/** The addon file in use (loading it if needed): BSSN_ADDON's when set, else the first that loads (see loadedAddon). */
 export function addonPath(): string {
-  const explicit = process.env.BSSN_ADDON
-  if (explicit) return path.resolve(explicit)
-  const require = createRequire(import.meta.url)
-  return (require('node-gyp-build') as { resolve(dir: string): string }).resolve(packageRoot)
+  return loadedAddon().file
+}
+
+/** Which addon file was loaded and where it came from (loading it if needed). */
+export function loadedAddon(): LoadedAddon {
+  native()
+  return loaded!
+}
+
+interface AddonLoader {
+  loadAddon(root: string, requireFn: (file: string) => unknown): LoadedAddon & { binding: unknown }
 }
 
 function load(): NativeBinding {
   const require = createRequire(import.meta.url)
   const explicit = process.env.BSSN_ADDON
   if (explicit) {
+    const file = path.resolve(explicit)
     try {
-      return require(path.resolve(explicit)) as NativeBinding
+      const result = require(file) as NativeBinding
+      loaded = { file, kind: 'explicit', skipped: [] }
+      return result
     } catch (error) {
       throw new Error(`bssn: could not load the addon named by BSSN_ADDON (${explicit}): ${(error as Error).message}`, { cause: error })
     }
   }
-  try {
-    const nodeGypBuild = require('node-gyp-build') as (dir: string) => NativeBinding
-    return nodeGypBuild(packageRoot)
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error)
-    throw new Error(
-      [
-        'bssn: could not load the native addon.',
-        `  Tried prebuilds/${process.platform}-${process.arch}/ and build/Release/ under ${packageRoot}: ${reason}`,
-        '  The addon is built when the package is installed. Rebuild it with `npm rebuild bssn`',
-        '  (needs CMake >= 3.18 and a C++17 compiler; BSSN_CUDA=OFF builds the CPU backend only).',
-      ].join('\n'),
-      { cause: error },
-    )
-  }
+  // build/ (built here), then prebuilds/<platform>-<arch>/ by node-gyp-build's tag rules; shared with the install
+  // script, whose source build is the fallback. Its error gathers every file tried and why it failed.
+  const loader = require(path.join(packageRoot, 'scripts', 'load-addon.cjs')) as AddonLoader
+  const found = loader.loadAddon(packageRoot, require)
+  loaded = { file: found.file, kind: found.kind, skipped: found.skipped }
+  return found.binding as NativeBinding
 }

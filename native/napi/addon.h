@@ -30,6 +30,8 @@ class Addon : public Napi::Addon<Addon> {
   Napi::Value Cuda(const Napi::CallbackInfo& info);
   Napi::Value CudaStatus(const Napi::CallbackInfo& info);
   Napi::Value Libraries(const Napi::CallbackInfo& info);
+  Napi::Value BuildInfo(const Napi::CallbackInfo& info);
+  Napi::Value CudaHost(const Napi::CallbackInfo& info);
 
   DevicePtr cpu_;
   std::map<int, DevicePtr> cuda_;
