@@ -1,6 +1,6 @@
 // The command line: the demo, and the GAN training that the README's first command runs.
 import { execFileSync, spawn, spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { beforeAll, expect, it } from 'vitest'
@@ -33,19 +33,20 @@ it('rejects bad flags with a usage message', () => {
   expect(bad.stderr).toMatch(/--device must be auto, cpu, cuda or cuda:N, got 'tpu'/)
   const unknown = spawnSync(process.execPath, [cli, 'demo', '--nope'], { encoding: 'utf8' })
   expect(unknown.status).toBe(2)
-  expect(unknown.stderr).toMatch(/usage: bssn/)
+  expect(unknown.stderr).toMatch(/unknown option '--nope'[\s\S]*bssn --help/)
   const steps = spawnSync(process.execPath, [cli, 'demo', '--steps', '0'], { encoding: 'utf8' })
   expect(steps.status).toBe(2)
 })
 
-it('bssn compare trains both runs and writes metrics.jsonl and report.html', () => {
+it('bssn compare on ring8: sn, ssn and bssn on the MLP, with the note that bssn equals ssn there', () => {
   const out = mkdtempSync(path.join(tmpdir(), 'bssn-compare-'))
   try {
-    const printed = execFileSync(process.execPath, [cli, 'compare', '--steps', '40', '--eval-every', '20', '--batch', '64', '--width', '16', '--device', 'cpu', '--out', out], { encoding: 'utf8' })
-    expect(printed).toMatch(/sn: \d+\/8 modes/)
-    expect(printed).toMatch(/bssn \(c = 1\.4142\): \d+\/8 modes/)
-    for (const norm of ['sn', 'bssn']) {
-      const lines = readFileSync(path.join(out, norm, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    const printed = execFileSync(process.execPath, [cli, 'compare', '--dataset', 'ring8', '--seeds', '1', '--steps', '40', '--eval-every', '20', '--batch', '64', '--width', '16', '--device', 'cpu', '--out', out], { encoding: 'utf8' })
+    expect(printed).toMatch(/sn seed 1: \d+\/8 modes/)
+    expect(printed).toMatch(/bssn \(c = 1\.4142\) seed 1: \d+\/8 modes/)
+    expect(printed).toMatch(/bssn equals ssn exactly here/)
+    for (const norm of ['sn', 'ssn', 'bssn']) {
+      const lines = readFileSync(path.join(out, norm, 'seed-1', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
       expect(lines.map((l) => l.step)).toEqual([20, 40])
       expect(lines[1].layers).toHaveLength(4)
       expect(Number.isFinite(lines[1].layers[0].gradNorm)).toBe(true)
@@ -53,6 +54,9 @@ it('bssn compare trains both runs and writes metrics.jsonl and report.html', () 
     }
     const html = readFileSync(path.join(out, 'report.html'), 'utf8')
     expect(html).toMatch(/<h2>Final metrics<\/h2>/)
+    expect(html).toMatch(/BSSN equals SSN exactly/)
+    expect(html).toMatch(/identical at every evaluation of every seed/)
+    expect(html).toMatch(/samples outside the frame/)
     const png = readFileSync(path.join(out, 'charts', 'high-quality.png'))
     expect(png.subarray(1, 4).toString()).toBe('PNG')
     expect(readFileSync(path.join(out, 'charts', 'd-layer-0-sigmas.png')).length).toBeGreaterThan(1000)
@@ -62,10 +66,117 @@ it('bssn compare trains both runs and writes metrics.jsonl and report.html', () 
   }
 })
 
+it('the default compare report: sn, ssn and bssn on the small CNN over two seeds, with bands and the explanation', () => {
+  const out = mkdtempSync(path.join(tmpdir(), 'bssn-report-'))
+  try {
+    execFileSync(process.execPath, [cli, 'compare', '--steps', '4', '--eval-every', '2', '--batch', '4', '--eval-samples', '16', '--device', 'cpu', '--out', out], { encoding: 'utf8' })
+    const html = readFileSync(path.join(out, 'report.html'), 'utf8')
+    const text = (h: string) => h.replace(/<[^>]+>/g, '').replace(/&middot;/g, '·').replace(/&#39;/g, "'").replace(/&quot;/g, '"')
+    // The final-metrics table: three normalizations x two seeds, and a mean [min, max] row each.
+    const table = /<table id="final">([\s\S]*?)<\/table>/.exec(html)![1]
+    const rows = [...table.matchAll(/<tr[^>]*>([\s\S]*?)<\/tr>/g)].map((m) => [...m[1].matchAll(/<td>([\s\S]*?)<\/td>/g)].map((c) => text(c[1]))).filter((r) => r.length)
+    for (const norm of ['sn', 'ssn (c = 1.4142)', 'bssn (c = 1.4142)']) {
+      expect(rows.filter((r) => r[0] === norm).map((r) => r[1])).toEqual(['1', '2', 'mean [min, max]'])
+      const mean = rows.find((r) => r[0] === norm && r[1] === 'mean [min, max]')!
+      expect(mean[2]).toMatch(/^\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\]$/)
+    }
+    // Seed bands on the quality charts, and the explanation of what differs and what the data shows.
+    expect((html.match(/<polygon /g) ?? []).length).toBeGreaterThan(5)
+    expect(html).toMatch(/min to max over seeds/)
+    const words = text(html)
+    expect(words).toMatch(/What differs between the runs/)
+    expect(words).toMatch(/ssn \(the control\)/)
+    expect(words).toMatch(/isolates the second direction/)
+    expect(words).toMatch(/What the data shows/)
+    expect(words).toMatch(/bssn \(c = 1.4142\) vs ssn \(c = 1.4142\) \(the effect of the second direction\)/)
+    expect(words).toMatch(/effective spectral norm c · sigma1 \/ divisor runs from/)
+    expect(words).not.toMatch(/BSSN equals SSN exactly/)
+    // Per layer: four convolutions and the linear layer, with sigma2 and the effective norm under bssn.
+    const layers = /<table id="layers">([\s\S]*?)<\/table>/.exec(html)![1]
+    expect((layers.match(/rowspan="3">\d+</g) ?? []).length).toBe(5)
+    expect(words).toMatch(/"version": "\d+\.\d+\.\d+"/)
+    expect(words).toMatch(/"commit": /)
+    expect(words).toMatch(/"device": "cpu/i)
+    expect(html).toMatch(/alt="real images \(held out\)"/)
+    expect(readFileSync(path.join(out, 'bssn', 'seed-2', 'samples.png')).subarray(1, 4).toString()).toBe('PNG')
+    expect(readFileSync(path.join(out, 'charts', 'd-layer-0-effective.png')).subarray(1, 4).toString()).toBe('PNG')
+  } finally {
+    rmSync(out, { recursive: true, force: true })
+  }
+}, 120_000)
+
+it('usage errors: exit code 2, in our own words, before anything is created', () => {
+  const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' })
+  const version = run('--version')
+  expect(version.status).toBe(0)
+  expect(version.stdout.trim()).toBe(JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')).version)
+  expect(run('help').stdout).toMatch(/usage: bssn <command>/)
+  for (const args of [['help', 'train'], ['train', '--help']]) {
+    const help = run(...args)
+    expect(help.status).toBe(0)
+    expect(help.stdout).toMatch(/^usage: bssn train \[options\]/)
+    expect(help.stdout).toMatch(/--resume CKPT/)
+  }
+  const cases: Array<[string[], RegExp]> = [
+    [['train', 'extra'], /unexpected argument 'extra' after 'train'/],
+    [['compare', '--scale', '0'], /--scale must be > 0/],
+    [['train', '--scale=-1'], /--scale must be > 0/],
+    [['train', '--scale', '-1'], /--scale needs a value; for one that starts with '-', write --scale=VALUE/],
+    [['compare', '--norms', 'sn,ssn,sn'], /--norms names 'sn' twice/],
+    [['compare', '--norms', ''], /--norms is empty/],
+    [['compare', '--seeds', '1,1'], /--seeds names 1 twice/],
+    [['compare', '--nope'], /unknown option '--nope'/],
+    [['compare', '--steps'], /--steps needs a value/],
+    [['help', 'nothing'], /no help for 'nothing'/],
+  ]
+  for (const [args, message] of cases) {
+    const r = run(...args, '--out', path.join(tmpdir(), 'bssn-never-created'))
+    expect(r.status, args.join(' ')).toBe(2)
+    expect(r.stderr).toMatch(message)
+  }
+  expect(existsSync(path.join(tmpdir(), 'bssn-never-created'))).toBe(false)
+})
+
+it('bad dataset paths are named with what was expected', () => {
+  const run = (...args: string[]) => spawnSync(process.execPath, [cli, 'train', '--steps', '1', '--device', 'cpu', ...args], { encoding: 'utf8' })
+  const missing = run('--dataset', 'png:/no/such/folder')
+  expect(missing.status).toBe(2)
+  expect(missing.stderr).toMatch(/'\/no\/such\/folder' does not exist \(expected a folder of \.png files\)/)
+  expect(missing.stderr).not.toMatch(/ENOENT/)
+  const empty = mkdtempSync(path.join(tmpdir(), 'bssn-empty-'))
+  try {
+    const cifar = run('--dataset', `cifar10:${empty}`)
+    expect(cifar.status).toBe(2)
+    expect(cifar.stderr).toMatch(/has no data_batch_\*\.bin files/)
+  } finally {
+    rmSync(empty, { recursive: true, force: true })
+  }
+})
+
+it('an existing non-empty --out is refused without --force, and replaced only when the run is done', () => {
+  const out = mkdtempSync(path.join(tmpdir(), 'bssn-out-'))
+  try {
+    writeFileSync(path.join(out, 'precious.txt'), 'keep me')
+    const args = ['train', '--dataset', 'ring8', '--steps', '4', '--eval-every', '2', '--batch', '16', '--width', '8', '--eval-samples', '50', '--device', 'cpu', '--out', out]
+    const refused = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' })
+    expect(refused.status).toBe(2)
+    expect(refused.stderr).toMatch(/exists and is not empty: choose another folder, or pass --force/)
+    expect(readFileSync(path.join(out, 'precious.txt'), 'utf8')).toBe('keep me')
+    // With --force the old folder is replaced once the new run is done, and no staging folder is left behind.
+    execFileSync(process.execPath, [cli, ...args, '--force'], { encoding: 'utf8' })
+    expect(existsSync(path.join(out, 'precious.txt'))).toBe(false)
+    expect(existsSync(path.join(out, 'report.html'))).toBe(true)
+    expect(readdirSync(path.dirname(out)).filter((f) => f.startsWith(`.${path.basename(out)}.`))).toEqual([])
+  } finally {
+    rmSync(out, { recursive: true, force: true })
+  }
+})
+
 it('train and compare reject bad flags clearly', () => {
   const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' })
   expect(run('train', '--norm', 'xx', '--steps', '1').stderr).toMatch(/--norm must be one of none, sn, ssn, bsn, bssn, got 'xx'/)
   expect(run('train', '--dataset', 'mnist', '--steps', '1').stderr).toMatch(/--dataset must be one of ring8, grid25/)
+  expect(run('compare', '--norm', 'sn').stderr).toMatch(/--norm is for train; compare takes --norms LIST/)
   expect(run('compare', '--betas', '0.5').stderr).toMatch(/--betas must be two numbers/)
   expect(run('compare', '--lr', 'fast').stderr).toMatch(/--lr must be a number, got 'fast'/)
   expect(run('nonsense').status).toBe(2)
@@ -76,56 +187,101 @@ it('bssn train on images: the SNGAN CNN on the built-in shapes, with precision/r
   try {
     const printed = execFileSync(
       process.execPath,
-      [cli, 'train', '--dataset', 'shapes', '--steps', '1', '--batch', '2', '--eval-every', '1', '--eval-samples', '16', '--device', 'cpu', '--out', out],
+      [cli, 'train', '--dataset', 'shapes', '--arch', 'sngan', '--steps', '1', '--batch', '2', '--eval-every', '1', '--eval-samples', '16', '--device', 'cpu', '--out', out],
       { encoding: 'utf8' },
     )
-    expect(printed).toMatch(/bssn \(c = 1\.4142\): precision \d\.\d{3}, recall \d\.\d{3} after 1 steps/)
-    const [record] = readFileSync(path.join(out, 'bssn', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
+    expect(printed).toMatch(/bssn \(c = 1\.4142\) seed 1: precision \d\.\d{3}, recall \d\.\d{3} after 1 steps/)
+    const [record] = readFileSync(path.join(out, 'bssn', 'seed-1', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
     expect(record.layers).toHaveLength(8) // seven convolutions and the final linear layer
     expect(record.precision).toBeGreaterThanOrEqual(0)
-    expect(readFileSync(path.join(out, 'bssn', 'samples.png')).subarray(1, 4).toString()).toBe('PNG')
+    expect(readFileSync(path.join(out, 'bssn', 'seed-1', 'samples.png')).subarray(1, 4).toString()).toBe('PNG')
     expect(readFileSync(path.join(out, 'report.html'), 'utf8')).toMatch(/data:image\/png;base64/)
-    expect(spawnSync(process.execPath, [cli, 'train', '--dataset', 'shapes', '--arch', 'mlp'], { encoding: 'utf8' }).stderr).toMatch(/--arch must be sngan for 32x32 images/)
+    expect(spawnSync(process.execPath, [cli, 'train', '--dataset', 'shapes', '--arch', 'mlp'], { encoding: 'utf8' }).stderr).toMatch(/--arch must be dcgan16 \(16x16\) or sngan \(32x32\) for images/)
   } finally {
     rmSync(out, { recursive: true, force: true })
   }
 }, 120_000)
 
-it('train --resume continues from a checkpoint; a damaged checkpoint is refused with the reason', () => {
+it('train --resume continues from a checkpoint; a mismatch, a step at or below the saved one, a damaged file are refused', () => {
   const out = mkdtempSync(path.join(tmpdir(), 'bssn-resume-cli-'))
   try {
-    const common = ['--steps', '20', '--batch', '32', '--width', '8', '--eval-every', '10', '--eval-samples', '100', '--ckpt-every', '10', '--device', 'cpu', '--out', out]
-    execFileSync(process.execPath, [cli, 'train', ...common], { encoding: 'utf8' })
-    const ckpt = path.join(out, 'bssn', 'checkpoint.safetensors')
-    const resumed = execFileSync(process.execPath, [cli, 'train', ...common.map((a) => (a === '20' ? '30' : a)), '--resume', ckpt], { encoding: 'utf8' })
-    expect(resumed).toMatch(/after 30 steps/)
-    const steps = readFileSync(path.join(out, 'bssn', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).step)
+    const common = ['--dataset', 'ring8', '--batch', '32', '--width', '8', '--eval-every', '10', '--eval-samples', '100', '--ckpt-every', '10', '--device', 'cpu']
+    execFileSync(process.execPath, [cli, 'train', ...common, '--steps', '20', '--out', out], { encoding: 'utf8' })
+    const ckpt = path.join(out, 'bssn', 'seed-1', 'checkpoint.safetensors')
+    const resume = (...args: string[]) => spawnSync(process.execPath, [cli, 'train', ...common, '--resume', ckpt, ...args], { encoding: 'utf8' })
+    const batch = spawnSync(process.execPath, [cli, 'train', ...common.map((a) => (a === '32' ? '16' : a)), '--steps', '30', '--resume', ckpt], { encoding: 'utf8' })
+    expect(batch.status).toBe(2)
+    expect(batch.stderr).toMatch(/trained with another configuration: batch 32 in the checkpoint, 16 asked/)
+    const norm = resume('--steps', '30', '--norm', 'sn')
+    expect(norm.status).toBe(2)
+    expect(norm.stderr).toMatch(/norm "bssn" in the checkpoint, "sn" asked/)
+    const seed = resume('--steps', '30', '--seed', '7')
+    expect(seed.stderr).toMatch(/seed 1 in the checkpoint, 7 asked/)
+    const below = resume('--steps', '20')
+    expect(below.status).toBe(2)
+    expect(below.stderr).toMatch(/the checkpoint is at step 20; --steps \(20\) must be above it/)
+    const resumed = resume('--steps', '30')
+    expect(resumed.status).toBe(0)
+    expect(resumed.stdout).toMatch(/resuming from step 20/)
+    expect(resumed.stdout).toMatch(/after 30 steps/)
+    const steps = readFileSync(path.join(out, 'bssn', 'seed-1', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).step)
     expect(steps).toEqual([10, 20, 30])
     writeFileSync(ckpt, readFileSync(ckpt).subarray(0, 100))
-    const damaged = spawnSync(process.execPath, [cli, 'train', ...common, '--resume', ckpt], { encoding: 'utf8' })
-    expect(damaged.status).toBe(1)
-    expect(damaged.stderr).toMatch(/checkpoint.safetensors is not a valid safetensors checkpoint/)
+    const damaged = resume('--steps', '40')
+    expect(damaged.status).toBe(2)
+    expect(damaged.stderr).toMatch(/checkpoint.safetensors is not a bssn checkpoint we can read/)
     expect(spawnSync(process.execPath, [cli, 'train', '--resume', path.join(out, 'missing')], { encoding: 'utf8' }).stderr).toMatch(/no such checkpoint/)
   } finally {
     rmSync(out, { recursive: true, force: true })
   }
 })
 
-it('Ctrl-C stops the runs, writes their checkpoints and the report so far, and exits cleanly', async () => {
-  const out = mkdtempSync(path.join(tmpdir(), 'bssn-sigint-'))
+// Starts a run, sends `signals` once "step 20:" is printed (the first at once, the next after a pause), and
+// returns its exit code and output.
+async function interrupt(args: string[], signals: NodeJS.Signals[]): Promise<{ code: number | null; printed: string }> {
+  const child = spawn(process.execPath, [cli, ...args])
+  let printed = ''
+  let sent = false
+  const onData = (d: Buffer) => {
+    printed += d
+    if (/step 20:/.test(printed) && !sent) {
+      sent = true
+      signals.forEach((s, i) => setTimeout(() => child.kill(s), i * 30))
+    }
+  }
+  child.stdout.on('data', onData)
+  child.stderr.on('data', onData)
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+  return { code, printed }
+}
+
+it('Ctrl-C and SIGTERM finish the current step, write checkpoints and the report, and exit cleanly', async () => {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    const out = path.join(mkdtempSync(path.join(tmpdir(), 'bssn-signal-')), 'run')
+    try {
+      const args = ['compare', '--dataset', 'ring8', '--norms', 'sn,bssn', '--seeds', '1', '--steps', '100000', '--batch', '32', '--width', '8', '--eval-every', '20', '--eval-samples', '100', '--device', 'cpu', '--out', out]
+      const { code, printed } = await interrupt(args, [signal])
+      expect(code, printed).toBe(0)
+      expect(printed).toMatch(new RegExp(`interrupted \\(${signal}\\): finishing the current step`))
+      expect(readFileSync(path.join(out, 'report.html'), 'utf8')).toMatch(/\(interrupted\)/)
+      expect(readFileSync(path.join(out, 'bssn', 'seed-1', 'checkpoint.safetensors')).length).toBeGreaterThan(100)
+      expect(readFileSync(path.join(out, 'sn', 'seed-1', 'metrics.jsonl'), 'utf8')).toMatch(/"step":20/)
+    } finally {
+      rmSync(path.dirname(out), { recursive: true, force: true })
+    }
+  }
+}, 60_000)
+
+it('a second Ctrl-C aborts at once and says so', async () => {
+  const out = path.join(mkdtempSync(path.join(tmpdir(), 'bssn-abort-')), 'run')
   try {
-    const child = spawn(process.execPath, [cli, 'compare', '--steps', '100000', '--batch', '32', '--width', '8', '--eval-every', '20', '--eval-samples', '100', '--device', 'cpu', '--out', out])
-    let printed = ''
-    child.stdout.on('data', (d) => {
-      printed += d
-      if (/step 20:/.test(printed) && !child.killed) child.kill('SIGINT')
-    })
-    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
-    expect(code).toBe(0)
-    expect(printed).toMatch(/interrupted/)
-    expect(readFileSync(path.join(out, 'report.html'), 'utf8')).toMatch(/\(interrupted\)/)
-    expect(readFileSync(path.join(out, 'bssn', 'checkpoint.safetensors')).length).toBeGreaterThan(100)
+    // The small CNN, so that the second signal lands while the first is still finishing its step.
+    const args = ['train', '--steps', '100000', '--batch', '64', '--eval-every', '20', '--eval-samples', '16', '--ckpt-every', '10', '--device', 'cpu', '--out', out]
+    const { code, printed } = await interrupt(args, ['SIGINT', 'SIGINT'])
+    expect(code, printed).toBe(130)
+    expect(printed).toMatch(/aborted \(SIGINT again\): stopped at once without a report; the last complete checkpoints are in/)
+    expect(existsSync(path.join(out, 'report.html'))).toBe(false)
   } finally {
-    rmSync(out, { recursive: true, force: true })
+    rmSync(path.dirname(out), { recursive: true, force: true })
   }
 }, 60_000)

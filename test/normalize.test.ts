@@ -283,3 +283,11 @@ describe('devices', () => {
     b.dispose()
   })
 })
+
+describe('the scale c', () => {
+  it('must be > 0', () => {
+    const w = Device.cpu().randn([4, 3])
+    for (const scale of [0, -1.5]) expect(() => new BSSN([w], { mode: 'bssn', scale })).toThrow(/expected scale > 0/)
+    w.dispose()
+  })
+})

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The `bssn` command line.
 import { spawnSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 
@@ -9,6 +9,7 @@ import { packageRoot } from '../native.js'
 import type { NormChoice } from '../train/trainer.js'
 import { parseDevice, parsePositiveInt, UsageError } from './args.js'
 import { runDemo } from './demo.js'
+import { runDoctor } from './doctor.js'
 import { runTraining } from './train_command.js'
 
 const usage = `usage: bssn <command> [options]
@@ -18,26 +19,67 @@ commands:
   train    train one GAN (--norm) and write its report
   demo     normalize a GAN discriminator's weights (SN and BSSN): per-layer sigmas and timings
   bench    run the throughput benchmarks (normalization; --train for the training step)
+  doctor   which addon loaded and how it was built, the CUDA driver, GPUs, cuBLAS/cuDNN, and what
+           Device.auto() picks; exit code 0 when a GPU is usable, 1 otherwise (--json for scripts)
 
 options (train, compare):
   --norm none|sn|ssn|bsn|bssn     discriminator normalization (train; default bssn)
-  --norms LIST                    comma-separated, for compare (default sn,bssn)
-  --scale C                       the constant c of ssn/bssn (default 1.4142, the Kaiming gain of ReLU layers)
-  --dataset NAME                  ring8 | grid25 (2-D mixtures, MLP GANs; default ring8), shapes (built-in 32x32
-                                  images), cifar10:DIR (data_batch_*.bin), png:DIR (PNG files): the SNGAN CNN
-  --arch mlp|sngan                (default: mlp for 2-D data, sngan for images)
-  --steps N --batch N             (default 2000, 256)
+  --norms LIST                    comma-separated, for compare (default sn,ssn,bssn: ssn is the control, same c,
+                                  one direction)
+  --scale C                       the constant c of ssn/bssn, > 0 (default 1.4142, the Kaiming gain of ReLU layers)
+  --dataset NAME                  shapes (built-in images; default), cifar10:DIR (data_batch_*.bin), png:DIR (PNG
+                                  files), or ring8 | grid25 (2-D mixtures, MLP GANs: there bssn equals ssn)
+  --arch auto|dcgan16|sngan|mlp   dcgan16: small CNN on 16x16 images (default for shapes); sngan: the SNGAN CNN on
+                                  32x32 (default for cifar10/png); mlp: for 2-D data
+  --steps N --batch N             (default 500, 32 for dcgan16; 2000, 64 for sngan; 2000, 256 for mlp)
   --lr X --betas B1,B2 --n-dis N  Adam and D steps per G step (default 2e-4, 0.5,0.999, 1: the BSSN authors' setup)
-  --seed N                        (default 1)
-  --eval-every N                  evaluation interval in steps (default 100)
+  --seed N | --seeds LIST         train: one seed (default 1); compare: comma-separated (default 1,2)
+  --eval-every N                  evaluation interval in steps (default 50 for dcgan16, 100 otherwise)
   --eval-samples N                generated samples per evaluation (default 2500 for 2-D data, 256 for images)
   --width N                       hidden width of the MLPs (default 128)
-  --ckpt-every N                  write <out>/<norm>/checkpoint.safetensors every N steps (default 500)
-  --resume CKPT                   (train) continue from a checkpoint, bit-for-bit the interrupted run
-  --out DIR                       output folder (default runs/<command>-<dataset>)
+  --ckpt-every N                  write <out>/<norm>/seed-<s>/checkpoint.safetensors every N steps (default 500)
+  --resume CKPT                   (train) continue from a checkpoint, bit-for-bit the interrupted run; the flags
+                                  must match the checkpoint's configuration and --steps be above its step
+  --out DIR                       output folder (default runs/<command>-<dataset>, or -2, -3, ... when taken); an
+                                  existing non-empty DIR is refused unless --force (replaced once the run is done)
   --device auto|cpu|cuda|cuda:N   where to run (default auto)
   --steps N                       (demo) forwards per timing sample (default 20)
-  -h, --help                      this help`
+  Ctrl-C or SIGTERM finishes the current step, then writes checkpoints, metrics and the report; a second aborts.
+
+  -h, --help                      this help (also: bssn help [command], bssn <command> --help)
+  --version                       the package version`
+
+const commands = ['compare', 'train', 'demo', 'bench', 'doctor']
+
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version
+}
+
+/** One command's help: its line from the command list, then the options it takes. */
+function commandHelp(command: string): string {
+  const lines = usage.split('\n')
+  const at = lines.findIndex((l) => l.startsWith(`  ${command} `))
+  const about = [lines[at], ...lines.slice(at + 1).filter((_, i, rest) => rest.slice(0, i + 1).every((l) => /^ {4,}/.test(l)))].map((l) => l.trim()).join(' ')
+  const options = usage.slice(usage.indexOf('options (train, compare):'))
+  const usageLine = `usage: bssn ${command} [options]`
+  if (command === 'train' || command === 'compare') return `${usageLine}\n\n${about}\n\n${options}`
+  if (command === 'demo') return `${usageLine}\n\n${about}\n\n  --device auto|cpu|cuda|cuda:N\n  --steps N   forwards per timing sample (default 20)`
+  if (command === 'bench') return `${usageLine}\n\n${about}\n\n  --train     the training-step benchmark\n  --device auto|cpu|cuda|cuda:N`
+  return `${usageLine}\n\n${about}\n\n  --json      machine-readable output`
+}
+
+/** node:util parseArgs errors, in our words. */
+function parseArgsMessage(error: Error): string {
+  const unknown = /Unknown option '([^']+)'/.exec(error.message)
+  if (unknown) return `unknown option '${unknown[1]}'`
+  const missing = /Option '([^' ]+)[^']*' argument missing/.exec(error.message)
+  if (missing) return `${missing[1]} needs a value`
+  const noValue = /Option '([^' ]+)[^']*' does not take an argument/.exec(error.message)
+  if (noValue) return `${noValue[1]} takes no value`
+  const ambiguous = /Option '([^' ]+)[^']*' argument is ambiguous/.exec(error.message)
+  if (ambiguous) return `${ambiguous[1]} needs a value; for one that starts with '-', write ${ambiguous[1]}=VALUE`
+  return error.message
+}
 
 function number(value: string | undefined, flag: string): number | undefined {
   if (value === undefined) return undefined
@@ -56,13 +98,16 @@ async function main(argv: string[]): Promise<number> {
       norm: { type: 'string' },
       norms: { type: 'string' },
       scale: { type: 'string' },
-      dataset: { type: 'string', default: 'ring8' },
+      dataset: { type: 'string', default: 'shapes' },
       arch: { type: 'string', default: 'auto' },
       batch: { type: 'string' },
       lr: { type: 'string' },
       betas: { type: 'string' },
       'n-dis': { type: 'string' },
       seed: { type: 'string' },
+      seeds: { type: 'string' },
+      force: { type: 'boolean' },
+      version: { type: 'boolean' },
       'eval-every': { type: 'string' },
       width: { type: 'string' },
       out: { type: 'string' },
@@ -70,48 +115,71 @@ async function main(argv: string[]): Promise<number> {
       'ckpt-every': { type: 'string' },
       'eval-samples': { type: 'string' },
       train: { type: 'boolean' },
+      json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   })
-  if (values.help) {
-    console.log(usage)
+  if (values.version) {
+    console.log(packageVersion())
+    return 0
+  }
+  if (positionals[0] === 'help' || values.help) {
+    const topic = positionals[0] === 'help' ? positionals[1] : positionals[0]
+    if (topic !== undefined && !commands.includes(topic)) throw new UsageError(`no help for '${topic}': the commands are ${commands.join(', ')}`)
+    console.log(topic ? commandHelp(topic) : usage)
     return 0
   }
   const command = positionals[0] ?? 'compare'
+  if (!commands.includes(command)) throw new UsageError(`unknown command '${command}' (the commands are ${commands.join(', ')})`)
+  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}' after '${command}' (options start with --)`)
   if (command === 'demo') {
     await runDemo({ device: parseDevice(values.device!), steps: parsePositiveInt(values.steps ?? '20', '--steps'), print: console.log })
     return 0
   }
+  if (command === 'doctor') return runDoctor({ json: Boolean(values.json), print: console.log })
   if (command === 'bench') {
     const script = path.join(packageRoot, 'bench', values.train ? 'train.mjs' : 'normalize.mjs')
     if (!existsSync(script)) throw new Error(`the benchmarks are not in this installation (${script})`)
     return spawnSync(process.execPath, [script, ...(values.device !== 'auto' ? ['--device', values.device!] : [])], { stdio: 'inherit' }).status ?? 1
   }
-  if (command !== 'train' && command !== 'compare') throw new UsageError(`unknown command '${command}'`)
-  const list = command === 'train' ? [values.norm ?? 'bssn'] : (values.norms ?? 'sn,bssn').split(',').map((s) => s.trim())
+  if (command === 'train' && values.norms !== undefined) throw new UsageError('--norms is for compare; train takes one --norm')
+  if (command === 'compare' && values.norm !== undefined) throw new UsageError('--norm is for train; compare takes --norms LIST')
+  if (command === 'compare' && values.seed !== undefined) throw new UsageError('--seed is for train; compare takes --seeds LIST')
+  if (command === 'train' && values.seeds !== undefined) throw new UsageError('--seeds is for compare; train takes one --seed')
+  const list = command === 'train' ? [values.norm ?? 'bssn'] : (values.norms ?? 'sn,ssn,bssn').split(',').map((s) => s.trim()).filter((s) => s !== '')
+  const seeds = command === 'train' ? [values.seed ?? '1'] : (values.seeds ?? '1,2').split(',').map((s) => s.trim()).filter((s) => s !== '')
   const betas = (values.betas ?? '0.5,0.999').split(',').map((s) => number(s, '--betas')!)
   if (betas.length !== 2 || betas.some((b) => b < 0 || b >= 1)) throw new UsageError(`--betas must be two numbers in [0, 1), got '${values.betas}'`)
-  parseDevice(values.device!) // fails early on a bad --device
+  const scale = number(values.scale, '--scale') ?? Math.SQRT2
+  if (!(scale > 0)) throw new UsageError(`--scale must be > 0 (the constant c multiplies the normalized weight), got '${values.scale}'`)
+  const lr = number(values.lr, '--lr') ?? 2e-4
+  if (!(lr > 0)) throw new UsageError(`--lr must be > 0, got '${values.lr}'`)
+  const device = parseDevice(values.device!) // fails early on a bad --device
   await runTraining({
+    command: command as 'train' | 'compare',
     norms: list as NormChoice[],
-    scale: number(values.scale, '--scale') ?? Math.SQRT2,
+    scale,
     dataset: values.dataset!,
     arch: values.arch!,
-    steps: parsePositiveInt(values.steps ?? '2000', '--steps'),
-    batch: parsePositiveInt(values.batch ?? '256', '--batch'),
-    lr: number(values.lr, '--lr') ?? 2e-4,
+    steps: values.steps === undefined ? undefined : parsePositiveInt(values.steps, '--steps'),
+    batch: values.batch === undefined ? undefined : parsePositiveInt(values.batch, '--batch'),
+    lr,
     betas: betas as [number, number],
     nDis: parsePositiveInt(values['n-dis'] ?? '1', '--n-dis'),
-    seed: parsePositiveInt(values.seed ?? '1', '--seed'),
+    seeds: seeds.map((s) => parsePositiveInt(s, command === 'train' ? '--seed' : '--seeds')),
     device: values.device!,
-    out: values.out ?? path.join('runs', `${command}-${values.dataset}`),
-    evalEvery: parsePositiveInt(values['eval-every'] ?? '100', '--eval-every'),
+    deviceKind: device.kind === 'cpu' ? 'cpu' : 'cuda',
+    deviceName: device.name,
+    out: values.out,
+    force: Boolean(values.force),
+    evalEvery: values['eval-every'] === undefined ? undefined : parsePositiveInt(values['eval-every'], '--eval-every'),
     width: parsePositiveInt(values.width ?? '128', '--width'),
     checkpointEvery: values['ckpt-every'] === undefined ? 500 : parsePositiveInt(values['ckpt-every'], '--ckpt-every'),
     resume: values.resume,
     evalSamples: values['eval-samples'] === undefined ? undefined : parsePositiveInt(values['eval-samples'], '--eval-samples'),
     print: console.log,
     progress: Boolean(process.stdout.isTTY),
+    handleSignals: true,
   })
   return 0
 }
@@ -119,9 +187,10 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
-    const usageError = error instanceof UsageError || (error instanceof TypeError && (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))
-    console.error(`bssn: ${error instanceof Error ? error.message : String(error)}`)
-    if (usageError) console.error(`\n${usage}`)
+    const code = (error as { code?: string } | undefined)?.code ?? ''
+    const usageError = error instanceof UsageError || (error instanceof TypeError && code.startsWith('ERR_PARSE_ARGS'))
+    console.error(`bssn: ${code.startsWith('ERR_PARSE_ARGS') ? parseArgsMessage(error as Error) : error instanceof Error ? error.message : String(error)}`)
+    if (usageError) console.error('run `bssn --help` for the commands and options, `bssn help <command>` for one command')
     process.exit(usageError ? 2 : 1)
   },
 )

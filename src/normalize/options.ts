@@ -44,6 +44,7 @@ export function resolveOptions(options: unknown, layerCount: number): ResolvedOp
   if (typeof mode !== 'string' || !normalizationModes.includes(mode as NormalizationMode))
     throw new TypeError(`expected mode to be one of ${normalizationModes.map((m) => `'${m}'`).join(', ')}, got ${describe(mode)}`)
   const scale = checkNumber(o.scale ?? 1, 'scale')
+  if (!(scale > 0)) throw new RangeError(`expected scale > 0 (the constant c multiplies the normalized weight), got ${scale}`)
   if (scale !== 1 && (mode === 'sn' || mode === 'bsn'))
     throw new RangeError(`scale applies to modes 'ssn' and 'bssn' only; mode '${mode}' takes none (got scale ${scale})`)
   const powerIterations = checkInteger(o.powerIterations ?? 1, 'powerIterations', 1, 1_000_000)

@@ -2,6 +2,7 @@
 import { loadCifar10, loadPngFolder, proceduralShapes, sampleImages, type ImageSet } from '../data/images.js'
 import { mixtureQuality, mixtures, sampleMixture, type Mixture2d } from '../data/toy2d.js'
 import type { Device } from '../device.js'
+import { smallCnnDiscriminator, smallCnnGenerator } from '../models/dcgan.js'
 import { mlpDiscriminator, mlpGenerator } from '../models/mlp.js'
 import { snganCnnDiscriminator, snganCnnGenerator } from '../models/sngan.js'
 import type { Module } from '../nn/module.js'
@@ -20,6 +21,8 @@ export interface Quality {
 export interface GanTask {
   dataset: string
   kind: '2d' | 'image'
+  /** The networks, as a checkpoint records them: 'mlp(width=128)', 'sngan', 'dcgan16(channels=16)'. */
+  architecture: string
   zDim: number
   /** The mixture (2-D tasks), for plots. */
   mixture?: Mixture2d
@@ -28,6 +31,8 @@ export interface GanTask {
   build(device: Device, seed: number): { generator: Module; discriminator: Module }
   /** A fresh batch of n real samples. */
   sampleReal(device: Device, n: number, seed: number): Tensor
+  /** Real images the quality is measured against (image tasks), for the report's grid. */
+  heldOut?: ImageSet
   /** Judges `count` generated samples (host copy). */
   quality(samples: Float32Array, count: number): Quality
 }
@@ -36,6 +41,7 @@ export function mixtureTask(mixture: Mixture2d, width: number): GanTask {
   return {
     dataset: mixture.name,
     kind: '2d',
+    architecture: `mlp(width=${width})`,
     zDim: 2,
     mixture,
     build: (device, seed) => ({
@@ -47,38 +53,63 @@ export function mixtureTask(mixture: Mixture2d, width: number): GanTask {
   }
 }
 
-/** SNGAN CNN G and D on 32x32 images; quality is k-NN precision/recall against `heldOut` real images. */
-export function imageTask(train: ImageSet, heldOut: ImageSet): GanTask {
-  if (train.size !== 32) throw new RangeError(`the SNGAN CNN takes 32x32 images, got ${train.size}x${train.size}`)
+/** The convolutional architectures: the SNGAN CNN on 32x32 images, a small DCGAN-style pair on 16x16. */
+export type ImageArch = 'sngan' | 'dcgan16'
+export const imageArchSize: Record<ImageArch, number> = { sngan: 32, dcgan16: 16 }
+
+/** G and D of `arch` on its image size; quality is k-NN precision/recall against `heldOut` real images. */
+export function imageTask(train: ImageSet, heldOut: ImageSet, arch: ImageArch = 'sngan', channels = 16): GanTask {
+  const size = imageArchSize[arch]
+  if (train.size !== size) throw new RangeError(`the ${arch} networks take ${size}x${size} images, got ${train.size}x${train.size}`)
   const realFeatures = imageFeatures(heldOut.pixels, heldOut.count, heldOut.size)
+  const small = arch === 'dcgan16'
   return {
     dataset: train.name,
     kind: 'image',
-    zDim: 128,
-    imageSize: 32,
-    build: (device, seed) => ({
-      generator: snganCnnGenerator({ device, seed }),
-      discriminator: snganCnnDiscriminator({ device, seed: seed + 1000 }),
-    }),
+    architecture: small ? `dcgan16(channels=${channels})` : 'sngan',
+    zDim: small ? 32 : 128,
+    imageSize: size,
+    build: (device, seed) =>
+      small
+        ? { generator: smallCnnGenerator({ device, seed, channels }), discriminator: smallCnnDiscriminator({ device, seed: seed + 1000, channels }) }
+        : { generator: snganCnnGenerator({ device, seed }), discriminator: snganCnnDiscriminator({ device, seed: seed + 1000 }) },
     sampleReal: (device, n, seed) => sampleImages(device, train, n, seed),
-    quality: (samples, count) => knnPrecisionRecall(realFeatures, imageFeatures(samples, count, 32), 192, 3),
+    quality: (samples, count) => knnPrecisionRecall(realFeatures, imageFeatures(samples, count, size), 192, 3),
+    heldOut,
   }
 }
 
 export const datasetHelp = 'ring8, grid25, shapes, cifar10:DIR, png:DIR'
 
-/** A task from the CLI's --dataset: ring8 | grid25 (MLP), shapes | cifar10:DIR | png:DIR (SNGAN CNN). */
-export function taskFor(spec: string, width: number, seed: number): GanTask {
+/** A task from the CLI's --dataset: ring8 | grid25 (MLP, `width`), shapes | cifar10:DIR | png:DIR (convolutional, `arch`). */
+export function taskFor(spec: string, width: number, seed: number, arch: ImageArch = 'sngan'): GanTask {
   if (spec in mixtures) return mixtureTask(mixtures[spec as keyof typeof mixtures], width)
+  const size = imageArchSize[arch]
   let set: ImageSet
-  if (spec === 'shapes') set = proceduralShapes(5000, seed)
-  else if (spec.startsWith('cifar10:')) set = loadCifar10(spec.slice('cifar10:'.length))
-  else if (spec.startsWith('png:')) set = loadPngFolder(spec.slice('png:'.length), 32)
+  if (spec === 'shapes') set = proceduralShapes(5000, seed, size)
+  else if (spec.startsWith('cifar10:')) set = downsample(loadCifar10(spec.slice('cifar10:'.length)), size)
+  else if (spec.startsWith('png:')) set = loadPngFolder(spec.slice('png:'.length), size)
   else throw new RangeError(`unknown dataset '${spec}' (expected ${datasetHelp})`)
   // Hold out the last images (up to 500) as the real reference for precision/recall.
   const held = Math.min(500, Math.floor(set.count / 5))
   if (held < 8) throw new RangeError(`${set.name} has ${set.count} images: at least 40 are needed (a fifth is held out for evaluation)`)
   const each = 3 * set.size * set.size
   const split = (from: number, to: number): ImageSet => ({ ...set, count: to - from, pixels: set.pixels.subarray(from * each, to * each) })
-  return imageTask(split(0, set.count - held), split(set.count - held, set.count))
+  return imageTask(split(0, set.count - held), split(set.count - held, set.count), arch)
+}
+
+/** `set` averaged down to size x size (size divides the set's size). */
+export function downsample(set: ImageSet, size: number): ImageSet {
+  if (set.size === size) return set
+  const f = set.size / size
+  if (!Number.isInteger(f)) throw new RangeError(`cannot downsample ${set.size}x${set.size} images to ${size}x${size}`)
+  const pixels = new Float32Array(set.count * 3 * size * size)
+  for (let p = 0; p < set.count * 3; p++)
+    for (let y = 0; y < size; y++)
+      for (let x = 0; x < size; x++) {
+        let s = 0
+        for (let dy = 0; dy < f; dy++) for (let dx = 0; dx < f; dx++) s += set.pixels[(p * set.size + y * f + dy) * set.size + x * f + dx]
+        pixels[(p * size + y) * size + x] = s / (f * f)
+      }
+  return { ...set, size, pixels }
 }

@@ -1,7 +1,7 @@
 // Training a GAN (a task: data, networks, quality measure) with a chosen discriminator normalization,
 // recording what the BSSN paper plots: sample quality over training, and per discriminator layer the gradient
 // norm, the variance of the normalized weight against its bound 1/max(m, n), and sigma1 / sigma2.
-import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 
 import { keep, tidy } from '../autograd/scope.js'
@@ -46,6 +46,10 @@ export interface LayerDiagnostics {
   bound: number
   sigma1?: number
   sigma2?: number
+  /** What the weight was divided by: sigma1, or (sigma1 + sigma2) / 2 under bsn/bssn. */
+  divisor?: number
+  /** The spectral norm of the normalized W1 as the estimates give it: c * sigma1 / divisor (1 under sn). */
+  effective?: number
 }
 
 export interface EvalRecord extends Quality {
@@ -57,8 +61,10 @@ export interface EvalRecord extends Quality {
 }
 
 export interface TrainResult {
-  config: Omit<TrainConfig, 'device' | 'task' | 'resume'> & { device: string; dataset: string }
+  config: Omit<TrainConfig, 'device' | 'task' | 'resume'> & { device: string; dataset: string; architecture: string }
   history: EvalRecord[]
+  /** The shape of each discriminator layer's weight, in the order of EvalRecord.layers. */
+  layerShapes: number[][]
   samples: Float32Array
   stepsPerSecond: number
   interrupted: boolean
@@ -102,7 +108,13 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
   }
   const checkpointFile = config.out ? path.join(config.out, 'checkpoint.safetensors') : undefined
   const { device: _device, task: _task, resume: _resume, ...savedConfig } = config
-  const checkpoint = () => (checkpointFile && config.checkpointEvery ? saveGanCheckpoint(checkpointFile, parts, step, { ...savedConfig, dataset: task.dataset }) : undefined)
+  const runConfig = { ...savedConfig, dataset: task.dataset, architecture: task.architecture }
+  // Written beside and renamed over the last one, so an abort mid-write keeps the last complete checkpoint.
+  const checkpoint = async () => {
+    if (!checkpointFile || !config.checkpointEvery) return
+    await saveGanCheckpoint(`${checkpointFile}.partial`, parts, step, runConfig)
+    renameSync(`${checkpointFile}.partial`, checkpointFile)
+  }
   let gradSquares: Tensor[] = []
   const start = performance.now()
   const startStep = step
@@ -148,8 +160,9 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
     const samples = await tidy(() => noGrad(() => G.forward(evalZ))).toArray()
     const seconds = (performance.now() - start) / 1000
     return {
-      config: { ...savedConfig, device: device.name, dataset: task.dataset },
+      config: { ...runConfig, device: device.name },
       history,
+      layerShapes: dLayers.map((l) => [...l.weight.shape]),
       samples,
       stepsPerSecond: (step - startStep) / Math.max(seconds, 1e-9),
       interrupted,
@@ -192,6 +205,8 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
         bound: 1 / Math.max(m, n),
         sigma1: sigmas?.[i].sigma1,
         sigma2: sigmas?.[i].sigma2,
+        divisor: sigmas?.[i].divisor,
+        effective: sigmas ? ((scaled ? config.scale : 1) * sigmas[i].sigma1) / sigmas[i].divisor : undefined,
       }
     })
     return {
