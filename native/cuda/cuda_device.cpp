@@ -291,7 +291,13 @@ void CudaDevice::enter() {
     if (!fault_.empty()) throwError(name_ + " is unusable after an earlier error: " + fault_ + "; restart the process to use it again");
   }
   if (shutDown_) throwError(name_ + " was shut down");
-  BSSN_CUDA_TRY(cudaSetDevice(index_));
+  const cudaError_t st = cudaSetDevice(index_);
+  if (st == cudaSuccess) return;
+  // A sticky fault surfaces at whichever call comes next, this one included: from here on the device is unusable.
+  const std::string message = std::string("cudaSetDevice: ") + describeStatus(st);
+  noteFailure(st, message);
+  if (isSticky(st)) throwError(name_ + " is unusable after an earlier error: " + message + "; restart the process to use it again");
+  throwStatus("cudaSetDevice", st, "", __FILE__, __LINE__);
 }
 
 void CudaDevice::checkLaunch(const char* what) {
