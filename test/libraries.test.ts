@@ -18,3 +18,9 @@ it('reports each optional library as loaded with a version, or with an error nam
   // and the CPU backend is unaffected
   expect(Device.cpu().info()).toMatchObject({ kind: 'cpu', name: 'CPU', streamThreads: 1 })
 })
+
+const host = native().cudaHost()
+const driverPresent = !native().builtWithCuda || host.available || host.driverVersion !== 0
+it.skipIf(driverPresent)('without an NVIDIA driver, the CUDA fallback reason says so (not "driver version is insufficient")', () => {
+  expect(Device.auto()).toMatchObject({ kind: 'cpu', fallbackReason: expect.stringMatching(/^no NVIDIA driver found \(libcuda\.so\.1/) })
+})

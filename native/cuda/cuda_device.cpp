@@ -104,7 +104,12 @@ Availability availability() {
   const cudaError_t st = cudaGetDeviceCount(&a.deviceCount);
   if (st != cudaSuccess) {
     a.deviceCount = 0;
-    a.reason = "cudaGetDeviceCount: " + describeStatus(st);
+    // Without a driver at all, the runtime says "driver version is insufficient": say what is really missing.
+    int driver = -1;
+    if ((st == cudaErrorInsufficientDriver || st == cudaErrorNoDevice) && cudaDriverGetVersion(&driver) == cudaSuccess && driver == 0)
+      a.reason = "no NVIDIA driver found (libcuda.so.1 is not installed or not on the loader's path; " + describeStatus(st) + ")";
+    else
+      a.reason = "cudaGetDeviceCount: " + describeStatus(st);
     cudaGetLastError();  // not sticky: clear it
   } else if (a.deviceCount == 0) {
     a.reason = "no CUDA device found";
