@@ -298,37 +298,42 @@ bool convOnBlas(const Conv2dArgs& a) {
   return useBlas({a.cOut, c.k, c.per * c.plane});
 }
 
-void blasConvForward(const Conv2dArgs& a) {
+// Runs body(i0, b, ld) over the batch in chunks of b images starting at i0 (ld = b * plane columns), with the
+// chunk's column matrix `cols` [k, ld] and output-sized matrix `outs` [cOut, ld] allocated once.
+template <typename Body>
+void forChunks(const Conv2dArgs& a, Body&& body) {
   const Chunks c(a);
-  std::vector<float> cols(size_t(c.k * c.per * c.plane)), out(size_t(a.cOut * c.per * c.plane));
+  std::vector<float> cols(size_t(c.k * c.per * c.plane)), outs(size_t(a.cOut * c.per * c.plane));
   for (int64_t i0 = 0; i0 < a.n; i0 += c.per) {
-    const int64_t b = std::min(c.per, a.n - i0), ld = b * c.plane;
-    forImages(b, c.k * c.plane, [&](int64_t j) { im2col(a, a.x->f32() + (i0 + j) * a.cIn * a.h * a.w, cols.data() + j * c.plane, ld); });
-    parallelBlasGemm(false, false, a.cOut, ld, c.k, 1.0f, a.weight->f32(), c.k, cols.data(), ld, 0.0f, out.data(), ld);
-    scatterOutputs(a, out.data(), i0, b, c.plane, a.y->f32());
+    const int64_t b = std::min(c.per, a.n - i0);
+    body(c, i0, b, b * c.plane, cols.data(), outs.data());
   }
+}
+
+float* image(const Conv2dArgs& a, int64_t i) { return a.x->f32() + i * a.cIn * a.h * a.w; }
+
+void blasConvForward(const Conv2dArgs& a) {
+  forChunks(a, [&](const Chunks& c, int64_t i0, int64_t b, int64_t ld, float* cols, float* out) {
+    forImages(b, c.k * c.plane, [&](int64_t j) { im2col(a, image(a, i0 + j), cols + j * c.plane, ld); });
+    parallelBlasGemm(false, false, a.cOut, ld, c.k, 1.0f, a.weight->f32(), c.k, cols, ld, 0.0f, out, ld);
+    scatterOutputs(a, out, i0, b, c.plane, a.y->f32());
+  });
 }
 
 void blasConvBackwardData(const Conv2dArgs& a) {
-  const Chunks c(a);
-  std::vector<float> cols(size_t(c.k * c.per * c.plane)), dy(size_t(a.cOut * c.per * c.plane));
-  for (int64_t i0 = 0; i0 < a.n; i0 += c.per) {
-    const int64_t b = std::min(c.per, a.n - i0), ld = b * c.plane;
-    gatherOutputs(a, a.y->f32(), i0, b, c.plane, dy.data());
-    parallelBlasGemm(true, false, c.k, ld, a.cOut, 1.0f, a.weight->f32(), c.k, dy.data(), ld, 0.0f, cols.data(), ld);
-    forImages(b, c.k * c.plane, [&](int64_t j) { col2im(a, cols.data() + j * c.plane, ld, a.x->f32() + (i0 + j) * a.cIn * a.h * a.w); });
-  }
+  forChunks(a, [&](const Chunks& c, int64_t i0, int64_t b, int64_t ld, float* cols, float* dy) {
+    gatherOutputs(a, a.y->f32(), i0, b, c.plane, dy);
+    parallelBlasGemm(true, false, c.k, ld, a.cOut, 1.0f, a.weight->f32(), c.k, dy, ld, 0.0f, cols, ld);
+    forImages(b, c.k * c.plane, [&](int64_t j) { col2im(a, cols + j * c.plane, ld, image(a, i0 + j)); });
+  });
 }
 
 void blasConvBackwardFilter(const Conv2dArgs& a) {
-  const Chunks c(a);
-  std::vector<float> cols(size_t(c.k * c.per * c.plane)), dy(size_t(a.cOut * c.per * c.plane));
-  for (int64_t i0 = 0; i0 < a.n; i0 += c.per) {
-    const int64_t b = std::min(c.per, a.n - i0), ld = b * c.plane;
-    forImages(b, c.k * c.plane, [&](int64_t j) { im2col(a, a.x->f32() + (i0 + j) * a.cIn * a.h * a.w, cols.data() + j * c.plane, ld); });
-    gatherOutputs(a, a.y->f32(), i0, b, c.plane, dy.data());
-    parallelBlasGemm(false, true, a.cOut, c.k, ld, 1.0f, dy.data(), ld, cols.data(), ld, i0 == 0 ? 0.0f : 1.0f, a.weight->f32(), c.k);
-  }
+  forChunks(a, [&](const Chunks& c, int64_t i0, int64_t b, int64_t ld, float* cols, float* dy) {
+    forImages(b, c.k * c.plane, [&](int64_t j) { im2col(a, image(a, i0 + j), cols + j * c.plane, ld); });
+    gatherOutputs(a, a.y->f32(), i0, b, c.plane, dy);
+    parallelBlasGemm(false, true, a.cOut, c.k, ld, 1.0f, dy, ld, cols, ld, i0 == 0 ? 0.0f : 1.0f, a.weight->f32(), c.k);
+  });
 }
 
 }  // namespace
