@@ -72,6 +72,7 @@ export interface TrainResult {
 
 export interface TrainHooks {
   onEval?: (record: EvalRecord) => void
+  /** A step the device has finished (reported as fences resolve: not every step number is reported). */
   onStep?: (step: number) => void
   shouldStop?: () => boolean
 }
@@ -119,6 +120,20 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
   const start = performance.now()
   const startStep = step
   let interrupted = false
+  // Progress counts steps the device has finished, not steps enqueued (the queue may run ahead of the device):
+  // one fence in flight at a time, reporting the step it follows when it resolves.
+  let fenceInFlight = false
+  const reportFinished = (enqueued: number) => {
+    if (!hooks.onStep || fenceInFlight) return
+    fenceInFlight = true
+    device.synchronize().then(
+      () => {
+        fenceInFlight = false
+        hooks.onStep?.(enqueued)
+      },
+      () => (fenceInFlight = false),
+    )
+  }
   try {
     while (step < config.steps) {
       if (hooks.shouldStop?.()) {
@@ -144,7 +159,7 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
             }
           : undefined,
       })
-      hooks.onStep?.(step)
+      reportFinished(step)
       if (config.checkpointEvery && step % config.checkpointEvery === 0) await checkpoint()
       if (!evaluating) {
         lossD.dispose()
@@ -158,6 +173,7 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
     }
     if (config.checkpointEvery && step % config.checkpointEvery !== 0) await checkpoint()
     const samples = await tidy(() => noGrad(() => G.forward(evalZ))).toArray()
+    hooks.onStep?.(step)  // everything before the samples has run
     const seconds = (performance.now() - start) / 1000
     return {
       config: { ...runConfig, device: device.name },
