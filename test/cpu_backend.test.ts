@@ -106,7 +106,9 @@ describe.skipIf(process.env.BSSN_UNDER_SANITIZER === '1')('bounded memory on the
     // The queue's byte bound (256 MiB by default) is far above what this model's queued steps hold: the real bound
     // here is the op count, 64 ops, well under one step's tensors. 4 MiB is generous and fixed.
     expect(maxAllocated - base).toBeLessThan(4 * 2 ** 20)
-    expect(reserved.at(-1)).toBe(reserved[1])
+    // Flat after warm-up: a block or two more or less in flight at the sample, never growth (a leak over 8000
+    // steps would reserve megabytes).
+    expect(Math.max(...reserved.slice(1)) - reserved[1]).toBeLessThan(2 ** 20)
     ;[sn, optG, optD, G, D, real].forEach((x) => x.dispose())
   }, 300_000)
 
