@@ -2,6 +2,7 @@
 import { native, type NativeDeviceHandle } from './native.js'
 import { Tensor } from './tensor.js'
 import { checkInteger, checkNumber, checkShape, describe, product } from './validate.js'
+import { typeError, rangeError } from './errors.js'
 
 export type DeviceKind = 'cpu' | 'cuda'
 
@@ -81,13 +82,13 @@ export class Device {
       values = data
     } else if (Array.isArray(data)) {
       for (const [i, x] of data.entries())
-        if (typeof x !== 'number') throw new TypeError(`expected data[${i}] to be a number, got ${describe(x)}`)
+        if (typeof x !== 'number') throw typeError(`expected data[${i}] to be a number, got ${describe(x)}`)
       values = Float32Array.from(data)
     } else {
-      throw new TypeError(`expected data to be a Float32Array or an array of numbers, got ${describe(data)}`)
+      throw typeError(`expected data to be a Float32Array or an array of numbers, got ${describe(data)}`)
     }
     if (values.length !== product(dims))
-      throw new RangeError(`expected ${product(dims)} values for shape [${dims.join(', ')}], got ${values.length}`)
+      throw rangeError(`expected ${product(dims)} values for shape [${dims.join(', ')}], got ${values.length}`)
     return new Tensor(this.handle.fromData(values, dims), this)
   }
 
@@ -114,7 +115,7 @@ export class Device {
     checkInteger(seed, 'seed', 0)
     const low = checkNumber(options.low ?? 0, 'low')
     const high = checkNumber(options.high ?? 1, 'high')
-    if (!(low <= high)) throw new RangeError(`expected low <= high, got ${low} and ${high}`)
+    if (!(low <= high)) throw rangeError(`expected low <= high, got ${low} and ${high}`)
     return new Tensor(this.handle.rand(checkShape(shape), seed, low, high), this)
   }
 

@@ -2,6 +2,7 @@
 import { track } from './autograd/scope.js'
 import { record, runBackward, type GradNode } from './autograd/tape.js'
 import type { Device } from './device.js'
+import { bssnError, rangeError, typeError } from './errors.js'
 import type { NativeTensorHandle } from './native.js'
 import { checkShape, product } from './validate.js'
 
@@ -79,7 +80,7 @@ export class Tensor {
     this.#checkAlive()
     const dims = checkShape(shape)
     if (product(dims) !== this.size)
-      throw new RangeError(`cannot reshape [${this.shape.join(', ')}] (${this.size} elements) to [${dims.join(', ')}] (${product(dims)} elements)`)
+      throw rangeError(`cannot reshape [${this.shape.join(', ')}] (${this.size} elements) to [${dims.join(', ')}] (${product(dims)} elements)`)
     const view = new Tensor(this.#handle.reshape(dims), this.device)
     return record(view, [this], 'reshape', (g) => [new Tensor(g.handle.reshape(this.shape), this.device)])
   }
@@ -99,7 +100,7 @@ export class Tensor {
   /** Overwrites this tensor with `source`'s values (same device and shape), in stream order. */
   copyFrom(source: Tensor): this {
     this.#checkAlive()
-    if (!(source instanceof Tensor)) throw new TypeError('expected source to be a Tensor')
+    if (!(source instanceof Tensor)) throw typeError('expected source to be a Tensor')
     this.#handle.copyFrom(source.handle)
     return this
   }
@@ -128,6 +129,6 @@ export class Tensor {
   }
 
   #checkAlive(): void {
-    if (this.disposed) throw new Error(`${this.#owner ? `${this.#owner} output` : 'tensor'} [${this.shape.join(', ')}] was disposed`)
+    if (this.disposed) throw bssnError(`${this.#owner ? `${this.#owner} output` : 'tensor'} [${this.shape.join(', ')}] was disposed`, 'ERR_BSSN_DISPOSED')
   }
 }

@@ -8,16 +8,38 @@ namespace bssn {
 
 enum class ErrorKind { Error, TypeError, RangeError };
 
+// A stable identity for an error, beside its message, as Node's own errors have (`error.code` in JS; listed in the
+// README). Default: ERR_BSSN_INVALID_ARGUMENT for TypeError, ERR_BSSN_OUT_OF_RANGE for RangeError, else
+// ERR_BSSN_FAILED.
+enum class ErrorCode { Default, Disposed, OutOfMemory, CudaUnavailable, DeviceFault, LibraryMissing };
+
+inline const char* codeName(ErrorKind kind, ErrorCode code) {
+  switch (code) {
+    case ErrorCode::Disposed: return "ERR_BSSN_DISPOSED";
+    case ErrorCode::OutOfMemory: return "ERR_BSSN_OUT_OF_MEMORY";
+    case ErrorCode::CudaUnavailable: return "ERR_BSSN_CUDA_UNAVAILABLE";
+    case ErrorCode::DeviceFault: return "ERR_BSSN_DEVICE_FAULT";
+    case ErrorCode::LibraryMissing: return "ERR_BSSN_LIBRARY_MISSING";
+    case ErrorCode::Default: break;
+  }
+  return kind == ErrorKind::TypeError ? "ERR_BSSN_INVALID_ARGUMENT" : kind == ErrorKind::RangeError ? "ERR_BSSN_OUT_OF_RANGE" : "ERR_BSSN_FAILED";
+}
+
 class Error : public std::runtime_error {
  public:
-  Error(ErrorKind kind, const std::string& message) : std::runtime_error(message), kind_(kind) {}
+  Error(ErrorKind kind, const std::string& message, ErrorCode code = ErrorCode::Default)
+      : std::runtime_error(message), kind_(kind), code_(code) {}
   ErrorKind kind() const { return kind_; }
+  ErrorCode code() const { return code_; }
 
  private:
   ErrorKind kind_;
+  ErrorCode code_;
 };
 
-[[noreturn]] inline void throwError(const std::string& message) { throw Error(ErrorKind::Error, message); }
+[[noreturn]] inline void throwError(const std::string& message, ErrorCode code = ErrorCode::Default) {
+  throw Error(ErrorKind::Error, message, code);
+}
 [[noreturn]] inline void throwTypeError(const std::string& message) { throw Error(ErrorKind::TypeError, message); }
 [[noreturn]] inline void throwRangeError(const std::string& message) { throw Error(ErrorKind::RangeError, message); }
 

@@ -55,7 +55,7 @@ SharedLibrary::~SharedLibrary() {
 }
 
 void* SharedLibrary::symbol(const char* name) const {
-  if (!handle_) throwError(error_);
+  if (!handle_) throwError(error_, ErrorCode::LibraryMissing);
   dlerror();
   void* p = dlsym(handle_, name);
   if (!p) throwError(name_ + " (" + path_ + ") has no entry point " + name + ": an unsupported version?");

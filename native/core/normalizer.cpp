@@ -96,7 +96,7 @@ const std::vector<TensorPtr>& Normalizer::outputs() const {
 }
 
 void Normalizer::checkAlive() const {
-  if (disposed_) throwError("BSSN was disposed");
+  if (disposed_) throwError("BSSN was disposed", ErrorCode::Disposed);
 }
 
 void Normalizer::checkLayer(size_t layer) const {

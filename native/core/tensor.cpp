@@ -19,7 +19,7 @@ std::shared_ptr<Tensor> Tensor::view(const Shape& shape) const {
 }
 
 const BufferPtr& Tensor::buffer(const char* what) const {
-  if (!buffer_) throwError(std::string(what) + " was disposed");
+  if (!buffer_) throwError(std::string(what) + " was disposed", ErrorCode::Disposed);
   return buffer_;
 }
 

@@ -51,7 +51,7 @@ DeviceInfo CpuDevice::info() {
 
 void* CpuDevice::allocateRaw(size_t bytes) {
   void* p = allocator_.allocate(bytes);
-  if (!p) throwError("CPU allocation failed: out of memory (requested " + std::to_string(bytes) + " bytes)");
+  if (!p) throwError("CPU allocation failed: out of memory (requested " + std::to_string(bytes) + " bytes)", ErrorCode::OutOfMemory);
   return p;
 }
 

@@ -38,7 +38,9 @@ inline bool isSticky(cudaError_t status) {
   std::string message = std::string(call) + ": " + describeStatus(status);
   if (!detail.empty()) message += " (" + detail + ")";
   message += " at " + std::string(file) + ":" + std::to_string(line);
-  throwError(message);
+  throwError(message, status == cudaErrorMemoryAllocation ? ErrorCode::OutOfMemory
+                      : isSticky(status)                  ? ErrorCode::DeviceFault
+                                                          : ErrorCode::Default);
 }
 
 }  // namespace bssn::cuda

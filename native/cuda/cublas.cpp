@@ -33,7 +33,7 @@ const CublasApi& cublasApi() {
       failure = e.what();
     }
   });
-  if (!failure.empty()) throwError(failure);
+  if (!failure.empty()) throwError(failure, ErrorCode::LibraryMissing);
   return api;
 }
 

@@ -38,7 +38,7 @@ class CudaFence : public Fence {
     if (st != cudaSuccess) {
       const std::string message = "cudaEventSynchronize: " + describeStatus(st) + " (an earlier operation on " + device_->name() + " failed)";
       device_->noteFailure(st, message);
-      throwError(message);
+      throwError(message, isSticky(st) ? ErrorCode::DeviceFault : ErrorCode::Default);
     }
     if (block_ && bytes_) std::memcpy(host_, block_->host, bytes_);
     // Back to the pool here, on the waiting thread: freeing a large pinned block synchronizes the device,
@@ -69,7 +69,7 @@ class TimestampFence : public Fence {
     if (st != cudaSuccess) {
       const std::string message = "cudaEventElapsedTime: " + describeStatus(st) + " on " + device_->name();
       device_->noteFailure(st, message);
-      throwError(message);
+      throwError(message, isSticky(st) ? ErrorCode::DeviceFault : ErrorCode::Default);
     }
     *ms_ = elapsed;
   }
@@ -149,7 +149,7 @@ LibraryStatus cudnnStatus() {
 
 DevicePtr openDevice(int index) {
   const Availability a = availability();
-  if (a.deviceCount == 0) throwError("CUDA is not usable: " + a.reason);
+  if (a.deviceCount == 0) throwError("CUDA is not usable: " + a.reason, ErrorCode::CudaUnavailable);
   if (index >= a.deviceCount)
     throwRangeError("CUDA device index " + std::to_string(index) + " is out of range (" + std::to_string(a.deviceCount) + " device(s))");
   return std::make_shared<CudaDevice>(index);
@@ -293,7 +293,8 @@ void CudaDevice::noteFailure(cudaError_t status, const std::string& message) {
 void CudaDevice::enter() {
   {
     std::lock_guard<std::mutex> lock(faultMutex_);
-    if (!fault_.empty()) throwError(name_ + " is unusable after an earlier error: " + fault_ + "; restart the process to use it again");
+    if (!fault_.empty())
+      throwError(name_ + " is unusable after an earlier error: " + fault_ + "; restart the process to use it again", ErrorCode::DeviceFault);
   }
   if (shutDown_) throwError(name_ + " was shut down");
   const cudaError_t st = cudaSetDevice(index_);
@@ -301,7 +302,8 @@ void CudaDevice::enter() {
   // A sticky fault surfaces at whichever call comes next, this one included: from here on the device is unusable.
   const std::string message = std::string("cudaSetDevice: ") + describeStatus(st);
   noteFailure(st, message);
-  if (isSticky(st)) throwError(name_ + " is unusable after an earlier error: " + message + "; restart the process to use it again");
+  if (isSticky(st))
+    throwError(name_ + " is unusable after an earlier error: " + message + "; restart the process to use it again", ErrorCode::DeviceFault);
   throwStatus("cudaSetDevice", st, "", __FILE__, __LINE__);
 }
 
@@ -310,7 +312,7 @@ void CudaDevice::checkLaunch(const char* what) {
   if (st == cudaSuccess) return;
   const std::string message = std::string(what) + " kernel launch: " + describeStatus(st) + " on " + name_;
   noteFailure(st, message);
-  throwError(message);
+  throwError(message, isSticky(st) ? ErrorCode::DeviceFault : ErrorCode::Default);
 }
 
 void* CudaDevice::allocateRaw(size_t bytes) {

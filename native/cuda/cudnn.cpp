@@ -49,7 +49,7 @@ const CudnnApi& cudnnApi() {
       failure = e.what();
     }
   });
-  if (!failure.empty()) throwError(failure);
+  if (!failure.empty()) throwError(failure, ErrorCode::LibraryMissing);
   return api;
 }
 

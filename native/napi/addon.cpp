@@ -77,7 +77,8 @@ Napi::Value Addon::Cuda(const Napi::CallbackInfo& info) {
 #else
     (void)index;
     throwError("bssn was built without the CUDA backend (nvcc was not found at install time, or BSSN_CUDA=OFF); "
-               "reinstall with nvcc on PATH, or with BSSN_CUDA=ON to make a missing nvcc an error");
+               "reinstall with nvcc on PATH, or with BSSN_CUDA=ON to make a missing nvcc an error",
+               ErrorCode::CudaUnavailable);
 #endif
   });
 }

@@ -10,11 +10,11 @@
 namespace bssn::napi {
 
 inline Napi::Error toJsError(Napi::Env env, const bssn::Error& e) {
-  switch (e.kind()) {
-    case ErrorKind::TypeError: return Napi::TypeError::New(env, e.what());
-    case ErrorKind::RangeError: return Napi::RangeError::New(env, e.what());
-    default: return Napi::Error::New(env, e.what());
-  }
+  Napi::Error error = e.kind() == ErrorKind::TypeError    ? Napi::TypeError::New(env, e.what())
+                      : e.kind() == ErrorKind::RangeError ? Napi::RangeError::New(env, e.what())
+                                                          : Napi::Error::New(env, e.what());
+  error.Set("code", Napi::String::New(env, codeName(e.kind(), e.code())));
+  return error;
 }
 
 // Runs `body`, rethrowing native exceptions as JS exceptions.

@@ -72,7 +72,7 @@ NormalizerHandle::NormalizerHandle(const Napi::CallbackInfo& info) : Napi::Objec
 }
 
 Normalizer& NormalizerHandle::normalizer() const {
-  if (!normalizer_ || normalizer_->disposed()) throwError("BSSN was disposed");
+  if (!normalizer_ || normalizer_->disposed()) throwError("BSSN was disposed", ErrorCode::Disposed);
   return *normalizer_;
 }
 

@@ -1,6 +1,7 @@
 // tidy(): every tensor created inside the callback is disposed when it returns, except what it returns, the
 // gradients it left on parameters, and tensors marked with keep(). Keeps device memory flat across steps.
 import type { Tensor } from '../tensor.js'
+import { typeError } from '../errors.js'
 
 const scopes: Set<Tensor>[] = []
 
@@ -28,7 +29,7 @@ function collect(value: unknown, into: Set<unknown>, depth = 0): void {
  * objects of them) and the ones kept with keep(). Gradients assigned to parameters are kept by backward().
  */
 export function tidy<T>(fn: () => T): T {
-  if (typeof fn !== 'function') throw new TypeError('tidy expects a function')
+  if (typeof fn !== 'function') throw typeError('tidy expects a function')
   const scope = new Set<Tensor>()
   scopes.push(scope)
   let result: T
@@ -37,7 +38,7 @@ export function tidy<T>(fn: () => T): T {
   } finally {
     scopes.pop()
   }
-  if (result instanceof Promise) throw new TypeError('tidy expects a synchronous function (the tensors of an async one would outlive it)')
+  if (result instanceof Promise) throw typeError('tidy expects a synchronous function (the tensors of an async one would outlive it)')
   const returned = new Set<unknown>()
   collect(result, returned)
   for (const t of scope) {

@@ -5,6 +5,7 @@ import { native } from '../native.js'
 import type { Tensor } from '../tensor.js'
 import { BinaryOpCode } from '../native.js'
 import { keep } from './scope.js'
+import { rangeError } from '../errors.js'
 
 export interface GradNode {
   readonly name: string
@@ -47,9 +48,9 @@ function accumulate(into: Tensor, add: Tensor): void {
 export function runBackward(root: Tensor, gradient?: Tensor): void {
   if (!root.requiresGrad) throw new Error('backward() on a tensor that does not require gradients (no parameter reaches it)')
   if (!gradient && root.size !== 1)
-    throw new RangeError(`backward() without a gradient needs a one-element tensor, got shape [${root.shape.join(', ')}]`)
+    throw rangeError(`backward() without a gradient needs a one-element tensor, got shape [${root.shape.join(', ')}]`)
   if (gradient && gradient.size !== root.size)
-    throw new RangeError(`the gradient has shape [${gradient.shape.join(', ')}], expected [${root.shape.join(', ')}]`)
+    throw rangeError(`the gradient has shape [${gradient.shape.join(', ')}], expected [${root.shape.join(', ')}]`)
 
   // Reverse topological order of the nodes reachable from root (iterative DFS: graphs can be deep).
   const order: Tensor[] = []

@@ -5,6 +5,7 @@ import type { Tensor } from '../tensor.js'
 import { checkInteger, checkNumber } from '../validate.js'
 import { batchNorm } from './functional.js'
 import { Module } from './module.js'
+import { rangeError } from '../errors.js'
 
 export interface BatchNormOptions {
   eps?: number
@@ -35,7 +36,7 @@ export class BatchNorm2d extends Module {
 
   forward(x: Tensor): Tensor {
     if (x.shape.length !== 4 || x.shape[1] !== this.numFeatures)
-      throw new RangeError(`BatchNorm2d(${this.numFeatures}) expects input [N, ${this.numFeatures}, H, W], got [${x.shape.join(', ')}]`)
+      throw rangeError(`BatchNorm2d(${this.numFeatures}) expects input [N, ${this.numFeatures}, H, W], got [${x.shape.join(', ')}]`)
     return batchNorm(x, this.weight, this.bias, this, { training: this.training, momentum: this.momentum, eps: this.eps })
   }
 

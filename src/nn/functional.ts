@@ -4,16 +4,17 @@ import { record } from '../autograd/tape.js'
 import { BinaryOpCode, native, UnaryOpCode } from '../native.js'
 import { Tensor } from '../tensor.js'
 import { describe } from '../validate.js'
+import { typeError, rangeError } from '../errors.js'
 
 const ops = () => native().ops
 
 function checkTensor(t: unknown, what: string): asserts t is Tensor {
-  if (!(t instanceof Tensor)) throw new TypeError(`expected ${what} to be a Tensor, got ${describe(t)}`)
+  if (!(t instanceof Tensor)) throw typeError(`expected ${what} to be a Tensor, got ${describe(t)}`)
 }
 
 function sameShape(a: Tensor, b: Tensor, op: string): void {
   if (a.size !== b.size || a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i]))
-    throw new RangeError(`${op}: shapes [${a.shape.join(', ')}] and [${b.shape.join(', ')}] differ (no broadcasting)`)
+    throw rangeError(`${op}: shapes [${a.shape.join(', ')}] and [${b.shape.join(', ')}] differ (no broadcasting)`)
 }
 
 function unary(x: Tensor, op: UnaryOpCode, param: number, name: string, savesOutput: boolean): Tensor {
@@ -84,7 +85,7 @@ export function matmul(a: Tensor, b: Tensor, options: { transA?: boolean; transB
   const ta = options.transA ?? false
   const tb = options.transB ?? false
   if (a.shape.length !== 2 || b.shape.length !== 2)
-    throw new RangeError(`matmul: expected 2-D tensors, got [${a.shape.join(', ')}] and [${b.shape.join(', ')}]`)
+    throw rangeError(`matmul: expected 2-D tensors, got [${a.shape.join(', ')}] and [${b.shape.join(', ')}]`)
   const m = ta ? a.shape[1] : a.shape[0]
   const n = tb ? b.shape[0] : b.shape[1]
   const out = a.device.empty([m, n])
@@ -140,19 +141,19 @@ export interface Conv2dOptions {
 
 function pair(v: number | readonly [number, number] | undefined, fallback: number, what: string): [number, number] {
   const [a, b] = v === undefined ? [fallback, fallback] : typeof v === 'number' ? [v, v] : v
-  if (!Number.isInteger(a) || !Number.isInteger(b) || a < 0 || b < 0) throw new RangeError(`expected ${what} to be non-negative integers, got ${String(v)}`)
+  if (!Number.isInteger(a) || !Number.isInteger(b) || a < 0 || b < 0) throw rangeError(`expected ${what} to be non-negative integers, got ${String(v)}`)
   return [a, b]
 }
 
 function geometry(options: Conv2dOptions) {
   const [strideH, strideW] = pair(options.stride, 1, 'stride')
   const [padH, padW] = pair(options.padding, 0, 'padding')
-  if (strideH < 1 || strideW < 1) throw new RangeError('expected stride >= 1')
+  if (strideH < 1 || strideW < 1) throw rangeError('expected stride >= 1')
   return { strideH, strideW, padH, padW }
 }
 
 function check4d(t: Tensor, what: string): void {
-  if (t.shape.length !== 4) throw new RangeError(`expected ${what} to be 4-D, got [${t.shape.join(', ')}]`)
+  if (t.shape.length !== 4) throw rangeError(`expected ${what} to be 4-D, got [${t.shape.join(', ')}]`)
 }
 
 /** 2-D convolution (cross-correlation) of x [N, Cin, H, W] with weight [Cout, Cin, kh, kw], plus bias [Cout]. */
@@ -164,7 +165,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor, options: Conv2d
   const g = geometry(options)
   const outH = Math.floor((x.shape[2] + 2 * g.padH - weight.shape[2]) / g.strideH) + 1
   const outW = Math.floor((x.shape[3] + 2 * g.padW - weight.shape[3]) / g.strideW) + 1
-  if (outH < 1 || outW < 1) throw new RangeError(`conv2d: kernel [${weight.shape.slice(2).join(', ')}] is larger than the padded input [${x.shape.slice(2).join(', ')}]`)
+  if (outH < 1 || outW < 1) throw rangeError(`conv2d: kernel [${weight.shape.slice(2).join(', ')}] is larger than the padded input [${x.shape.slice(2).join(', ')}]`)
   const y = x.device.empty([x.shape[0], weight.shape[0], outH, outW])
   ops().conv2d(x.handle, weight.handle, y.handle, g)
   record(y, [x, weight], 'conv2d', (gy) => {
@@ -195,13 +196,13 @@ export function convTranspose2d(x: Tensor, weight: Tensor, bias?: Tensor, option
   checkTensor(weight, 'weight')
   check4d(x, 'x')
   check4d(weight, 'weight')
-  if (weight.shape[0] !== x.shape[1]) throw new RangeError(`convTranspose2d: weight [${weight.shape.join(', ')}] expects ${weight.shape[0]} input channels, x has ${x.shape[1]}`)
+  if (weight.shape[0] !== x.shape[1]) throw rangeError(`convTranspose2d: weight [${weight.shape.join(', ')}] expects ${weight.shape[0]} input channels, x has ${x.shape[1]}`)
   const g = geometry(options)
   const [opH, opW] = pair(options.outputPadding, 0, 'outputPadding')
-  if (opH >= g.strideH || opW >= g.strideW) throw new RangeError('expected outputPadding < stride')
+  if (opH >= g.strideH || opW >= g.strideW) throw rangeError('expected outputPadding < stride')
   const outH = (x.shape[2] - 1) * g.strideH - 2 * g.padH + weight.shape[2] + opH
   const outW = (x.shape[3] - 1) * g.strideW - 2 * g.padW + weight.shape[3] + opW
-  if (outH < 1 || outW < 1) throw new RangeError('convTranspose2d: the output would be empty')
+  if (outH < 1 || outW < 1) throw rangeError('convTranspose2d: the output would be empty')
   // The transposed convolution is the data gradient of the convolution output [N, Cout, outH, outW] -> x.
   const y = x.device.empty([x.shape[0], weight.shape[1], outH, outW])
   ops().conv2dBackwardData(y.handle, weight.handle, x.handle, g)

@@ -3,6 +3,7 @@
 import type { Device } from '../device.js'
 import type { Tensor } from '../tensor.js'
 import { checkShape } from '../validate.js'
+import { typeError, rangeError } from '../errors.js'
 
 export type InitName = 'lecunNormal' | 'lecunUniform' | 'xavierNormal' | 'xavierUniform' | 'kaimingNormal' | 'kaimingUniform' | 'pytorchDefault'
 
@@ -13,7 +14,7 @@ export interface InitOptions {
 }
 
 export function fans(shape: readonly number[]): { fanIn: number; fanOut: number } {
-  if (shape.length < 2) throw new RangeError(`fan_in/fan_out need at least 2 dimensions, got [${shape.join(', ')}]`)
+  if (shape.length < 2) throw rangeError(`fan_in/fan_out need at least 2 dimensions, got [${shape.join(', ')}]`)
   const receptive = shape.slice(2).reduce((a, b) => a * b, 1)
   return { fanIn: shape[1] * receptive, fanOut: shape[0] * receptive }
 }
@@ -41,7 +42,7 @@ export function initTensor(device: Device, shape: readonly number[], name: InitN
       // nn.Linear / nn.Conv2d: kaiming_uniform(a = sqrt(5)), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in))
       return uniform(device, shape, 1 / Math.sqrt(fanIn), seed)
     default:
-      throw new TypeError(`unknown initializer '${String(name)}'`)
+      throw typeError(`unknown initializer '${String(name)}'`)
   }
 }
 

@@ -5,6 +5,7 @@ import { checkInteger } from '../validate.js'
 import { linear } from './functional.js'
 import { initTensor, type InitName } from './init.js'
 import { Module, type NormalizableLayer } from './module.js'
+import { rangeError } from '../errors.js'
 
 export interface LinearOptions {
   bias?: boolean
@@ -37,7 +38,7 @@ export class Linear extends Module implements NormalizableLayer {
 
   forward(x: Tensor): Tensor {
     if (x.shape.length !== 2 || x.shape[1] !== this.inFeatures)
-      throw new RangeError(`Linear(${this.inFeatures}, ${this.outFeatures}) expects input [N, ${this.inFeatures}], got [${x.shape.join(', ')}]`)
+      throw rangeError(`Linear(${this.inFeatures}, ${this.outFeatures}) expects input [N, ${this.inFeatures}], got [${x.shape.join(', ')}]`)
     return linear(x, this.effectiveWeight, this.bias)
   }
 }

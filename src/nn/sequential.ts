@@ -1,6 +1,7 @@
 // Sequential: modules applied in order.
 import type { Tensor } from '../tensor.js'
 import { Module } from './module.js'
+import { typeError } from '../errors.js'
 
 export class Sequential extends Module {
   readonly layers: readonly Module[]
@@ -8,7 +9,7 @@ export class Sequential extends Module {
   constructor(...layers: Module[]) {
     super()
     this.layers = layers.map((m) => {
-      if (!(m instanceof Module)) throw new TypeError('Sequential expects modules')
+      if (!(m instanceof Module)) throw typeError('Sequential expects modules')
       return this.registerModule(m)
     })
   }

@@ -6,6 +6,7 @@ import { BSSN } from '../normalize/bssn.js'
 import type { BSSNOptions } from '../normalize/options.js'
 import { Tensor } from '../tensor.js'
 import { isNormalizable, type Module, type NormalizableLayer } from './module.js'
+import { rangeError } from '../errors.js'
 
 export type SpectralNormOptions = Omit<BSSNOptions, 'dims'>
 
@@ -18,7 +19,7 @@ export class SpectralNorm {
   constructor(model: Module, options: SpectralNormOptions & { layers?: readonly NormalizableLayer[] } = {}) {
     const { layers, ...bssnOptions } = options
     this.layers = layers ?? model.modules().filter(isNormalizable)
-    if (this.layers.length === 0) throw new RangeError('SpectralNorm: the model has no Linear, Conv2d or ConvTranspose2d layer')
+    if (this.layers.length === 0) throw rangeError('SpectralNorm: the model has no Linear, Conv2d or ConvTranspose2d layer')
     this.normalizer = new BSSN(
       this.layers.map((l) => l.weight),
       { ...bssnOptions, dims: this.layers.map((l) => l.weightDim) },

@@ -1,5 +1,6 @@
 // BSSN: a batch of weights normalized together (SN, SSN, BSN or BSSN), one native call per forward.
 import type { Device } from '../device.js'
+import { bssnError, rangeError, typeError } from '../errors.js'
 import type { NativeNormalizerHandle } from '../native.js'
 import { native } from '../native.js'
 import { Tensor } from '../tensor.js'
@@ -27,13 +28,13 @@ const stateKeys = ['u', 'v', 'u2', 'v2'] as const
 
 /** Checks a batch of weights: a non-empty array of live tensors on one device. */
 export function checkWeights(weights: unknown): readonly Tensor[] {
-  if (!Array.isArray(weights)) throw new TypeError(`expected weights to be an array of tensors, got ${describe(weights)}`)
-  if (weights.length === 0) throw new RangeError('expected at least one weight, got an empty array')
+  if (!Array.isArray(weights)) throw typeError(`expected weights to be an array of tensors, got ${describe(weights)}`)
+  if (weights.length === 0) throw rangeError('expected at least one weight, got an empty array')
   for (const [i, w] of weights.entries()) {
-    if (!(w instanceof Tensor)) throw new TypeError(`expected weights[${i}] to be a Tensor, got ${describe(w)}`)
-    if (w.disposed) throw new Error(`weights[${i}] was disposed`)
+    if (!(w instanceof Tensor)) throw typeError(`expected weights[${i}] to be a Tensor, got ${describe(w)}`)
+    if (w.disposed) throw bssnError(`weights[${i}] was disposed`, 'ERR_BSSN_DISPOSED')
     if (!w.device.equals(weights[0].device))
-      throw new TypeError(`expected every weight on one device; weights[${i}] is on ${w.device.name}, weights[0] on ${weights[0].device.name}`)
+      throw typeError(`expected every weight on one device; weights[${i}] is on ${w.device.name}, weights[0] on ${weights[0].device.name}`)
   }
   return weights
 }
@@ -130,9 +131,9 @@ export class BSSN {
    */
   backward(gradNormalized: readonly Tensor[]): Tensor[] {
     this.#checkAlive()
-    if (!Array.isArray(gradNormalized)) throw new TypeError(`expected an array of gradient tensors, got ${describe(gradNormalized)}`)
+    if (!Array.isArray(gradNormalized)) throw typeError(`expected an array of gradient tensors, got ${describe(gradNormalized)}`)
     for (const [i, g] of gradNormalized.entries())
-      if (!(g instanceof Tensor)) throw new TypeError(`expected gradNormalized[${i}] to be a Tensor, got ${describe(g)}`)
+      if (!(g instanceof Tensor)) throw typeError(`expected gradNormalized[${i}] to be a Tensor, got ${describe(g)}`)
     this.#handle.backward(gradNormalized.map((g) => g.handle), null)
     this.#gradOutputs ??= this.#handle.gradOutputs().map((h) => new Tensor(h, this.device, 'BSSN'))
     return [...this.#gradOutputs]
@@ -172,14 +173,14 @@ export class BSSN {
   setState(i: number, state: Partial<LayerState>): void {
     this.#checkAlive()
     const sizes = this.#handle.stateSizes(this.#layer(i))
-    if (typeof state !== 'object' || state === null) throw new TypeError(`expected a state object, got ${describe(state)}`)
+    if (typeof state !== 'object' || state === null) throw typeError(`expected a state object, got ${describe(state)}`)
     const expected = [sizes.u1, sizes.v1, sizes.u2, sizes.v2]
     stateKeys.forEach((key, which) => {
       const values = state[key]
       if (values === undefined) return
-      if (!(values instanceof Float32Array)) throw new TypeError(`expected state.${key} to be a Float32Array, got ${describe(values)}`)
+      if (!(values instanceof Float32Array)) throw typeError(`expected state.${key} to be a Float32Array, got ${describe(values)}`)
       if (values.length !== expected[which])
-        throw new RangeError(`expected state.${key} of layer ${i} to have ${expected[which]} values, got ${values.length}`)
+        throw rangeError(`expected state.${key} of layer ${i} to have ${expected[which]} values, got ${values.length}`)
     })
     stateKeys.forEach((key, which) => {
       const values = state[key]
@@ -219,11 +220,11 @@ export class BSSN {
 
   #layer(i: number): number {
     if (!Number.isInteger(i) || i < 0 || i >= this.#weights.length)
-      throw new RangeError(`expected a layer index in 0..${this.#weights.length - 1}, got ${describe(i)}`)
+      throw rangeError(`expected a layer index in 0..${this.#weights.length - 1}, got ${describe(i)}`)
     return i
   }
 
   #checkAlive(): void {
-    if (this.#disposed) throw new Error('BSSN was disposed')
+    if (this.#disposed) throw bssnError('BSSN was disposed', 'ERR_BSSN_DISPOSED')
   }
 }

@@ -5,6 +5,7 @@ import { Tensor } from '../tensor.js'
 import { describe } from '../validate.js'
 import { BSSN, checkWeights } from './bssn.js'
 import { resolveOptions, type BSSNOptions, type ResolvedOptions } from './options.js'
+import { typeError, rangeError } from '../errors.js'
 
 export interface NormalizeCallOptions extends BSSNOptions {
   /** Training mode (default) advances the state by `powerIterations`; false evaluates with the stored state. */
@@ -33,11 +34,11 @@ export function bssnNormalize(input: Tensor | readonly Tensor[], options: Normal
   const single = input instanceof Tensor
   const weights = checkWeights(single ? [input] : input)
   weights.forEach((w, i) => {
-    if (weights.indexOf(w) !== i) throw new RangeError(`weights[${i}] repeats weights[${weights.indexOf(w)}]: each weight has one state`)
+    if (weights.indexOf(w) !== i) throw rangeError(`weights[${i}] repeats weights[${weights.indexOf(w)}]: each weight has one state`)
   })
-  if (typeof options !== 'object' || options === null) throw new TypeError(`expected options to be an object, got ${describe(options)}`)
+  if (typeof options !== 'object' || options === null) throw typeError(`expected options to be an object, got ${describe(options)}`)
   const { training = true, ...bssnOptions } = options
-  if (typeof training !== 'boolean') throw new TypeError(`expected training to be a boolean, got ${describe(training)}`)
+  if (typeof training !== 'boolean') throw typeError(`expected training to be a boolean, got ${describe(training)}`)
   const resolved = resolveOptions(bssnOptions, weights.length)
 
   const batch = batchFor(weights, resolved)

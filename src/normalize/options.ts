@@ -1,5 +1,6 @@
 // Options of the normalizers, validated once into a complete, frozen form.
 import { checkInteger, checkNumber, describe } from '../validate.js'
+import { typeError, rangeError } from '../errors.js'
 
 export type NormalizationMode = 'sn' | 'ssn' | 'bsn' | 'bssn'
 export const normalizationModes: readonly NormalizationMode[] = ['sn', 'ssn', 'bsn', 'bssn']
@@ -36,30 +37,30 @@ const known = new Set(['mode', 'scale', 'powerIterations', 'warmupIterations', '
 export function resolveOptions(options: unknown, layerCount: number): ResolvedOptions {
   if (options === undefined) options = {}
   if (typeof options !== 'object' || options === null || Array.isArray(options))
-    throw new TypeError(`expected options to be an object, got ${describe(options)}`)
+    throw typeError(`expected options to be an object, got ${describe(options)}`)
   const o = options as Record<string, unknown>
-  for (const key of Object.keys(o)) if (!known.has(key)) throw new TypeError(`unknown option '${key}'`)
+  for (const key of Object.keys(o)) if (!known.has(key)) throw typeError(`unknown option '${key}'`)
 
   const mode = o.mode ?? 'bssn'
   if (typeof mode !== 'string' || !normalizationModes.includes(mode as NormalizationMode))
-    throw new TypeError(`expected mode to be one of ${normalizationModes.map((m) => `'${m}'`).join(', ')}, got ${describe(mode)}`)
+    throw typeError(`expected mode to be one of ${normalizationModes.map((m) => `'${m}'`).join(', ')}, got ${describe(mode)}`)
   const scale = checkNumber(o.scale ?? 1, 'scale')
-  if (!(scale > 0)) throw new RangeError(`expected scale > 0 (the constant c multiplies the normalized weight), got ${scale}`)
+  if (!(scale > 0)) throw rangeError(`expected scale > 0 (the constant c multiplies the normalized weight), got ${scale}`)
   if (scale !== 1 && (mode === 'sn' || mode === 'bsn'))
-    throw new RangeError(`scale applies to modes 'ssn' and 'bssn' only; mode '${mode}' takes none (got scale ${scale})`)
+    throw rangeError(`scale applies to modes 'ssn' and 'bssn' only; mode '${mode}' takes none (got scale ${scale})`)
   const powerIterations = checkInteger(o.powerIterations ?? 1, 'powerIterations', 1, 1_000_000)
   const warmupIterations = checkInteger(o.warmupIterations ?? 15, 'warmupIterations', 0, 1_000_000)
   const eps = checkNumber(o.eps ?? 1e-12, 'eps')
-  if (!(eps > 0)) throw new RangeError(`expected eps > 0, got ${eps}`)
+  if (!(eps > 0)) throw rangeError(`expected eps > 0, got ${eps}`)
   const seed = checkInteger(o.seed ?? 0, 'seed', 0)
 
   let dims: number[]
   if (o.dims === undefined) {
     dims = new Array<number>(layerCount).fill(0)
   } else {
-    if (!Array.isArray(o.dims)) throw new TypeError(`expected dims to be an array of integers, got ${describe(o.dims)}`)
+    if (!Array.isArray(o.dims)) throw typeError(`expected dims to be an array of integers, got ${describe(o.dims)}`)
     if (o.dims.length !== layerCount)
-      throw new RangeError(`expected one dim per weight (${layerCount}), got ${o.dims.length}`)
+      throw rangeError(`expected one dim per weight (${layerCount}), got ${o.dims.length}`)
     dims = o.dims.map((d, i) => checkInteger(d, `dims[${i}]`, -8, 7))
   }
   return Object.freeze({ mode: mode as NormalizationMode, scale, powerIterations, warmupIterations, eps, dims: Object.freeze(dims), seed })

@@ -3,6 +3,7 @@ import { keep } from '../autograd/scope.js'
 import { native } from '../native.js'
 import type { Tensor } from '../tensor.js'
 import { Optimizer } from './optimizer.js'
+import { rangeError } from '../errors.js'
 
 export interface AdamOptions {
   lr?: number
@@ -26,7 +27,7 @@ export class Adam extends Optimizer {
     const [b1, b2] = options.betas ?? [0.9, 0.999]
     this.beta1 = Optimizer.rate(b1, 'betas[0]')
     this.beta2 = Optimizer.rate(b2, 'betas[1]')
-    if (this.beta1 >= 1 || this.beta2 >= 1) throw new RangeError(`expected betas in [0, 1), got [${b1}, ${b2}]`)
+    if (this.beta1 >= 1 || this.beta2 >= 1) throw rangeError(`expected betas in [0, 1), got [${b1}, ${b2}]`)
     this.eps = Optimizer.rate(options.eps ?? 1e-8, 'eps')
     this.weightDecay = Optimizer.rate(options.weightDecay ?? 0, 'weightDecay')
   }
@@ -62,7 +63,7 @@ export class Adam extends Optimizer {
 
   /** Restores what state() returned (the tensors are copied in). */
   loadState(step: number, moments: ReadonlyArray<{ m: Tensor; v: Tensor } | undefined>): void {
-    if (moments.length !== this.params.length) throw new RangeError(`expected ${this.params.length} moment pairs, got ${moments.length}`)
+    if (moments.length !== this.params.length) throw rangeError(`expected ${this.params.length} moment pairs, got ${moments.length}`)
     this.#step = step
     moments.forEach((s, i) => {
       const p = this.params[i]

@@ -1,5 +1,6 @@
 // k-NN precision and recall of generated samples against real ones (Kynkäänniemi et al. 2019), on features
 // that need no pretrained network: images are averaged down to 8x8 RGB (192 values), 2-D points used as they are.
+import { rangeError } from '../errors.js'
 
 /** Squared Euclidean distances between rows of a [n, dim] and b [m, dim], as an n x m array. */
 function distances(a: Float32Array, b: Float32Array, dim: number): Float64Array {
@@ -48,14 +49,14 @@ function coverage(queries: Float32Array, support: Float32Array, dim: number, k: 
 
 /** precision: generated samples inside the real manifold; recall: real samples inside the generated one. */
 export function knnPrecisionRecall(real: Float32Array, fake: Float32Array, dim: number, k = 3): { precision: number; recall: number } {
-  if (real.length % dim || fake.length % dim) throw new RangeError(`feature arrays must hold whole rows of ${dim} values`)
-  if (real.length / dim <= k || fake.length / dim <= k) throw new RangeError(`k-NN precision/recall needs more than k = ${k} samples on each side`)
+  if (real.length % dim || fake.length % dim) throw rangeError(`feature arrays must hold whole rows of ${dim} values`)
+  if (real.length / dim <= k || fake.length / dim <= k) throw rangeError(`k-NN precision/recall needs more than k = ${k} samples on each side`)
   return { precision: coverage(fake, real, dim, k), recall: coverage(real, fake, dim, k) }
 }
 
 /** Images [n, 3, size, size] averaged down to [n, 3 * 8 * 8] features (size a multiple of 8). */
 export function imageFeatures(pixels: Float32Array, n: number, size: number): Float32Array {
-  if (size % 8) throw new RangeError(`image size ${size} is not a multiple of 8`)
+  if (size % 8) throw rangeError(`image size ${size} is not a multiple of 8`)
   const f = size / 8
   const out = new Float32Array(n * 192)
   for (let i = 0; i < n; i++)

@@ -1,12 +1,13 @@
 // Optimizers update parameters in place from their .grad, on the parameters' device, recording nothing.
 import type { Tensor } from '../tensor.js'
 import { checkNumber } from '../validate.js'
+import { typeError, rangeError } from '../errors.js'
 
 export abstract class Optimizer {
   readonly params: readonly Tensor[]
 
   constructor(params: readonly Tensor[]) {
-    if (!Array.isArray(params) || params.length === 0) throw new TypeError('expected a non-empty array of parameters')
+    if (!Array.isArray(params) || params.length === 0) throw typeError('expected a non-empty array of parameters')
     this.params = [...params]
   }
 
@@ -26,7 +27,7 @@ export abstract class Optimizer {
 
   protected static rate(value: unknown, what: string): number {
     const x = checkNumber(value, what)
-    if (x < 0) throw new RangeError(`expected ${what} >= 0, got ${x}`)
+    if (x < 0) throw rangeError(`expected ${what} >= 0, got ${x}`)
     return x
   }
 }

@@ -2,6 +2,7 @@
 // header of {name: {dtype, shape, data_offsets}} plus "__metadata__" (strings), then the raw data. Written
 // atomically (temporary file, fsync, rename), so a crash never leaves a half-written checkpoint in place.
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs'
+import { rangeError } from '../errors.js'
 
 export interface StoredTensor {
   shape: number[]
@@ -15,7 +16,7 @@ export function writeSafetensors(file: string, tensors: Record<string, StoredTen
   for (const name of names) {
     const t = tensors[name]
     const bytes = t.data.length * 4
-    if (t.shape.reduce((a, b) => a * b, 1) !== t.data.length) throw new RangeError(`safetensors: ${name} has ${t.data.length} values for shape [${t.shape.join(', ')}]`)
+    if (t.shape.reduce((a, b) => a * b, 1) !== t.data.length) throw rangeError(`safetensors: ${name} has ${t.data.length} values for shape [${t.shape.join(', ')}]`)
     header[name] = { dtype: 'F32', shape: t.shape, data_offsets: [offset, offset + bytes] }
     offset += bytes
   }

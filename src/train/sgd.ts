@@ -3,6 +3,7 @@ import { keep } from '../autograd/scope.js'
 import { native } from '../native.js'
 import type { Tensor } from '../tensor.js'
 import { Optimizer } from './optimizer.js'
+import { typeError } from '../errors.js'
 
 export interface SgdOptions {
   lr: number
@@ -18,7 +19,7 @@ export class SGD extends Optimizer {
 
   constructor(params: readonly Tensor[], options: SgdOptions) {
     super(params)
-    if (typeof options !== 'object' || options === null) throw new TypeError('expected SGD options with lr')
+    if (typeof options !== 'object' || options === null) throw typeError('expected SGD options with lr')
     this.lr = Optimizer.rate(options.lr, 'lr')
     this.momentum = Optimizer.rate(options.momentum ?? 0, 'momentum')
     this.weightDecay = Optimizer.rate(options.weightDecay ?? 0, 'weightDecay')

@@ -8,6 +8,7 @@ import { snganCnnDiscriminator, snganCnnGenerator } from '../models/sngan.js'
 import type { Module } from '../nn/module.js'
 import type { Tensor } from '../tensor.js'
 import { imageFeatures, knnPrecisionRecall } from './knn.js'
+import { rangeError } from '../errors.js'
 
 /** Sample quality at an evaluation: 2-D mixtures report modes and high-quality share, images k-NN precision/recall. */
 export interface Quality {
@@ -60,7 +61,7 @@ export const imageArchSize: Record<ImageArch, number> = { sngan: 32, dcgan16: 16
 /** G and D of `arch` on its image size; quality is k-NN precision/recall against `heldOut` real images. */
 export function imageTask(train: ImageSet, heldOut: ImageSet, arch: ImageArch = 'sngan', channels = 16): GanTask {
   const size = imageArchSize[arch]
-  if (train.size !== size) throw new RangeError(`the ${arch} networks take ${size}x${size} images, got ${train.size}x${train.size}`)
+  if (train.size !== size) throw rangeError(`the ${arch} networks take ${size}x${size} images, got ${train.size}x${train.size}`)
   const realFeatures = imageFeatures(heldOut.pixels, heldOut.count, heldOut.size)
   const small = arch === 'dcgan16'
   return {
@@ -89,10 +90,10 @@ export function taskFor(spec: string, width: number, seed: number, arch: ImageAr
   if (spec === 'shapes') set = proceduralShapes(5000, seed, size)
   else if (spec.startsWith('cifar10:')) set = downsample(loadCifar10(spec.slice('cifar10:'.length)), size)
   else if (spec.startsWith('png:')) set = loadPngFolder(spec.slice('png:'.length), size)
-  else throw new RangeError(`unknown dataset '${spec}' (expected ${datasetHelp})`)
+  else throw rangeError(`unknown dataset '${spec}' (expected ${datasetHelp})`)
   // Hold out the last images (up to 500) as the real reference for precision/recall.
   const held = Math.min(500, Math.floor(set.count / 5))
-  if (held < 8) throw new RangeError(`${set.name} has ${set.count} images: at least 40 are needed (a fifth is held out for evaluation)`)
+  if (held < 8) throw rangeError(`${set.name} has ${set.count} images: at least 40 are needed (a fifth is held out for evaluation)`)
   const each = 3 * set.size * set.size
   const split = (from: number, to: number): ImageSet => ({ ...set, count: to - from, pixels: set.pixels.subarray(from * each, to * each) })
   return imageTask(split(0, set.count - held), split(set.count - held, set.count), arch)
@@ -102,7 +103,7 @@ export function taskFor(spec: string, width: number, seed: number, arch: ImageAr
 export function downsample(set: ImageSet, size: number): ImageSet {
   if (set.size === size) return set
   const f = set.size / size
-  if (!Number.isInteger(f)) throw new RangeError(`cannot downsample ${set.size}x${set.size} images to ${size}x${size}`)
+  if (!Number.isInteger(f)) throw rangeError(`cannot downsample ${set.size}x${set.size} images to ${size}x${size}`)
   const pixels = new Float32Array(set.count * 3 * size * size)
   for (let p = 0; p < set.count * 3; p++)
     for (let y = 0; y < size; y++)
