@@ -1,15 +1,22 @@
 // CPU backend benchmark: sgemm 1024^3 (the floor to compare with), then conv2d forward, data gradient and filter
 // gradient on the SNGAN CNN D shapes at batch 64, and one SNGAN CNN GAN training step, with the BLAS and with
 // the reference loops (--reference). Medians of device time; writes bench/out/cpu-*.json.
-//   node bench/cpu.mjs [--batch 64] [--reps 5] [--reference]
+//   node bench/cpu.mjs [--batch 64] [--reps 5] [--reference] [--out DIR]
 import { mkdirSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 
 import { Adam, Device, F, ganStep, snganCnnDiscriminator, snganCnnGenerator } from '../dist/index.js'
 import { native } from '../dist/native.js'
 
 const { values } = parseArgs({
-  options: { batch: { type: 'string', default: '64' }, reps: { type: 'string', default: '5' }, reference: { type: 'boolean', default: false } },
+  options: {
+    batch: { type: 'string', default: '64' },
+    reps: { type: 'string', default: '5' },
+    reference: { type: 'boolean', default: false },
+    out: { type: 'string' }, // folder for the JSON results (default: bench/out beside this script)
+  },
 })
 const batch = Number(values.batch), reps = Number(values.reps)
 if (values.reference) native().setCpuBlas(false)
@@ -81,7 +88,8 @@ for (const [cIn, cOut, k, s, size] of convs) {
   ;[optG, optD, G, D, real].forEach((m) => m.dispose())
 }
 
-mkdirSync(new URL('./out/', import.meta.url), { recursive: true })
-const file = new URL(`./out/cpu-${values.reference ? 'reference' : 'blas'}.json`, import.meta.url)
+const outDir = values.out ? path.resolve(values.out) : fileURLToPath(new URL('./out/', import.meta.url))
+mkdirSync(outDir, { recursive: true })
+const file = path.join(outDir, `cpu-${values.reference ? 'reference' : 'blas'}.json`)
 writeFileSync(file, JSON.stringify(results, null, 2))
-console.log(`wrote ${file.pathname}`)
+console.log(`wrote ${file}`)

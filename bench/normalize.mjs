@@ -16,6 +16,7 @@ import { parameterCount, workloads } from '../dist/cli/workloads.js'
 const here = path.dirname(fileURLToPath(import.meta.url))
 const { values } = parseArgs({
   options: {
+    out: { type: 'string' }, // folder for the JSON results (default: bench/out beside this script)
     device: { type: 'string', default: 'all' }, // all | cpu | cuda
     samples: { type: 'string', default: '200' },
     'cpu-seconds': { type: 'string', default: '2' }, // time budget per CPU workload: the CPU is the fallback, not the target
@@ -155,8 +156,9 @@ for (const device of devices()) {
 
 const date = new Date().toISOString().slice(0, 10)
 const report = { date, commit: commit(), bandwidthGBs: bandwidths, results, torch }
-mkdirSync(path.join(here, 'out'), { recursive: true })
-const jsonPath = path.join(here, 'out', `normalize-${date}-${report.commit}.json`)
+const outDir = path.resolve(values.out ?? path.join(here, 'out'))
+mkdirSync(outDir, { recursive: true })
+const jsonPath = path.join(outDir, `normalize-${date}-${report.commit}.json`)
 writeFileSync(jsonPath, JSON.stringify(report, null, 2))
 
 console.log(`\nbssn normalize benchmark, commit ${report.commit}, ${date} (BSSN, 1 power iteration, all layers in one forward)`)

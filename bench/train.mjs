@@ -13,6 +13,7 @@ import { Adam, Device, ganStep, snganCnnDiscriminator, snganCnnGenerator, Spectr
 const here = path.dirname(fileURLToPath(import.meta.url))
 const { values } = parseArgs({
   options: {
+    out: { type: 'string' }, // folder for the JSON results (default: bench/out beside this script)
     device: { type: 'string', default: 'auto' },
     batch: { type: 'string' },
     steps: { type: 'string' },
@@ -79,8 +80,9 @@ try {
   commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: here, encoding: 'utf8' }).trim()
 } catch {}
 const date = new Date().toISOString().slice(0, 10)
-mkdirSync(path.join(here, 'out'), { recursive: true })
-const jsonPath = path.join(here, 'out', `train-${date}-${commit}.json`)
+const outDir = path.resolve(values.out ?? path.join(here, 'out'))
+mkdirSync(outDir, { recursive: true })
+const jsonPath = path.join(outDir, `train-${date}-${commit}.json`)
 writeFileSync(jsonPath, JSON.stringify({ date, commit, device: device.name, batch, steps, results, torch }, null, 2))
 
 console.log(`\nbssn SNGAN CNN training benchmark on ${device.name}, batch ${batch}, ${steps} steps (D step + G step), commit ${commit}, ${date}`)

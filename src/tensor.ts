@@ -8,6 +8,10 @@ import { checkShape, product } from './validate.js'
 
 export type DType = 'float32'
 
+const notCloneable = Symbol(
+  'a bssn Tensor cannot be sent with postMessage or structuredClone: send await tensor.toArray() and tensor.shape, and make a tensor of them on the other side',
+)
+
 // Frees tensors JS forgot to dispose. The handle (not the Tensor) is held, so the Tensor itself can be collected.
 const forgotten = new FinalizationRegistry<NativeTensorHandle>((handle) => {
   try {
@@ -41,6 +45,9 @@ export class Tensor {
 
   /** @internal Tensors are made by a Device (or a BSSN, for its outputs). */
   constructor(handle: NativeTensorHandle, device: Device, owner?: string) {
+    // postMessage and structuredClone would deliver a copy without the native handle (a dead tensor): a Symbol
+    // value, which cannot be cloned, makes them throw a DataCloneError that says what to do instead.
+    Object.defineProperty(this, 'cloneGuard', { value: notCloneable, enumerable: true })
     this.#handle = handle
     this.device = device
     this.#owner = owner

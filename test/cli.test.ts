@@ -94,6 +94,10 @@ it('the default compare report: sn, ssn and bssn on the small CNN over two seeds
     // Per layer: four convolutions and the linear layer, with sigma2 and the effective norm under bssn.
     const layers = /<table id="layers">([\s\S]*?)<\/table>/.exec(html)![1]
     expect((layers.match(/rowspan="3">\d+</g) ?? []).length).toBe(5)
+    // end-of-run spectra: up to five top singular values of W1 and of W2 (fewer when a reshape has fewer rows), for
+    // every layer and normalization
+    expect(layers).toMatch(/top singular values of W1 at the end/)
+    expect((layers.match(/<td class="spectrum">(\d+\.\d+, ){0,4}\d+\.\d+<\/td>/g) ?? []).length).toBe(2 * 5 * 3)
     expect(words).toMatch(/"version": "\d+\.\d+\.\d+"/)
     expect(words).toMatch(/"commit": /)
     expect(words).toMatch(/"device": "cpu/i)

@@ -180,3 +180,16 @@ describe('Device', () => {
     expect(() => Device.cuda('0' as unknown as number)).toThrow(TypeError)
   })
 })
+
+it('postMessage and structuredClone of a tensor throw a DataCloneError saying what to send instead', async () => {
+  const { MessageChannel } = await import('node:worker_threads')
+  using t = Device.cpu().randn([2, 3], { seed: 1 })
+  expect(() => structuredClone(t)).toThrow(/cannot be sent with postMessage or structuredClone: send await tensor.toArray\(\)/)
+  const { port1, port2 } = new MessageChannel()
+  try {
+    expect(() => port1.postMessage(t)).toThrow(/cannot be sent with postMessage/)
+  } finally {
+    port1.close()
+    port2.close()
+  }
+})

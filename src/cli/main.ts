@@ -64,7 +64,7 @@ function commandHelp(command: string): string {
   const usageLine = `usage: bssn ${command} [options]`
   if (command === 'train' || command === 'compare') return `${usageLine}\n\n${about}\n\n${options}`
   if (command === 'demo') return `${usageLine}\n\n${about}\n\n  --device auto|cpu|cuda|cuda:N\n  --steps N   forwards per timing sample (default 20)`
-  if (command === 'bench') return `${usageLine}\n\n${about}\n\n  --train     the training-step benchmark\n  --device auto|cpu|cuda|cuda:N`
+  if (command === 'bench') return `${usageLine}\n\n${about}\n\n  --train     the training-step benchmark\n  --device auto|cpu|cuda|cuda:N\n  --out DIR   where the JSON results go (default ./bssn-bench)`
   return `${usageLine}\n\n${about}\n\n  --json      machine-readable output`
 }
 
@@ -140,7 +140,9 @@ async function main(argv: string[]): Promise<number> {
   if (command === 'bench') {
     const script = path.join(packageRoot, 'bench', values.train ? 'train.mjs' : 'normalize.mjs')
     if (!existsSync(script)) throw new Error(`the benchmarks are not in this installation (${script})`)
-    return spawnSync(process.execPath, [script, ...(values.device !== 'auto' ? ['--device', values.device!] : [])], { stdio: 'inherit' }).status ?? 1
+    // Results go where the user is (./bssn-bench), never into the installed package (node_modules).
+    const out = path.resolve(values.out ?? 'bssn-bench')
+    return spawnSync(process.execPath, [script, '--out', out, ...(values.device !== 'auto' ? ['--device', values.device!] : [])], { stdio: 'inherit' }).status ?? 1
   }
   if (command === 'train' && values.norms !== undefined) throw new UsageError('--norms is for compare; train takes one --norm')
   if (command === 'compare' && values.norm !== undefined) throw new UsageError('--norm is for train; compare takes --norms LIST')

@@ -190,8 +190,10 @@ export function writeReport(file: string, runs: readonly TrainResult[], subject:
     groups.forEach((g, k) => {
       const v = (f: (h: EvalRecord) => number | undefined) => f3(finalOverSeeds(g, f)?.mean)
       const head = k === 0 ? `<td rowspan="${groups.length}">${i}</td><td rowspan="${groups.length}">[${shape.join(', ')}]</td><td rowspan="${groups.length}">${w1.join(' x ')}</td><td rowspan="${groups.length}">${w2.join(' x ')}</td><td rowspan="${groups.length}">${f3(1 / Math.max(...w1))}</td>` : ''
+      const spectrum = g.runs[0]?.layerSpectra?.[i]
+      const top = (s: number[] | undefined) => (s && s.length ? s.map((x) => f3(x)).join(', ') : '-')
       layerRows.push(
-        `<tr>${head}<td>${esc(g.label)}</td><td>${v((h) => h.layers[i]?.gradNorm)}</td><td>${v((h) => h.layers[i]?.variance)}</td><td>${v((h) => h.layers[i]?.sigma1)}</td><td>${v((h) => h.layers[i]?.sigma2)}</td><td>${v((h) => h.layers[i]?.effective)}</td></tr>`,
+        `<tr>${head}<td>${esc(g.label)}</td><td>${v((h) => h.layers[i]?.gradNorm)}</td><td>${v((h) => h.layers[i]?.variance)}</td><td>${v((h) => h.layers[i]?.sigma1)}</td><td>${v((h) => h.layers[i]?.sigma2)}</td><td>${v((h) => h.layers[i]?.effective)}</td><td class="spectrum">${top(spectrum?.w1)}</td><td class="spectrum">${top(spectrum?.w2)}</td></tr>`,
       )
     })
   }
@@ -278,7 +280,7 @@ ${lossChart}
 </div>
 <h2>Discriminator layers at the end (mean over seeds)</h2>
 <p>W1 = the weight as [out, in &middot; k &middot; k], W2 = as [in, out &middot; k &middot; k]. sigma1 and sigma2 are the power-iteration estimates of their spectral norms (raw weights); the effective spectral norm is the normalized W1&#39;s: c &middot; sigma1 / divisor. The variance of the normalized weight is compared with 1/max(m, n) of W1 (the BSSN paper&#39;s bound).</p>
-<table id="layers"><tr><th>layer</th><th>weight</th><th>W1</th><th>W2</th><th>1/max(m, n)</th><th>normalization</th><th>grad norm</th><th>variance</th><th>sigma1</th><th>sigma2</th><th>c·sigma1/divisor</th></tr>
+<table id="layers"><tr><th>layer</th><th>weight</th><th>W1</th><th>W2</th><th>1/max(m, n)</th><th>normalization</th><th>grad norm</th><th>variance</th><th>sigma1</th><th>sigma2</th><th>c·sigma1/divisor</th><th>top singular values of W1 at the end (seed ${esc(String(groups[0]?.runs[0]?.config.seed ?? ''))})</th><th>of W2</th></tr>
 ${layerRows.join('\n')}
 </table>
 <div class="charts">${layerCharts.join('\n')}</div>

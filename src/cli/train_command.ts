@@ -4,7 +4,7 @@
 // Every input is checked before anything is created. Results go to a staging folder beside --out that is
 // renamed into place at the end, so a failed run never leaves a half-written --out nor wipes an older one.
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
@@ -157,12 +157,12 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
     for (let k = 2; isNonEmptyDir(out); k++) out = `${base}-${k}`
   }
 
-  // 2. The runs, in a staging folder (a resumed run continues in place).
-  const stage = o.resume ? out : path.join(path.dirname(out), `.${path.basename(out)}.partial`)
-  if (!o.resume) {
-    rmSync(stage, { recursive: true, force: true })
-    mkdirSync(stage, { recursive: true })
-  }
+  // 2. The runs, in a staging folder renamed into place at the end, so a failed run never leaves a half-written
+  // folder nor touches an older one. A resumed run continues in a copy of its folder.
+  const stage = path.join(path.dirname(out), `.${path.basename(out)}.partial`)
+  rmSync(stage, { recursive: true, force: true })
+  if (o.resume && existsSync(out)) cpSync(out, stage, { recursive: true })
+  mkdirSync(stage, { recursive: true })
   const label = (n: NormChoice) => normLabel(n, o.scale)
   const specs: RunSpec[] = o.norms.flatMap((norm) => o.seeds.map((seed) => ({ norm, seed, dir: path.join(norm, `seed-${seed}`) })))
   const runName = (s: RunSpec) => `${label(s.norm)} seed ${s.seed}`
@@ -297,12 +297,10 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
       if (!is2d) writeImageGrid(path.join(dir, 'samples.png'), r.samples, Math.min(64, r.samples.length / (3 * imageArchSize[imageArch] ** 2)), imageArchSize[imageArch], 8)
     }
     if (!is2d && real) writeImageGrid(path.join(stage, 'real.png'), real.pixels, real.count, imageArchSize[imageArch], 8)
-    if (!o.resume) {
-      const old = existsSync(out) ? path.join(path.dirname(out), `.${path.basename(out)}.old-${process.pid}`) : undefined
-      if (old) renameSync(out, old)
-      renameSync(stage, out)
-      if (old) rmSync(old, { recursive: true, force: true })
-    }
+    const old = existsSync(out) ? path.join(path.dirname(out), `.${path.basename(out)}.old-${process.pid}`) : undefined
+    if (old) renameSync(out, old)
+    renameSync(stage, out)
+    if (old) rmSync(old, { recursive: true, force: true })
     for (const r of done) {
       const h = r.history[r.history.length - 1]
       if (h) o.print(`${label(r.config.norm)} seed ${r.config.seed}: ${qualityText(h)} after ${h.step} steps (${r.stepsPerSecond.toFixed(1)} steps/s)`)
@@ -310,9 +308,9 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
     o.print(`report: ${path.join(out, 'report.html')} (charts as PNG in ${path.join(out, 'charts')})`)
     return done
   } catch (error) {
-    // A failed run leaves no half-written folder behind (a resumed run keeps its folder and last checkpoint).
+    // A failed run leaves no half-written folder behind; a resumed run's own folder was never touched.
     active.forEach((w) => void w.terminate())
-    if (!o.resume) rmSync(stage, { recursive: true, force: true })
+    rmSync(stage, { recursive: true, force: true })
     throw error
   } finally {
     if (o.handleSignals) {

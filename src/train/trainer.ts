@@ -16,6 +16,7 @@ import { Adam } from './adam.js'
 import { loadGanCheckpoint, saveGanCheckpoint } from './checkpoint.js'
 import { ganStep } from './gan_step.js'
 import type { GanTask, Quality } from './tasks.js'
+import { topSingularValues, type LayerSpectrum } from './spectrum.js'
 
 export type NormChoice = 'none' | NormalizationMode
 
@@ -65,6 +66,8 @@ export interface TrainResult {
   history: EvalRecord[]
   /** The shape of each discriminator layer's weight, in the order of EvalRecord.layers. */
   layerShapes: number[][]
+  /** Each discriminator layer's top singular values of W1 and W2 (raw weights) at the end of the run. */
+  layerSpectra: LayerSpectrum[]
   samples: Float32Array
   stepsPerSecond: number
   interrupted: boolean
@@ -179,6 +182,7 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
       config: { ...runConfig, device: device.name },
       history,
       layerShapes: dLayers.map((l) => [...l.weight.shape]),
+      layerSpectra: await Promise.all(dLayers.map(async (l) => topSingularValues(await l.weight.toArray(), l.weight.shape))),
       samples,
       stepsPerSecond: (step - startStep) / Math.max(seconds, 1e-9),
       interrupted,
