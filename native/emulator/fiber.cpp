@@ -35,6 +35,11 @@ FiberStack::FiberStack() {
 }
 
 FiberStack::~FiberStack() {
+#if BSSN_EMU_ASAN
+  // AddressSanitizer keeps shadow across munmap: the stack frames' redzones would poison whatever the next mmap
+  // puts at this address (a CPU tensor, reported as a stack-buffer-underflow in a CI run).
+  if (base_) __asan_unpoison_memory_region(base_, size_);
+#endif
   if (mapping_) munmap(mapping_, size_ + size_t(sysconf(_SC_PAGESIZE)));
 }
 
