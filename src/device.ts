@@ -45,7 +45,8 @@ export class Device {
     this.index = handle.index()
     this.name = handle.name()
     this.fallbackReason = fallbackReason
-    this.emulated = this.kind === 'cuda' && 'emulated' in handle.info()
+    // A compile-time fact of the addon: no library loading or device query (info() would load cuBLAS and cuDNN).
+    this.emulated = this.kind === 'cuda' && native().buildInfo().cuda === 'emulated'
   }
 
   static cpu(): Device {
