@@ -3,14 +3,9 @@
 import { readFileSync } from 'node:fs'
 
 import { Device } from '../device.js'
-import { loadedAddon, native, type LoadedAddon, type NativeBuildInfo, type NativeLibraryStatus } from '../native.js'
+import { loadedAddon, native, type LoadedAddon, type NativeBuildInfo, type NativeHostGpu, type NativeLibraryStatus } from '../native.js'
 
-export interface GpuReport {
-  index: number
-  name: string
-  computeCapability: string
-  totalMemoryBytes: number
-  multiprocessors: number
+export interface GpuReport extends Omit<NativeHostGpu, 'kernelError'> {
   /** The code in the binary that serves this GPU, e.g. 'sm_90 SASS' or 'compute_90 PTX (JIT-compiled by the driver)'. */
   code: string | null
   /** Whether bssn's kernels run on it (the CUDA runtime's own check), and why not. */

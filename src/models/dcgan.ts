@@ -1,12 +1,11 @@
 // A small DCGAN-style generator and discriminator for 16x16 RGB images: the convolutional GAN that
 // `bssn compare` trains by default, sized so that several runs finish in minutes on two CPU cores.
-import { LeakyReLU, ReLU, Tanh } from '../nn/activations.js'
-import { BatchNorm2d } from '../nn/batch_norm.js'
-import { Conv2d, ConvTranspose2d } from '../nn/conv.js'
+import { Tanh } from '../nn/activations.js'
+import { Conv2d } from '../nn/conv.js'
 import { Linear } from '../nn/linear.js'
 import { Flatten, Reshape } from '../nn/reshape.js'
 import { Sequential } from '../nn/sequential.js'
-import type { ModelOptions } from './sngan.js'
+import { convStack, upBlock, type ModelOptions } from './sngan.js'
 
 export interface SmallCnnOptions extends ModelOptions {
   /** Channels of the first convolution; later ones double (default 16). */
@@ -20,18 +19,13 @@ export interface SmallCnnOptions extends ModelOptions {
 export function smallCnnDiscriminator({ device, seed = 0, channels = 16 }: SmallCnnOptions): Sequential {
   const c = channels
   const convs: Array<[number, number, number, number]> = [[3, c, 3, 1], [c, 2 * c, 4, 2], [2 * c, 2 * c, 3, 1], [2 * c, 4 * c, 4, 2]]
-  const layers = convs.flatMap(([cin, cout, k, s], i) => [new Conv2d(cin, cout, k, { stride: s, padding: 1, device, seed: seed + 2 * i }), new LeakyReLU(0.1)])
-  return new Sequential(...layers, new Flatten(), new Linear(4 * c * 4 * 4, 1, { device, seed: seed + 100 }))
+  return new Sequential(...convStack(convs, device, seed), new Flatten(), new Linear(4 * c * 4 * 4, 1, { device, seed: seed + 100 }))
 }
 
 /** G: z -> linear to 4x4x4ch, two deconv4x4/2 with BatchNorm + ReLU (2ch, ch), conv3x3 to 3, tanh. */
 export function smallCnnGenerator({ device, seed = 0, channels = 16, zDim = 32 }: SmallCnnOptions & { zDim?: number }): Sequential {
   const c = channels
-  const up = (cin: number, cout: number, i: number) => [
-    new ConvTranspose2d(cin, cout, 4, { stride: 2, padding: 1, device, seed: seed + 10 + i }),
-    new BatchNorm2d(cout, { device }),
-    new ReLU(),
-  ]
+  const up = (cin: number, cout: number, i: number) => upBlock(cin, cout, device, seed + 10 + i)
   return new Sequential(
     new Linear(zDim, 4 * 4 * 4 * c, { device, seed }),
     new Reshape([4 * c, 4, 4]),
