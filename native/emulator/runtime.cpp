@@ -158,6 +158,11 @@ int deviceCount() {
 
 cudaError_t stickyError() { return cudaError_t(sticky.load(std::memory_order_acquire)); }
 
+namespace {
+// What a synchronizing call returns once its wait is over: the context's fault, if the work faulted.
+cudaError_t afterWait() { return stickyError() == cudaSuccess ? cudaSuccess : fail(stickyError()); }
+}  // namespace
+
 void setSticky(cudaError_t error, const std::string& message) {
   {
     std::lock_guard<std::mutex> lock(stickyMutex);
@@ -396,7 +401,7 @@ cudaError_t cudaDeviceGetAttribute(int* value, enum cudaDeviceAttr attr, int dev
 cudaError_t cudaDeviceSynchronize(void) {
   BSSN_EMU_ENTER();
   synchronizeDevice();
-  return stickyError() == cudaSuccess ? cudaSuccess : fail(stickyError());
+  return afterWait();
 }
 
 cudaError_t cudaRuntimeGetVersion(int* version) {
@@ -465,7 +470,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   BSSN_EMU_ENTER();
   streamOf(stream).synchronize();
-  return stickyError() == cudaSuccess ? cudaSuccess : fail(stickyError());
+  return afterWait();
 }
 
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
@@ -520,7 +525,17 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
     const uint64_t target = s.recorded;
     s.done.wait(lock, [&] { return s.completed >= target; });
   }
-  return stickyError() == cudaSuccess ? cudaSuccess : fail(stickyError());
+  return afterWait();
+}
+
+// When a recorded event completed (host milliseconds): never recorded is an invalid handle, pending is NotReady (a
+// status, not an error to keep as the last error).
+static cudaError_t completionTime(const CUevent_st& event, double* ms) {
+  std::lock_guard<std::mutex> lock(event.state->mutex);
+  if (event.state->recorded == 0) return fail(cudaErrorInvalidResourceHandle);
+  if (event.state->completed < event.state->recorded) return cudaErrorNotReady;
+  *ms = event.state->ms;
+  return cudaSuccess;
 }
 
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
@@ -528,18 +543,8 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
   if (!ms || !start || !end) return fail(cudaErrorInvalidResourceHandle);
   if ((start->flags | end->flags) & cudaEventDisableTiming) return fail(cudaErrorInvalidResourceHandle);
   double a, b;
-  {
-    std::lock_guard<std::mutex> lock(start->state->mutex);
-    if (start->state->recorded == 0) return fail(cudaErrorInvalidResourceHandle);
-    if (start->state->completed < start->state->recorded) return cudaErrorNotReady;  // a status, not an error to keep
-    a = start->state->ms;
-  }
-  {
-    std::lock_guard<std::mutex> lock(end->state->mutex);
-    if (end->state->recorded == 0) return fail(cudaErrorInvalidResourceHandle);
-    if (end->state->completed < end->state->recorded) return cudaErrorNotReady;
-    b = end->state->ms;
-  }
+  if (const cudaError_t st = completionTime(*start, &a); st != cudaSuccess) return st;
+  if (const cudaError_t st = completionTime(*end, &b); st != cudaSuccess) return st;
   *ms = float(b - a);
   return cudaSuccess;
 }
@@ -655,7 +660,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, enum cudaM
   });
   if (!dstDevice && d != Space::Pinned) {  // into pageable memory: synchronous, as in CUDA
     st.synchronize();
-    if (stickyError() != cudaSuccess) return fail(stickyError());
+    return afterWait();
   }
   return cudaSuccess;
 }

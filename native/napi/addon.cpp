@@ -23,6 +23,10 @@
 
 namespace bssn::napi {
 
+#if !BSSN_WITH_CUDA
+constexpr const char* kNoCudaBuild = "bssn was built without the CUDA backend (nvcc was not found at install time, or BSSN_CUDA=OFF)";
+#endif
+
 Addon::Addon(Napi::Env env, Napi::Object exports) {
   tensorConstructor = Napi::Persistent(TensorHandle::define(env));
   deviceConstructor = Napi::Persistent(DeviceHandle::define(env));
@@ -76,8 +80,7 @@ Napi::Value Addon::Cuda(const Napi::CallbackInfo& info) {
     return wrapDevice(info.Env(), found->second);
 #else
     (void)index;
-    throwError("bssn was built without the CUDA backend (nvcc was not found at install time, or BSSN_CUDA=OFF); "
-               "reinstall with nvcc on PATH, or with BSSN_CUDA=ON to make a missing nvcc an error",
+    throwError(std::string(kNoCudaBuild) + "; reinstall with nvcc on PATH, or with BSSN_CUDA=ON to make a missing nvcc an error",
                ErrorCode::CudaUnavailable);
 #endif
   });
@@ -95,7 +98,7 @@ Napi::Value Addon::CudaStatus(const Napi::CallbackInfo& info) {
 #else
     o.Set("available", false);
     o.Set("deviceCount", 0);
-    o.Set("reason", "bssn was built without the CUDA backend (nvcc was not found at install time, or BSSN_CUDA=OFF)");
+    o.Set("reason", kNoCudaBuild);
 #endif
     return o;
   });
@@ -181,7 +184,7 @@ Napi::Value Addon::CudaHost(const Napi::CallbackInfo& info) {
     o.Set("runtimeVersion", 0);
     o.Set("available", false);
     o.Set("deviceCount", 0);
-    o.Set("reason", "bssn was built without the CUDA backend (nvcc was not found at install time, or BSSN_CUDA=OFF)");
+    o.Set("reason", kNoCudaBuild);
 #endif
     o.Set("gpus", gpus);
     return o;
