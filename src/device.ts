@@ -1,5 +1,6 @@
 // Devices: where tensors live and ops run. Each device has one stream; ops are enqueued in call order.
 import { native, type NativeDeviceHandle } from './native.js'
+import type { SharedTensorDescriptor } from './share.js'
 import { Tensor } from './tensor.js'
 import { checkInteger, checkNumber, checkShape, describe, product } from './validate.js'
 import { typeError, rangeError } from './errors.js'
@@ -118,6 +119,11 @@ export class Device {
     const high = checkNumber(options.high ?? 1, 'high')
     if (!(low <= high)) throw rangeError(`expected low <= high, got ${low} and ${high}`)
     return new Tensor(this.handle.rand(checkShape(shape), seed, low, high), this)
+  }
+
+  /** A Tensor on this device over memory another thread or process shared (see Tensor.open()). */
+  open(descriptor: SharedTensorDescriptor): Tensor {
+    return Tensor.open(descriptor, this)
   }
 
   /** Resolves when every op enqueued on this device so far has run; never blocks the event loop. */

@@ -1,5 +1,6 @@
 export { Device, type DeviceInfo, type DeviceKind, type MemoryStats } from './device.js'
 export { Tensor, type DType } from './tensor.js'
+export { type SharedTensorDescriptor } from './share.js'
 export { type BssnErrorCode } from './errors.js'
 export { BSSN, type LayerSigmas, type LayerState } from './normalize/bssn.js'
 export { bssnNormalize, type NormalizeCallOptions } from './normalize/functional.js'

@@ -19,6 +19,9 @@ export interface NativeTensorHandle {
   clone(): NativeTensorHandle
   copyFrom(source: NativeTensorHandle): void
   reshape(shape: readonly number[]): NativeTensorHandle
+  /** Native side of tensor.share(): the opaque token and this call's publication number. */
+  share(): { token: string; publication: number }
+  opened(): boolean
 }
 
 export interface NativeDeviceHandle {
@@ -35,6 +38,7 @@ export interface NativeDeviceHandle {
   empty(shape: readonly number[]): NativeTensorHandle
   randn(shape: readonly number[], seed: number, std: number): NativeTensorHandle
   rand(shape: readonly number[], seed: number, low: number, high: number): NativeTensorHandle
+  open(token: string, shape: readonly number[], publication: number): NativeTensorHandle
 }
 
 export interface NativeNormalizerOptions {

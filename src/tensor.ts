@@ -1,9 +1,10 @@
 // Tensor: a shape and dtype over device memory that JS never sees directly (an opaque native handle).
 import { track } from './autograd/scope.js'
 import { record, runBackward, type GradNode } from './autograd/tape.js'
-import type { Device } from './device.js'
+import { Device } from './device.js'
 import { bssnError, rangeError, typeError } from './errors.js'
 import type { NativeTensorHandle } from './native.js'
+import { checkDescriptor, type SharedTensorDescriptor } from './share.js'
 import { checkShape, product } from './validate.js'
 
 export type DType = 'float32'
@@ -110,6 +111,51 @@ export class Tensor {
     if (!(source instanceof Tensor)) throw typeError('expected source to be a Tensor')
     this.#handle.copyFrom(source.handle)
     return this
+  }
+
+  /**
+   * Shares this tensor with other worker threads and processes on this machine: returns a descriptor (a plain
+   * object for postMessage, JSON or a socket) that `Tensor.open()` turns into a Tensor over the same memory.
+   *
+   * - Cost: the first call moves the tensor to shareable memory (one copy, in stream order: a memfd on the CPU, its
+   *   own cudaMalloc allocation on CUDA, since pool memory cannot be exported); later calls copy nothing.
+   * - Ordering: each call is a publication. An opened tensor's ops see every write enqueued on this tensor before
+   *   the owner's latest share() call that returned before the op was enqueued; call share() again after writes a
+   *   reader must see (and tell the reader, e.g. with a message). Writes racing with a reader's ops are a data race,
+   *   as with torch.multiprocessing.
+   * - Lifetime: opened tensors stay usable while this tensor lives. Once it is disposed (or its thread or process
+   *   ends), their next use throws ERR_BSSN_SHARE_GONE; the memory itself is freed once, when its last holder lets go.
+   */
+  share(): SharedTensorDescriptor {
+    this.#checkAlive()
+    const { token, publication } = this.#handle.share()
+    return {
+      type: 'bssn.SharedTensor',
+      version: 1,
+      device: this.device.kind,
+      deviceIndex: this.device.index,
+      shape: [...this.shape],
+      dtype: this.dtype,
+      publication,
+      handle: token,
+    }
+  }
+
+  /**
+   * A Tensor over the memory another thread or process shared with `tensor.share()`, on the same device (or on
+   * `device`, which must be that device). Its first use waits for the writes the owner published with that share().
+   * A stale (owner gone) or forged descriptor is refused with an error.
+   */
+  static open(descriptor: SharedTensorDescriptor, device?: Device): Tensor {
+    const d = checkDescriptor(descriptor)
+    const target = device ?? (d.device === 'cpu' ? Device.cpu() : Device.cuda(d.deviceIndex))
+    if (!(target instanceof Device)) throw typeError('expected device to be a Device')
+    return new Tensor(target.handle.open(d.handle, d.shape, d.publication), target)
+  }
+
+  /** Whether this tensor was made by Tensor.open() (it names memory another thread or process shared). */
+  get opened(): boolean {
+    return this.#handle.opened()
   }
 
   /** Frees the memory at once (ops already enqueued still see it). Disposing twice is allowed. */

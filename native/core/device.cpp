@@ -6,7 +6,9 @@
 namespace bssn {
 
 Buffer::~Buffer() {
-  if (data_) device_->freeRaw(data_, bytes_);
+  // Memory with its own owner (storage_) goes with it; the rest back to the device's allocator.
+  if (!storage_)
+    if (void* data = data_.load()) device_->freeRaw(data, bytes_);
   device_->allocatedBytes_ -= int64_t(bytes_);
   --device_->liveBuffers_;
 }
@@ -32,8 +34,21 @@ BufferPtr Device::allocate(size_t bytes) {
       throw;
     }
   }
-  auto buffer = std::make_shared<Buffer>(shared_from_this(), data, bytes);
-  const int64_t now = allocatedBytes_ += int64_t(bytes);
+  return counted(std::make_shared<Buffer>(shared_from_this(), data, bytes));
+}
+
+void* Buffer::moveTo(void* data, std::shared_ptr<void> storage) {
+  storage_ = std::move(storage);
+  return data_.exchange(data, std::memory_order_acq_rel);
+}
+
+BufferPtr Device::adoptExternal(void* data, size_t bytes, std::shared_ptr<void> storage) {
+  return counted(std::make_shared<Buffer>(shared_from_this(), data, bytes, std::move(storage)));
+}
+
+// Every buffer is counted here and uncounted by ~Buffer.
+BufferPtr Device::counted(BufferPtr buffer) {
+  const int64_t now = allocatedBytes_ += int64_t(buffer->bytes());
   ++liveBuffers_;
   int64_t peak = peakBytes_.load();
   while (now > peak && !peakBytes_.compare_exchange_weak(peak, now)) {

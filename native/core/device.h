@@ -26,25 +26,40 @@ struct MemoryStats {
 
 class Device;
 struct NormalizeJob;
+class ShareRegion;
+struct ShareExport;
+struct ShareImport;
 
 // Device memory. Tensors, normalizers and enqueued work share ownership, so a dispose never frees memory an
 // enqueued operation still reads: the memory goes back when the last holder lets go (stream-ordered free).
 class Buffer {
  public:
   Buffer(std::shared_ptr<Device> device, void* data, size_t bytes) : device_(std::move(device)), data_(data), bytes_(bytes) {}
+  // Memory that is not the device allocator's (a shared region, another process's memory): `storage` owns it, and
+  // the device lets go of it once the work queued on its stream has run.
+  Buffer(std::shared_ptr<Device> device, void* data, size_t bytes, std::shared_ptr<void> storage)
+      : device_(std::move(device)), data_(data), bytes_(bytes), storage_(std::move(storage)) {}
   ~Buffer();
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
 
-  void* data() const { return data_; }
-  float* f32() const { return static_cast<float*>(data_); }
+  void* data() const { return data_.load(std::memory_order_acquire); }
+  float* f32() const { return static_cast<float*>(data()); }
   size_t bytes() const { return bytes_; }
   Device& device() const { return *device_; }
+  const std::shared_ptr<Device>& devicePtr() const { return device_; }
+
+  // Moves the buffer to `data`, owned by `storage` (a tensor's first share()); every view sees the move. Called
+  // in stream order by the device; returns the allocator memory it held, for the device to free.
+  void* moveTo(void* data, std::shared_ptr<void> storage);
+  // Set when the buffer has been shared (core/share.h); guarded by the export's creation in share.cpp.
+  std::shared_ptr<ShareExport> shared;
 
  private:
   std::shared_ptr<Device> device_;
-  void* data_;
+  std::atomic<void*> data_;
   size_t bytes_;
+  std::shared_ptr<void> storage_;
 };
 
 // What a device reports about itself (device.info() in JS): name/value pairs, numbers or text.
@@ -99,6 +114,18 @@ class Device : public std::enable_shared_from_this<Device>, public Ops {
   // Stops the stream at environment teardown; later calls throw.
   virtual void shutdown() {}
 
+  // Sharing across threads and processes (core/share.h).
+  // A new region that other processes can map, for a buffer of `bytes` of this device.
+  virtual std::shared_ptr<ShareRegion> createShareRegion(size_t bytes) = 0;
+  // Moves `buffer` to shareable memory (its first share()): the copy and the move happen in stream order.
+  virtual void moveToShared(const BufferPtr& buffer, const std::shared_ptr<ShareRegion>& region) = 0;
+  // A new publication of `region`: importers that wait for it see the work enqueued here so far.
+  virtual uint32_t publish(const std::shared_ptr<ShareRegion>& region) = 0;
+  // This stream's later work waits until the exporter's stream has reached `publication`.
+  virtual void waitForPublication(ShareImport& import, uint32_t publication) = 0;
+  // Another process's shared memory as a buffer of this device; sets what later waits need in `import`.
+  virtual BufferPtr openShared(ShareImport& import) = 0;
+
  protected:
   friend class Buffer;
   virtual void* allocateRaw(size_t bytes) = 0;  // throws Error naming the call and the cause
@@ -106,6 +133,13 @@ class Device : public std::enable_shared_from_this<Device>, public Ops {
   virtual int64_t reservedBytes() const { return allocatedBytes_.load(); }
   int64_t allocatedBytes() const { return allocatedBytes_.load(); }
   virtual void freeRaw(void* data, size_t bytes) noexcept = 0;
+  // Counts memory that came from elsewhere (another process's shared tensor) as a buffer of this device.
+  BufferPtr adoptExternal(void* data, size_t bytes, std::shared_ptr<void> storage);
+
+ private:
+  BufferPtr counted(BufferPtr buffer);
+
+ protected:
   // Fills fresh memory with NaN bytes (0xFF), in stream order. Used when BSSN_POISON_ALLOCATIONS=1 (the
   // tests set it), so an op that fails to write its whole output is caught.
   virtual void poisonRaw(void* data, size_t bytes) = 0;

@@ -6,6 +6,7 @@
 
 #include "core/device.h"
 #include "core/shape.h"
+#include "core/share.h"
 
 namespace bssn {
 
@@ -36,6 +37,15 @@ class Tensor {
 
   void release();
 
+  // Sharing (core/share.h). share(): the first call moves the buffer to shareable memory (one copy, in stream
+  // order); each call is a publication marking the writes enqueued so far. Returns the token a descriptor carries
+  // and sets *publication.
+  std::string share(uint32_t* publication);
+  // A tensor over the memory `token` names, on `device` (the exporter's device kind and index), with `shape`. Its
+  // first use waits for `publication`; later uses wait for the exporter's latest one.
+  static std::shared_ptr<Tensor> open(const DevicePtr& device, const std::string& token, const Shape& shape, uint32_t publication);
+  bool opened() const { return import_ != nullptr; }
+
  private:
   Tensor(DevicePtr device, BufferPtr buffer, Shape shape, int64_t numel, DType dtype)
       : device_(std::move(device)), buffer_(std::move(buffer)), shape_(std::move(shape)), numel_(numel), dtype_(dtype) {}
@@ -46,6 +56,10 @@ class Tensor {
   int64_t numel_;
   DType dtype_;
   std::string owner_;
+  std::shared_ptr<ShareExport> exporting_;  // set once this tensor called share()
+  std::shared_ptr<ShareImport> import_;     // set on a tensor made by open()
+
+  void checkImport(const char* what) const;
 };
 
 using TensorPtr = std::shared_ptr<Tensor>;

@@ -7,6 +7,7 @@
 
 #include "core/normalize_plan.h"
 #include "core/random.h"
+#include "core/share.h"
 #include "cpu/blas.h"
 #include "cpu/normalize.h"
 #include "cpu/ops.h"
@@ -102,6 +103,31 @@ void CpuDevice::normalize(const NormalizeJob& job) {
 
 void CpuDevice::normalizeBackward(const NormalizeJob& job) {
   stream_.enqueue([job] { cpu::normalizeBackwardBatch(job); }, held(job));
+}
+
+// Sharing: the data lives in the region's memfd after its control page, so another process maps it as it is.
+std::shared_ptr<ShareRegion> CpuDevice::createShareRegion(size_t bytes) { return ShareRegion::create(bytes, true, DeviceKind::Cpu, 0); }
+
+void CpuDevice::moveToShared(const BufferPtr& buffer, const std::shared_ptr<ShareRegion>& region) {
+  // On the stream, the only thread that touches this device's buffers: work queued before sees the old memory.
+  stream_.enqueue([this, buffer, region] {
+    std::memcpy(region->data(), buffer->data(), buffer->bytes());
+    freeRaw(buffer->moveTo(region->data(), region), buffer->bytes());
+  }, held(buffer));
+}
+
+uint32_t CpuDevice::publish(const std::shared_ptr<ShareRegion>& region) {
+  const uint32_t publication = region->publish();
+  stream_.enqueue([region, publication] { region->complete(publication); });
+  return publication;
+}
+
+void CpuDevice::waitForPublication(ShareImport& import, uint32_t publication) {
+  stream_.enqueue([region = import.region, publication] { region->waitCompleted(publication); });
+}
+
+BufferPtr CpuDevice::openShared(ShareImport& import) {
+  return adoptExternal(import.region->data(), import.region->dataBytes(), import.region);
 }
 
 std::shared_ptr<Fence> CpuDevice::timestamp(std::shared_ptr<double> ms) {

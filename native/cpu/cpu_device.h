@@ -46,6 +46,11 @@ class CpuDevice : public Device {
   std::shared_ptr<Fence> timestamp(std::shared_ptr<double> ms) override;
   void shutdown() override { stream_.stop(); }
   void emptyCache() override { allocator_.emptyCache(); }
+  std::shared_ptr<ShareRegion> createShareRegion(size_t bytes) override;
+  void moveToShared(const BufferPtr& buffer, const std::shared_ptr<ShareRegion>& region) override;
+  uint32_t publish(const std::shared_ptr<ShareRegion>& region) override;
+  void waitForPublication(ShareImport& import, uint32_t publication) override;
+  BufferPtr openShared(ShareImport& import) override;
 
  protected:
   void* allocateRaw(size_t bytes) override;

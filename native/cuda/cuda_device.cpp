@@ -298,7 +298,10 @@ void CudaDevice::enter() {
   }
   if (shutDown_) throwError(name_ + " was shut down");
   const cudaError_t st = cudaSetDevice(index_);
-  if (st == cudaSuccess) return;
+  if (st == cudaSuccess) {
+    sweepSharedFrees();
+    return;
+  }
   // A sticky fault surfaces at whichever call comes next, this one included: from here on the device is unusable.
   const std::string message = std::string("cudaSetDevice: ") + describeStatus(st);
   noteFailure(st, message);

@@ -7,6 +7,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/device.h"
 #include "cuda/cublas_api.h"
@@ -74,6 +76,14 @@ class CudaDevice : public Device {
   std::shared_ptr<Fence> timestamp(std::shared_ptr<double> ms) override;
   void shutdown() override;
   void emptyCache() override;
+  // Sharing (cuda/share.cpp): plain cudaMalloc memory exported with CUDA IPC; publications are IPC events.
+  std::shared_ptr<ShareRegion> createShareRegion(size_t bytes) override;
+  void moveToShared(const BufferPtr& buffer, const std::shared_ptr<ShareRegion>& region) override;
+  uint32_t publish(const std::shared_ptr<ShareRegion>& region) override;
+  void waitForPublication(ShareImport& import, uint32_t publication) override;
+  BufferPtr openShared(ShareImport& import) override;
+  // Frees shareable memory once no other process has it open (else at a later call, or never before exit).
+  void freeShared(void* data, const std::shared_ptr<ShareRegion>& region) noexcept;
 
   cudaStream_t stream() const { return stream_; }
   cudaEvent_t epoch() const { return epoch_; }
@@ -92,6 +102,8 @@ class CudaDevice : public Device {
   void enter();
   // After launches: turns a launch error into an exception (and a sticky fault into an unusable device).
   void checkLaunch(const char* what);
+  // Frees the shareable memory whose importers have all closed it.
+  void sweepSharedFrees() noexcept;
 
   int index_;
   std::string name_;
@@ -109,6 +121,8 @@ class CudaDevice : public Device {
   std::mutex faultMutex_;
   std::string fault_;  // non-empty once a sticky error happened
   bool shutDown_ = false;
+  std::mutex sharedMutex_;
+  std::vector<std::pair<void*, std::shared_ptr<ShareRegion>>> sharedFrees_;  // waiting for importers to close
 };
 
 }  // namespace bssn::cuda

@@ -22,7 +22,8 @@ Napi::Function DeviceHandle::define(Napi::Env env) {
                       InstanceMethod<&DeviceHandle::Timestamp>("timestamp"),
                       InstanceMethod<&DeviceHandle::FromData>("fromData"), InstanceMethod<&DeviceHandle::Zeros>("zeros"),
                       InstanceMethod<&DeviceHandle::Empty>("empty"),
-                      InstanceMethod<&DeviceHandle::Randn>("randn"), InstanceMethod<&DeviceHandle::Rand>("rand")});
+                      InstanceMethod<&DeviceHandle::Randn>("randn"), InstanceMethod<&DeviceHandle::Rand>("rand"),
+                      InstanceMethod<&DeviceHandle::Open>("open")});
 }
 
 DeviceHandle::DeviceHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceHandle>(info) {
@@ -161,6 +162,17 @@ Napi::Value DeviceHandle::Rand(const Napi::CallbackInfo& info) {
     TensorPtr t = Tensor::create(device_, shape);
     device_->rand(t->buffer(), size_t(t->numel()), seed, float(low), float(high));
     return Addon::of(info.Env()).wrapTensor(info.Env(), std::move(t));
+  });
+}
+
+// open(token, shape, publication): a tensor over another thread's or process's shared memory (core/share.h).
+Napi::Value DeviceHandle::Open(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    if (!info[0].IsString()) throwTypeError("expected the descriptor's handle to be a string");
+    const Shape shape = toShape(info[1], "shape");
+    const auto publication = uint32_t(toInteger(info[2], "publication", 0, 4294967295LL));
+    return Addon::of(info.Env()).wrapTensor(info.Env(), Tensor::open(device_, info[0].As<Napi::String>().Utf8Value(), shape, publication));
   });
 }
 

@@ -28,6 +28,7 @@ class DeviceHandle : public Napi::ObjectWrap<DeviceHandle> {
   Napi::Value Empty(const Napi::CallbackInfo& info);
   Napi::Value Randn(const Napi::CallbackInfo& info);
   Napi::Value Rand(const Napi::CallbackInfo& info);
+  Napi::Value Open(const Napi::CallbackInfo& info);
 
   DevicePtr device_;
 };

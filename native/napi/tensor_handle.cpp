@@ -14,7 +14,8 @@ Napi::Function TensorHandle::define(Napi::Env env) {
                      {InstanceMethod<&TensorHandle::Shape>("shape"), InstanceMethod<&TensorHandle::Disposed>("disposed"),
                       InstanceMethod<&TensorHandle::Dispose>("dispose"), InstanceMethod<&TensorHandle::ToArray>("toArray"),
                       InstanceMethod<&TensorHandle::Clone>("clone"), InstanceMethod<&TensorHandle::CopyFrom>("copyFrom"),
-                      InstanceMethod<&TensorHandle::Reshape>("reshape")});
+                      InstanceMethod<&TensorHandle::Reshape>("reshape"), InstanceMethod<&TensorHandle::Share>("share"),
+                      InstanceMethod<&TensorHandle::Opened>("opened")});
 }
 
 TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
@@ -107,6 +108,26 @@ Napi::Value TensorHandle::Reshape(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     checkThis<TensorHandle>(info, "TensorHandle");
     return Addon::of(info.Env()).wrapTensor(info.Env(), tensor_->view(toShape(info[0], "shape")));
+  });
+}
+
+// share() -> { token, publication }: see core/share.h.
+Napi::Value TensorHandle::Share(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<TensorHandle>(info, "TensorHandle");
+    uint32_t publication = 0;
+    const std::string token = tensor_->share(&publication);
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("token", token);
+    o.Set("publication", double(publication));
+    return o;
+  });
+}
+
+Napi::Value TensorHandle::Opened(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<TensorHandle>(info, "TensorHandle");
+    return Napi::Boolean::New(info.Env(), tensor_->opened());
   });
 }
 

@@ -24,6 +24,8 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value Clone(const Napi::CallbackInfo& info);
   Napi::Value CopyFrom(const Napi::CallbackInfo& info);
   Napi::Value Reshape(const Napi::CallbackInfo& info);
+  Napi::Value Share(const Napi::CallbackInfo& info);
+  Napi::Value Opened(const Napi::CallbackInfo& info);
 
   void reportReleased(Napi::Env env);
 

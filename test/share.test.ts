@@ -1,0 +1,194 @@
+// Sharing tensors across worker threads and processes: tensor.share() / Tensor.open() (native/core/share.h).
+// Another service (test/fixtures/share_peer.ts) opens what this process shares, as a worker thread and as a child
+// process, on every backend.
+import { afterEach, expect, it } from 'vitest'
+
+import { BSSN, Device, Tensor, type SharedTensorDescriptor } from '../src/index.js'
+import { forEachBackend } from './helpers/backends.js'
+import { expectCloseArray, expectCloseNumber } from './helpers/expect.js'
+import { Peer } from './helpers/peer.js'
+import { randomArray } from './helpers/random.js'
+
+const peers: Peer[] = []
+afterEach(async () => {
+  await Promise.all(peers.splice(0).map((p) => p.stop()))
+})
+
+async function startPeer(kind: 'worker' | 'process'): Promise<Peer> {
+  const peer = await Peer.start(kind)
+  peers.push(peer)
+  return peer
+}
+
+// Waits until a device's memory is back to `base` (frees of queued work land after the stream drains).
+async function settled(device: Device): Promise<ReturnType<Device['memoryStats']>> {
+  await device.synchronize()
+  return device.memoryStats()
+}
+
+forEachBackend((device) => {
+  it('share() and open() in the same thread: the same memory, no copy, shape and values kept', async () => {
+    const d = device()
+    const values = randomArray(6 * 4 * 3 * 3, 11)
+    const w = d.tensor(values, [6, 4, 3, 3])
+    const descriptor = w.share()
+    // A plain object that survives JSON (a socket, a file) and structured clone (postMessage).
+    const copy = JSON.parse(JSON.stringify(descriptor)) as SharedTensorDescriptor
+    expect(structuredClone(descriptor)).toEqual(descriptor)
+    expect(copy).toMatchObject({ type: 'bssn.SharedTensor', version: 1, device: d.kind, shape: [6, 4, 3, 3], dtype: 'float32' })
+    const opened = Tensor.open(copy, d)
+    expect(opened.opened).toBe(true)
+    expect(w.opened).toBe(false)
+    expect(opened.shape).toEqual([6, 4, 3, 3])
+    expect(Array.from(await opened.toArray())).toEqual(Array.from(values))
+    // Writes through the opened tensor land in the owner's memory: the same bytes, not a copy.
+    opened.copyFrom(d.zeros([6, 4, 3, 3]))
+    expect((await w.toArray()).every((x) => x === 0)).toBe(true)
+    opened.dispose()
+    w.dispose()
+  })
+
+  for (const kind of ['worker', 'process'] as const) {
+    it(`a ${kind} opens a shared weight and normalizes it like the owner (within 1e-6), its state kept there`, async () => {
+      const d = device()
+      const peer = await startPeer(kind)
+      const w = d.tensor(randomArray(16 * 8 * 3 * 3, 5, 0.2), [16, 8, 3, 3])
+      const before = await settled(d)
+      await peer.call({ op: 'open', descriptor: w.share() })
+      // Opening copies nothing into this process's device memory.
+      expect((await settled(d)).allocatedBytes).toBe(before.allocatedBytes)
+      const owner = new BSSN([w], { mode: 'bssn', seed: 7 })
+      for (let step = 0; step < 3; step++) {
+        const [out] = owner.forward()
+        const mine = await out.toArray()
+        const [sigmas] = await owner.sigmas()
+        const theirs = await peer.call<{ output: number[]; sigma1: number; sigma2: number }>({ op: 'normalize', mode: 'bssn' })
+        expectCloseArray(theirs.output, mine, 1e-6, `step ${step} output`)
+        expectCloseNumber(theirs.sigma1, sigmas.sigma1, 1e-6, `step ${step} sigma1`)
+        expectCloseNumber(theirs.sigma2, sigmas.sigma2!, 1e-6, `step ${step} sigma2`)
+      }
+      owner.dispose()
+      await peer.call({ op: 'dispose' })
+      w.dispose()
+    })
+
+    it(`a ${kind} sees the owner's writes once the owner has called share() again`, async () => {
+      const d = device()
+      const peer = await startPeer(kind)
+      const w = d.tensor(randomArray(64 * 64, 1), [64, 64])
+      await peer.call({ op: 'open', descriptor: w.share() })
+      expect(await peer.call({ op: 'read' })).toEqual(Array.from(await w.toArray()))
+      for (let round = 0; round < 3; round++) {
+        // Slow work queued ahead of the write: the reader must wait for the publication, not read early.
+        const big = d.randn([256, 256, 3, 3], { seed: round })
+        const busy = new BSSN([big], { warmupIterations: 20 })
+        const next = randomArray(64 * 64, 100 + round)
+        w.copyFrom(d.tensor(next, [64, 64]))
+        w.share() // publishes; the descriptor need not be sent again
+        expect(await peer.call({ op: 'read' })).toEqual(Array.from(next))
+        busy.dispose()
+        big.dispose()
+      }
+      await peer.call({ op: 'dispose' })
+      w.dispose()
+    })
+
+    it(`disposing in any order frees the memory once (${kind}); the reader's use after the owner's dispose is an error`, async () => {
+      const d = device()
+      const peer = await startPeer(kind)
+      const peerBase = await peer.call<{ allocatedBytes: number }>({ op: 'stats', device: d.kind })
+      const base = await settled(d)
+      // The owner first: the reader's next use fails clearly, and its dispose frees what it held.
+      let w = d.randn([32, 32], { seed: 3 })
+      await peer.call({ op: 'open', descriptor: w.share() })
+      w.dispose()
+      const used = await peer.request({ op: 'read' })
+      expect(used).toMatchObject({ ok: false, code: 'ERR_BSSN_SHARE_GONE' })
+      expect(used.message).toMatch(/owner disposed it/)
+      await peer.call({ op: 'dispose' })
+      // The reader first.
+      w = d.randn([32, 32], { seed: 4 })
+      await peer.call({ op: 'open', descriptor: w.share() })
+      await peer.call({ op: 'dispose' })
+      expect(Array.from(await w.toArray()).every(Number.isFinite)).toBe(true)
+      w.dispose()
+      expect(await settled(d)).toMatchObject({ allocatedBytes: base.allocatedBytes, liveBuffers: base.liveBuffers, liveTensors: base.liveTensors })
+      expect(await peer.call({ op: 'stats', device: d.kind })).toMatchObject({ allocatedBytes: peerBase.allocatedBytes })
+    })
+
+    it(`an exporting ${kind} that exits leaves the importer with an error, not a crash`, async () => {
+      const d = device()
+      const peer = await startPeer(kind)
+      const { descriptor, values } = await peer.call<{ descriptor: SharedTensorDescriptor; values: number[] }>({
+        op: 'export',
+        device: d.kind,
+        shape: [8, 8],
+        seed: 9,
+      })
+      const opened = Tensor.open(descriptor, d)
+      expect(Array.from(await opened.toArray())).toEqual(values)
+      if (kind === 'worker') await peer.stop()
+      else await peer.request({ op: 'exit', code: 0 })
+      await peer.exited
+      expect(() => opened.clone()).toThrow(expect.objectContaining({ code: 'ERR_BSSN_SHARE_GONE' }))
+      expect(() => opened.toArray()).toThrow(/owner (disposed it|\(thread or process\) has exited)/)
+      expect(() => Tensor.open(descriptor, d)).toThrow(expect.objectContaining({ code: 'ERR_BSSN_SHARE_GONE' }))
+      opened.dispose()
+    })
+  }
+
+  it('refuses forged, stale and mismatched descriptors with clear errors', () => {
+    const d = device()
+    const w = d.randn([4, 5], { seed: 1 })
+    const good = w.share()
+    const parts = good.handle.split('.')
+    const forged = { ...good, handle: [...parts.slice(0, 4), '0123456789abcdef', ...parts.slice(5)].join('.') }
+    expect(() => Tensor.open(forged, d)).toThrow(/stale|forged/)
+    expect(() => Tensor.open({ ...good, shape: [5, 5] }, d)).toThrow(TypeError)
+    expect(() => Tensor.open({ ...good, handle: 'bssn1.garbage' }, d)).toThrow(/malformed/)
+    expect(() => Tensor.open({ ...good, type: 'other' } as never, d)).toThrow(TypeError)
+    expect(() => Tensor.open({ ...good, version: 2 } as never, d)).toThrow(/version/)
+    expect(() => Tensor.open(null as never, d)).toThrow(TypeError)
+    // A process that does not exist.
+    const missing = { ...good, handle: ['bssn1', '7ffffff0', ...parts.slice(2)].join('.') }
+    expect(() => Tensor.open(missing, d)).toThrow(expect.objectContaining({ code: 'ERR_BSSN_SHARE_GONE' }))
+    const other = d.kind === 'cpu' ? undefined : Device.cpu()
+    if (other) expect(() => Tensor.open(good, other)).toThrow(/lives on cuda/)
+    w.dispose()
+    expect(() => Tensor.open(good, d)).toThrow(expect.objectContaining({ code: 'ERR_BSSN_SHARE_GONE' }))
+  })
+
+  it('an opened tensor is not shared again, a BSSN output is not shared, and a disposed tensor cannot share', () => {
+    const d = device()
+    const w = d.randn([3, 4], { seed: 2 })
+    const opened = Tensor.open(w.share(), d)
+    expect(() => opened.share()).toThrow(/pass that descriptor on/)
+    const bssn = new BSSN([w])
+    expect(() => bssn.forward()[0].share()).toThrow(/cannot be shared/)
+    bssn.dispose()
+    opened.dispose()
+    w.dispose()
+    expect(() => w.share()).toThrow(expect.objectContaining({ code: 'ERR_BSSN_DISPOSED' }))
+  })
+
+  it('views and repeated shares: one export per buffer, and the views keep working after the move', async () => {
+    const d = device()
+    const values = randomArray(24, 8)
+    const w = d.tensor(values, [2, 3, 4])
+    const view = w.reshape([6, 4])
+    const a = w.share()
+    const b = w.share()
+    expect(b.handle).toBe(a.handle)
+    expect(b.publication).toBeGreaterThan(a.publication)
+    // The buffer moved to shareable memory; the view sees the move.
+    expect(Array.from(await view.toArray())).toEqual(Array.from(values))
+    const openedView = Tensor.open(view.share(), d)
+    expect(openedView.shape).toEqual([6, 4])
+    // The export lives while either sharing tensor does.
+    view.dispose()
+    expect(Array.from(await openedView.toArray())).toEqual(Array.from(values))
+    w.dispose()
+    expect(() => openedView.clone()).toThrow(expect.objectContaining({ code: 'ERR_BSSN_SHARE_GONE' }))
+    openedView.dispose()
+  })
+})
