@@ -1,14 +1,21 @@
 // Sharing tensors across worker threads and processes: tensor.share() / Tensor.open() (native/core/share.h).
 // Another service (test/fixtures/share_peer.ts) opens what this process shares, as a worker thread and as a child
 // process, on every backend.
+import { execFile } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import path from 'node:path'
+import { promisify } from 'node:util'
+
 import { afterEach, expect, it } from 'vitest'
 
 import { BSSN, Device, Tensor, type SharedTensorDescriptor } from '../src/index.js'
 import { forEachBackend } from './helpers/backends.js'
 import { expectCloseArray, expectCloseNumber } from './helpers/expect.js'
-import { Peer } from './helpers/peer.js'
+import { addonPath, packageRoot } from '../src/native.js'
+import { bundle, Peer } from './helpers/peer.js'
 import { randomArray } from './helpers/random.js'
 
+const run = promisify(execFile)
 const peers: Peer[] = []
 afterEach(async () => {
   await Promise.all(peers.splice(0).map((p) => p.stop()))
@@ -192,3 +199,20 @@ forEachBackend((device) => {
     openedView.dispose()
   })
 })
+
+it('the README example runs as written: a trainer process and a monitor process reading its weights', async () => {
+  const readme = readFileSync(path.join(packageRoot, 'README.md'), 'utf8')
+  for (const file of ['trainer.mjs', 'monitor.mjs'])
+    expect(readme, `README shows examples/share/${file} verbatim`).toContain(readFileSync(path.join(packageRoot, 'examples', 'share', file), 'utf8').trim())
+  const trainer = await bundle('examples/share/trainer.mjs', 'examples')
+  await bundle('examples/share/monitor.mjs', 'examples')
+  const { stdout } = await run(process.execPath, [trainer, '2', '1'], { env: { ...process.env, BSSN_ADDON: addonPath() } })
+  const lines = stdout.trim().split('\n')
+  expect(lines).toHaveLength(2)
+  for (const [i, line] of lines.entries()) {
+    expect(line).toMatch(new RegExp(`^step ${i + 1}: W0 `))
+    const sigmas = [...line.matchAll(/W\d+ ([\d.]+)\/([\d.]+)/g)]
+    expect(sigmas).toHaveLength(8) // the SNGAN CNN discriminator: 7 convolutions and a linear layer
+    for (const [, s1, s2] of sigmas) expect(Number(s1) > 0 && Number(s2) > 0).toBe(true)
+  }
+}, 180_000)

@@ -13,24 +13,30 @@ import { addonPath, packageRoot } from '../../src/native.js'
 
 const bundled = new Map<string, Promise<string>>()
 
-function bundle(name: string): Promise<string> {
-  let file = bundled.get(name)
+/**
+ * Bundles `entry` (a path under the package root: a test fixture or an example) into `dir` in the system's temp
+ * folder, with 'bssn' resolving to this checkout's src/; returns the bundle's path.
+ */
+export function bundle(entry: string, dir = 'fixtures'): Promise<string> {
+  const key = `${dir}/${entry}`
+  let file = bundled.get(key)
   if (!file) {
-    const dir = path.join(os.tmpdir(), `bssn-fixtures-${process.pid}`)
-    mkdirSync(dir, { recursive: true })
-    const outfile = path.join(dir, `${name}.mjs`)
+    const outdir = path.join(os.tmpdir(), `bssn-${dir}-${process.pid}`)
+    mkdirSync(outdir, { recursive: true })
+    const outfile = path.join(outdir, `${path.basename(entry).replace(/\.[mc]?[jt]s$/, '')}.mjs`)
     file = build({
-      entryPoints: [path.join(packageRoot, 'test', 'fixtures', `${name}.ts`)],
+      entryPoints: [path.join(packageRoot, entry)],
       bundle: true,
       platform: 'node',
       format: 'esm',
       target: 'node20',
       outfile,
+      alias: { bssn: path.join(packageRoot, 'src', 'index.ts') },
       // The bundle lives elsewhere: createRequire needs a real require in ESM output.
       banner: { js: "import { createRequire as __bssnCreateRequire } from 'node:module'; const require = __bssnCreateRequire(import.meta.url);" },
       logLevel: 'silent',
     }).then(() => outfile)
-    bundled.set(name, file)
+    bundled.set(key, file)
   }
   return file
 }
@@ -78,7 +84,7 @@ export class Peer {
   }
 
   static async start(kind: 'worker' | 'process', fixture = 'share_peer'): Promise<Peer> {
-    const peer = new Peer(kind, await bundle(fixture))
+    const peer = new Peer(kind, await bundle(`test/fixtures/${fixture}.ts`))
     const ready = await new Promise<PeerReply>((resolve) => peer.#pending.push(resolve))
     if (!ready.ok) throw new Error(`peer failed to start: ${ready.message}`)
     return peer
