@@ -8,7 +8,7 @@ import { promisify } from 'node:util'
 
 import { afterEach, expect, it } from 'vitest'
 
-import { BSSN, Device, Tensor, type SharedTensorDescriptor } from '../src/index.js'
+import { BSSN, bssnNormalize, Device, Tensor, type SharedTensorDescriptor } from '../src/index.js'
 import { forEachBackend } from './helpers/backends.js'
 import { expectCloseArray, expectCloseNumber } from './helpers/expect.js'
 import { addonPath, packageRoot } from '../src/native.js'
@@ -48,6 +48,11 @@ forEachBackend((device) => {
     expect(w.opened).toBe(false)
     expect(opened.shape).toEqual([6, 4, 3, 3])
     expect(Array.from(await opened.toArray())).toEqual(Array.from(values))
+    // bssnNormalize takes it like any tensor (its state is the opened tensor's own).
+    const [mine, theirs] = [bssnNormalize(w, { seed: 3 }), bssnNormalize(opened, { seed: 3 })]
+    expectCloseArray(await theirs.toArray(), await mine.toArray(), 1e-6, 'bssnNormalize of the opened tensor')
+    mine.dispose()
+    theirs.dispose()
     // Writes through the opened tensor land in the owner's memory: the same bytes, not a copy.
     opened.copyFrom(d.zeros([6, 4, 3, 3]))
     expect((await w.toArray()).every((x) => x === 0)).toBe(true)
