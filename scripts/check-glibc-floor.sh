@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Proof that the prebuilt binary loads on an older system than the one that built it: Node runs on Debian 11's
 # glibc 2.31 and GCC 10's libstdc++ (what Ubuntu 20.04 has too), through that glibc's own dynamic loader, and
-# loads the addon, runs a CPU op and a C++ exception across the N-API boundary, and falls back from CUDA.
+# loads the addon, runs a CPU op, shares a tensor and opens it, throws a C++ exception across the N-API boundary,
+# and falls back from CUDA.
 # The three packages (libc6, libstdc++6, libgcc-s1 of bullseye) are fetched once with apt-get download into
 # build-prebuild/old-glibc/ (a private apt state: the system's is untouched). When they cannot be fetched, the
 # check is skipped with a note (exit 0); a binary that does not load there fails it.
@@ -35,8 +36,12 @@ lib="$dir/root/lib/x86_64-linux-gnu:$dir/root/usr/lib/x86_64-linux-gnu"
   let threw = ""
   try { b.cuda(0) } catch (e) { threw = e.message }
   const t = b.cpu().randn([64, 64], 1, 1)
-  t.toArray().then((values) => {
+  // A shared tensor opened again: memfd, futex and the robust mutex through the pinned glibc symbols.
+  const { token, publication } = t.share()
+  const opened = b.cpu().open(token, [64, 64], publication)
+  Promise.all([t.toArray(), opened.toArray()]).then(([values, same]) => {
     if (values.length !== 4096 || !values.every(Number.isFinite)) throw new Error("bad CPU result")
+    if (!same.every((x, i) => x === values[i])) throw new Error("the opened shared tensor reads other values")
     console.log(`check-glibc-floor: ${addon} loads and runs on glibc ${glibc} (libstdc++ of GCC 10): ` +
       `CUDA ${info.cudaToolkit} backend in, portable ${info.portable}; CUDA here: ${b.cudaStatus().available ? "usable" : `no (${threw.slice(0, 80)}...)`}`)
   })

@@ -125,6 +125,24 @@ forEachBackend((getDevice) => {
     }
   })
 
+  it('weights with huge sigmas (1e20 and up) normalize as their unscaled selves: no overflow in the products', async () => {
+    const device = getDevice()
+    const shape = [8, 6, 3, 3]
+    const values = randomArray(8 * 6 * 9, 21)
+    using small = device.tensor(values, shape)
+    using huge = device.tensor(values.map((x) => x * 1e20), shape)
+    for (const mode of normalizationModes) {
+      using a = new BSSN([small], { mode, seed: 4 })
+      using b = new BSSN([huge], { mode, seed: 4 })
+      for (let step = 0; step < 2; step++) {
+        const [x, y] = [await a.forward()[0].toArray(), await b.forward()[0].toArray()]
+        expectCloseArray(y, x, 1e-5, `${mode} step ${step}`)
+        const [[sa], [sb]] = [await a.sigmas(), await b.sigmas()]
+        expect(Math.abs(sb.sigma1 / (sa.sigma1 * 1e20) - 1), `${mode} sigma1 scales with the weight`).toBeLessThan(1e-5)
+      }
+    }
+  })
+
   it('several power iterations per forward match the reference', async () => {
     const device = getDevice()
     const shape = [16, 8, 3, 3]

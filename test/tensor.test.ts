@@ -64,6 +64,42 @@ forEachBackend((getDevice) => {
     expect(a).toBeGreaterThanOrEqual(0)
   })
 
+  it('reads larger than 64 MiB come back whole, in stream order', async () => {
+    const device = getDevice()
+    const n = 17 * 2 ** 20 // 68 MiB: beyond the CUDA backend's pinned staging blocks
+    using t = device.rand([n], { seed: 5, low: 1, high: 2 })
+    const read = t.toArray()
+    using zeros = device.zeros([n])
+    t.copyFrom(zeros) // enqueued after the read: the read must not see it
+    const values = await read
+    using expected = Device.cpu().rand([n], { seed: 5, low: 1, high: 2 })
+    const reference = await expected.toArray()
+    expect(values.length).toBe(n)
+    let mismatches = 0
+    for (let i = 0; i < n; i++) if (values[i] !== reference[i]) mismatches++
+    expect(mismatches).toBe(0)
+    expect((await t.toArray())[n - 1]).toBe(0)
+  })
+
+  it('timestamps taken seconds apart stay consistent (CUDA re-anchors them every second)', async () => {
+    const device = getDevice()
+    const hostStart = performance.now()
+    const first = await device.timestamp()
+    const marks: number[] = []
+    for (let i = 0; i < 3; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 600))
+      // Several per pass: one of them becomes the next anchor, the others are measured from it.
+      const pass = await Promise.all([device.timestamp(), device.timestamp(), device.timestamp()])
+      marks.push(...pass)
+    }
+    const hostMs = performance.now() - hostStart
+    const all = [first, ...marks]
+    for (let i = 1; i < all.length; i++) expect(all[i], `timestamp ${i} after ${i - 1}`).toBeGreaterThanOrEqual(all[i - 1])
+    // Device time between the first and last matches the host's, within scheduling noise.
+    expect(all[all.length - 1] - first).toBeGreaterThan(1700)
+    expect(all[all.length - 1] - first).toBeLessThan(hostMs + 50)
+  })
+
   it('dispose frees at once; using a disposed tensor is an error', async () => {
     const device = getDevice()
     await device.synchronize()

@@ -4,7 +4,6 @@
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -125,8 +124,9 @@ std::shared_ptr<ShareRegion> ShareRegion::open(pid_t pid, int fd, const uint64_t
   r->withData_ = withData;
   r->dataBytes_ = dataBytes;
   r->mapBytes_ = kControlBytes + (withData ? pageRound(dataBytes) : 0);
-  struct stat st;
-  if (fstat(r->fd_, &st) != 0 || size_t(st.st_size) != r->mapBytes_)
+  // The size by lseek, not fstat: fstat is a glibc 2.33 symbol, newer than the prebuilt binary may need.
+  const off_t size = lseek(r->fd_, 0, SEEK_END);
+  if (size < 0 || size_t(size) != r->mapBytes_)
     throwTypeError("cannot open the shared tensor: the descriptor does not match the memory it names (stale or forged)");
   void* base = mmap(nullptr, r->mapBytes_, PROT_READ | PROT_WRITE, MAP_SHARED, r->fd_, 0);
   if (base == MAP_FAILED) throwError("mmap of a shared tensor failed: " + errnoText(errno), ErrorCode::OutOfMemory);

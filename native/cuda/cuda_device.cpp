@@ -17,6 +17,45 @@
 
 namespace bssn::cuda {
 
+// Device time of a point in the stream, in milliseconds since the device was opened. cudaEventElapsedTime gives a
+// float: measured from the opening alone, a minute in its resolution would be about 4 us. So times are measured from
+// the latest anchor, an earlier timestamp's event at most about a second older (float resolution there: 0.06 us),
+// whose own time is its parent anchor's plus the elapsed time between them, in double.
+class TimeAnchor {
+ public:
+  TimeAnchor(int device, cudaEvent_t event, std::shared_ptr<TimeAnchor> parent)
+      : device_(device), event_(event), parent_(std::move(parent)), known_(!parent_) {}
+  ~TimeAnchor() {
+    cudaSetDevice(device_);
+    cudaEventDestroy(event_);
+  }
+  cudaEvent_t event() const { return event_; }
+  // Its time since the device was opened; its event (and its parents') must have completed.
+  double milliseconds() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!known_) {
+      ms_ = parent_->milliseconds() + elapsed(parent_->event_, event_);
+      known_ = true;
+      parent_.reset();  // the chain is not kept once the time is known
+    }
+    return ms_;
+  }
+  static double elapsed(cudaEvent_t from, cudaEvent_t to) {
+    float ms = 0;
+    const cudaError_t st = cudaEventElapsedTime(&ms, from, to);
+    if (st != cudaSuccess) throwStatus("cudaEventElapsedTime", st, "", __FILE__, __LINE__);
+    return ms;
+  }
+
+ private:
+  int device_;
+  cudaEvent_t event_;
+  std::shared_ptr<TimeAnchor> parent_;
+  bool known_;
+  double ms_ = 0;
+  std::mutex mutex_;
+};
+
 namespace {
 
 // Waits for an event on a worker thread, then copies the pinned block to the caller's memory.
@@ -54,29 +93,69 @@ class CudaFence : public Fence {
   size_t bytes_;
 };
 
-// Device time of a point in the stream: the elapsed time between the device's epoch event and this one.
-class TimestampFence : public Fence {
+// A read larger than the pinned pool's blocks: the source was copied (in stream order) to a device buffer of its
+// own, and the copy to the caller's pageable memory happens here, on the waiting thread, so that no large pinned
+// block is allocated, or freed with a device-wide synchronization, on the JS thread.
+class LargeReadFence : public Fence {
  public:
-  TimestampFence(std::shared_ptr<CudaDevice> device, cudaEvent_t event, std::shared_ptr<double> ms)
-      : device_(std::move(device)), event_(event), ms_(std::move(ms)) {}
-  ~TimestampFence() override { cudaEventDestroy(event_); }
+  LargeReadFence(std::shared_ptr<CudaDevice> device, cudaEvent_t event, BufferPtr staged, void* host, size_t bytes)
+      : device_(std::move(device)), event_(event), staged_(std::move(staged)), host_(host), bytes_(bytes) {}
+  ~LargeReadFence() override {
+    if (event_) cudaEventDestroy(event_);
+  }
 
   void wait() override {
-    cudaSetDevice(device_->index());  // a worker thread (see CudaFence::wait)
+    if (!staged_) return;  // already waited
+    cudaSetDevice(device_->index());
     cudaError_t st = cudaEventSynchronize(event_);
-    float elapsed = 0;
-    if (st == cudaSuccess) st = cudaEventElapsedTime(&elapsed, device_->epoch(), event_);
+    const char* call = "cudaEventSynchronize";
+    if (st == cudaSuccess) {
+      call = "cudaMemcpy";
+      st = cudaMemcpy(host_, staged_->data(), bytes_, cudaMemcpyDeviceToHost);
+    }
+    staged_.reset();  // back to the pool, in stream order
     if (st != cudaSuccess) {
-      const std::string message = "cudaEventElapsedTime: " + describeStatus(st) + " on " + device_->name();
+      const std::string message = std::string(call) + ": " + describeStatus(st) + " (reading " + std::to_string(bytes_) + " bytes from " +
+                                  device_->name() + ")";
       device_->noteFailure(st, message);
       throwError(message, isSticky(st) ? ErrorCode::DeviceFault : ErrorCode::Default);
     }
-    *ms_ = elapsed;
   }
 
  private:
   std::shared_ptr<CudaDevice> device_;
   cudaEvent_t event_;
+  BufferPtr staged_;
+  void* host_;
+  size_t bytes_;
+};
+
+class TimestampFence : public Fence {
+ public:
+  TimestampFence(std::shared_ptr<CudaDevice> device, std::shared_ptr<TimeAnchor> anchor, cudaEvent_t event, std::shared_ptr<double> ms)
+      : device_(std::move(device)), anchor_(std::move(anchor)), event_(event), ms_(std::move(ms)) {}
+  ~TimestampFence() override {
+    if (event_) cudaEventDestroy(event_);
+  }
+
+  void wait() override {
+    cudaSetDevice(device_->index());  // a worker thread (see CudaFence::wait)
+    const cudaEvent_t point = event_ ? event_ : anchor_->event();
+    const cudaError_t st = cudaEventSynchronize(point);
+    try {
+      if (st != cudaSuccess) throwStatus("cudaEventSynchronize", st, "", __FILE__, __LINE__);
+      *ms_ = anchor_->milliseconds() + (event_ ? TimeAnchor::elapsed(anchor_->event(), event_) : 0.0);
+    } catch (const Error& e) {
+      const cudaError_t last = st != cudaSuccess ? st : cudaGetLastError();
+      device_->noteFailure(last, e.what());
+      throw;
+    }
+  }
+
+ private:
+  std::shared_ptr<CudaDevice> device_;
+  std::shared_ptr<TimeAnchor> anchor_;
+  cudaEvent_t event_;  // null when this timestamp is itself the anchor
   std::shared_ptr<double> ms_;
 };
 
@@ -178,8 +257,11 @@ CudaDevice::CudaDevice(int index) : index_(index) {
     BSSN_CUDA_TRY(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &threshold));
   }
   BSSN_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  BSSN_CUDA_TRY(cudaEventCreateWithFlags(&epoch_, cudaEventBlockingSync));
-  BSSN_CUDA_TRY(cudaEventRecord(epoch_, stream_));
+  cudaEvent_t epoch = nullptr;
+  BSSN_CUDA_TRY(cudaEventCreateWithFlags(&epoch, cudaEventBlockingSync));
+  anchor_ = std::make_shared<TimeAnchor>(index_, epoch, nullptr);
+  anchorHostTime_ = std::chrono::steady_clock::now();
+  BSSN_CUDA_TRY(cudaEventRecord(epoch, stream_));
 }
 
 CudaDevice::~CudaDevice() {
@@ -191,7 +273,6 @@ CudaDevice::~CudaDevice() {
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);
   }
-  if (epoch_) cudaEventDestroy(epoch_);
 }
 
 cublas::Handle CudaDevice::cublasHandle() {
@@ -385,6 +466,12 @@ void CudaDevice::rand(const BufferPtr& dst, size_t count, uint64_t seed, float l
 
 std::shared_ptr<Fence> CudaDevice::download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) {
   enter();
+  auto self = std::static_pointer_cast<CudaDevice>(shared_from_this());
+  if (bytes > PinnedPool::kMaxPooledBytes) {
+    BufferPtr staged = allocate(bytes);
+    BSSN_CUDA_TRY(cudaMemcpyAsync(staged->data(), static_cast<const char*>(src->data()) + srcOffset, bytes, cudaMemcpyDeviceToDevice, stream_));
+    return std::make_shared<LargeReadFence>(self, recordEvent(cudaEventDisableTiming | cudaEventBlockingSync), std::move(staged), host, bytes);
+  }
   std::unique_ptr<PinnedBlock> block = pinned_.acquire(bytes);
   cudaError_t st = cudaMemcpyAsync(block->host, static_cast<const char*>(src->data()) + srcOffset, bytes, cudaMemcpyDeviceToHost, stream_);
   if (st == cudaSuccess) st = cudaEventRecord(block->done, stream_);
@@ -392,33 +479,38 @@ std::shared_ptr<Fence> CudaDevice::download(const BufferPtr& src, size_t srcOffs
     pinned_.release(std::move(block));
     throwStatus("cudaMemcpyAsync", st, "download of " + std::to_string(bytes) + " bytes", __FILE__, __LINE__);
   }
-  auto self = std::static_pointer_cast<CudaDevice>(shared_from_this());
   return std::make_shared<CudaFence>(self, nullptr, std::move(block), host, bytes);
+}
+
+cudaEvent_t CudaDevice::recordEvent(unsigned flags) {
+  cudaEvent_t event;
+  BSSN_CUDA_TRY(cudaEventCreateWithFlags(&event, flags));
+  const cudaError_t st = cudaEventRecord(event, stream_);
+  if (st != cudaSuccess) {
+    cudaEventDestroy(event);
+    throwStatus("cudaEventRecord", st, "", __FILE__, __LINE__);
+  }
+  return event;
 }
 
 std::shared_ptr<Fence> CudaDevice::fence() {
   enter();
-  cudaEvent_t event;
-  BSSN_CUDA_TRY(cudaEventCreateWithFlags(&event, cudaEventDisableTiming | cudaEventBlockingSync));
-  const cudaError_t st = cudaEventRecord(event, stream_);
-  if (st != cudaSuccess) {
-    cudaEventDestroy(event);
-    throwStatus("cudaEventRecord", st, "", __FILE__, __LINE__);
-  }
   auto self = std::static_pointer_cast<CudaDevice>(shared_from_this());
-  return std::make_shared<CudaFence>(self, event, nullptr, nullptr, 0);
+  return std::make_shared<CudaFence>(self, recordEvent(cudaEventDisableTiming | cudaEventBlockingSync), nullptr, nullptr, 0);
 }
 
 std::shared_ptr<Fence> CudaDevice::timestamp(std::shared_ptr<double> ms) {
   enter();
-  cudaEvent_t event;
-  BSSN_CUDA_TRY(cudaEventCreateWithFlags(&event, cudaEventBlockingSync));
-  const cudaError_t st = cudaEventRecord(event, stream_);
-  if (st != cudaSuccess) {
-    cudaEventDestroy(event);
-    throwStatus("cudaEventRecord", st, "", __FILE__, __LINE__);
+  const cudaEvent_t event = recordEvent(cudaEventBlockingSync);
+  auto self = std::static_pointer_cast<CudaDevice>(shared_from_this());
+  // A second after the anchor, this timestamp becomes the next one (it keeps its parent until its time is known).
+  const auto now = std::chrono::steady_clock::now();
+  if (now - anchorHostTime_ > std::chrono::seconds(1)) {
+    anchor_ = std::make_shared<TimeAnchor>(index_, event, anchor_);
+    anchorHostTime_ = now;
+    return std::make_shared<TimestampFence>(self, anchor_, nullptr, std::move(ms));
   }
-  return std::make_shared<TimestampFence>(std::static_pointer_cast<CudaDevice>(shared_from_this()), event, std::move(ms));
+  return std::make_shared<TimestampFence>(self, anchor_, event, std::move(ms));
 }
 
 // The plan of `job`'s batch: built on first use (and again if its weights changed), kept in job.backendCache.
@@ -459,7 +551,7 @@ static CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
   }
   fresh->table = device.allocate(table.size() * sizeof(DeviceLayer));
   device.upload(fresh->table, 0, table.data(), table.size() * sizeof(DeviceLayer));
-  fresh->scratch = device.allocate(size_t(scratch) * sizeof(float));
+  fresh->scratch = device.allocate(size_t(scratch) * sizeof(double));
   fresh->dots = device.allocate(layers.size() * sizeof(double));
   fresh->outputs.buffer = device.allocate(layers.size() * sizeof(void*));
   fresh->grads.buffer = device.allocate(layers.size() * sizeof(void*));
@@ -486,7 +578,7 @@ void CudaDevice::normalize(const NormalizeJob& job) {
   args.layers = static_cast<const DeviceLayer*>(plan.table->data());
   args.layerCount = int(job.layers->size());
   args.state = job.state->f32();
-  args.scratch = plan.scratch->f32();
+  args.scratch = static_cast<double*>(plan.scratch->data());
   args.sigmas = job.sigmas->f32();
   args.itemsA = plan.itemsA;
   args.itemsB = plan.itemsB;

@@ -4,6 +4,7 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -86,7 +87,6 @@ class CudaDevice : public Device {
   void freeShared(void* data, const std::shared_ptr<ShareRegion>& region) noexcept;
 
   cudaStream_t stream() const { return stream_; }
-  cudaEvent_t epoch() const { return epoch_; }
   PinnedPool& pinned() { return pinned_; }
   // Records a failure seen off the JS thread (a fence); sticky ones make every later call throw.
   void noteFailure(cudaError_t status, const std::string& message);
@@ -102,13 +102,17 @@ class CudaDevice : public Device {
   void enter();
   // After launches: turns a launch error into an exception (and a sticky fault into an unusable device).
   void checkLaunch(const char* what);
+  // A new event recorded on the stream (the caller destroys it). Throws Error.
+  cudaEvent_t recordEvent(unsigned flags);
   // Frees the shareable memory whose importers have all closed it.
   void sweepSharedFrees() noexcept;
 
   int index_;
   std::string name_;
   cudaStream_t stream_ = nullptr;
-  cudaEvent_t epoch_ = nullptr;  // recorded when the device was opened; timestamps are measured from it
+  // Timestamps are measured from the latest anchor (cuda_device.cpp: TimeAnchor), first the device's opening.
+  std::shared_ptr<class TimeAnchor> anchor_;
+  std::chrono::steady_clock::time_point anchorHostTime_;
   bool usePool_ = false;
   cudaMemPool_t pool_ = nullptr;  // the device's default pool, when usePool_
   int computeMajor_ = 0, computeMinor_ = 0, multiprocessors_ = 0;

@@ -61,7 +61,7 @@ __global__ void multiplyKernel(BatchArgs a) {
         s += double(L.w[i * L.strideI + c * L.strideC + m * L.strideM + k]) * v[j];
       }
       s = warpSum(s);
-      if (lane == 0) a.scratch[L.t1 + i] = float(s);
+      if (lane == 0) a.scratch[L.t1 + i] = s;
     } else {
       const int64_t c = local - L.R, n = L.R * L.M * L.K;
       const float* v = a.state + L.v2;
@@ -70,14 +70,14 @@ __global__ void multiplyKernel(BatchArgs a) {
         s += double(L.w[i * L.strideI + c * L.strideC + m * L.strideM + k]) * v[j];
       }
       s = warpSum(s);
-      if (lane == 0) a.scratch[L.t2 + c] = float(s);
+      if (lane == 0) a.scratch[L.t2 + c] = s;
     }
   }
 }
 
 // Step 3 for one direction. Training: v = x / max(||x||, eps) in place, t = (W x) / max(||x||, eps), then
 // u = t / max(||t||, eps) and sigma = ||t||^2 / max(||t||, eps) (= u^T M v). Eval: sigma = u^T t.
-__device__ double finishDirection(float* u, float* v, int64_t nv, const float* t, int64_t n, bool training, float eps,
+__device__ double finishDirection(float* u, float* v, int64_t nv, const double* t, int64_t n, bool training, float eps,
                                   double* partial, double* broadcast) {
   if (!training) return blockTotal(n, [&](int64_t k) { return double(u[k]) * t[k]; }, partial, broadcast);
   const double xNorm = sqrt(blockTotal(nv, [&](int64_t k) { return double(v[k]) * v[k]; }, partial, broadcast));

@@ -27,7 +27,7 @@ struct BatchArgs {
   const DeviceLayer* layers;  // device memory
   int layerCount;
   float* state;
-  float* scratch;
+  double* scratch;            // t = W x: unnormalized (about sigma^2), so double: finite for sigmas up to 1e150
   float* sigmas;              // 3 per layer: sigma1, sigma2, divisor
   float* const* outputs;      // device array of layerCount pointers
   int64_t itemsA, itemsB, elements;

@@ -1,14 +1,30 @@
 // libcudart_emu's host runtime: one emulated device whose memory is host memory, streams that run their work on
 // their own threads in order, events with timing, stream-ordered allocation, pinned host memory, and the CUDA
-// error model (a per-thread last error; sticky faults that end the context). See README.md beside this file.
+// error model (a per-thread last error; sticky faults that end the context), and CUDA IPC between processes.
+// See README.md beside this file.
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <random>
 #include <thread>
 #include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define BSSN_EMU_ASAN 1
+#else
+#define BSSN_EMU_ASAN 0
+#endif
 
 #include "runtime.h"
 
@@ -45,6 +61,12 @@ struct Allocation {
   size_t bytes;
   bool device;
   bool freeing = false;  // cudaFreeAsync was called: no new work may use it, work already enqueued still may
+  // cudaMalloc memory is a shared mapping of a memfd, so that cudaIpcGetMemHandle can export it; pool memory
+  // (cudaMallocAsync) is heap memory and is not exportable, as in CUDA.
+  bool mapped = false;  // a mapping (mapShared), not heap memory
+  int fd = -1;          // the memfd of this process's own cudaMalloc memory (what other processes open)
+  uint64_t secret = 0;  // in the memfd's name: proves that a handle still names this memfd
+  int imports = 0;      // > 0: another process's allocation, opened here this many times (cudaIpcOpenMemHandle)
 };
 
 // Every device and pinned allocation, by address: copies are checked against it as a GPU's MMU would.
@@ -81,7 +103,124 @@ void* alignedAlloc(size_t bytes) {
   return p;
 }
 
-cudaError_t allocateDevice(void** ptr, size_t bytes) {
+// ---- shared memory for IPC: memfds that other processes open through /proc/<pid>/fd/<fd>
+
+size_t pageBytes() {
+  static const size_t page = size_t(sysconf(_SC_PAGESIZE));
+  return page;
+}
+size_t mappedBytes(size_t bytes) { return (bytes + pageBytes() - 1) / pageBytes() * pageBytes(); }
+
+// Maps the first `bytes` (rounded up to pages) of the memfd `fd`, shared and page-aligned, behind an inaccessible
+// guard page (an underflow faults instead of writing into a neighbour); nullptr on failure.
+void* mapShared(int fd, size_t bytes) {
+  const size_t length = mappedBytes(bytes), page = pageBytes();
+  void* reserved = mmap(nullptr, length + page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (reserved == MAP_FAILED) return nullptr;
+  char* p = static_cast<char*>(reserved) + page;
+  if (mmap(p, length, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED) {
+    munmap(reserved, length + page);
+    return nullptr;
+  }
+#if BSSN_EMU_ASAN
+  __asan_poison_memory_region(p + bytes, length - bytes);  // the rest of the last page: an overrun is reported
+#endif
+  return p;
+}
+
+void unmapShared(void* p, size_t bytes) {
+  const size_t length = mappedBytes(bytes), page = pageBytes();
+#if BSSN_EMU_ASAN
+  __asan_unpoison_memory_region(p, length);  // shadow outlives munmap (see fiber.cpp)
+#endif
+  munmap(static_cast<char*>(p) - page, length + page);
+}
+
+uint64_t newSecret() {
+  static std::mutex mutex;
+  static std::mt19937_64 random{(uint64_t(std::random_device{}()) << 32) ^ std::random_device{}()};
+  std::lock_guard<std::mutex> lock(mutex);
+  // With the pid: a child forked without exec continues the same sequence.
+  return random() ^ uint64_t(getpid()) * 0x9E3779B97F4A7C15ull;
+}
+
+std::string memfdName(const char* kind, uint64_t secret) {
+  char name[64];
+  std::snprintf(name, sizeof name, "bssn-emu-%s-%016llx", kind, static_cast<unsigned long long>(secret));
+  return name;
+}
+
+// A new memfd of `bytes` (zeros) mapped with mapShared; nullptr when none can be had (e.g. out of descriptors).
+void* createShared(const char* kind, size_t bytes, int* fd, uint64_t* secret) {
+  *secret = newSecret();
+  // The system call, not glibc's memfd_create wrapper (glibc 2.27+): the portable build needs no newer glibc.
+  *fd = int(syscall(SYS_memfd_create, memfdName(kind, *secret).c_str(), 1u /* MFD_CLOEXEC */));
+  if (*fd < 0) return nullptr;
+  void* p = ftruncate(*fd, off_t(mappedBytes(bytes))) == 0 ? mapShared(*fd, bytes) : nullptr;
+  if (!p) {
+    close(*fd);
+    *fd = -1;
+  }
+  return p;
+}
+
+// What a cudaIpcMemHandle_t or cudaIpcEventHandle_t holds: where another process finds the exporter's memfd
+// (/proc/<pid>/fd/<fd>), and the secret in its name, so that a stale handle (the fd closed or reused, the
+// process gone and its pid reused) or a forged one is refused rather than mapping some other file.
+enum : uint32_t { kIpcMemory = 0x6d6e7362, kIpcEvent = 0x656e7362 };
+struct IpcHandle {
+  uint32_t kind;
+  int32_t pid, fd;
+  uint32_t unused;
+  uint64_t secret;
+  uint64_t bytes;  // memory: the allocation's size
+};
+static_assert(sizeof(IpcHandle) <= CUDA_IPC_HANDLE_SIZE, "an IPC handle has 64 bytes");
+
+template <typename Handle>
+void pack(Handle* out, const IpcHandle& h) {
+  std::memset(out, 0, sizeof *out);
+  std::memcpy(out->reserved, &h, sizeof h);
+}
+template <typename Handle>
+IpcHandle unpack(const Handle& in) {
+  IpcHandle h;
+  std::memcpy(&h, in.reserved, sizeof h);
+  return h;
+}
+
+// Whether the /proc/.../fd/N link `path` is the memfd named `name`.
+bool isMemfd(const std::string& path, const std::string& name) {
+  char link[128] = {};
+  const ssize_t n = readlink(path.c_str(), link, sizeof link - 1);
+  const std::string expected = "/memfd:" + name;  // then " (deleted)"
+  return n > 0 && std::strncmp(link, expected.c_str(), expected.size()) == 0 &&
+         (link[expected.size()] == 0 || link[expected.size()] == ' ');
+}
+
+// Opens the memfd a handle names, checked to be the one exported with `bytes` (rounded up to pages).
+cudaError_t openExported(const IpcHandle& h, uint32_t kind, size_t bytes, int* fd) {
+  *fd = -1;
+  if (h.kind != kind || h.pid <= 0 || h.fd < 0) return cudaErrorInvalidValue;
+  // CUDA refuses a handle in the process that exported it (cudaErrorDeviceUninitialized, "invalid device context").
+  if (h.pid == getpid()) return cudaErrorDeviceUninitialized;
+  const std::string path = "/proc/" + std::to_string(h.pid) + "/fd/" + std::to_string(h.fd);
+  const std::string name = memfdName(kind == kIpcMemory ? "mem" : "event", h.secret);
+  // Checked before opening (a forged handle must not open a device or a terminal), and again after, on what was
+  // opened: the descriptor may have been closed and reused in between. The exporter gone, freed: not there.
+  if (!isMemfd(path, name)) return cudaErrorInvalidResourceHandle;
+  *fd = open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (*fd < 0) return cudaErrorInvalidResourceHandle;
+  // Its size by lseek, not fstat (a glibc 2.33 symbol).
+  if (isMemfd("/proc/self/fd/" + std::to_string(*fd), name) && uint64_t(lseek(*fd, 0, SEEK_END)) == mappedBytes(bytes))
+    return cudaSuccess;
+  close(*fd);
+  *fd = -1;
+  return cudaErrorInvalidResourceHandle;
+}
+
+// Device memory: from a memfd when `shareable` (cudaMalloc), else from the heap (the pool of cudaMallocAsync).
+cudaError_t allocateDevice(void** ptr, size_t bytes, bool shareable) {
   if (!ptr) return fail(cudaErrorInvalidValue);
   *ptr = nullptr;
   if (bytes == 0) return cudaSuccess;
@@ -92,7 +231,11 @@ cudaError_t allocateDevice(void** ptr, size_t bytes) {
     if (m.deviceBytes + int64_t(bytes) > m.capacity) return fail(cudaErrorMemoryAllocation);
     m.deviceBytes += int64_t(bytes);
   }
-  void* p = alignedAlloc(bytes);
+  Allocation a{bytes, true};
+  void* p = shareable ? createShared("mem", bytes, &a.fd, &a.secret) : nullptr;
+  a.mapped = p != nullptr;
+  // Without a memfd (none to be had: out of descriptors), heap memory, which cudaIpcGetMemHandle refuses.
+  if (!p) p = alignedAlloc(bytes);
   std::lock_guard<std::mutex> lock(m.mutex);
   if (!p) {
     m.deviceBytes -= int64_t(bytes);
@@ -100,7 +243,7 @@ cudaError_t allocateDevice(void** ptr, size_t bytes) {
   }
   // Fresh device memory holds whatever was there before: never zeros.
   std::memset(p, 0xFF, bytes);
-  m.live[reinterpret_cast<uintptr_t>(p)] = {bytes, true};
+  m.live[reinterpret_cast<uintptr_t>(p)] = a;
   *ptr = p;
   return cudaSuccess;
 }
@@ -111,19 +254,29 @@ size_t beginFree(void* ptr) {
   Memory& m = memory();
   std::lock_guard<std::mutex> lock(m.mutex);
   auto it = m.live.find(reinterpret_cast<uintptr_t>(ptr));
-  if (it == m.live.end() || !it->second.device || it->second.freeing) return 0;
+  // Not another process's memory either: that goes with cudaIpcCloseMemHandle.
+  if (it == m.live.end() || !it->second.device || it->second.freeing || it->second.imports) return 0;
   it->second.freeing = true;
   return it->second.bytes;
 }
 
 // The free itself, in stream order: from here on, work that touches the memory touches freed memory.
-void releaseDevice(void* ptr, size_t bytes) {
+void releaseDevice(void* ptr) {
+  Allocation a;
   {
     std::lock_guard<std::mutex> lock(memory().mutex);
-    memory().live.erase(reinterpret_cast<uintptr_t>(ptr));
-    memory().deviceBytes -= int64_t(bytes);
+    auto it = memory().live.find(reinterpret_cast<uintptr_t>(ptr));
+    a = it->second;
+    memory().live.erase(it);
+    memory().deviceBytes -= int64_t(a.bytes);
   }
-  std::free(ptr);
+  if (!a.mapped) {
+    std::free(ptr);
+    return;
+  }
+  // Other processes that opened it keep their own mappings of the memfd: the memory lives on there.
+  unmapShared(ptr, a.bytes);
+  if (a.fd >= 0) close(a.fd);
 }
 
 // Every live stream, for the calls that synchronize the whole device.
@@ -238,15 +391,80 @@ void CUstream_st::loop() {
 // ---- events
 
 namespace {
+double nowMs() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// An interprocess event's generations, in a memfd page that every process using the event maps: a record in one
+// process and a wait in another meet there. A fresh memfd reads as zeros: never recorded.
+struct SharedEventPage {
+  std::atomic<uint64_t> recorded, completed;
+  std::atomic<uint32_t> wakeups;  // the futex word: bumped at every completion
+};
+static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<uint32_t>::is_always_lock_free,
+              "atomics shared between processes must be lock-free");
+
+// A futex shared between processes (no FUTEX_PRIVATE_FLAG): keyed by the page, not by this process's address.
+uint32_t* futexWord(std::atomic<uint32_t>& word) { return reinterpret_cast<uint32_t*>(&word); }
+
 struct EventState {
   std::mutex mutex;
   std::condition_variable done;
   uint64_t recorded = 0, completed = 0;  // generations: a record is complete when completed >= its number
   double ms = 0;                         // host steady-clock time at completion
+  SharedEventPage* shared = nullptr;     // an interprocess event's generations (then the two above are unused)
+  int fd = -1;                           // the exporter's memfd of that page (what handles name)
+  uint64_t secret = 0;
+
+  ~EventState() {
+    if (shared) unmapShared(shared, sizeof(SharedEventPage));
+    if (fd >= 0) close(fd);
+  }
+  uint64_t record() {
+    if (shared) return shared->recorded.fetch_add(1) + 1;
+    std::lock_guard<std::mutex> lock(mutex);
+    return ++recorded;
+  }
+  // The latest record's generation (0: never recorded).
+  uint64_t latest() {
+    if (shared) return shared->recorded.load();
+    std::lock_guard<std::mutex> lock(mutex);
+    return recorded;
+  }
+  bool reached(uint64_t generation) {
+    if (shared) return shared->completed.load() >= generation;
+    std::lock_guard<std::mutex> lock(mutex);
+    return completed >= generation;
+  }
+  void complete(uint64_t generation) {
+    if (shared) {
+      uint64_t c = shared->completed.load();
+      while (c < generation && !shared->completed.compare_exchange_weak(c, generation)) {
+      }
+      shared->wakeups.fetch_add(1);
+      syscall(SYS_futex, futexWord(shared->wakeups), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mutex);
+    if (generation > completed) {
+      completed = generation;
+      ms = nowMs();
+    }
+    done.notify_all();
+  }
+  void wait(uint64_t generation) {
+    if (shared) {
+      for (;;) {
+        const uint32_t seen = shared->wakeups.load();
+        if (shared->completed.load() >= generation) return;
+        // Sleeps only while no completion has come since `seen` (else returns at once and looks again).
+        syscall(SYS_futex, futexWord(shared->wakeups), FUTEX_WAIT, seen, nullptr, nullptr, 0);
+      }
+    }
+    std::unique_lock<std::mutex> lock(mutex);
+    done.wait(lock, [&] { return completed >= generation; });
+  }
 };
-double nowMs() {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 }  // namespace
 
 struct CUevent_st {
@@ -275,6 +493,8 @@ const char* cudaGetErrorName(cudaError_t error) {
     BSSN_EMU_NAME(cudaErrorInvalidDeviceFunction)
     BSSN_EMU_NAME(cudaErrorNoDevice)
     BSSN_EMU_NAME(cudaErrorInvalidDevice)
+    BSSN_EMU_NAME(cudaErrorDeviceUninitialized)
+    BSSN_EMU_NAME(cudaErrorMapBufferObjectFailed)
     BSSN_EMU_NAME(cudaErrorNoKernelImageForDevice)
     BSSN_EMU_NAME(cudaErrorECCUncorrectable)
     BSSN_EMU_NAME(cudaErrorInvalidResourceHandle)
@@ -310,6 +530,8 @@ const char* cudaGetErrorString(cudaError_t error) {
     case cudaErrorInvalidDeviceFunction: return "invalid device function";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorDeviceUninitialized: return "invalid device context";
+    case cudaErrorMapBufferObjectFailed: return "mapping of buffer object failed";
     case cudaErrorNoKernelImageForDevice: return "no kernel image is available for execution on the device";
     case cudaErrorECCUncorrectable: return "uncorrectable ECC error encountered";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
@@ -482,9 +704,18 @@ cudaError_t cudaEventCreate(cudaEvent_t* event) { return cudaEventCreateWithFlag
 
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
   BSSN_EMU_ENTER();
-  if (!event || (flags & ~unsigned(cudaEventBlockingSync | cudaEventDisableTiming))) return fail(cudaErrorInvalidValue);
-  *event = new CUevent_st();
-  (*event)->flags = flags;
+  if (!event || (flags & ~unsigned(cudaEventBlockingSync | cudaEventDisableTiming | cudaEventInterprocess)))
+    return fail(cudaErrorInvalidValue);
+  // As in CUDA, an interprocess event cannot keep time.
+  if ((flags & cudaEventInterprocess) && !(flags & cudaEventDisableTiming)) return fail(cudaErrorInvalidValue);
+  auto created = std::make_unique<CUevent_st>();
+  created->flags = flags;
+  if (flags & cudaEventInterprocess) {
+    EventState& s = *created->state;
+    s.shared = static_cast<SharedEventPage*>(createShared("event", sizeof(SharedEventPage), &s.fd, &s.secret));
+    if (!s.shared) return fail(cudaErrorMemoryAllocation);
+  }
+  *event = created.release();
   return cudaSuccess;
 }
 
@@ -492,40 +723,36 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   BSSN_EMU_ENTER();
   if (!event) return fail(cudaErrorInvalidResourceHandle);
   std::shared_ptr<EventState> state = event->state;
-  uint64_t generation;
-  {
-    std::lock_guard<std::mutex> lock(state->mutex);
-    generation = ++state->recorded;
-  }
+  const uint64_t generation = state->record();
   // Completes in stream order even after a fault, so that nobody waits forever; the waiter sees the fault.
-  streamOf(stream).enqueue([state, generation] {
-    std::lock_guard<std::mutex> lock(state->mutex);
-    if (generation > state->completed) {
-      state->completed = generation;
-      state->ms = nowMs();
-    }
-    state->done.notify_all();
-  });
+  streamOf(stream).enqueue([state, generation] { state->complete(generation); });
   return cudaSuccess;
 }
 
 cudaError_t cudaEventQuery(cudaEvent_t event) {
   BSSN_EMU_ENTER();
   if (!event) return fail(cudaErrorInvalidResourceHandle);
-  std::lock_guard<std::mutex> lock(event->state->mutex);
-  return event->state->completed >= event->state->recorded ? cudaSuccess : cudaErrorNotReady;
+  return event->state->reached(event->state->latest()) ? cudaSuccess : cudaErrorNotReady;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   BSSN_EMU_ENTER();
   if (!event) return fail(cudaErrorInvalidResourceHandle);
-  EventState& s = *event->state;
-  {
-    std::unique_lock<std::mutex> lock(s.mutex);
-    const uint64_t target = s.recorded;
-    s.done.wait(lock, [&] { return s.completed >= target; });
-  }
+  event->state->wait(event->state->latest());
   return afterWait();
+}
+
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags) {
+  BSSN_EMU_ENTER();
+  if (!event) return fail(cudaErrorInvalidResourceHandle);
+  if (flags != 0) return fail(cudaErrorInvalidValue);
+  std::shared_ptr<EventState> state = event->state;
+  // The record to wait for is the latest as of this call; an event never recorded has nothing to wait for.
+  const uint64_t generation = state->latest();
+  if (generation == 0 || state->reached(generation)) return cudaSuccess;
+  // The stream's thread waits there, so its later work runs after the record (on whatever stream or process).
+  streamOf(stream).enqueue([state, generation] { state->wait(generation); });
+  return cudaSuccess;
 }
 
 // When a recorded event completed (host milliseconds): never recorded is an invalid handle, pending is NotReady (a
@@ -551,13 +778,38 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) 
 
 cudaError_t cudaEventDestroy(cudaEvent_t event) {
   if (!event) return fail(cudaErrorInvalidResourceHandle);
-  delete event;  // a pending record keeps the state alive until it completes
+  delete event;  // a pending record or wait keeps the state (and an interprocess event's page) alive until it is done
+  return cudaSuccess;
+}
+
+cudaError_t cudaIpcGetEventHandle(cudaIpcEventHandle_t* handle, cudaEvent_t event) {
+  BSSN_EMU_ENTER();
+  if (!handle) return fail(cudaErrorInvalidValue);
+  // Only an interprocess event of this process (an opened one is not exported again).
+  if (!event || event->state->fd < 0) return fail(cudaErrorInvalidResourceHandle);
+  pack(handle, {kIpcEvent, int32_t(getpid()), event->state->fd, 0, event->state->secret, 0});
+  return cudaSuccess;
+}
+
+cudaError_t cudaIpcOpenEventHandle(cudaEvent_t* event, cudaIpcEventHandle_t handle) {
+  BSSN_EMU_ENTER();
+  if (!event) return fail(cudaErrorInvalidValue);
+  *event = nullptr;
+  int fd = -1;
+  if (const cudaError_t st = openExported(unpack(handle), kIpcEvent, sizeof(SharedEventPage), &fd); st != cudaSuccess)
+    return fail(st);
+  void* page = mapShared(fd, sizeof(SharedEventPage));
+  close(fd);  // the mapping keeps the page
+  if (!page) return fail(cudaErrorMapBufferObjectFailed);
+  *event = new CUevent_st();
+  (*event)->flags = cudaEventDisableTiming | cudaEventInterprocess;
+  (*event)->state->shared = static_cast<SharedEventPage*>(page);
   return cudaSuccess;
 }
 
 cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   BSSN_EMU_ENTER();
-  return allocateDevice(ptr, bytes);
+  return allocateDevice(ptr, bytes, true);
 }
 
 cudaError_t cudaFree(void* ptr) {
@@ -567,24 +819,87 @@ cudaError_t cudaFree(void* ptr) {
   if (!bytes) return fail(cudaErrorInvalidValue);
   // cudaFree synchronizes with the device: every stream's earlier work may still use the memory.
   synchronizeDevice();
-  releaseDevice(ptr, bytes);
+  releaseDevice(ptr);
   return cudaSuccess;
 }
 
 cudaError_t cudaMallocAsync(void** ptr, size_t bytes, cudaStream_t stream) {
   BSSN_EMU_ENTER();
   (void)stream;  // memory is usable in stream order at once: nothing of the stream's may use it before
-  return allocateDevice(ptr, bytes);
+  return allocateDevice(ptr, bytes, false);
 }
 
 cudaError_t cudaFreeAsync(void* ptr, cudaStream_t stream) {
   BSSN_EMU_ENTER();
   if (!ptr) return cudaSuccess;
-  const size_t bytes = beginFree(ptr);
-  if (!bytes) return fail(cudaErrorInvalidValue);
+  if (!beginFree(ptr)) return fail(cudaErrorInvalidValue);
   // The memory goes back when the stream reaches this point; a kernel enqueued later that still uses it reads
   // freed memory (AddressSanitizer reports it).
-  streamOf(stream).enqueue([ptr, bytes] { releaseDevice(ptr, bytes); });
+  streamOf(stream).enqueue([ptr] { releaseDevice(ptr); });
+  return cudaSuccess;
+}
+
+cudaError_t cudaIpcGetMemHandle(cudaIpcMemHandle_t* handle, void* devPtr) {
+  BSSN_EMU_ENTER();
+  if (!handle || !devPtr) return fail(cudaErrorInvalidValue);
+  std::lock_guard<std::mutex> lock(memory().mutex);
+  const Allocation* a = memory().find(devPtr, 1);
+  // cudaMalloc memory only: not pool memory (not exportable in CUDA either), nor another process's.
+  if (!a || !a->device || a->freeing || a->fd < 0) return fail(cudaErrorInvalidValue);
+  // The handle names the whole allocation: an importer gets its base, as from CUDA.
+  pack(handle, {kIpcMemory, int32_t(getpid()), a->fd, 0, a->secret, a->bytes});
+  return cudaSuccess;
+}
+
+cudaError_t cudaIpcOpenMemHandle(void** devPtr, cudaIpcMemHandle_t handle, unsigned int flags) {
+  BSSN_EMU_ENTER();
+  if (!devPtr || (flags & ~unsigned(cudaIpcMemLazyEnablePeerAccess))) return fail(cudaErrorInvalidValue);
+  *devPtr = nullptr;
+  const IpcHandle h = unpack(handle);
+  if (h.kind != kIpcMemory || h.bytes == 0) return fail(cudaErrorInvalidValue);
+  Memory& m = memory();
+  // One open at a time: two threads opening the same handle get the same mapping.
+  static std::mutex opening;
+  std::lock_guard<std::mutex> serial(opening);
+  {
+    // Opened here already: CUDA counts the opens and returns the same pointer.
+    std::lock_guard<std::mutex> lock(m.mutex);
+    for (auto& [address, a] : m.live) {
+      if (a.imports > 0 && !a.freeing && a.secret == h.secret && a.bytes == h.bytes) {
+        ++a.imports;
+        *devPtr = reinterpret_cast<void*>(address);
+        return cudaSuccess;
+      }
+    }
+  }
+  int fd = -1;
+  if (const cudaError_t st = openExported(h, kIpcMemory, h.bytes, &fd); st != cudaSuccess) return fail(st);
+  void* p = mapShared(fd, h.bytes);
+  close(fd);  // the mapping keeps the memory, even after the exporter's cudaFree or exit
+  if (!p) return fail(cudaErrorMapBufferObjectFailed);
+  Allocation a{h.bytes, true};
+  a.mapped = true;
+  a.secret = h.secret;
+  a.imports = 1;
+  std::lock_guard<std::mutex> lock(m.mutex);
+  m.live[reinterpret_cast<uintptr_t>(p)] = a;
+  m.deviceBytes += int64_t(h.bytes);
+  *devPtr = p;
+  return cudaSuccess;
+}
+
+cudaError_t cudaIpcCloseMemHandle(void* devPtr) {
+  BSSN_EMU_ENTER();
+  {
+    std::lock_guard<std::mutex> lock(memory().mutex);
+    auto it = memory().live.find(reinterpret_cast<uintptr_t>(devPtr));
+    if (it == memory().live.end() || it->second.imports == 0 || it->second.freeing) return fail(cudaErrorInvalidValue);
+    if (--it->second.imports > 0) return cudaSuccess;
+    it->second.freeing = true;
+  }
+  // As cudaFree: work already enqueued on any stream may still use the mapping.
+  synchronizeDevice();
+  releaseDevice(devPtr);
   return cudaSuccess;
 }
 

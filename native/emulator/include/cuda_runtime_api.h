@@ -26,6 +26,8 @@ enum cudaError {
   cudaErrorInvalidDeviceFunction = 98,
   cudaErrorNoDevice = 100,
   cudaErrorInvalidDevice = 101,
+  cudaErrorDeviceUninitialized = 201,  // "invalid device context": also an IPC handle opened by its own process
+  cudaErrorMapBufferObjectFailed = 205,
   cudaErrorNoKernelImageForDevice = 209,
   cudaErrorECCUncorrectable = 214,
   cudaErrorInvalidResourceHandle = 400,
@@ -79,11 +81,22 @@ enum cudaMemPoolAttr {
 #define cudaEventDefault 0x00
 #define cudaEventBlockingSync 0x01
 #define cudaEventDisableTiming 0x02
+#define cudaEventInterprocess 0x04
+#define cudaIpcMemLazyEnablePeerAccess 0x01
 #define cudaHostAllocDefault 0x00
 
 typedef struct CUstream_st* cudaStream_t;
 typedef struct CUevent_st* cudaEvent_t;
 typedef struct CUmemPoolHandle_st* cudaMemPool_t;
+
+// Opaque to callers; what the emulator puts inside is in runtime.cpp (IpcHandle).
+#define CUDA_IPC_HANDLE_SIZE 64
+typedef struct cudaIpcMemHandle_st {
+  char reserved[CUDA_IPC_HANDLE_SIZE];
+} cudaIpcMemHandle_t;
+typedef struct cudaIpcEventHandle_st {
+  char reserved[CUDA_IPC_HANDLE_SIZE];
+} cudaIpcEventHandle_t;
 
 struct dim3 {
   unsigned int x, y, z;
@@ -139,6 +152,7 @@ BSSN_EMU_API cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigne
 BSSN_EMU_API cudaError_t cudaStreamDestroy(cudaStream_t stream);
 BSSN_EMU_API cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 BSSN_EMU_API cudaError_t cudaStreamQuery(cudaStream_t stream);
+BSSN_EMU_API cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags);
 
 BSSN_EMU_API cudaError_t cudaEventCreate(cudaEvent_t* event);
 BSSN_EMU_API cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags);
@@ -157,6 +171,13 @@ BSSN_EMU_API cudaError_t cudaFreeHost(void* ptr);
 BSSN_EMU_API cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, enum cudaMemcpyKind kind, cudaStream_t stream);
 BSSN_EMU_API cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, enum cudaMemcpyKind kind);
 BSSN_EMU_API cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t stream);
+
+// Interprocess communication (Linux, between processes of one user): see native/emulator/README.md.
+BSSN_EMU_API cudaError_t cudaIpcGetEventHandle(cudaIpcEventHandle_t* handle, cudaEvent_t event);
+BSSN_EMU_API cudaError_t cudaIpcOpenEventHandle(cudaEvent_t* event, cudaIpcEventHandle_t handle);
+BSSN_EMU_API cudaError_t cudaIpcGetMemHandle(cudaIpcMemHandle_t* handle, void* devPtr);
+BSSN_EMU_API cudaError_t cudaIpcOpenMemHandle(void** devPtr, cudaIpcMemHandle_t handle, unsigned int flags);
+BSSN_EMU_API cudaError_t cudaIpcCloseMemHandle(void* devPtr);
 
 // Emulator-internal: attributes of a kernel by its address (the template below is what callers use).
 BSSN_EMU_API cudaError_t bssnEmuFuncGetAttributes(cudaFuncAttributes* attributes, const void* entry);
