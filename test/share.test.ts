@@ -164,6 +164,9 @@ forEachBackend((device) => {
     // A process that does not exist.
     const missing = { ...good, handle: ['bssn1', '7ffffff0', ...parts.slice(2)].join('.') }
     expect(() => Tensor.open(missing, d)).toThrow(expect.objectContaining({ code: 'ERR_BSSN_SHARE_GONE' }))
+    // Another live process's open file that is not shared tensor memory (its stdout): never opened.
+    const foreign = { ...good, handle: ['bssn1', process.ppid.toString(16), '1', ...parts.slice(3)].join('.') }
+    expect(() => Tensor.open(foreign, d)).toThrow(/does not name shared tensor memory/)
     const other = d.kind === 'cpu' ? undefined : Device.cpu()
     if (other) expect(() => Tensor.open(good, other)).toThrow(/lives on cuda/)
     w.dispose()

@@ -71,11 +71,25 @@ long futex(std::atomic<uint32_t>* word, int op, uint32_t value, const timespec* 
 // Publication numbers wrap; a is at or after b when the difference, read as signed, is not negative.
 bool reached(uint32_t a, uint32_t b) { return int32_t(a - b) >= 0; }
 
+constexpr const char* kMemfdName = "bssn-shared-tensor";
+
+// Whether the /proc/<pid>/fd/<n> link `path` is a bssn shared-tensor memfd; errno says why not (EINVAL: another file).
+bool isShareMemfd(const std::string& path) {
+  char link[128] = {};
+  errno = 0;
+  const ssize_t n = readlink(path.c_str(), link, sizeof link - 1);
+  if (n <= 0) return false;
+  const std::string expected = std::string("/memfd:") + kMemfdName;  // then " (deleted)"
+  if (std::strncmp(link, expected.c_str(), expected.size()) == 0 && (link[expected.size()] == 0 || link[expected.size()] == ' ')) return true;
+  errno = EINVAL;
+  return false;
+}
+
 }  // namespace
 
 std::shared_ptr<ShareRegion> ShareRegion::create(size_t dataBytes, bool withData, DeviceKind kind, int deviceIndex) {
   std::shared_ptr<ShareRegion> r(new ShareRegion());
-  r->fd_ = memfdCreate("bssn-shared-tensor");
+  r->fd_ = memfdCreate(kMemfdName);
   if (r->fd_ < 0) throwError("memfd_create failed: " + errnoText(errno) + " (sharing tensors needs Linux 3.17 or later)");
   r->withData_ = withData;
   r->dataBytes_ = dataBytes;
@@ -110,9 +124,17 @@ std::shared_ptr<ShareRegion> ShareRegion::create(size_t dataBytes, bool withData
 std::shared_ptr<ShareRegion> ShareRegion::open(pid_t pid, int fd, const uint64_t secret[2], size_t dataBytes, bool withData) {
   const std::string path = "/proc/" + std::to_string(pid) + "/fd/" + std::to_string(fd);
   std::shared_ptr<ShareRegion> r(new ShareRegion());
-  r->fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (r->fd_ < 0) {
-    const int error = errno;
+  // A forged descriptor may name any open file of any process: only a bssn memfd is opened (checked before, so a
+  // terminal or device is never opened, and after, on what was opened, since the number may be reused meanwhile).
+  int error = isShareMemfd(path) ? 0 : errno != 0 ? errno : EINVAL;
+  if (error == 0) {
+    r->fd_ = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (r->fd_ < 0) error = errno;
+    else if (!isShareMemfd("/proc/self/fd/" + std::to_string(r->fd_))) error = EINVAL;
+  }
+  if (error != 0) {
+    if (error == EINVAL)
+      throwTypeError("cannot open the shared tensor: the descriptor does not name shared tensor memory (stale or forged)");
     if (error == ENOENT && kill(pid, 0) != 0)
       throwError("cannot open the shared tensor: its exporting process " + std::to_string(pid) + " has exited", ErrorCode::ShareGone);
     if (error == ENOENT)
