@@ -2,7 +2,7 @@
 // (PyTorch's semantics), for every mode, dim 0 and 1, and 1-D, 2-D, 4-D weights.
 import { expect, it } from 'vitest'
 
-import { BSSN, normalizationModes } from '../src/index.js'
+import { BSSN, Device, normalizationModes } from '../src/index.js'
 import { forEachBackend } from './helpers/backends.js'
 import { expectCloseArray } from './helpers/expect.js'
 import { randomArray } from './helpers/random.js'
@@ -67,6 +67,29 @@ forEachBackend((getDevice) => {
       expectCloseArray(await dw.toArray(), expected, 1e-4, 'dL/dW')
     })
   }
+
+  it('layers of many element chunks: forward and backward match the CPU backend, call after call', async () => {
+    const device = getDevice()
+    const cpu = Device.cpu()
+    // 18432 and 60000 elements span several of the CUDA passes' 16384-element chunks; [5] and [3, 7] fit in one.
+    const shapes = [[64, 32, 3, 3], [300, 200], [5], [3, 7]]
+    const make = (d: Device, base: number) => shapes.map((s, i) => d.tensor(randomArray(s.reduce((a, b) => a * b, 1), base + i), s))
+    const [weights, cpuWeights] = [make(device, 80), make(cpu, 80)]
+    using mine = new BSSN(weights, { dims: [0, 1, 0, 0], seed: 5 })
+    using reference = new BSSN(cpuWeights, { dims: [0, 1, 0, 0], seed: 5 })
+    for (let call = 0; call < 3; call++) {
+      // New gradients each call: a pass that kept the last call's <G, W> would show.
+      const [grads, cpuGrads] = [make(device, 90 + 10 * call), make(cpu, 90 + 10 * call)]
+      const [outs, refOuts] = [mine.forward(), reference.forward()]
+      const [dws, refDws] = [mine.backward(grads), reference.backward(cpuGrads)]
+      for (let i = 0; i < shapes.length; i++) {
+        expectCloseArray(await outs[i].toArray(), await refOuts[i].toArray(), 1e-5, `call ${call} forward layer ${i}`)
+        expectCloseArray(await dws[i].toArray(), await refDws[i].toArray(), 1e-5, `call ${call} backward layer ${i}`)
+      }
+      for (const t of [...grads, ...cpuGrads]) t.dispose()
+    }
+    for (const t of [...weights, ...cpuWeights]) t.dispose()
+  })
 
   it('batched backward equals per-layer backward, and the gradient tensors are reused', async () => {
     const device = getDevice()

@@ -1,5 +1,6 @@
 #include "cuda/cuda_device.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -171,6 +172,10 @@ struct CudaPlan {
   BufferPtr table;
   BufferPtr scratch;
   BufferPtr dots;
+  BufferPtr chunks;       // ElementChunk per chunk of every layer
+  BufferPtr partialDots;  // a double per chunk
+  BufferPtr arrivals;     // an unsigned per layer, zero between backward calls
+  int64_t chunkCount = 0;
   PointerTable outputs, grads, gradOutputs;
   std::vector<const void*> weights;
   int64_t itemsA = 0, itemsB = 0, elements = 0;
@@ -524,6 +529,7 @@ static CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
   const bool bidirectional = modeIsBidirectional(job.params.mode);
   auto fresh = std::make_shared<CudaPlan>();
   std::vector<DeviceLayer> table(layers.size());
+  std::vector<ElementChunk> chunks;
   int64_t scratch = 0;
   for (size_t i = 0; i < layers.size(); ++i) {
     const LayerView& v = layers[i];
@@ -548,11 +554,21 @@ static CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
     }
     fresh->elements += v.numel;
     fresh->weights.push_back(d.w);
+    d.firstChunk = int64_t(chunks.size());
+    for (int64_t begin = 0; begin < v.numel; begin += kChunkElements)
+      chunks.push_back(ElementChunk{int32_t(i), 0, begin, std::min(begin + kChunkElements, v.numel)});
+    d.chunks = int64_t(chunks.size()) - d.firstChunk;
   }
   fresh->table = device.allocate(table.size() * sizeof(DeviceLayer));
   device.upload(fresh->table, 0, table.data(), table.size() * sizeof(DeviceLayer));
   fresh->scratch = device.allocate(size_t(scratch) * sizeof(double));
   fresh->dots = device.allocate(layers.size() * sizeof(double));
+  fresh->chunkCount = int64_t(chunks.size());
+  fresh->chunks = device.allocate(chunks.size() * sizeof(ElementChunk));
+  device.upload(fresh->chunks, 0, chunks.data(), chunks.size() * sizeof(ElementChunk));
+  fresh->partialDots = device.allocate(chunks.size() * sizeof(double));
+  fresh->arrivals = device.allocate(layers.size() * sizeof(unsigned));
+  device.fill(fresh->arrivals, layers.size(), 0.0f);  // all-zero bits
   fresh->outputs.buffer = device.allocate(layers.size() * sizeof(void*));
   fresh->grads.buffer = device.allocate(layers.size() * sizeof(void*));
   fresh->gradOutputs.buffer = device.allocate(layers.size() * sizeof(void*));
@@ -583,6 +599,8 @@ void CudaDevice::normalize(const NormalizeJob& job) {
   args.itemsA = plan.itemsA;
   args.itemsB = plan.itemsB;
   args.elements = plan.elements;
+  args.chunks = static_cast<const ElementChunk*>(plan.chunks->data());
+  args.chunkCount = plan.chunkCount;
   args.eps = job.params.eps;
   args.scale = modeIsScaled(job.params.mode) ? job.params.scale : 1.0f;
   args.bidirectional = modeIsBidirectional(job.params.mode) ? 1 : 0;
@@ -613,6 +631,10 @@ void CudaDevice::normalizeBackward(const NormalizeJob& job) {
   args.grads = static_cast<const float* const*>(pointersOf(*this, plan.grads, job.grads));
   args.outputs = static_cast<float* const*>(pointersOf(*this, plan.gradOutputs, job.outputs));
   args.dots = static_cast<double*>(plan.dots->data());
+  args.partialDots = static_cast<double*>(plan.partialDots->data());
+  args.arrivals = static_cast<unsigned*>(plan.arrivals->data());
+  args.chunks = static_cast<const ElementChunk*>(plan.chunks->data());
+  args.chunkCount = plan.chunkCount;
   args.elements = plan.elements;
   args.scale = modeIsScaled(job.params.mode) ? job.params.scale : 1.0f;
   args.bidirectional = modeIsBidirectional(job.params.mode) ? 1 : 0;

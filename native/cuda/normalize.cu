@@ -13,9 +13,6 @@ __device__ __forceinline__ int layerOfA(const BatchArgs& a, int64_t item) {
 __device__ __forceinline__ int layerOfB(const BatchArgs& a, int64_t item) {
   return findSegment(a.layerCount, item, [&](int i) { return a.layers[i].beginB; });
 }
-__device__ __forceinline__ int layerOfE(const BatchArgs& a, int64_t item) {
-  return findSegment(a.layerCount, item, [&](int i) { return a.layers[i].beginE; });
-}
 
 // Training step 1: x1[j1] = sum_i W[i, c, m, k] u1[i] and x2[j2] = sum_c W[i, c, m, k] u2[c], one thread per
 // entry, written unnormalized into the v slots (the finish kernel normalizes them). Adjacent threads read
@@ -45,33 +42,38 @@ __global__ void multiplyTransposedKernel(BatchArgs a) {
 }
 
 // Step 2: t1[i] = sum_j1 W1[i][j1] v1[j1] and t2[c] = sum_j2 W2[c][j2] v2[j2] into scratch, one warp per entry.
-// In training the v slots still hold x (unnormalized): the finish kernel divides t by ||x||.
+// In training the v slots still hold x (unnormalized): the finish kernel divides t by ||x||. Where the layout makes
+// the row contiguous in memory (W1's rows for dim 0; W2's rows for dim 1 of a 4-D weight), it is read as it lies,
+// with no index decoding.
 __global__ void multiplyKernel(BatchArgs a) {
   const int lane = threadIdx.x % kWarp;
   const int64_t warps = int64_t(gridDim.x) * blockDim.x / kWarp;
   for (int64_t item = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / kWarp; item < a.itemsB; item += warps) {
     const DeviceLayer& L = a.layers[layerOfB(a, item)];
     const int64_t local = item - L.beginB;
+    const bool first = local < L.R;
+    const int64_t n = first ? L.C * L.M * L.K : L.R * L.M * L.K;
+    const float* v = a.state + (first ? L.v1 : L.v2);
+    const float* row = first ? (L.iOutermost ? L.w + local * L.strideI : nullptr)
+                             : (!L.iOutermost && L.M == 1 ? L.w + (local - L.R) * L.strideC : nullptr);
     double s = 0;
-    if (local < L.R) {
-      const int64_t i = local, n = L.C * L.M * L.K;
-      const float* v = a.state + L.v1;
+    if (row) {
+      for (int64_t j = lane; j < n; j += kWarp) s += double(row[j]) * v[j];
+    } else if (first) {
+      const int64_t i = local;
       for (int64_t j = lane; j < n; j += kWarp) {
         const int64_t k = j % L.K, cm = j / L.K, m = cm % L.M, c = cm / L.M;
         s += double(L.w[i * L.strideI + c * L.strideC + m * L.strideM + k]) * v[j];
       }
-      s = warpSum(s);
-      if (lane == 0) a.scratch[L.t1 + i] = s;
     } else {
-      const int64_t c = local - L.R, n = L.R * L.M * L.K;
-      const float* v = a.state + L.v2;
+      const int64_t c = local - L.R;
       for (int64_t j = lane; j < n; j += kWarp) {
         const int64_t k = j % L.K, im = j / L.K, m = im % L.M, i = im / L.M;
         s += double(L.w[i * L.strideI + c * L.strideC + m * L.strideM + k]) * v[j];
       }
-      s = warpSum(s);
-      if (lane == 0) a.scratch[L.t2 + c] = s;
     }
+    s = warpSum(s);
+    if (lane == 0) a.scratch[first ? L.t1 + local : L.t2 + (local - L.R)] = s;
   }
 }
 
@@ -111,68 +113,109 @@ __global__ void finishKernel(BatchArgs a, int training) {
   }
 }
 
+__device__ __forceinline__ bool aligned16(const void* a, const void* b) {
+  return ((reinterpret_cast<uintptr_t>(a) | reinterpret_cast<uintptr_t>(b)) & 15) == 0;
+}
+
+// out = c * W / divisor, one chunk of one layer per block (grid-stride over chunks); float4 where aligned.
 __global__ void scaleKernel(BatchArgs a) {
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < a.elements; e += stride) {
-    const int layer = layerOfE(a, e);
-    const DeviceLayer& L = a.layers[layer];
-    const float divisor = a.sigmas[layer * 3 + 2];
+  for (int64_t chunk = blockIdx.x; chunk < a.chunkCount; chunk += gridDim.x) {
+    const ElementChunk ch = a.chunks[chunk];
+    const DeviceLayer& L = a.layers[ch.layer];
+    const float divisor = a.sigmas[ch.layer * 3 + 2];
     const float factor = divisor != 0.0f ? float(double(a.scale) / double(divisor)) : 0.0f;
-    const int64_t k = e - L.beginE;
-    a.outputs[layer][k] = L.w[k] * factor;
+    const float* w = L.w + ch.begin;
+    float* out = a.outputs[ch.layer] + ch.begin;
+    const int64_t n = ch.end - ch.begin;
+    int64_t done = 0;
+    if (aligned16(w, out)) {
+      const int64_t n4 = n / 4;
+      const float4* w4 = reinterpret_cast<const float4*>(w);
+      float4* out4 = reinterpret_cast<float4*>(out);
+      for (int64_t k = threadIdx.x; k < n4; k += blockDim.x) {
+        const float4 x = w4[k];
+        out4[k] = make_float4(x.x * factor, x.y * factor, x.z * factor, x.w * factor);
+      }
+      done = n4 * 4;
+    }
+    for (int64_t k = done + threadIdx.x; k < n; k += blockDim.x) out[k] = w[k] * factor;
   }
 }
 
-// <G, W> of layer blockIdx.x.
+// <G, W> per chunk; the last chunk of a layer to finish sums the layer's partials in chunk order (the same
+// result whatever the order the chunks ran in) and resets the layer's counter for the next call.
 __global__ void gradDotKernel(BackwardArgs a) {
   BSSN_SHARED(double, partial, kThreads / kWarp);
-  const DeviceLayer& L = a.layers[blockIdx.x];
-  const float* g = a.grads[blockIdx.x];
-  double s = 0;
-  for (int64_t k = threadIdx.x; k < L.numel; k += blockDim.x) s += double(g[k]) * L.w[k];
-  s = blockSum(s, partial);
-  if (threadIdx.x == 0) a.dots[blockIdx.x] = s;
+  BSSN_SHARED(int, last, 1);
+  for (int64_t chunk = blockIdx.x; chunk < a.chunkCount; chunk += gridDim.x) {
+    const ElementChunk ch = a.chunks[chunk];
+    const DeviceLayer& L = a.layers[ch.layer];
+    const float* g = a.grads[ch.layer];
+    double s = 0;
+    for (int64_t k = ch.begin + threadIdx.x; k < ch.end; k += blockDim.x) s += double(g[k]) * L.w[k];
+    s = blockSum(s, partial);
+    if (threadIdx.x == 0) {
+      a.partialDots[chunk] = s;
+      __threadfence();  // the partial is visible before the count says so
+      last[0] = atomicAdd(&a.arrivals[ch.layer], 1u) == unsigned(L.chunks - 1);
+    }
+    __syncthreads();
+    if (last[0]) {
+      __threadfence();
+      double total = 0;
+      for (int64_t c = L.firstChunk + threadIdx.x; c < L.firstChunk + L.chunks; c += blockDim.x) total += a.partialDots[c];
+      total = blockSum(total, partial);  // a fixed assignment and tree: the same sum on every run
+      if (threadIdx.x == 0) {
+        a.dots[ch.layer] = total;
+        a.arrivals[ch.layer] = 0;
+      }
+    }
+    __syncthreads();  // `last` is reused by the next chunk
+  }
 }
 
+// dW = (c/s) G - (c/s^2) <G, W> ds/dW, one chunk per block: the coefficients once per chunk.
 __global__ void backwardKernel(BackwardArgs a) {
-  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < a.elements; e += stride) {
-    const int layer = findSegment(a.layerCount, e, [&](int i) { return a.layers[i].beginE; });
-    const DeviceLayer& L = a.layers[layer];
-    const int64_t k = e - L.beginE;
-    float* out = a.outputs[layer];
-    const double s = a.sigmas[layer * 3 + 2];
+  for (int64_t chunk = blockIdx.x; chunk < a.chunkCount; chunk += gridDim.x) {
+    const ElementChunk ch = a.chunks[chunk];
+    const DeviceLayer& L = a.layers[ch.layer];
+    float* out = a.outputs[ch.layer];
+    const float* g = a.grads[ch.layer];
+    const double s = a.sigmas[ch.layer * 3 + 2];
     if (s == 0) {  // the forward wrote zeros whatever W was
-      out[k] = 0.0f;
+      for (int64_t k = ch.begin + threadIdx.x; k < ch.end; k += blockDim.x) out[k] = 0.0f;
       continue;
     }
     const double coefG = double(a.scale) / s;
-    const double coefS = double(a.scale) / (s * s) * a.dots[layer];
-    double ds;
-    if (L.kind == 0) {
-      ds = L.w[k] / s;  // s = ||w||
-    } else {
-      const int64_t kk = k % L.K, rest = k / L.K;
-      int64_t i, c, m;
-      if (L.iOutermost) {
-        i = rest / L.C, c = rest % L.C, m = 0;
+    const double coefS = double(a.scale) / (s * s) * a.dots[ch.layer];
+    const float* st = a.state;
+    for (int64_t k = ch.begin + threadIdx.x; k < ch.end; k += blockDim.x) {
+      double ds;
+      if (L.kind == 0) {
+        ds = L.w[k] / s;  // s = ||w||
       } else {
-        const int64_t cm = rest / L.R;
-        i = rest % L.R, m = cm % L.M, c = cm / L.M;
+        const int64_t kk = k % L.K, rest = k / L.K;
+        int64_t i, c, m;
+        if (L.iOutermost) {
+          i = rest / L.C, c = rest % L.C, m = 0;
+        } else {
+          const int64_t cm = rest / L.R;
+          i = rest % L.R, m = cm % L.M, c = cm / L.M;
+        }
+        ds = double(st[L.u1 + i]) * st[L.v1 + (c * L.M + m) * L.K + kk];
+        if (L.both) ds = 0.5 * (ds + double(st[L.u2 + c]) * st[L.v2 + (i * L.M + m) * L.K + kk]);
       }
-      const float* st = a.state;
-      ds = double(st[L.u1 + i]) * st[L.v1 + (c * L.M + m) * L.K + kk];
-      if (L.both) ds = 0.5 * (ds + double(st[L.u2 + c]) * st[L.v2 + (i * L.M + m) * L.K + kk]);
+      out[k] = float(coefG * g[k] - coefS * ds);
     }
-    out[k] = float(coefG * a.grads[layer][k] - coefS * ds);
   }
 }
 
 }  // namespace
 
 void launchNormalizeBackward(const BackwardArgs& args, cudaStream_t stream) {
-  BSSN_LAUNCH(gradDotKernel, unsigned(args.layerCount), kThreads, 0, stream, args);
-  if (args.elements > 0) BSSN_LAUNCH(backwardKernel, gridFor(args.elements, kThreads), kThreads, 0, stream, args);
+  if (args.chunkCount == 0) return;
+  BSSN_LAUNCH(gradDotKernel, gridFor(args.chunkCount, 1), kThreads, 0, stream, args);
+  BSSN_LAUNCH(backwardKernel, gridFor(args.chunkCount, 1), kThreads, 0, stream, args);
 }
 
 void launchMultiplyTransposed(const BatchArgs& args, cudaStream_t stream) {
@@ -185,7 +228,7 @@ void launchMultiplyAndFinish(const BatchArgs& args, bool training, cudaStream_t 
 }
 
 void launchScale(const BatchArgs& args, cudaStream_t stream) {
-  if (args.elements > 0) BSSN_LAUNCH(scaleKernel, gridFor(args.elements, kThreads), kThreads, 0, stream, args);
+  if (args.chunkCount > 0) BSSN_LAUNCH(scaleKernel, gridFor(args.chunkCount, 1), kThreads, 0, stream, args);
 }
 
 }  // namespace bssn::cuda

@@ -21,6 +21,17 @@ struct DeviceLayer {
   int64_t beginA;          // first item of this layer in the W^T u pass (cols1 [+ cols2] items)
   int64_t beginB;          // first item in the W v pass (R [+ C] items)
   int64_t beginE;          // first element in the output pass (numel items)
+  int64_t firstChunk;      // this layer's element chunks: [firstChunk, firstChunk + chunks)
+  int64_t chunks;
+};
+
+// The element passes (scale, backward) work in chunks of at most kChunkElements of one layer, from a table the
+// host builds once per batch: a block finds its layer and per-layer factors once, not per element.
+constexpr int64_t kChunkElements = 16384;
+struct ElementChunk {
+  int32_t layer;
+  int32_t reserved;
+  int64_t begin, end;  // elements of the layer, begin a multiple of 4 (16-byte aligned with the layer's pointers)
 };
 
 struct BatchArgs {
@@ -31,6 +42,8 @@ struct BatchArgs {
   float* sigmas;              // 3 per layer: sigma1, sigma2, divisor
   float* const* outputs;      // device array of layerCount pointers
   int64_t itemsA, itemsB, elements;
+  const ElementChunk* chunks;  // device memory
+  int64_t chunkCount;
   float eps;
   float scale;                // c, or 1 for sn/bsn
   int bidirectional;          // bsn/bssn: divisor is the mean of sigma1 and sigma2
@@ -44,12 +57,17 @@ struct BackwardArgs {
   const float* const* grads;  // dL/dW_hat per layer (device array of pointers)
   float* const* outputs;      // dL/dW per layer
   double* dots;               // per layer <G, W>
+  double* partialDots;        // per chunk <G, W> over its elements
+  unsigned* arrivals;         // per layer: chunks done (the last one sums the partials, then resets it to 0)
+  const ElementChunk* chunks;
+  int64_t chunkCount;
   int64_t elements;
   float scale;
   int bidirectional;
 };
 
-// dW = (c/s) G - (c/s^2) <G, W> ds/dW for every layer (two launches: the dots, then the elements).
+// dW = (c/s) G - (c/s^2) <G, W> ds/dW for every layer: two launches, each over every chunk of every layer (the
+// dots, summed per layer in chunk order by the layer's last chunk to finish: deterministic; then the elements).
 void launchNormalizeBackward(const BackwardArgs& args, cudaStream_t stream);
 
 // One training power iteration is launchMultiplyTransposed then launchMultiplyAndFinish(training): three

@@ -154,6 +154,12 @@ inline unsigned long long atomicAdd(unsigned long long* address, unsigned long l
 }
 inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 
+// CUDA's vector type for 16-byte loads and stores (kernels use it where pointers are 16-byte aligned).
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+
 template <typename T>
 inline T __ldg(const T* p) { return *p; }
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
