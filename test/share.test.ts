@@ -9,9 +9,9 @@ import { promisify } from 'node:util'
 import { afterEach, expect, it } from 'vitest'
 
 import { BSSN, bssnNormalize, Device, Tensor, type SharedTensorDescriptor } from '../src/index.js'
-import { forEachBackend } from './helpers/backends.js'
+import { emulated, forEachBackend } from './helpers/backends.js'
 import { expectCloseArray, expectCloseNumber } from './helpers/expect.js'
-import { addonPath, packageRoot } from '../src/native.js'
+import { addonPath, native, packageRoot } from '../src/native.js'
 import { bundle, Peer } from './helpers/peer.js'
 import { randomArray } from './helpers/random.js'
 
@@ -65,10 +65,8 @@ forEachBackend((device) => {
       const d = device()
       const peer = await startPeer(kind)
       const w = d.tensor(randomArray(16 * 8 * 3 * 3, 5, 0.2), [16, 8, 3, 3])
-      const before = await settled(d)
+      const values = await w.toArray()
       await peer.call({ op: 'open', descriptor: w.share() })
-      // Opening copies nothing into this process's device memory.
-      expect((await settled(d)).allocatedBytes).toBe(before.allocatedBytes)
       const owner = new BSSN([w], { mode: 'bssn', seed: 7 })
       for (let step = 0; step < 3; step++) {
         const [out] = owner.forward()
@@ -80,6 +78,10 @@ forEachBackend((device) => {
         expectCloseNumber(theirs.sigma2, sigmas.sigma2!, 1e-6, `step ${step} sigma2`)
       }
       owner.dispose()
+      // The same memory, not a copy: the peer's writes land in the owner's tensor.
+      expect(values.some((x) => x !== 0)).toBe(true)
+      await peer.call({ op: 'zero' })
+      expect((await w.toArray()).every((x) => x === 0)).toBe(true)
       await peer.call({ op: 'dispose' })
       w.dispose()
     })
@@ -143,7 +145,8 @@ forEachBackend((device) => {
       else await peer.request({ op: 'exit', code: 0 })
       await peer.exited
       expect(() => opened.clone()).toThrow(expect.objectContaining({ code: 'ERR_BSSN_SHARE_GONE' }))
-      expect(() => opened.toArray()).toThrow(/owner (disposed it|\(thread or process\) has exited)/)
+      // A worker's teardown disposes its tensors; a process that exits without finalizers is noticed as exited.
+      expect(() => opened.toArray()).toThrow(kind === 'worker' ? /owner disposed it/ : /owner's process has exited/)
       expect(() => Tensor.open(descriptor, d)).toThrow(expect.objectContaining({ code: 'ERR_BSSN_SHARE_GONE' }))
       opened.dispose()
     })
@@ -157,6 +160,13 @@ forEachBackend((device) => {
     const forged = { ...good, handle: [...parts.slice(0, 4), '0123456789abcdef', ...parts.slice(5)].join('.') }
     expect(() => Tensor.open(forged, d)).toThrow(/stale|forged/)
     expect(() => Tensor.open({ ...good, shape: [5, 5] }, d)).toThrow(TypeError)
+    // Fields the secret does not cover: a publication never issued (it would make the reader wait forever) and a
+    // size larger than the memory.
+    expect(() => Tensor.open({ ...good, publication: good.publication + 1000 }, d)).toThrow(/never issued/)
+    const bigger = { ...good, shape: [4194304], handle: [...parts.slice(0, 6), (4194304 * 4).toString(16), ...parts.slice(7)].join('.') }
+    expect(() => Tensor.open(bigger, d)).toThrow(/does not match/)
+    for (const field of ['+1', ' 1', '0x1', 'ffffffffff'])
+      expect(() => Tensor.open({ ...good, handle: [parts[0], field, ...parts.slice(2)].join('.') }, d)).toThrow(/malformed/)
     expect(() => Tensor.open({ ...good, handle: 'bssn1.garbage' }, d)).toThrow(/malformed/)
     expect(() => Tensor.open({ ...good, type: 'other' } as never, d)).toThrow(TypeError)
     expect(() => Tensor.open({ ...good, version: 2 } as never, d)).toThrow(/version/)
@@ -166,7 +176,7 @@ forEachBackend((device) => {
     expect(() => Tensor.open(missing, d)).toThrow(expect.objectContaining({ code: 'ERR_BSSN_SHARE_GONE' }))
     // Another live process's open file that is not shared tensor memory (its stdout): never opened.
     const foreign = { ...good, handle: ['bssn1', process.ppid.toString(16), '1', ...parts.slice(3)].join('.') }
-    expect(() => Tensor.open(foreign, d)).toThrow(/does not name shared tensor memory/)
+    expect(() => Tensor.open(foreign, d)).toThrow(/stale .* or forged/)
     const other = d.kind === 'cpu' ? undefined : Device.cpu()
     if (other) expect(() => Tensor.open(good, other)).toThrow(/lives on cuda/)
     w.dispose()
@@ -184,6 +194,27 @@ forEachBackend((device) => {
     opened.dispose()
     w.dispose()
     expect(() => w.share()).toThrow(expect.objectContaining({ code: 'ERR_BSSN_DISPOSED' }))
+  })
+
+  it('a zero-element tensor shares and opens', async () => {
+    const d = device()
+    const w = d.zeros([0, 3])
+    const opened = Tensor.open(w.share(), d)
+    expect(opened.shape).toEqual([0, 3])
+    expect((await opened.toArray()).length).toBe(0)
+    opened.dispose()
+    w.dispose()
+  })
+
+  it('a stale descriptor from another process is refused as gone, even when its number names newer memory', async () => {
+    const d = device()
+    const peer = await startPeer('process')
+    const exportOne = (seed: number) =>
+      peer.call<{ descriptor: SharedTensorDescriptor }>({ op: 'export', device: d.kind, shape: [4, 4], seed })
+    const { descriptor: old } = await exportOne(1)
+    await peer.call({ op: 'disposeExport' })
+    await exportOne(2) // most likely gets the same descriptor number for its memfd
+    expect(() => Tensor.open(old, d)).toThrow(expect.objectContaining({ code: 'ERR_BSSN_SHARE_GONE' }))
   })
 
   it('views and repeated shares: one export per buffer, and the views keep working after the move', async () => {
@@ -224,3 +255,30 @@ it('the README example runs as written: a trainer process and a monitor process 
     for (const [, s1, s2] of sigmas) expect(Number(s1) > 0 && Number(s2) > 0).toBe(true)
   }
 }, 180_000)
+
+it('a reader in another thread never reads memory the first share() frees, whatever the owner disposes when', async () => {
+  const program = await bundle('test/fixtures/share_move_race.ts')
+  // No allocator cache: freed memory goes back to the system, so a read of it would fault.
+  const { stdout } = await run(process.execPath, [program], { env: { ...process.env, BSSN_ADDON: addonPath(), BSSN_CPU_CACHE_BYTES: '0' } })
+  expect(stdout.trim()).toMatch(/^(finished: sigma1 positive|refused: ERR_BSSN_SHARE_GONE)$/)
+}, 120_000)
+
+it.skipIf(!emulated)('CUDA (emulated device only): the owner frees shared memory once other processes have closed it or exited', async () => {
+  const emu = native().emulator!
+  const d = Device.cuda(0)
+  const bytes = 256 * 256 * 4
+  for (const ending of ['dispose', 'exit without closing'] as const) {
+    const peer = await startPeer('process')
+    const w = d.randn([256, 256], { seed: 1 })
+    await peer.call({ op: 'open', descriptor: w.share() })
+    w.dispose()
+    await d.synchronize() // a call: deferred frees are swept, but the other process still has it open
+    const held = emu.stats().deviceBytes
+    if (ending === 'dispose') await peer.call({ op: 'dispose' })
+    else await peer.request({ op: 'exit', code: 0 })
+    if (ending !== 'dispose') await peer.exited
+    await d.synchronize()
+    expect(held - emu.stats().deviceBytes, `${ending}: the shared allocation is freed`).toBeGreaterThanOrEqual(bytes)
+    await peer.stop()
+  }
+})

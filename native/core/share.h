@@ -1,10 +1,12 @@
 // Tensors shared across worker threads and processes (tensor.share() / Tensor.open() in JS).
 //
 // Every shared buffer has a control page in a memfd that the exporter and every importer map. It says whether the
-// exporter's tensor is still alive, counts the exporter's publications (share() calls) for ordering, and holds a
-// robust mutex that the exporter's thread keeps locked: when that thread or its process ends, the kernel marks the
-// mutex's owner dead, so importers learn of it without a system call. On the CPU the data lives in the same memfd,
-// after the control page, so another process maps it without a copy; on CUDA the page holds the IPC handles.
+// exporter's tensor is still alive, counts the exporter's publications (share() calls) for ordering, and names the
+// exporting process's liveness page: a robust mutex that a keeper thread of that process holds for the process's
+// life, so that when the process ends the kernel marks the mutex's owner dead and importers learn of it without a
+// system call (one mutex per process: the kernel marks at most 2048 robust mutexes per exiting thread). On the CPU
+// the data lives in the same memfd, after the control page, so another process maps it without a copy; on CUDA
+// the page holds the IPC handles.
 //
 // In the exporter's process (worker threads) an importer holds the exporter's Buffer itself (reference-counted);
 // in another process it maps the memory. Either way the memory is freed once, when its last holder lets go.
@@ -16,13 +18,14 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 
 #include "core/device.h"
 
 namespace bssn {
 
 enum class ShareStatus : uint32_t { Live = 0, Revoked = 1, OwnerExited = 2 };
+
+class Liveness;
 
 // One mapping, in this process, of a shared region: the control page and (CPU) the data after it.
 class ShareRegion {
@@ -47,19 +50,29 @@ class ShareRegion {
   int deviceIndex() const;
 
   // The exporter's side.
-  void lockOwner();                      // on the exporter's thread, once
-  void revoke() noexcept;                // the exporter's tensor is gone: later uses by importers fail
-  uint32_t publish() noexcept;           // a new publication number (the stream marks it complete later)
+  void revoke() noexcept;                        // the exporter's tensor is gone: later uses by importers fail
+  uint32_t publish() noexcept;                   // a new publication number (the stream marks it complete later)
   void complete(uint32_t publication) noexcept;  // the exporter's stream reached `publication`
+  void markMoved() noexcept;                     // the buffer's move to shared memory ran (or never will)
 
   // Everyone's side.
   ShareStatus status() noexcept;
-  // What the control page says, without asking whether the owner's thread still lives (for the exporter itself).
+  // What the control page says, without asking whether the exporting process still lives.
   ShareStatus recordedStatus() const noexcept;
   uint32_t requested() const noexcept;
-  // Waits until the exporter's stream has reached `publication`, or the exporter is gone. Off the JS thread.
+  // Whether `publication` was handed out by the exporter (a descriptor's number is not covered by its secret).
+  bool issued(uint32_t publication) const noexcept;
+  // Waits until the exporter's stream has reached `publication`, or the exporter is gone (and, in its own
+  // process, the buffer's move has run: until then a reader could see memory the move is about to free). Off the
+  // JS thread.
   void waitCompleted(uint32_t publication) noexcept;
-  std::atomic<int32_t>& importers();  // cross-process importers holding the memory (CUDA defers its free on it)
+
+  // Processes holding the memory open (CUDA: the exporter frees it only when none is left). Throws Error when
+  // too many processes hold it.
+  void addImporter();
+  void removeImporter() noexcept;
+  int liveImporters() noexcept;  // those whose process still runs
+
   unsigned char* ipcMemHandle();
   unsigned char* ipcEventHandle();
   // Set by a CUDA exporter that could not make IPC handles: why other processes cannot open it.
@@ -77,8 +90,7 @@ class ShareRegion {
   size_t mapBytes_ = 0;
   size_t dataBytes_ = 0;
   bool withData_ = false;
-  bool ownerLocked_ = false;
-  std::thread::id ownerThread_;
+  std::shared_ptr<Liveness> liveness_;  // the exporting process's liveness page (importers in other processes)
 };
 
 // The exporter's record of a shared buffer (one per buffer, whichever view shared it).
@@ -118,7 +130,8 @@ void registerExport(const std::shared_ptr<ShareExport>& e);
 std::shared_ptr<ShareExport> findExport(uint64_t id);
 uint64_t nextExportId();
 
-// Throws the error an importer gets when the exporter's tensor is gone.
+// Throws the error an importer gets when the exporter's tensor is gone: on use (`what` names the tensor) or open.
 [[noreturn]] void throwShareGone(ShareStatus status, const char* what);
+[[noreturn]] void throwCannotOpen(ShareStatus status);
 
 }  // namespace bssn

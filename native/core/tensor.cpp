@@ -79,7 +79,6 @@ std::string Tensor::share(uint32_t* publication) {
     if (!exporting_) {
       if (e->region->recordedStatus() != ShareStatus::Live)
         throwError("this memory was shared before by a tensor that has since been disposed; share a clone() of it", ErrorCode::ShareGone);
-      e->region->lockOwner();
       ++e->exportingTensors;
       exporting_ = e;
     }
@@ -114,6 +113,9 @@ std::shared_ptr<Tensor> Tensor::open(const DevicePtr& device, const std::string&
     if (e && std::memcmp(e->region->secret(), token.secret, sizeof token.secret) != 0) e.reset();
     if (e) buffer = e->buffer.lock();
     if (!buffer) throwError("cannot open the shared tensor: the descriptor is stale (its tensor is gone) or forged", ErrorCode::ShareGone);
+    // The secret covers the memory, not the other fields: they must be the export's own.
+    if (token.bytes != buffer->bytes() || token.kind != e->region->kind() || token.deviceIndex != e->region->deviceIndex())
+      throwTypeError("cannot open the shared tensor: the descriptor does not match the memory it names (forged)");
     import->region = e->region;
     import->sameProcess = true;
     import->deviceState = e->region->local;
@@ -122,11 +124,11 @@ std::shared_ptr<Tensor> Tensor::open(const DevicePtr& device, const std::string&
     if (import->region->kind() != token.kind || import->region->deviceIndex() != token.deviceIndex)
       throwTypeError("cannot open the shared tensor: the descriptor does not match the memory it names (stale or forged)");
   }
+  if (!import->region->issued(publication))
+    throwTypeError("cannot open the shared tensor: the descriptor's publication " + std::to_string(publication) +
+                   " was never issued by its owner (forged)");
   const ShareStatus status = import->region->status();
-  if (status != ShareStatus::Live)
-    throwError(std::string("cannot open the shared tensor: ") +
-                   (status == ShareStatus::Revoked ? "its owner disposed it" : "its owner (thread or process) has exited"),
-               ErrorCode::ShareGone);
+  if (status != ShareStatus::Live) throwCannotOpen(status);
   if (!buffer) buffer = device->openShared(*import);
   device->waitForPublication(*import, publication);
   import->seen.store(publication);

@@ -110,7 +110,16 @@ std::shared_ptr<ShareRegion> CpuDevice::createShareRegion(size_t bytes) { return
 
 void CpuDevice::moveToShared(const BufferPtr& buffer, const std::shared_ptr<ShareRegion>& region) {
   // On the stream, the only thread that touches this device's buffers: work queued before sees the old memory.
-  stream_.enqueue([this, buffer, region] {
+  // Importers in this process read the buffer's pointer when their ops run: until this has run (or been dropped
+  // with the stream, leaving the memory where it is), they wait, even for an exporter that is gone.
+  struct MovedMark {
+    explicit MovedMark(std::shared_ptr<ShareRegion> r) : region(std::move(r)) {}
+    MovedMark(const MovedMark&) = delete;
+    ~MovedMark() { region->markMoved(); }
+    std::shared_ptr<ShareRegion> region;
+  };
+  auto mark = std::make_shared<MovedMark>(region);
+  stream_.enqueue([this, buffer, region, mark] {
     std::memcpy(region->data(), buffer->data(), buffer->bytes());
     freeRaw(buffer->moveTo(region->data(), region), buffer->bytes());
   }, held(buffer));

@@ -38,23 +38,29 @@ struct SharedAllocation {
 };
 
 // An importer's mapping of another process's allocation.
+// This process's registration as an importer: made before the memory is opened (and the exporter's status checked
+// after it), so the exporter never frees memory that an importer is about to open.
+struct ImporterMark {
+  explicit ImporterMark(std::shared_ptr<ShareRegion> r) : region(std::move(r)) { region->addImporter(); }
+  ImporterMark(const ImporterMark&) = delete;
+  ~ImporterMark() { region->removeImporter(); }
+  std::shared_ptr<ShareRegion> region;
+};
+
 struct IpcMapping {
   IpcMapping(const IpcMapping&) = delete;
-  IpcMapping(std::shared_ptr<CudaDevice> device, void* data, std::shared_ptr<ShareRegion> region)
-      : device(std::move(device)), data(data), region(std::move(region)) {
-    this->region->importers().fetch_add(1);
-  }
+  IpcMapping(std::shared_ptr<CudaDevice> device, void* data, std::shared_ptr<ImporterMark> mark)
+      : device(std::move(device)), data(data), mark(std::move(mark)) {}
   ~IpcMapping() {
     // The last holder let go; kernels this process queued on it must finish before the mapping goes.
     cudaSetDevice(device->index());
     cudaDeviceSynchronize();
     cudaIpcCloseMemHandle(data);
     cudaGetLastError();
-    region->importers().fetch_sub(1);
   }
   std::shared_ptr<CudaDevice> device;
   void* data;
-  std::shared_ptr<ShareRegion> region;
+  std::shared_ptr<ImporterMark> mark;  // after the close (members go after the destructor's body)
 };
 
 cudaEvent_t eventOf(const std::shared_ptr<void>& state) {
@@ -113,6 +119,7 @@ void CudaDevice::moveToShared(const BufferPtr& buffer, const std::shared_ptr<Sha
   region->local = publication;
   // Work queued before this point used the old memory; it goes back to the pool after the copy has run.
   freeRaw(buffer->moveTo(data, storage), bytes);
+  region->markMoved();  // importers read the pointer when they enqueue, after this
 }
 
 uint32_t CudaDevice::publish(const std::shared_ptr<ShareRegion>& region) {
@@ -133,6 +140,8 @@ BufferPtr CudaDevice::openShared(ShareImport& import) {
   const std::shared_ptr<ShareRegion>& region = import.region;
   const std::string why = region->ipcError();
   if (!why.empty()) throwError("cannot open the shared CUDA tensor in this process: its exporter could not make IPC handles (" + why + ")");
+  auto mark = std::make_shared<ImporterMark>(region);
+  if (const ShareStatus status = region->status(); status != ShareStatus::Live) throwCannotOpen(status);
   cudaIpcEventHandle_t eventHandle;
   std::memcpy(&eventHandle, region->ipcEventHandle(), sizeof eventHandle);
   cudaEvent_t event = nullptr;
@@ -143,7 +152,7 @@ BufferPtr CudaDevice::openShared(ShareImport& import) {
   void* data = nullptr;
   BSSN_CUDA_TRY_DETAIL(cudaIpcOpenMemHandle(&data, memHandle, cudaIpcMemLazyEnablePeerAccess),
                        "a shared tensor of " + std::to_string(region->dataBytes()) + " bytes");
-  auto mapping = std::make_shared<IpcMapping>(std::static_pointer_cast<CudaDevice>(shared_from_this()), data, region);
+  auto mapping = std::make_shared<IpcMapping>(std::static_pointer_cast<CudaDevice>(shared_from_this()), data, std::move(mark));
   import.deviceState = publication;
   return adoptExternal(data, region->dataBytes(), mapping);
 }
@@ -162,7 +171,7 @@ void CudaDevice::sweepSharedFrees() noexcept {
     std::lock_guard<std::mutex> lock(sharedMutex_);
     if (sharedFrees_.empty()) return;
     for (auto it = sharedFrees_.begin(); it != sharedFrees_.end();) {
-      if (it->second->importers().load() > 0) {
+      if (it->second->liveImporters() > 0) {
         ++it;
         continue;
       }

@@ -246,8 +246,9 @@ std::string fatal(const std::string& which) {
   else if (which == "maskWithoutSelf") BSSN_LAUNCH(maskWithoutSelfKernel, 1, 32, 0, nullptr, out);
   else if (which == "barrierInOneWarp") BSSN_LAUNCH(barrierInOneWarpKernel, 1, 64, 0, nullptr, out);
   else throw std::invalid_argument("unknown probe " + which);
+  // A fast failure may already be the context's sticky error when the launch is checked: the same report.
   const cudaError_t launch = cudaGetLastError();
-  if (launch != cudaSuccess) return std::string("launch: ") + cudaGetErrorString(launch);
+  if (launch != cudaSuccess && launch != cudaErrorLaunchFailure) return std::string("launch: ") + cudaGetErrorString(launch);
   const cudaError_t st = cudaDeviceSynchronize();
   return std::string(cudaGetErrorName(st)) + ": " + cudaGetErrorString(st);
 }

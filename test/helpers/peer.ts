@@ -2,7 +2,7 @@
 // bundled with esbuild (vitest's own dependency) so that it runs without a TypeScript loader, and it loads the same
 // addon file as the tests (BSSN_ADDON), the emulated build included.
 import { fork, type ChildProcess } from 'node:child_process'
-import { mkdirSync } from 'node:fs'
+import { mkdirSync, rmSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
@@ -22,6 +22,7 @@ export function bundle(entry: string, dir = 'fixtures'): Promise<string> {
   let file = bundled.get(key)
   if (!file) {
     const outdir = path.join(os.tmpdir(), `bssn-${dir}-${process.pid}`)
+    if (![...bundled.keys()].some((k) => k.startsWith(`${dir}/`))) process.once('exit', () => rmSync(outdir, { recursive: true, force: true }))
     mkdirSync(outdir, { recursive: true })
     const outfile = path.join(outdir, `${path.basename(entry).replace(/\.[mc]?[jt]s$/, '')}.mjs`)
     file = build({
