@@ -2,7 +2,8 @@
 // npm run bench: microseconds per BSSN forward for every workload on every available backend, against the
 // floor (4 passes over the fp32 weights at the device's measured copy bandwidth; 2 passes for the scale-only
 // forward), and against PyTorch on the same card in the same run when torch is importable.
-// Device time comes from device timestamps (CUDA events on the GPU). Writes bench/out/normalize-*.json.
+// Device time comes from device timestamps (CUDA events on the GPU), and per kernel (forward and backward) from
+// events around each launch (device.profileKernels). Writes bench/out/normalize-*.json.
 import { execFileSync, spawnSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -101,8 +102,23 @@ async function benchWorkload(device, workload, bandwidth) {
       callLatencies.push(performance.now() - start)
       outs.forEach((t) => t.dispose())
     }
+    // Per-kernel device times (events around each launch: a regression names its kernel), then a backward's.
+    const grads = workload.shapes.map((shape, i) => device.randn(shape, { seed: 100 + i }))
+    await device.kernelTimes()
+    device.profileKernels(true)
+    for (let i = 0; i < Math.min(samples, 100); i++) {
+      bssn.forward()
+      bssn.backward(grads)
+    }
+    const timed = await device.kernelTimes()
+    device.profileKernels(false)
+    grads.forEach((g) => g.dispose())
+    const kernelsUs = {}
+    for (const name of new Set(timed.map((t) => t.kernel)))
+      kernelsUs[name] = median(timed.filter((t) => t.kernel === name).map((t) => t.ms)) * 1e3
     const floorMs = ((4 * bytes) / bandwidth) * 1e3
     return {
+      kernelsUs,
       workload: workload.name,
       device: device.name,
       parameters: parameterCount(workload),
@@ -191,6 +207,9 @@ const line = (cells) => '| ' + cells.map((c, i) => c.padEnd(widths[i])).join(' |
 console.log(line(header))
 console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|')
 rows.forEach((r) => console.log(line(r)))
+console.log('\nper kernel (median us per launch, timed with events around each launch):')
+for (const r of results)
+  console.log(`  ${r.device.replace(/ \(cuda:\d+\)/, '')} ${r.workload}: ` + Object.entries(r.kernelsUs).map(([k, us]) => `${k} ${fmt(us)}`).join(', '))
 if (torch) console.log(`\ntorch ${torch.torch} on ${torch.device}; (Nx) = PyTorch time / ours, same run, same card`)
 else console.log('\n(no PyTorch baseline: torch with CUDA is not importable here)')
 console.log(`json: ${path.relative(process.cwd(), jsonPath)}`)

@@ -151,6 +151,21 @@ export class Device {
     return this.handle.memoryStats()
   }
 
+  /**
+   * For benchmarks: while on, every normalization kernel launch is timed on the device (CUDA events around each
+   * launch: multiplyTransposed, multiply, finish, scale, gradDots, backward; on the CPU each normalization task).
+   * Timing adds events between launches: leave it off when measuring whole forwards.
+   */
+  profileKernels(on: boolean): void {
+    if (typeof on !== 'boolean') throw typeError(`expected on to be a boolean, got ${describe(on)}`)
+    this.handle.profileKernels(on)
+  }
+
+  /** The kernels timed since the last call (see profileKernels), in launch order, once they have run. */
+  kernelTimes(): Promise<Array<{ kernel: string; ms: number }>> {
+    return this.handle.kernelTimes()
+  }
+
   /** Returns the allocator's cached free blocks to the system (the CPU's cache, or the CUDA memory pool's). */
   emptyCache(): void {
     this.handle.emptyCache()

@@ -39,6 +39,8 @@ export interface NativeDeviceHandle {
   randn(shape: readonly number[], seed: number, std: number): NativeTensorHandle
   rand(shape: readonly number[], seed: number, low: number, high: number): NativeTensorHandle
   open(token: string, shape: readonly number[], publication: number): NativeTensorHandle
+  profileKernels(on: boolean): void
+  kernelTimes(): Promise<Array<{ kernel: string; ms: number }>>
 }
 
 export interface NativeNormalizerOptions {

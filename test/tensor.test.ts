@@ -64,6 +64,27 @@ forEachBackend((getDevice) => {
     expect(a).toBeGreaterThanOrEqual(0)
   })
 
+  it('kernel timing names each normalization kernel with its device time, and only while on', async () => {
+    const device = getDevice()
+    using w = device.randn([64, 32, 3, 3], { seed: 1 })
+    using g = device.randn([64, 32, 3, 3], { seed: 2 })
+    using bssn = new BSSN([w])
+    bssn.forward() // the warm-up, untimed
+    await device.kernelTimes()
+    device.profileKernels(true)
+    bssn.forward()
+    bssn.backward([g])
+    const times = await device.kernelTimes()
+    device.profileKernels(false)
+    const expected =
+      device.kind === 'cuda' ? ['multiplyTransposed', 'multiply', 'finish', 'scale', 'gradDots', 'backward'] : ['normalize', 'normalizeBackward']
+    expect(times.map((t) => t.kernel)).toEqual(expected)
+    for (const t of times) expect(Number.isFinite(t.ms) && t.ms >= 0, `${t.kernel}: ${t.ms} ms`).toBe(true)
+    bssn.forward()
+    expect(await device.kernelTimes()).toEqual([])
+    expect(() => device.profileKernels('yes' as never)).toThrow(TypeError)
+  })
+
   it('reads larger than 64 MiB come back whole, in stream order', async () => {
     const device = getDevice()
     const n = 17 * 2 ** 20 // 68 MiB: beyond the CUDA backend's pinned staging blocks

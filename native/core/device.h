@@ -114,6 +114,17 @@ class Device : public std::enable_shared_from_this<Device>, public Ops {
   // Stops the stream at environment teardown; later calls throw.
   virtual void shutdown() {}
 
+  // Per-kernel device times, for benchmarks: while on, each normalization kernel launch (CPU: each normalization
+  // task) is timed on the device; takeKernelTimes() returns a fence whose wait() moves what was recorded since the
+  // last call into *out.
+  struct KernelTime {
+    std::string name;
+    double ms;
+  };
+  void setKernelTiming(bool on) { kernelTiming_ = on; }
+  bool kernelTiming() const { return kernelTiming_; }
+  virtual std::shared_ptr<Fence> takeKernelTimes(std::shared_ptr<std::vector<KernelTime>> out) = 0;
+
   // Sharing across threads and processes (core/share.h).
   // A new region that other processes can map, for a buffer of `bytes` of this device.
   virtual std::shared_ptr<ShareRegion> createShareRegion(size_t bytes) = 0;
@@ -149,6 +160,7 @@ class Device : public std::enable_shared_from_this<Device>, public Ops {
   std::atomic<int64_t> peakBytes_{0};
   std::atomic<int64_t> liveBuffers_{0};
   std::atomic<int64_t> liveTensors_{0};
+  bool kernelTiming_ = false;  // set and read on the JS thread
 };
 
 using DevicePtr = std::shared_ptr<Device>;

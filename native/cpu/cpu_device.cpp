@@ -98,11 +98,31 @@ void CpuDevice::rand(const BufferPtr& dst, size_t count, uint64_t seed, float lo
 }
 
 void CpuDevice::normalize(const NormalizeJob& job) {
-  stream_.enqueue([job] { cpu::normalizeBatch(job); }, held(job));
+  enqueueTimed("normalize", [job] { cpu::normalizeBatch(job); }, held(job));
 }
 
 void CpuDevice::normalizeBackward(const NormalizeJob& job) {
-  stream_.enqueue([job] { cpu::normalizeBackwardBatch(job); }, held(job));
+  enqueueTimed("normalizeBackward", [job] { cpu::normalizeBackwardBatch(job); }, held(job));
+}
+
+void CpuDevice::enqueueTimed(const char* name, std::function<void()> task, size_t bytes) {
+  if (!kernelTiming()) return stream_.enqueue(std::move(task), bytes);
+  stream_.enqueue([this, name, task = std::move(task)] {
+    const auto start = std::chrono::steady_clock::now();
+    task();
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    std::lock_guard<std::mutex> lock(timesMutex_);
+    times_.push_back({name, ms});
+  }, bytes);
+}
+
+std::shared_ptr<Fence> CpuDevice::takeKernelTimes(std::shared_ptr<std::vector<KernelTime>> out) {
+  stream_.enqueue([this, out] {
+    std::lock_guard<std::mutex> lock(timesMutex_);
+    out->swap(times_);
+    times_.clear();
+  });
+  return stream_.fence();
 }
 
 // Sharing: the data lives in the region's memfd after its control page, so another process maps it as it is.

@@ -1,8 +1,11 @@
 // The CPU backend: host memory and one worker-thread stream, so even large CPU work never blocks JS.
 #pragma once
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "core/device.h"
 #include "cpu/allocator.h"
@@ -51,6 +54,7 @@ class CpuDevice : public Device {
   uint32_t publish(const std::shared_ptr<ShareRegion>& region) override;
   void waitForPublication(ShareImport& import, uint32_t publication) override;
   BufferPtr openShared(ShareImport& import) override;
+  std::shared_ptr<Fence> takeKernelTimes(std::shared_ptr<std::vector<KernelTime>> out) override;
 
  protected:
   void* allocateRaw(size_t bytes) override;
@@ -63,6 +67,10 @@ class CpuDevice : public Device {
   const std::chrono::steady_clock::time_point epoch_ = std::chrono::steady_clock::now();
   cpu::CachingAllocator allocator_;  // before the stream: queued work frees into it until the stream stops
   CpuStream stream_;
+  std::mutex timesMutex_;
+  std::vector<KernelTime> times_;  // recorded on the stream while kernel timing is on
+  // Enqueues `task`, timed under `name` when kernel timing is on.
+  void enqueueTimed(const char* name, std::function<void()> task, size_t bytes);
 };
 
 }  // namespace bssn

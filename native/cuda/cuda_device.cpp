@@ -270,6 +270,10 @@ CudaDevice::CudaDevice(int index) : index_(index) {
 }
 
 CudaDevice::~CudaDevice() {
+  for (const TimedLaunch& l : timedLaunches_) {
+    cudaEventDestroy(l.start);
+    cudaEventDestroy(l.end);
+  }
   conv_.reset();  // its descriptors go before the cuDNN handle
   if (cublas_) cublasApi().destroy(cublas_);
   if (cudnn_) cudnnApi().destroy(cudnn_);
@@ -487,6 +491,45 @@ std::shared_ptr<Fence> CudaDevice::download(const BufferPtr& src, size_t srcOffs
   return std::make_shared<CudaFence>(self, nullptr, std::move(block), host, bytes);
 }
 
+namespace {
+// Waits for the timed launches' end events on a worker thread and hands over their elapsed times.
+class KernelTimesFence : public Fence {
+ public:
+  KernelTimesFence(std::shared_ptr<CudaDevice> device, std::vector<CudaDevice::TimedLaunch> launches,
+                   std::shared_ptr<std::vector<Device::KernelTime>> out)
+      : device_(std::move(device)), launches_(std::move(launches)), out_(std::move(out)) {}
+  ~KernelTimesFence() override {
+    cudaSetDevice(device_->index());
+    for (const auto& l : launches_) {
+      cudaEventDestroy(l.start);
+      cudaEventDestroy(l.end);
+    }
+  }
+  void wait() override {
+    cudaSetDevice(device_->index());
+    for (const auto& l : launches_) {
+      float ms = 0;
+      cudaError_t st = cudaEventSynchronize(l.end);
+      if (st == cudaSuccess) st = cudaEventElapsedTime(&ms, l.start, l.end);
+      if (st != cudaSuccess) throwStatus("cudaEventElapsedTime", st, std::string("timing ") + l.name, __FILE__, __LINE__);
+      out_->push_back({l.name, ms});
+    }
+  }
+
+ private:
+  std::shared_ptr<CudaDevice> device_;
+  std::vector<CudaDevice::TimedLaunch> launches_;
+  std::shared_ptr<std::vector<Device::KernelTime>> out_;
+};
+}  // namespace
+
+std::shared_ptr<Fence> CudaDevice::takeKernelTimes(std::shared_ptr<std::vector<KernelTime>> out) {
+  enter();
+  std::vector<TimedLaunch> launches;
+  launches.swap(timedLaunches_);
+  return std::make_shared<KernelTimesFence>(std::static_pointer_cast<CudaDevice>(shared_from_this()), std::move(launches), std::move(out));
+}
+
 cudaEvent_t CudaDevice::recordEvent(unsigned flags) {
   cudaEvent_t event;
   BSSN_CUDA_TRY(cudaEventCreateWithFlags(&event, flags));
@@ -605,18 +648,16 @@ void CudaDevice::normalize(const NormalizeJob& job) {
   args.scale = modeIsScaled(job.params.mode) ? job.params.scale : 1.0f;
   args.bidirectional = modeIsBidirectional(job.params.mode) ? 1 : 0;
 
-  if (job.iterations == 0) {
-    launchMultiplyAndFinish(args, false, stream_);
-  } else {
-    for (int it = 0; it < job.iterations; ++it) {
-      launchMultiplyTransposed(args, stream_);
-      launchMultiplyAndFinish(args, true, stream_);
-    }
+  const bool training = job.iterations > 0;
+  for (int it = 0; it < std::max(job.iterations, 1); ++it) {
+    if (training) timed("multiplyTransposed", [&] { launchMultiplyTransposed(args, stream_); });
+    timed("multiply", [&] { launchMultiply(args, stream_); });
+    timed("finish", [&] { launchFinish(args, training, stream_); });
   }
   checkLaunch("normalize");
   if (job.outputs.empty()) return;
   args.outputs = static_cast<float* const*>(pointersOf(*this, plan.outputs, job.outputs));
-  launchScale(args, stream_);
+  timed("scale", [&] { launchScale(args, stream_); });
   checkLaunch("scale");
 }
 
@@ -638,7 +679,8 @@ void CudaDevice::normalizeBackward(const NormalizeJob& job) {
   args.elements = plan.elements;
   args.scale = modeIsScaled(job.params.mode) ? job.params.scale : 1.0f;
   args.bidirectional = modeIsBidirectional(job.params.mode) ? 1 : 0;
-  launchNormalizeBackward(args, stream_);
+  timed("gradDots", [&] { launchGradDots(args, stream_); });
+  timed("backward", [&] { launchBackwardElements(args, stream_); });
   checkLaunch("normalize backward");
 }
 

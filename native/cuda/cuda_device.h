@@ -83,6 +83,11 @@ class CudaDevice : public Device {
   uint32_t publish(const std::shared_ptr<ShareRegion>& region) override;
   void waitForPublication(ShareImport& import, uint32_t publication) override;
   BufferPtr openShared(ShareImport& import) override;
+  std::shared_ptr<Fence> takeKernelTimes(std::shared_ptr<std::vector<KernelTime>> out) override;
+  struct TimedLaunch {
+    const char* name;
+    cudaEvent_t start, end;
+  };
   // Frees shareable memory once no other process has it open (else at a later call, or never before exit).
   void freeShared(void* data, const std::shared_ptr<ShareRegion>& region) noexcept;
 
@@ -104,6 +109,19 @@ class CudaDevice : public Device {
   void checkLaunch(const char* what);
   // A new event recorded on the stream (the caller destroys it). Throws Error.
   cudaEvent_t recordEvent(unsigned flags);
+  // Runs `launch`, bracketed by timing events when kernel timing is on.
+  template <typename Launch>
+  void timed(const char* name, Launch&& launch) {
+    if (!kernelTiming()) return launch();
+    const cudaEvent_t start = recordEvent(cudaEventDefault);
+    try {
+      launch();
+      timedLaunches_.push_back({name, start, recordEvent(cudaEventDefault)});
+    } catch (...) {
+      cudaEventDestroy(start);
+      throw;
+    }
+  }
   // Frees the shareable memory whose importers have all closed it.
   void sweepSharedFrees() noexcept;
 
@@ -125,6 +143,7 @@ class CudaDevice : public Device {
   std::mutex faultMutex_;
   std::string fault_;  // non-empty once a sticky error happened
   bool shutDown_ = false;
+  std::vector<TimedLaunch> timedLaunches_;  // since the last takeKernelTimes (JS thread only)
   std::mutex sharedMutex_;
   std::vector<std::pair<void*, std::shared_ptr<ShareRegion>>> sharedFrees_;  // waiting for importers to close
 };

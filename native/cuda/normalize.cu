@@ -212,18 +212,23 @@ __global__ void backwardKernel(BackwardArgs a) {
 
 }  // namespace
 
-void launchNormalizeBackward(const BackwardArgs& args, cudaStream_t stream) {
-  if (args.chunkCount == 0) return;
-  BSSN_LAUNCH(gradDotKernel, gridFor(args.chunkCount, 1), kThreads, 0, stream, args);
-  BSSN_LAUNCH(backwardKernel, gridFor(args.chunkCount, 1), kThreads, 0, stream, args);
+void launchGradDots(const BackwardArgs& args, cudaStream_t stream) {
+  if (args.chunkCount > 0) BSSN_LAUNCH(gradDotKernel, gridFor(args.chunkCount, 1), kThreads, 0, stream, args);
+}
+
+void launchBackwardElements(const BackwardArgs& args, cudaStream_t stream) {
+  if (args.chunkCount > 0) BSSN_LAUNCH(backwardKernel, gridFor(args.chunkCount, 1), kThreads, 0, stream, args);
 }
 
 void launchMultiplyTransposed(const BatchArgs& args, cudaStream_t stream) {
   if (args.itemsA > 0) BSSN_LAUNCH(multiplyTransposedKernel, gridFor(args.itemsA, kThreads), kThreads, 0, stream, args);
 }
 
-void launchMultiplyAndFinish(const BatchArgs& args, bool training, cudaStream_t stream) {
+void launchMultiply(const BatchArgs& args, cudaStream_t stream) {
   if (args.itemsB > 0) BSSN_LAUNCH(multiplyKernel, gridFor(args.itemsB * kWarp, kThreads), kThreads, 0, stream, args);
+}
+
+void launchFinish(const BatchArgs& args, bool training, cudaStream_t stream) {
   BSSN_LAUNCH(finishKernel, unsigned(args.layerCount), kThreads, 0, stream, args, training ? 1 : 0);
 }
 

@@ -66,17 +66,20 @@ struct BackwardArgs {
   int bidirectional;
 };
 
-// dW = (c/s) G - (c/s^2) <G, W> ds/dW for every layer: two launches, each over every chunk of every layer (the
-// dots, summed per layer in chunk order by the layer's last chunk to finish: deterministic; then the elements).
-void launchNormalizeBackward(const BackwardArgs& args, cudaStream_t stream);
+// dW = (c/s) G - (c/s^2) <G, W> ds/dW for every layer: two launches, each over every chunk of every layer. First
+// the dots, summed per layer in chunk order by the layer's last chunk to finish (deterministic); then the elements.
+void launchGradDots(const BackwardArgs& args, cudaStream_t stream);
+void launchBackwardElements(const BackwardArgs& args, cudaStream_t stream);
 
-// One training power iteration is launchMultiplyTransposed then launchMultiplyAndFinish(training): three
-// launches for the whole batch; a forward adds launchScale (4 in all). Eval is launchMultiplyAndFinish alone.
+// One training power iteration is launchMultiplyTransposed, launchMultiply, launchFinish(training) for the whole
+// batch; a forward adds launchScale. Eval is launchMultiply and launchFinish.
 // x = W1^T u1 (and W2^T u2) into the v slots, unnormalized.
 void launchMultiplyTransposed(const BatchArgs& args, cudaStream_t stream);
-// t = W1 v1 (and W2 v2) into scratch; then per layer, training: v = x / ||x||, u = normalize(t / ||x||) and
-// sigma = u^T M v; eval: sigma = u^T t with the stored u, v.
-void launchMultiplyAndFinish(const BatchArgs& args, bool training, cudaStream_t stream);
+// t = W1 v1 (and W2 v2) into scratch.
+void launchMultiply(const BatchArgs& args, cudaStream_t stream);
+// Per layer, training: v = x / ||x||, u = normalize(t / ||x||) and sigma = u^T M v; eval: sigma = u^T t with the
+// stored u, v.
+void launchFinish(const BatchArgs& args, bool training, cudaStream_t stream);
 // out = c * W / divisor (zeros where the divisor is 0).
 void launchScale(const BatchArgs& args, cudaStream_t stream);
 

@@ -23,7 +23,8 @@ Napi::Function DeviceHandle::define(Napi::Env env) {
                       InstanceMethod<&DeviceHandle::FromData>("fromData"), InstanceMethod<&DeviceHandle::Zeros>("zeros"),
                       InstanceMethod<&DeviceHandle::Empty>("empty"),
                       InstanceMethod<&DeviceHandle::Randn>("randn"), InstanceMethod<&DeviceHandle::Rand>("rand"),
-                      InstanceMethod<&DeviceHandle::Open>("open")});
+                      InstanceMethod<&DeviceHandle::Open>("open"), InstanceMethod<&DeviceHandle::ProfileKernels>("profileKernels"),
+                      InstanceMethod<&DeviceHandle::KernelTimes>("kernelTimes")});
 }
 
 DeviceHandle::DeviceHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceHandle>(info) {
@@ -173,6 +174,37 @@ Napi::Value DeviceHandle::Open(const Napi::CallbackInfo& info) {
     const Shape shape = toShape(info[1], "shape");
     const auto publication = uint32_t(toInteger(info[2], "publication", 0, 4294967295LL));
     return Addon::of(info.Env()).wrapTensor(info.Env(), Tensor::open(device_, info[0].As<Napi::String>().Utf8Value(), shape, publication));
+  });
+}
+
+// profileKernels(on): times each normalization kernel from now on (benchmarks).
+Napi::Value DeviceHandle::ProfileKernels(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    if (!info[0].IsBoolean()) throwTypeError("expected a boolean");
+    device_->setKernelTiming(info[0].As<Napi::Boolean>());
+    return info.Env().Undefined();
+  });
+}
+
+// kernelTimes() -> Promise<{ kernel, ms }[]>: the kernels timed since the last call, in launch order.
+Napi::Value DeviceHandle::KernelTimes(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    auto times = std::make_shared<std::vector<Device::KernelTime>>();
+    return ReadbackWorker::start(
+        info.Env(), device_->takeKernelTimes(times),
+        [times](Napi::Env env) -> Napi::Value {
+          Napi::Array list = Napi::Array::New(env, times->size());
+          for (size_t i = 0; i < times->size(); ++i) {
+            Napi::Object o = Napi::Object::New(env);
+            o.Set("kernel", (*times)[i].name);
+            o.Set("ms", (*times)[i].ms);
+            list.Set(uint32_t(i), o);
+          }
+          return list;
+        },
+        {info.This()});
   });
 }
 

@@ -29,6 +29,8 @@ class DeviceHandle : public Napi::ObjectWrap<DeviceHandle> {
   Napi::Value Randn(const Napi::CallbackInfo& info);
   Napi::Value Rand(const Napi::CallbackInfo& info);
   Napi::Value Open(const Napi::CallbackInfo& info);
+  Napi::Value ProfileKernels(const Napi::CallbackInfo& info);
+  Napi::Value KernelTimes(const Napi::CallbackInfo& info);
 
   DevicePtr device_;
 };
