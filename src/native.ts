@@ -2,6 +2,7 @@
 import { createRequire } from 'node:module'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { isMainThread } from 'node:worker_threads'
 
 export interface NativeMemoryStats {
   allocatedBytes: number
@@ -196,6 +197,8 @@ export interface NativeBinding {
   builtWithCuda: boolean
   /** false: the CPU backend uses its reference loops instead of the BLAS (for tests); returns whether BLAS is in use. */
   setCpuBlas(enabled: boolean): boolean
+  /** Process exit: streams waiting for another process's shared-tensor publication stop waiting. */
+  cancelShareWaits(): void
   /** Only in the emulated test build (BSSN_CUDA=EMULATED): see test/emulated/. */
   emulator?: NativeEmulator
   libraries(): { cublas: NativeLibraryStatus; cudnn: NativeLibraryStatus }
@@ -224,7 +227,13 @@ let loaded: LoadedAddon | undefined
 
 /** Loads the addon once; a failure explains what was tried and how to fix it. */
 export function native(): NativeBinding {
-  if (!binding) binding = load()
+  if (!binding) {
+    binding = load()
+    // process.exit() joins Node's thread pool, where a read may wait for a stream that waits for a slow exporter
+    // in another process: the waits end first. (Only the main thread's exit ends the process.)
+    const loaded = binding
+    if (isMainThread) process.once('exit', () => loaded.cancelShareWaits?.())
+  }
   return binding
 }
 

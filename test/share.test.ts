@@ -282,3 +282,25 @@ it.skipIf(!emulated)('CUDA (emulated device only): the owner frees shared memory
     await peer.stop()
   }
 })
+
+it('a process whose stream waits for a slow owner still exits promptly (CPU)', async () => {
+  const d = Device.cpu()
+  const peer = await startPeer('process')
+  const w = d.randn([64, 64], { seed: 1 })
+  await w.toArray()
+  const big = d.randn([1024, 1024], { seed: 2 })
+  const busy = new BSSN([big], { warmupIterations: 400 }) // the owner's stream is busy for a while
+  await peer.call({ op: 'open', descriptor: w.share() }) // its publication is queued behind the busy work
+  void peer.request({ op: 'read' }) // the peer's stream now waits for the owner's
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  const start = performance.now()
+  void peer.request({ op: 'exit', code: 0 })
+  expect(await peer.exited).toBe(0)
+  const exited = performance.now() - start
+  await d.synchronize()
+  const busyLeft = performance.now() - start
+  expect(exited, `exit took ${exited.toFixed(0)} ms; the owner's work ${busyLeft.toFixed(0)} ms`).toBeLessThan(busyLeft / 2)
+  busy.dispose()
+  big.dispose()
+  w.dispose()
+})

@@ -78,6 +78,11 @@ long futex(std::atomic<uint32_t>* word, int op, uint32_t value, const timespec* 
   return syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), op, value, timeout, nullptr, 0);
 }
 
+// Set when the process exits (process.exit: cancelShareWaits()): waits for another process's publications end then.
+// Otherwise the exit would wait for them (Node joins its thread pool, where reads wait for a stream that waits here)
+// until the exporter got there.
+std::atomic<bool> processExiting{false};
+
 // Publication numbers wrap; a is at or after b when the difference, read as signed, is not negative.
 bool reached(uint32_t a, uint32_t b) { return int32_t(a - b) >= 0; }
 
@@ -332,7 +337,7 @@ uint32_t ShareRegion::requested() const noexcept { return control()->requested.l
 
 bool ShareRegion::issued(uint32_t publication) const noexcept { return reached(requested(), publication); }
 
-void ShareRegion::waitCompleted(uint32_t publication) noexcept {
+void ShareRegion::waitCompleted(uint32_t publication, const std::function<bool()>& cancelled) noexcept {
   std::atomic<uint32_t>& done = control()->completed;
   for (;;) {
     const uint32_t now = done.load(std::memory_order_acquire);
@@ -341,6 +346,7 @@ void ShareRegion::waitCompleted(uint32_t publication) noexcept {
     // A dead exporting process frees nothing more; a revoked export may still have its move queued, which frees
     // the memory a reader would otherwise read: wait for the move (it runs, or is dropped, with the stream).
     if (s == ShareStatus::OwnerExited || (s == ShareStatus::Revoked && control()->moved.load(std::memory_order_acquire))) return;
+    if ((cancelled && cancelled()) || processExiting.load()) return;
     // Short timeouts: an exporter that dies without waking us is noticed through status().
     const timespec timeout{0, 20 * 1000 * 1000};
     futex(&done, FUTEX_WAIT, now, &timeout);
@@ -472,6 +478,10 @@ void throwCannotOpen(ShareStatus status) {
   throwError(std::string("cannot open the shared tensor: ") +
                  (status == ShareStatus::Revoked ? "its owner disposed it" : "its owner's process has exited"),
              ErrorCode::ShareGone);
+}
+
+void cancelShareWaits() noexcept {
+  processExiting.store(true);
 }
 
 }  // namespace bssn

@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -64,8 +65,8 @@ class ShareRegion {
   bool issued(uint32_t publication) const noexcept;
   // Waits until the exporter's stream has reached `publication`, or the exporter is gone (and, in its own
   // process, the buffer's move has run: until then a reader could see memory the move is about to free). Off the
-  // JS thread.
-  void waitCompleted(uint32_t publication) noexcept;
+  // JS thread. `cancelled` (polled) ends the wait early: the waiting stream is being stopped.
+  void waitCompleted(uint32_t publication, const std::function<bool()>& cancelled = nullptr) noexcept;
 
   // Processes holding the memory open (CUDA: the exporter frees it only when none is left). Throws Error when
   // too many processes hold it.
@@ -133,5 +134,9 @@ uint64_t nextExportId();
 // Throws the error an importer gets when the exporter's tensor is gone: on use (`what` names the tensor) or open.
 [[noreturn]] void throwShareGone(ShareStatus status, const char* what);
 [[noreturn]] void throwCannotOpen(ShareStatus status);
+
+// The process is exiting: streams waiting for other processes' publications stop waiting (their reads then see
+// whatever the memory holds), so that the exit does not wait for a slow exporter.
+void cancelShareWaits() noexcept;
 
 }  // namespace bssn

@@ -152,7 +152,8 @@ uint32_t CpuDevice::publish(const std::shared_ptr<ShareRegion>& region) {
 }
 
 void CpuDevice::waitForPublication(ShareImport& import, uint32_t publication) {
-  stream_.enqueue([region = import.region, publication] { region->waitCompleted(publication); });
+  // A process or worker that ends while its stream waits for a slow exporter does not wait for the exporter.
+  stream_.enqueue([this, region = import.region, publication] { region->waitCompleted(publication, [this] { return stream_.stopping(); }); });
 }
 
 BufferPtr CpuDevice::openShared(ShareImport& import) {

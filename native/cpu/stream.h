@@ -32,6 +32,11 @@ class CpuStream {
   std::shared_ptr<Fence> fence();
   // Drops queued work, waits for the running task, and ends the worker. Later enqueues throw.
   void stop();
+  // Whether stop() has been called (a long-running task may give up early).
+  bool stopping() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stopping_;
+  }
 
  private:
   void run();
