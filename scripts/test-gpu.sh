@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU host's check (npm run test:gpu): build with CUDA ON, run the whole suite with BSSN_REQUIRE_CUDA=1 (so
 # every backend test runs on CUDA too and a missing GPU fails), memcheck the GPU tests when compute-sanitizer is
-# there, then the training benchmark and, last, the normalization benchmark table. Exits non-zero if any step failed.
+# there, then the training and sharing benchmarks and, last, the normalization benchmark table (with per-kernel times). Exits non-zero if any step failed.
 #   --no-build (or BSSN_TEST_GPU_NO_BUILD=1): no compiling; the whole run uses the prebuilt binary,
 #     prebuilds/linux-x64/bssn.napi.glibc.node (made by `npm run prebuild` elsewhere and carried over: prebuilds/ is
 #     git-ignored), through BSSN_ADDON so that a build/ left on the host cannot shadow it. Saves the build's device
@@ -52,6 +52,9 @@ if [ "${BSSN_GPU_COMPARE_STEPS:-0}" -gt 0 ]; then
   step "SNGAN compare on shapes (${BSSN_GPU_COMPARE_STEPS} steps)"
   node dist/cli/main.js compare --dataset shapes --steps "$BSSN_GPU_COMPARE_STEPS" --batch 64 --eval-every 250 --device cuda --out runs/gpu-shapes || status=1
 fi
+
+step "sharing benchmark (a second process reads the SNGAN CNN D weights: CUDA IPC against a socket)"
+node bench/share.mjs --device cuda --rounds 30 || status=1
 
 step "normalization benchmark"
 node bench/normalize.mjs --device "${BSSN_BENCH_DEVICE:-cuda}" || status=1
