@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU host's check (npm run test:gpu): build with CUDA ON, run the whole suite with BSSN_REQUIRE_CUDA=1 (so
 # every backend test runs on CUDA too and a missing GPU fails), memcheck the GPU tests when compute-sanitizer is
-# there, then the training and sharing benchmarks and, last, the normalization benchmark table (with per-kernel times). Exits non-zero if any step failed.
+# there, then the training and sharing benchmarks and, last, the normalization benchmark table (with per-kernel
+# times). Exits non-zero if any step failed.
 #   --no-build (or BSSN_TEST_GPU_NO_BUILD=1): no compiling; the whole run uses the prebuilt binary,
 #     prebuilds/linux-x64/bssn.napi.glibc.node (made by `npm run prebuild` elsewhere and carried over: prebuilds/ is
 #     git-ignored), through BSSN_ADDON so that a build/ left on the host cannot shadow it. Saves the build's device
