@@ -176,8 +176,8 @@ class Liveness {
       const int st = pthread_mutex_init(&l->page_->keeper, &attr);
       pthread_mutexattr_destroy(&attr);
       if (st != 0) throwError("pthread_mutex_init (a process-shared robust mutex) failed: " + errnoText(st));
-      std::atomic<uint32_t> locked{0};
-      std::thread([page = l->page_, &locked] {
+      static std::atomic<uint32_t> locked{0};  // static: the keeper still touches it after this returns
+      std::thread([page = l->page_] {
         pthread_mutex_lock(&page->keeper);
         locked.store(1);
         futex(&locked, FUTEX_WAKE, INT_MAX, nullptr);
