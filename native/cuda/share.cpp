@@ -37,7 +37,6 @@ struct SharedAllocation {
   ~SharedAllocation() { device->freeShared(data, region); }
 };
 
-// An importer's mapping of another process's allocation.
 // This process's registration as an importer: made before the memory is opened (and the exporter's status checked
 // after it), so the exporter never frees memory that an importer is about to open.
 struct ImporterMark {
@@ -47,6 +46,7 @@ struct ImporterMark {
   std::shared_ptr<ShareRegion> region;
 };
 
+// An importer's mapping of another process's allocation.
 struct IpcMapping {
   IpcMapping(const IpcMapping&) = delete;
   IpcMapping(std::shared_ptr<CudaDevice> device, void* data, std::shared_ptr<ImporterMark> mark)
