@@ -125,6 +125,34 @@ forEachBackend((getDevice) => {
     }
   })
 
+  it('the W^T u sums split over row ranges (CUDA: BSSN_CUDA_SPLIT_ROWS) give the CPU backend\'s results', async () => {
+    const device = getDevice()
+    const cpu = Device.cpu()
+    const shapes = [[64, 32, 3, 3], [40, 70], [5, 3, 2, 2], [300, 2]]
+    const dims = [0, 1, 0, 1]
+    const make = (d: Device) => shapes.map((s, i) => d.tensor(randomArray(s.reduce((a, b) => a * b, 1), 30 + i), s))
+    const reference = make(cpu)
+    using refBssn = new BSSN(reference, { dims, seed: 9 })
+    const expected = [0, 1, 2].map(() => refBssn.forward().map((t) => t.toArray()))
+    const want = await Promise.all(expected.map((step) => Promise.all(step)))
+    for (const split of ['1', '3', '16', '']) {
+      process.env.BSSN_CUDA_SPLIT_ROWS = split
+      const weights = make(device)
+      try {
+        using bssn = new BSSN(weights, { dims, seed: 9 })
+        for (let step = 0; step < 3; step++) {
+          const outs = bssn.forward()
+          for (let i = 0; i < shapes.length; i++)
+            expectCloseArray(await outs[i].toArray(), want[step][i], 1e-5, `split ${split || 'auto'} step ${step} layer ${i}`)
+        }
+      } finally {
+        delete process.env.BSSN_CUDA_SPLIT_ROWS
+        weights.forEach((w) => w.dispose())
+      }
+    }
+    reference.forEach((w) => w.dispose())
+  })
+
   it('weights with huge sigmas (1e20 and up) normalize as their unscaled selves: no overflow in the products', async () => {
     const device = getDevice()
     const shape = [8, 6, 3, 3]

@@ -1,6 +1,7 @@
 #include "cuda/cuda_device.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <vector>
@@ -176,6 +177,8 @@ struct CudaPlan {
   BufferPtr partialDots;  // a double per chunk
   BufferPtr arrivals;     // an unsigned per layer, zero between backward calls
   int64_t chunkCount = 0;
+  int splitA = 1;         // row ranges per W^T u sum (BatchArgs::splitA)
+  BufferPtr partialA;     // their partial sums
   PointerTable outputs, grads, gradOutputs;
   std::vector<const void*> weights;
   int64_t itemsA = 0, itemsB = 0, elements = 0;
@@ -561,6 +564,18 @@ std::shared_ptr<Fence> CudaDevice::timestamp(std::shared_ptr<double> ms) {
   return std::make_shared<TimestampFence>(self, anchor_, event, std::move(ms));
 }
 
+// How many row ranges each W^T u sum is split into: enough threads to fill the GPU (a resident block's worth per
+// multiprocessor, 2048 threads) when the batch has few, long sums (small networks), none when it has many. Ranges
+// stay at least 16 rows long. BSSN_CUDA_SPLIT_ROWS overrides it (tests force both paths with it).
+static int splitFor(const CudaDevice& device, int64_t itemsA, const std::vector<LayerView>& layers) {
+  if (const char* forced = std::getenv("BSSN_CUDA_SPLIT_ROWS"); forced && *forced) return std::max(1, std::min(64, std::atoi(forced)));
+  if (itemsA == 0) return 1;
+  int64_t longest = 0;
+  for (const LayerView& v : layers) longest = std::max({longest, v.R, v.C});
+  const int64_t wanted = (int64_t(device.multiprocessors()) * 2048 + itemsA - 1) / itemsA;
+  return int(std::max<int64_t>(1, std::min<int64_t>({wanted, 16, longest / 16})));
+}
+
 // The plan of `job`'s batch: built on first use (and again if its weights changed), kept in job.backendCache.
 static CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
   const std::vector<LayerView>& layers = *job.layers;
@@ -610,6 +625,8 @@ static CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
   fresh->chunks = device.allocate(chunks.size() * sizeof(ElementChunk));
   device.upload(fresh->chunks, 0, chunks.data(), chunks.size() * sizeof(ElementChunk));
   fresh->partialDots = device.allocate(chunks.size() * sizeof(double));
+  fresh->splitA = splitFor(device, fresh->itemsA, layers);
+  if (fresh->splitA > 1) fresh->partialA = device.allocate(size_t(fresh->splitA * fresh->itemsA) * sizeof(double));
   fresh->arrivals = device.allocate(layers.size() * sizeof(unsigned));
   device.fill(fresh->arrivals, layers.size(), 0.0f);  // all-zero bits
   fresh->outputs.buffer = device.allocate(layers.size() * sizeof(void*));
@@ -644,6 +661,8 @@ void CudaDevice::normalize(const NormalizeJob& job) {
   args.elements = plan.elements;
   args.chunks = static_cast<const ElementChunk*>(plan.chunks->data());
   args.chunkCount = plan.chunkCount;
+  args.splitA = plan.splitA;
+  args.partialA = plan.partialA ? static_cast<double*>(plan.partialA->data()) : nullptr;
   args.eps = job.params.eps;
   args.scale = modeIsScaled(job.params.mode) ? job.params.scale : 1.0f;
   args.bidirectional = modeIsBidirectional(job.params.mode) ? 1 : 0;

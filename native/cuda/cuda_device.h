@@ -92,6 +92,7 @@ class CudaDevice : public Device {
   void freeShared(void* data, const std::shared_ptr<ShareRegion>& region) noexcept;
 
   cudaStream_t stream() const { return stream_; }
+  int multiprocessors() const { return multiprocessors_; }
   PinnedPool& pinned() { return pinned_; }
   // Records a failure seen off the JS thread (a fence); sticky ones make every later call throw.
   void noteFailure(cudaError_t status, const std::string& message);

@@ -15,29 +15,47 @@ __device__ __forceinline__ int layerOfB(const BatchArgs& a, int64_t item) {
 }
 
 // Training step 1: x1[j1] = sum_i W[i, c, m, k] u1[i] and x2[j2] = sum_c W[i, c, m, k] u2[c], one thread per
-// entry, written unnormalized into the v slots (the finish kernel normalizes them). Adjacent threads read
-// adjacent k: coalesced along W's trailing axes.
+// entry and row range (a.splitA ranges), written unnormalized into the v slots (the finish kernel normalizes them),
+// or as partial sums when split. Adjacent threads read adjacent k: coalesced along W's trailing axes.
 __global__ void multiplyTransposedKernel(BatchArgs a) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t item = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; item < a.itemsA; item += stride) {
+  for (int64_t work = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; work < a.itemsA * a.splitA; work += stride) {
+    const int64_t part = work / a.itemsA, item = work - part * a.itemsA;
     const DeviceLayer& L = a.layers[layerOfA(a, item)];
     const int64_t local = item - L.beginA;
     const int64_t cols1 = L.C * L.M * L.K;
     double s = 0;
+    float* x;
     if (local < cols1) {
       const int64_t k = local % L.K, cm = local / L.K, m = cm % L.M, c = cm / L.M;
       const float* w = L.w + c * L.strideC + m * L.strideM + k;
       const float* u = a.state + L.u1;
-      for (int64_t i = 0; i < L.R; ++i) s += double(w[i * L.strideI]) * u[i];
-      a.state[L.v1 + local] = float(s);
+      const int64_t lo = L.R * part / a.splitA, hi = L.R * (part + 1) / a.splitA;
+      for (int64_t i = lo; i < hi; ++i) s += double(w[i * L.strideI]) * u[i];
+      x = a.state + L.v1 + local;
     } else {
       const int64_t j2 = local - cols1;
       const int64_t k = j2 % L.K, im = j2 / L.K, m = im % L.M, i = im / L.M;
       const float* w = L.w + i * L.strideI + m * L.strideM + k;
       const float* u = a.state + L.u2;
-      for (int64_t c = 0; c < L.C; ++c) s += double(w[c * L.strideC]) * u[c];
-      a.state[L.v2 + j2] = float(s);
+      const int64_t lo = L.C * part / a.splitA, hi = L.C * (part + 1) / a.splitA;
+      for (int64_t c = lo; c < hi; ++c) s += double(w[c * L.strideC]) * u[c];
+      x = a.state + L.v2 + j2;
     }
+    if (a.splitA == 1) *x = float(s);
+    else a.partialA[part * a.itemsA + item] = s;
+  }
+}
+
+// The split sums of step 1, added in row-range order into the v slots.
+__global__ void sumPartialsKernel(BatchArgs a) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t item = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; item < a.itemsA; item += stride) {
+    const DeviceLayer& L = a.layers[layerOfA(a, item)];
+    const int64_t local = item - L.beginA, cols1 = L.C * L.M * L.K;
+    double s = 0;
+    for (int part = 0; part < a.splitA; ++part) s += a.partialA[part * a.itemsA + item];
+    a.state[local < cols1 ? L.v1 + local : L.v2 + (local - cols1)] = float(s);
   }
 }
 
@@ -221,7 +239,9 @@ void launchBackwardElements(const BackwardArgs& args, cudaStream_t stream) {
 }
 
 void launchMultiplyTransposed(const BatchArgs& args, cudaStream_t stream) {
-  if (args.itemsA > 0) BSSN_LAUNCH(multiplyTransposedKernel, gridFor(args.itemsA, kThreads), kThreads, 0, stream, args);
+  if (args.itemsA == 0) return;
+  BSSN_LAUNCH(multiplyTransposedKernel, gridFor(args.itemsA * args.splitA, kThreads), kThreads, 0, stream, args);
+  if (args.splitA > 1) BSSN_LAUNCH(sumPartialsKernel, gridFor(args.itemsA, kThreads), kThreads, 0, stream, args);
 }
 
 void launchMultiply(const BatchArgs& args, cudaStream_t stream) {

@@ -44,6 +44,8 @@ struct BatchArgs {
   int64_t itemsA, itemsB, elements;
   const ElementChunk* chunks;  // device memory
   int64_t chunkCount;
+  int splitA;                  // x = W^T u: each item's sum split over this many row ranges (1: none)
+  double* partialA;            // splitA > 1: the partial sums, [splitA][itemsA]
   float eps;
   float scale;                // c, or 1 for sn/bsn
   int bidirectional;          // bsn/bssn: divisor is the mean of sigma1 and sigma2
@@ -73,7 +75,8 @@ void launchBackwardElements(const BackwardArgs& args, cudaStream_t stream);
 
 // One training power iteration is launchMultiplyTransposed, launchMultiply, launchFinish(training) for the whole
 // batch; a forward adds launchScale. Eval is launchMultiply and launchFinish.
-// x = W1^T u1 (and W2^T u2) into the v slots, unnormalized.
+// x = W1^T u1 (and W2^T u2) into the v slots, unnormalized. With splitA > 1 each sum is split over row ranges (more
+// threads for few, long sums) and a second launch adds the partials in order (the same result on every run).
 void launchMultiplyTransposed(const BatchArgs& args, cudaStream_t stream);
 // t = W1 v1 (and W2 v2) into scratch.
 void launchMultiply(const BatchArgs& args, cudaStream_t stream);
