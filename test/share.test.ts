@@ -289,7 +289,7 @@ it('a process whose stream waits for a slow owner still exits promptly (CPU)', a
   const w = d.randn([64, 64], { seed: 1 })
   await w.toArray()
   const big = d.randn([1024, 1024], { seed: 2 })
-  const busy = new BSSN([big], { warmupIterations: 400 }) // the owner's stream is busy for a while
+  const busy = new BSSN([big], { warmupIterations: 1000 }) // the owner's stream is busy for a while
   await peer.call({ op: 'open', descriptor: w.share() }) // its publication is queued behind the busy work
   void peer.request({ op: 'read' }) // the peer's stream now waits for the owner's
   await new Promise((resolve) => setTimeout(resolve, 50))
