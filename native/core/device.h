@@ -47,7 +47,6 @@ class Buffer {
   float* f32() const { return static_cast<float*>(data()); }
   size_t bytes() const { return bytes_; }
   Device& device() const { return *device_; }
-  const std::shared_ptr<Device>& devicePtr() const { return device_; }
 
   // Moves the buffer to `data`, owned by `storage` (a tensor's first share()); every view sees the move. Called
   // in stream order by the device; returns the allocator memory it held, for the device to free.

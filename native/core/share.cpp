@@ -73,6 +73,12 @@ size_t pageRound(size_t bytes) {
   return (bytes + page - 1) / page * page;
 }
 
+// The mapping of a region: the control page, then (CPU) at least one data page, so that a zero-element tensor's
+// pointer still points into it. The exporter and every importer compute the same size.
+size_t regionBytes(size_t dataBytes, bool withData) {
+  return ShareRegion::kControlBytes + (withData ? pageRound(dataBytes > 0 ? dataBytes : 1) : 0);
+}
+
 long futex(std::atomic<uint32_t>* word, int op, uint32_t value, const timespec* timeout) {
   // Not FUTEX_PRIVATE: the word is in memory shared with other processes.
   return syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), op, value, timeout, nullptr, 0);
@@ -236,8 +242,7 @@ std::shared_ptr<ShareRegion> ShareRegion::create(size_t dataBytes, bool withData
   std::shared_ptr<ShareRegion> r(new ShareRegion());
   r->withData_ = withData;
   r->dataBytes_ = dataBytes;
-  // At least one data page: a zero-element tensor's pointer still points into the mapping.
-  r->mapBytes_ = kControlBytes + (withData ? pageRound(dataBytes > 0 ? dataBytes : 1) : 0);
+  r->mapBytes_ = regionBytes(dataBytes, withData);
   r->fd_ = createMemfd(kMemfdName, r->mapBytes_);
   r->base_ = mapMemfd(r->fd_, r->mapBytes_);
   if (!r->base_) throwError("mmap of a shared region failed: " + errnoText(errno), ErrorCode::OutOfMemory);
@@ -278,7 +283,7 @@ std::shared_ptr<ShareRegion> ShareRegion::open(pid_t pid, int fd, const uint64_t
   }
   r->withData_ = withData;
   r->dataBytes_ = dataBytes;
-  r->mapBytes_ = kControlBytes + (withData ? pageRound(dataBytes > 0 ? dataBytes : 1) : 0);
+  r->mapBytes_ = regionBytes(dataBytes, withData);
   r->base_ = mapMemfd(opened, r->mapBytes_);
   close(opened);  // the mapping keeps the memory; only the exporter's descriptor must stay open
   const Control* c = r->base_ ? r->control() : nullptr;

@@ -123,7 +123,6 @@ struct ShareImport {
   std::shared_ptr<ShareRegion> region;
   std::shared_ptr<void> deviceState;  // backend-specific (CUDA: the event publications are recorded on)
   std::atomic<uint32_t> seen{0};
-  bool sameProcess = false;
 };
 
 // The process-wide registry of exports, for importers in this process (worker threads).

@@ -117,7 +117,6 @@ std::shared_ptr<Tensor> Tensor::open(const DevicePtr& device, const std::string&
     if (token.bytes != buffer->bytes() || token.kind != e->region->kind() || token.deviceIndex != e->region->deviceIndex())
       throwTypeError("cannot open the shared tensor: the descriptor does not match the memory it names (forged)");
     import->region = e->region;
-    import->sameProcess = true;
     import->deviceState = e->region->local;
   } else {
     import->region = ShareRegion::open(token.pid, token.fd, token.secret, token.bytes, token.kind == DeviceKind::Cpu);

@@ -181,7 +181,7 @@ struct CudaPlan {
   BufferPtr partialA;     // their partial sums
   PointerTable outputs, grads, gradOutputs;
   std::vector<const void*> weights;
-  int64_t itemsA = 0, itemsB = 0, elements = 0;
+  int64_t itemsA = 0, itemsB = 0;
 };
 
 }  // namespace
@@ -605,12 +605,10 @@ static CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
     scratch += v.R + v.C;
     d.beginA = fresh->itemsA;
     d.beginB = fresh->itemsB;
-    d.beginE = fresh->elements;
     if (v.kind != LayerKind::Vector) {
       fresh->itemsA += v.cols1() + (d.both ? v.cols2() : 0);
       fresh->itemsB += v.R + (d.both ? v.C : 0);
     }
-    fresh->elements += v.numel;
     fresh->weights.push_back(d.w);
     d.firstChunk = int64_t(chunks.size());
     for (int64_t begin = 0; begin < v.numel; begin += kChunkElements)
@@ -658,7 +656,6 @@ void CudaDevice::normalize(const NormalizeJob& job) {
   args.sigmas = job.sigmas->f32();
   args.itemsA = plan.itemsA;
   args.itemsB = plan.itemsB;
-  args.elements = plan.elements;
   args.chunks = static_cast<const ElementChunk*>(plan.chunks->data());
   args.chunkCount = plan.chunkCount;
   args.splitA = plan.splitA;
@@ -695,7 +692,6 @@ void CudaDevice::normalizeBackward(const NormalizeJob& job) {
   args.arrivals = static_cast<unsigned*>(plan.arrivals->data());
   args.chunks = static_cast<const ElementChunk*>(plan.chunks->data());
   args.chunkCount = plan.chunkCount;
-  args.elements = plan.elements;
   args.scale = modeIsScaled(job.params.mode) ? job.params.scale : 1.0f;
   args.bidirectional = modeIsBidirectional(job.params.mode) ? 1 : 0;
   timed("gradDots", [&] { launchGradDots(args, stream_); });

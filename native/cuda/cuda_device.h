@@ -4,6 +4,7 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -147,6 +148,7 @@ class CudaDevice : public Device {
   std::vector<TimedLaunch> timedLaunches_;  // since the last takeKernelTimes (JS thread only)
   std::mutex sharedMutex_;
   std::vector<std::pair<void*, std::shared_ptr<ShareRegion>>> sharedFrees_;  // waiting for importers to close
+  std::atomic<bool> sharedFreesPending_{false};  // sharedFrees_ is not empty (read without the lock)
 };
 
 }  // namespace bssn::cuda

@@ -20,7 +20,6 @@ struct DeviceLayer {
   int64_t t1, t2;          // offsets in the scratch buffer (W v products)
   int64_t beginA;          // first item of this layer in the W^T u pass (cols1 [+ cols2] items)
   int64_t beginB;          // first item in the W v pass (R [+ C] items)
-  int64_t beginE;          // first element in the output pass (numel items)
   int64_t firstChunk;      // this layer's element chunks: [firstChunk, firstChunk + chunks)
   int64_t chunks;
 };
@@ -41,7 +40,7 @@ struct BatchArgs {
   double* scratch;            // t = W x: unnormalized (about sigma^2), so double: finite for sigmas up to 1e150
   float* sigmas;              // 3 per layer: sigma1, sigma2, divisor
   float* const* outputs;      // device array of layerCount pointers
-  int64_t itemsA, itemsB, elements;
+  int64_t itemsA, itemsB;
   const ElementChunk* chunks;  // device memory
   int64_t chunkCount;
   int splitA;                  // x = W^T u: each item's sum split over this many row ranges (1: none)
@@ -63,7 +62,6 @@ struct BackwardArgs {
   unsigned* arrivals;         // per layer: chunks done (the last one sums the partials, then resets it to 0)
   const ElementChunk* chunks;
   int64_t chunkCount;
-  int64_t elements;
   float scale;
   int bidirectional;
 };

@@ -161,15 +161,17 @@ void CudaDevice::freeShared(void* data, const std::shared_ptr<ShareRegion>& regi
   {
     std::lock_guard<std::mutex> lock(sharedMutex_);
     sharedFrees_.emplace_back(data, region);
+    sharedFreesPending_.store(true, std::memory_order_relaxed);
   }
   sweepSharedFrees();
 }
 
 void CudaDevice::sweepSharedFrees() noexcept {
+  // Every call enters here: without shared memory waiting to be freed, no lock is taken.
+  if (!sharedFreesPending_.load(std::memory_order_relaxed)) return;
   std::vector<void*> ready;
   {
     std::lock_guard<std::mutex> lock(sharedMutex_);
-    if (sharedFrees_.empty()) return;
     for (auto it = sharedFrees_.begin(); it != sharedFrees_.end();) {
       if (it->second->liveImporters() > 0) {
         ++it;
@@ -178,6 +180,7 @@ void CudaDevice::sweepSharedFrees() noexcept {
       ready.push_back(it->first);
       it = sharedFrees_.erase(it);
     }
+    sharedFreesPending_.store(!sharedFrees_.empty(), std::memory_order_relaxed);
   }
   if (ready.empty()) return;
   cudaSetDevice(index_);
