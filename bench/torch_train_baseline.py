@@ -2,7 +2,8 @@
 """PyTorch eager baseline of bench/train.mjs: the SNGAN CNN GAN (32x32, hinge loss, Adam 2e-4 / (0.5, 0.999),
 n_dis 1), one step = one D step + one G step, with no normalization, SN (torch.nn.utils.parametrizations.
 spectral_norm on every D layer) and a straightforward BSSN parametrization on every D layer.
-Prints one JSON object: {"torch", "device", "results": [{"norm", "stepsPerSecond"}]}."""
+Prints one JSON object: {"torch", "device", "results": [{"norm", "stepsPerSecond"}]}. `--device cpu` runs the same
+on the CPU (Debian's python3-torch), to prove the script before any GPU time is spent on it."""
 import argparse
 import json
 import time
@@ -33,8 +34,11 @@ class BSSNParam(nn.Module):
                 self.u1.copy_(F.normalize(torch.mv(w1, self.v1), dim=0, eps=self.eps))
                 self.v2.copy_(F.normalize(torch.mv(w2.t(), self.u2), dim=0, eps=self.eps))
                 self.u2.copy_(F.normalize(torch.mv(w2, self.v2), dim=0, eps=self.eps))
-        s1 = torch.dot(self.u1, torch.mv(w1, self.v1))
-        s2 = torch.dot(self.u2, torch.mv(w2, self.v2))
+        # Clones, as PyTorch's spectral_norm does: the next forward of the same step (D runs on real, then on fake
+        # data) updates u and v in place while this forward's graph still needs their values for the backward.
+        u1, v1, u2, v2 = (x.clone(memory_format=torch.contiguous_format) for x in (self.u1, self.v1, self.u2, self.v2))
+        s1 = torch.dot(u1, torch.mv(w1, v1))
+        s2 = torch.dot(u2, torch.mv(w2, v2))
         return self.scale * w / ((s1 + s2) / 2)
 
 
@@ -62,33 +66,37 @@ def generator(z_dim=128):
                          nn.Conv2d(64, 3, 3, 1, 1), nn.Tanh())
 
 
-def run(norm, batch, steps, warmup):
+def run(norm, batch, steps, warmup, device):
     torch.manual_seed(0)
-    G, D = generator().cuda(), discriminator(norm).cuda()
+    G, D = generator().to(device), discriminator(norm).to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    real = torch.rand(batch, 3, 32, 32, device="cuda") * 2 - 1
+    real = torch.rand(batch, 3, 32, 32, device=device) * 2 - 1
 
     def step():
-        z = torch.randn(batch, 128, device="cuda")
+        z = torch.randn(batch, 128, device=device)
         with torch.no_grad():
             fake = G(z)
         loss_d = F.relu(1 - D(real)).mean() + F.relu(1 + D(fake)).mean()
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
-        loss_g = -D(G(torch.randn(batch, 128, device="cuda"))).mean()
+        loss_g = -D(G(torch.randn(batch, 128, device=device))).mean()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
 
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     for _ in range(warmup):
         step()
-    torch.cuda.synchronize()
+    sync()
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    torch.cuda.synchronize()
+    sync()
     return {"norm": norm, "stepsPerSecond": steps / (time.perf_counter() - start)}
 
 
@@ -97,11 +105,13 @@ def main():
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--device", default="cuda", help="cuda (default) or cpu")
     args = parser.parse_args()
+    device = torch.device(args.device)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    results = [run(n, args.batch, args.steps, args.warmup) for n in ("none", "sn", "bssn")]
-    print(json.dumps({"torch": torch.__version__, "device": torch.cuda.get_device_name(0), "results": results}))
+    results = [run(n, args.batch, args.steps, args.warmup, device) for n in ("none", "sn", "bssn")]
+    print(json.dumps({"torch": torch.__version__, "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "results": results}))
 
 
 if __name__ == "__main__":
