@@ -92,6 +92,8 @@ export interface NativeEmulator {
     deviceBytes: number
     deviceAllocations: number
     hostPinnedAllocations: number
+    /** cudaGraphLaunch calls; each graph node also counts in `launches` and `kernelLaunches`. */
+    graphLaunches: number
     stickyFault: string
     kernelLaunches: Record<string, number>
   }
@@ -104,7 +106,22 @@ export interface NativeEmulator {
     launchLimits(): Record<string, string>
     staleRead(): number[]
     fatal(which: string): string
+    // Stream capture and graphs (native/emulator/probes.h); capture modes: 0 Global, 1 ThreadLocal, 2 Relaxed.
+    graphReplay(input: Float32Array | number[], scalars: number[], replays: number, mode: number): NativeEmulatorReport
+    captureError(op: string, mode: number, input: Float32Array | number[]): NativeEmulatorReport
+    captureMisuse(): NativeEmulatorReport
+    endFromOtherThread(mode: number): NativeEmulatorReport
+    otherThreadDuringCapture(mode: number, otherMode: number): NativeEmulatorReport
+    captureWhileOthersWait(input: Float32Array | number[], rounds: number, mode: number): NativeEmulatorReport
+    graphLifetime(input: Float32Array | number[], scalars: number[]): NativeEmulatorReport
+    graphFault(input: Float32Array | number[], scalars: number[], replays: number, failAt: number): NativeEmulatorReport
   }
+}
+
+/** What an emulator graph probe saw: each call's status (its CUDA error name) or message, and the values it read. */
+export interface NativeEmulatorReport {
+  statuses: Record<string, string>
+  values: Record<string, number[]>
 }
 
 /** Op codes shared with native/core/ops.h. */

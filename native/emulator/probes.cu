@@ -1,7 +1,11 @@
 #include "emulator/probes.h"
 
+#include <atomic>
+#include <chrono>
+#include <cmath>
 #include <cstring>
 #include <stdexcept>
+#include <thread>
 
 #include "bssn_emulator.h"
 #include "cuda/common.cuh"
@@ -125,6 +129,23 @@ __global__ void barrierInOneWarpKernel(float* out) {
   if (threadIdx.x < 32) out[threadIdx.x] = 0.0f;
   else __syncthreads();
   out[threadIdx.x] = 2.0f;
+}
+
+// The graph probes' kernels: distinct names, so that per-kernel launch counts and fault messages tell them apart.
+__global__ void graphCopyKernel(float* out, const float* in, int n) {
+  const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i < n) out[i] = in[i];
+}
+
+__global__ void graphAffineKernel(float* out, float a, float b, int n) {
+  const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i < n) out[i] = out[i] * a + b;
+}
+
+__global__ void graphAccumulateKernel(float* acc, const float* out, int* count, int n) {
+  const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i < n) acc[i] += out[i];
+  if (i == 0) atomicAdd(count, 1);
 }
 
 }  // namespace
@@ -251,6 +272,473 @@ std::string fatal(const std::string& which) {
   if (launch != cudaSuccess && launch != cudaErrorLaunchFailure) return std::string("launch: ") + cudaGetErrorString(launch);
   const cudaError_t st = cudaDeviceSynchronize();
   return std::string(cudaGetErrorName(st)) + ": " + cudaGetErrorString(st);
+}
+
+}  // namespace bssn::emu::probes
+
+// ---- stream capture and graphs
+
+namespace bssn::emu::probes {
+
+namespace {
+
+constexpr int kBlock = 128;
+unsigned blocksFor(int n) { return unsigned((n + kBlock - 1) / kBlock); }
+
+struct Recorder {
+  Report report;
+  cudaError_t status(const std::string& what, cudaError_t st) {
+    report.statuses.emplace_back(what, cudaGetErrorName(st));
+    return st;
+  }
+  void message(const std::string& what, const std::string& text) { report.statuses.emplace_back(what, text); }
+  template <typename T>
+  void value(const std::string& what, const std::vector<T>& v) {
+    report.values.emplace_back(what, std::vector<double>(v.begin(), v.end()));
+  }
+  void value(const std::string& what, double v) { report.values.emplace_back(what, std::vector<double>{v}); }
+};
+
+cudaStream_t newStream(unsigned flags = cudaStreamNonBlocking) {
+  cudaStream_t s = nullptr;
+  check(cudaStreamCreateWithFlags(&s, flags), "cudaStreamCreateWithFlags");
+  return s;
+}
+
+double captureStatus(cudaStream_t s) {
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  check(cudaStreamIsCapturing(s, &status), "cudaStreamIsCapturing");
+  return status;
+}
+
+// The probe graph's buffers: `in` uploaded, `out` left as allocated (NaN), `acc` and `count` zeroed.
+struct Buffers {
+  explicit Buffers(const std::vector<float>& input) : n(int(input.size())) {
+    in = deviceArray<float>(input.size());
+    out = deviceArray<float>(input.size());
+    acc = deviceArray<float>(input.size());
+    count = deviceArray<int>(1);
+    check(cudaMemcpy(in, input.data(), input.size() * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy");
+    check(cudaMemsetAsync(acc, 0, input.size() * sizeof(float), nullptr), "cudaMemsetAsync");
+    check(cudaMemsetAsync(count, 0, sizeof(int), nullptr), "cudaMemsetAsync");
+    check(cudaStreamSynchronize(nullptr), "cudaStreamSynchronize");
+  }
+  // Freed by the caller (release()), except after a fault, when nothing can be freed any more.
+  void release() {
+    for (void* p : {static_cast<void*>(in), static_cast<void*>(out), static_cast<void*>(acc), static_cast<void*>(count)})
+      check(cudaFree(p), "cudaFree");
+  }
+  void read(Recorder& rec, const std::string& suffix = "") const {
+    rec.value("out" + suffix, download(out, size_t(n)));
+    rec.value("acc" + suffix, download(acc, size_t(n)));
+    rec.value("count" + suffix, download(count, 1));
+  }
+  int n;
+  float *in, *out, *acc;
+  int* count;
+};
+
+// The probe graph's four launches on `stream`: out = in; out = out * s0 + s1; out = out * s2 + s3; acc += out.
+void launchSequence(cudaStream_t stream, const Buffers& b, const std::vector<float>& s, Recorder& rec) {
+  BSSN_LAUNCH(graphCopyKernel, blocksFor(b.n), kBlock, 0, stream, b.out, b.in, b.n);
+  rec.status("launch copy", cudaGetLastError());
+  BSSN_LAUNCH(graphAffineKernel, blocksFor(b.n), kBlock, 0, stream, b.out, s.at(0), s.at(1), b.n);
+  rec.status("launch affine 1", cudaGetLastError());
+  BSSN_LAUNCH(graphAffineKernel, blocksFor(b.n), kBlock, 0, stream, b.out, s.at(2), s.at(3), b.n);
+  rec.status("launch affine 2", cudaGetLastError());
+  BSSN_LAUNCH(graphAccumulateKernel, blocksFor(b.n), kBlock, 0, stream, b.acc, b.out, b.count, b.n);
+  rec.status("launch accumulate", cudaGetLastError());
+}
+
+// Captures launchSequence on `stream` (ThreadLocal) and instantiates it; the graph itself is destroyed at once.
+cudaGraphExec_t captureSequence(cudaStream_t stream, const Buffers& b, const std::vector<float>& s, Recorder& rec) {
+  check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+  launchSequence(stream, b, s, rec);
+  cudaGraph_t graph = nullptr;
+  check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
+  cudaGraphExec_t exec = nullptr;
+  check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+  check(cudaGraphDestroy(graph), "cudaGraphDestroy");
+  return exec;
+}
+
+std::vector<double> statsNow() {
+  BssnEmuStats s{};
+  bssnEmuStats(&s);
+  return {double(s.launches), double(s.graphLaunches), double(s.blocks), double(s.threads)};
+}
+std::vector<double> minus(std::vector<double> a, const std::vector<double>& b) {
+  for (size_t i = 0; i < a.size(); ++i) a[i] -= b[i];
+  return a;
+}
+
+}  // namespace
+
+Report graphReplay(const std::vector<float>& input, const std::vector<float>& scalars, int replays, int mode) {
+  Recorder rec;
+  Buffers b(input);
+  cudaStream_t s = newStream();
+  const std::vector<double> before = statsNow();
+  rec.status("begin", cudaStreamBeginCapture(s, cudaStreamCaptureMode(mode)));
+  rec.value("captureStatus", captureStatus(s));
+  {
+    // Destroyed right after the capture: the graph must hold its own copies of the arguments.
+    std::vector<float> bound(scalars);
+    launchSequence(s, b, bound, rec);
+    std::fill(bound.begin(), bound.end(), std::nanf(""));
+  }
+  cudaGraph_t graph = nullptr;
+  rec.status("end", cudaStreamEndCapture(s, &graph));
+  rec.value("captureStatusAfterEnd", captureStatus(s));
+  const std::vector<double> captured = statsNow();
+  rec.value("statsDuringCapture", minus(captured, before));
+  rec.status("syncAfterCapture", cudaStreamSynchronize(s));
+  b.read(rec, "AfterCapture");
+  cudaGraphExec_t exec = nullptr;
+  rec.status("instantiate", cudaGraphInstantiate(&exec, graph, 0));
+  rec.status("graphDestroy", cudaGraphDestroy(graph));  // the executable is a copy
+  std::vector<double> counts;
+  for (int r = 0; r < replays; ++r) {
+    rec.status("graphLaunch " + std::to_string(r), cudaGraphLaunch(exec, s));
+    rec.status("sync " + std::to_string(r), cudaStreamSynchronize(s));
+    counts.push_back(download(b.count, 1)[0]);
+  }
+  rec.value("countAfterEach", counts);
+  b.read(rec);
+  rec.status("execDestroy", cudaGraphExecDestroy(exec));
+  rec.value("statsDuringReplays", minus(statsNow(), captured));
+  b.release();
+  check(cudaStreamDestroy(s), "cudaStreamDestroy");
+  return rec.report;
+}
+
+Report captureError(const std::string& op, int mode, const std::vector<float>& input) {
+  Recorder rec;
+  const size_t n = input.size(), bytes = n * sizeof(float);
+  // The legacy stream conflicts with captures of blocking streams only.
+  const bool blocking = op == "legacyLaunch" || op == "legacyIsCapturing";
+  cudaStream_t s = newStream(blocking ? cudaStreamDefault : cudaStreamNonBlocking), other = newStream();
+  float* buf = deviceArray<float>(n);
+  check(cudaMemcpy(buf, input.data(), bytes, cudaMemcpyHostToDevice), "cudaMemcpy");
+  float* spare = deviceArray<float>(n);
+  void* pinned = nullptr;
+  check(cudaHostAlloc(&pinned, bytes, cudaHostAllocDefault), "cudaHostAlloc");
+  cudaEvent_t event = nullptr;
+  check(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+  check(cudaEventRecord(event, other), "cudaEventRecord");
+  check(cudaEventSynchronize(event), "cudaEventSynchronize");
+  // An executable to launch into the capture (made on another stream before it begins).
+  check(cudaStreamBeginCapture(other, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+  BSSN_LAUNCH(graphAffineKernel, blocksFor(int(n)), kBlock, 0, other, spare, 1.0f, 0.0f, int(n));
+  cudaGraph_t graph = nullptr;
+  check(cudaStreamEndCapture(other, &graph), "cudaStreamEndCapture");
+  cudaGraphExec_t exec = nullptr;
+  check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+  check(cudaGraphDestroy(graph), "cudaGraphDestroy");
+  std::vector<float> host(n);
+  void* extra = nullptr;      // device memory the op allocated
+  void* extraHost = nullptr;  // pinned memory the op allocated
+  int dropped = 0;
+
+  rec.status("begin", cudaStreamBeginCapture(s, cudaStreamCaptureMode(mode)));
+  BSSN_LAUNCH(graphAffineKernel, blocksFor(int(n)), kBlock, 0, s, buf, 3.0f, 5.0f, int(n));
+  rec.status("launchBefore", cudaGetLastError());
+  const int grid = int(blocksFor(int(n)));
+  const cudaError_t st = [&]() -> cudaError_t {
+    // Work on the capturing stream that is not a kernel.
+    if (op == "memcpyAsync") return cudaMemcpyAsync(buf, pinned, bytes, cudaMemcpyHostToDevice, s);
+    if (op == "memsetAsync") return cudaMemsetAsync(buf, 0, bytes, s);
+    if (op == "eventRecord") return cudaEventRecord(event, s);
+    if (op == "streamWaitEvent") return cudaStreamWaitEvent(s, event, 0);
+    if (op == "enqueue") return bssnEmuEnqueue(s, [](void*) {}, [](void* p) { ++*static_cast<int*>(p); }, &dropped);
+    if (op == "mallocAsync") return cudaMallocAsync(&extra, 256, s);
+    if (op == "freeAsync") return cudaFreeAsync(spare, s);
+    if (op == "graphLaunch") return cudaGraphLaunch(exec, s);
+    if (op == "streamSynchronize") return cudaStreamSynchronize(s);
+    if (op == "streamQuery") return cudaStreamQuery(s);
+    if (op == "invalidLaunch") {
+      BSSN_LAUNCH(graphAffineKernel, 1, 2048, 0, s, buf, 1.0f, 1.0f, int(n));
+      return cudaPeekAtLastError();
+    }
+    // Unsafe calls of the capturing thread.
+    if (op == "malloc") return cudaMalloc(&extra, 256);
+    if (op == "free") return cudaFree(spare);
+    if (op == "hostAlloc") return cudaHostAlloc(&extraHost, 256, cudaHostAllocDefault);
+    if (op == "freeHost") return cudaFreeHost(pinned);
+    if (op == "memcpy") return cudaMemcpy(host.data(), spare, bytes, cudaMemcpyDeviceToHost);
+    if (op == "memcpyAsyncPageable") return cudaMemcpyAsync(host.data(), spare, bytes, cudaMemcpyDeviceToHost, other);
+    if (op == "deviceSynchronize") return cudaDeviceSynchronize();
+    if (op == "streamSynchronizeOther") return cudaStreamSynchronize(other);
+    // The legacy stream while a blocking stream captures.
+    if (op == "legacyLaunch") {
+      BSSN_LAUNCH(graphAffineKernel, grid, kBlock, 0, nullptr, spare, 1.0f, 0.0f, int(n));
+      return cudaPeekAtLastError();
+    }
+    if (op == "legacyIsCapturing") {
+      cudaStreamCaptureStatus status;
+      return cudaStreamIsCapturing(cudaStreamLegacy, &status);
+    }
+    // Allowed: asynchronous work on other streams, event waits, queries of other streams.
+    if (op == "otherStreamWork") {
+      BSSN_LAUNCH(graphAffineKernel, grid, kBlock, 0, other, spare, 1.0f, 0.0f, int(n));
+      if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+      if (const cudaError_t e = cudaMemcpyAsync(spare, pinned, bytes, cudaMemcpyHostToDevice, other); e != cudaSuccess) return e;
+      if (const cudaError_t e = cudaMallocAsync(&extra, 256, other); e != cudaSuccess) return e;
+      return cudaGraphLaunch(exec, other);
+    }
+    if (op == "eventQuery") return cudaEventQuery(event);
+    if (op == "eventSynchronize") return cudaEventSynchronize(event);
+    if (op == "streamQueryOther") return cudaStreamQuery(other);  // idle: its work was waited for
+    throw std::invalid_argument("unknown capture probe " + op);
+  }();
+  rec.status("op", st);
+  rec.status("opLastError", cudaGetLastError());
+  rec.value("captureStatus", captureStatus(s));
+  BSSN_LAUNCH(graphAffineKernel, grid, kBlock, 0, s, buf, 3.0f, 5.0f, int(n));
+  rec.status("launchAfter", cudaGetLastError());
+  graph = reinterpret_cast<cudaGraph_t>(&rec);  // EndCapture must overwrite it, with null if the capture failed
+  rec.status("end", cudaStreamEndCapture(s, &graph));
+  rec.value("graphNull", graph == nullptr);
+  if (graph && graph != reinterpret_cast<cudaGraph_t>(&rec)) check(cudaGraphDestroy(graph), "cudaGraphDestroy");
+  rec.value("captureStatusAfterEnd", captureStatus(s));
+  rec.status("lastErrorAfterEnd", cudaGetLastError());
+  rec.status("lastErrorCleared", cudaGetLastError());  // capture errors are not sticky
+  // Plain work on the same stream works again, and the captured launches never ran.
+  BSSN_LAUNCH(graphAffineKernel, grid, kBlock, 0, s, buf, 2.0f, 1.0f, int(n));
+  rec.status("plainLaunch", cudaGetLastError());
+  rec.status("plainSync", cudaStreamSynchronize(s));
+  rec.value("plain", download(buf, n));
+  rec.value("dropped", dropped);
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  check(cudaGraphExecDestroy(exec), "cudaGraphExecDestroy");
+  if (extra) check(cudaFree(extra), "cudaFree");
+  if (extraHost) check(cudaFreeHost(extraHost), "cudaFreeHost");
+  if ((op != "free" && op != "freeAsync") || st != cudaSuccess) check(cudaFree(spare), "cudaFree");
+  if (op != "freeHost" || st != cudaSuccess) check(cudaFreeHost(pinned), "cudaFreeHost");
+  check(cudaFree(buf), "cudaFree");
+  check(cudaEventDestroy(event), "cudaEventDestroy");
+  check(cudaStreamDestroy(s), "cudaStreamDestroy");
+  check(cudaStreamDestroy(other), "cudaStreamDestroy");
+  return rec.report;
+}
+
+Report captureMisuse() {
+  Recorder rec;
+  cudaStream_t s = newStream();
+  float* buf = deviceArray<float>(kBlock);
+  check(cudaMemsetAsync(buf, 0, kBlock * sizeof(float), s), "cudaMemsetAsync");
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr, other = nullptr;
+  rec.status("beginNull", cudaStreamBeginCapture(nullptr, cudaStreamCaptureModeGlobal));
+  rec.status("beginLegacy", cudaStreamBeginCapture(cudaStreamLegacy, cudaStreamCaptureModeGlobal));
+  rec.status("beginBadMode", cudaStreamBeginCapture(s, cudaStreamCaptureMode(3)));
+  rec.status("endNotCapturing", cudaStreamEndCapture(s, &graph));
+  rec.status("endLegacy", cudaStreamEndCapture(nullptr, &graph));
+  rec.status("begin", cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+  rec.status("beginTwice", cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  rec.value("captureStatusAfterBeginTwice", captureStatus(s));
+  rec.status("isCapturingNullStatus", cudaStreamIsCapturing(s, nullptr));
+  cudaGetLastError();  // the refusals above stay the last error until read: read before a launch is checked
+  BSSN_LAUNCH(graphAffineKernel, 1, kBlock, 0, s, buf, 2.0f, 1.0f, kBlock);
+  rec.status("launch", cudaGetLastError());
+  rec.status("endNullGraph", cudaStreamEndCapture(s, nullptr));
+  rec.value("captureStatusAfterEndNullGraph", captureStatus(s));
+  rec.status("end", cudaStreamEndCapture(s, &graph));
+  rec.status("instantiateFlags", cudaGraphInstantiate(&exec, graph, 1));
+  rec.status("instantiateNullGraph", cudaGraphInstantiate(&exec, nullptr, 0));
+  rec.status("instantiateNullExec", cudaGraphInstantiate(nullptr, graph, 0));
+  rec.status("instantiate", cudaGraphInstantiate(&exec, graph, 0));
+  rec.status("graphDestroy", cudaGraphDestroy(graph));
+  rec.status("graphDestroyAgain", cudaGraphDestroy(graph));
+  rec.status("instantiateDestroyedGraph", cudaGraphInstantiate(&other, graph, 0));
+  rec.status("graphDestroyNull", cudaGraphDestroy(nullptr));
+  rec.status("graphLaunchNull", cudaGraphLaunch(nullptr, s));
+  rec.status("graphLaunch", cudaGraphLaunch(exec, s));
+  rec.status("sync", cudaStreamSynchronize(s));
+  rec.value("out", download(buf, kBlock));  // the node ran once: 0 * 2 + 1
+  rec.status("execDestroy", cudaGraphExecDestroy(exec));
+  rec.status("execDestroyAgain", cudaGraphExecDestroy(exec));
+  rec.status("graphLaunchDestroyed", cudaGraphLaunch(exec, s));
+  rec.status("execDestroyNull", cudaGraphExecDestroy(nullptr));
+  // An empty capture is an empty graph, and launching it runs nothing.
+  rec.status("beginEmpty", cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed));
+  rec.status("endEmpty", cudaStreamEndCapture(s, &graph));
+  rec.status("instantiateEmpty", cudaGraphInstantiate(&exec, graph, 0));
+  rec.status("graphLaunchEmpty", cudaGraphLaunch(exec, s));
+  rec.status("syncEmpty", cudaStreamSynchronize(s));
+  check(cudaGraphExecDestroy(exec), "cudaGraphExecDestroy");
+  check(cudaGraphDestroy(graph), "cudaGraphDestroy");
+  rec.status("exchangeModeNull", cudaThreadExchangeStreamCaptureMode(nullptr));
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+  rec.status("exchangeMode", cudaThreadExchangeStreamCaptureMode(&mode));
+  rec.value("previousMode", mode);
+  rec.status("exchangeModeBack", cudaThreadExchangeStreamCaptureMode(&mode));
+  rec.value("restoredFrom", mode);
+  cudaStreamCaptureStatus legacy = cudaStreamCaptureStatusActive;
+  rec.status("isCapturingLegacy", cudaStreamIsCapturing(cudaStreamLegacy, &legacy));
+  rec.value("legacyStatus", legacy);
+  rec.status("lastError", cudaGetLastError());
+  rec.status("lastErrorCleared", cudaGetLastError());
+  check(cudaFree(buf), "cudaFree");
+  check(cudaStreamDestroy(s), "cudaStreamDestroy");
+  return rec.report;
+}
+
+Report endFromOtherThread(int mode) {
+  Recorder rec;
+  cudaStream_t s = newStream();
+  float* buf = deviceArray<float>(kBlock);
+  rec.status("begin", cudaStreamBeginCapture(s, cudaStreamCaptureMode(mode)));
+  BSSN_LAUNCH(graphAffineKernel, 1, kBlock, 0, s, buf, 1.0f, 0.0f, kBlock);
+  rec.status("launch", cudaGetLastError());
+  cudaGraph_t graph = nullptr;
+  std::thread([&] {
+    rec.status("endOtherThread", cudaStreamEndCapture(s, &graph));
+    rec.status("lastErrorOtherThread", cudaGetLastError());
+  }).join();
+  rec.value("captureStatusAfterOther", captureStatus(s));
+  rec.status("endOwnThread", cudaStreamEndCapture(s, &graph));
+  rec.status("lastError", cudaGetLastError());  // the other thread's error is that thread's last error, not ours
+  rec.value("graphNull", graph == nullptr);
+  if (graph) check(cudaGraphDestroy(graph), "cudaGraphDestroy");
+  check(cudaFree(buf), "cudaFree");
+  check(cudaStreamDestroy(s), "cudaStreamDestroy");
+  return rec.report;
+}
+
+Report otherThreadDuringCapture(int mode, int otherMode) {
+  Recorder rec;
+  cudaStream_t s = newStream(), other = newStream();
+  float* buf = deviceArray<float>(kBlock);
+  float* spare = deviceArray<float>(kBlock);
+  cudaEvent_t event = nullptr;
+  check(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+  rec.status("begin", cudaStreamBeginCapture(s, cudaStreamCaptureMode(mode)));
+  BSSN_LAUNCH(graphAffineKernel, 1, kBlock, 0, s, buf, 1.0f, 0.0f, kBlock);
+  rec.status("launch", cudaGetLastError());
+  std::thread([&] {
+    cudaStreamCaptureMode m = cudaStreamCaptureMode(otherMode);
+    rec.status("exchangeMode", cudaThreadExchangeStreamCaptureMode(&m));
+    void* p = nullptr;
+    rec.status("malloc", cudaMalloc(&p, 256));
+    rec.status("free", cudaFree(p));
+    cudaGetLastError();  // the refusals above stay the last error until read: read before a launch is checked
+    BSSN_LAUNCH(graphAffineKernel, 1, kBlock, 0, other, spare, 1.0f, 0.0f, kBlock);
+    rec.status("launchOther", cudaGetLastError());
+    rec.status("eventRecord", cudaEventRecord(event, other));
+    rec.status("eventSynchronize", cudaEventSynchronize(event));
+    rec.status("eventQuery", cudaEventQuery(event));
+    rec.status("streamSynchronize", cudaStreamSynchronize(other));
+    rec.status("deviceSynchronize", cudaDeviceSynchronize());
+  }).join();
+  rec.value("captureStatus", captureStatus(s));
+  cudaGraph_t graph = nullptr;
+  rec.status("end", cudaStreamEndCapture(s, &graph));
+  if (graph) check(cudaGraphDestroy(graph), "cudaGraphDestroy");
+  cudaGetLastError();
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  check(cudaEventDestroy(event), "cudaEventDestroy");
+  for (float* p : {buf, spare}) check(cudaFree(p), "cudaFree");
+  for (cudaStream_t st : {s, other}) check(cudaStreamDestroy(st), "cudaStreamDestroy");
+  return rec.report;
+}
+
+Report captureWhileOthersWait(const std::vector<float>& input, int rounds, int mode) {
+  Recorder rec;
+  Buffers b(input);
+  float* spare = deviceArray<float>(input.size());
+  cudaStream_t s = newStream(), other = newStream();
+  std::atomic<bool> stop{false};
+  std::atomic<int> otherErrors{0}, otherRounds{0};
+  // A fence-waiting thread: records events on its own stream and waits for them, as bssn's fence waits do.
+  std::thread waiter([&] {
+    cudaEvent_t event = nullptr;
+    if (cudaEventCreateWithFlags(&event, cudaEventDisableTiming) != cudaSuccess) ++otherErrors;
+    while (!stop.load()) {
+      BSSN_LAUNCH(graphAffineKernel, blocksFor(b.n), kBlock, 0, other, spare, 1.0f, 0.0f, b.n);
+      if (cudaGetLastError() != cudaSuccess) ++otherErrors;
+      if (cudaEventRecord(event, other) != cudaSuccess) ++otherErrors;
+      cudaError_t q;
+      while ((q = cudaEventQuery(event)) == cudaErrorNotReady) std::this_thread::yield();
+      if (q != cudaSuccess || cudaEventSynchronize(event) != cudaSuccess) ++otherErrors;
+      ++otherRounds;
+    }
+    cudaEventDestroy(event);
+  });
+  while (otherRounds.load() == 0) std::this_thread::yield();
+  int mainErrors = 0;
+  const std::vector<float> scalars{1.5f, -0.25f, 0.5f, 2.0f};
+  for (int r = 0; r < rounds; ++r) {
+    Recorder launches;
+    mainErrors += cudaStreamBeginCapture(s, cudaStreamCaptureMode(mode)) != cudaSuccess;
+    launchSequence(s, b, scalars, launches);
+    cudaGraph_t graph = nullptr;
+    mainErrors += cudaStreamEndCapture(s, &graph) != cudaSuccess;
+    cudaGraphExec_t exec = nullptr;
+    mainErrors += cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess;
+    mainErrors += cudaGraphDestroy(graph) != cudaSuccess;
+    mainErrors += cudaGraphLaunch(exec, s) != cudaSuccess;
+    mainErrors += cudaGraphExecDestroy(exec) != cudaSuccess;  // while the replay may still run
+    for (const auto& [what, status] : launches.report.statuses) mainErrors += status != "cudaSuccess";
+  }
+  rec.status("sync", cudaStreamSynchronize(s));
+  stop.store(true);
+  waiter.join();
+  rec.value("mainErrors", mainErrors);
+  rec.value("otherErrors", otherErrors.load());
+  rec.value("otherRounds", otherRounds.load());
+  b.read(rec);
+  check(cudaFree(spare), "cudaFree");
+  b.release();
+  for (cudaStream_t st : {s, other}) check(cudaStreamDestroy(st), "cudaStreamDestroy");
+  return rec.report;
+}
+
+Report graphLifetime(const std::vector<float>& input, const std::vector<float>& scalars) {
+  Recorder rec;
+  Buffers b(input);
+  cudaStream_t a = newStream(), s = newStream();
+  float* gateOut = deviceArray<float>(1);
+  static int gate;
+  __atomic_store_n(&gate, 0, __ATOMIC_RELEASE);
+  BSSN_LAUNCH(gateKernel, 1, 1, 0, a, &gate, gateOut);
+  cudaGraphExec_t exec = captureSequence(s, b, scalars, rec);
+  rec.status("graphLaunchGated", cudaGraphLaunch(exec, a));
+  rec.status("graphLaunchOther", cudaGraphLaunch(exec, s));  // runs after the gated replay: one at a time, in order
+  rec.status("execDestroy", cudaGraphExecDestroy(exec));     // both replays still to run
+  cudaEvent_t done = nullptr;
+  check(cudaEventCreateWithFlags(&done, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+  rec.status("eventRecord", cudaEventRecord(done, s));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  rec.status("queryWhileGated", cudaEventQuery(done));
+  rec.value("countWhileGated", download(b.count, 1));
+  __atomic_store_n(&gate, 1, __ATOMIC_RELEASE);
+  rec.status("syncGated", cudaStreamSynchronize(a));
+  rec.status("syncOther", cudaStreamSynchronize(s));
+  b.read(rec);
+  check(cudaEventDestroy(done), "cudaEventDestroy");
+  check(cudaFree(gateOut), "cudaFree");
+  b.release();
+  for (cudaStream_t st : {a, s}) check(cudaStreamDestroy(st), "cudaStreamDestroy");
+  return rec.report;
+}
+
+Report graphFault(const std::vector<float>& input, const std::vector<float>& scalars, int replays, int failAt) {
+  Recorder rec;
+  Buffers b(input);
+  cudaStream_t s = newStream();
+  cudaGraphExec_t exec = captureSequence(s, b, scalars, rec);
+  bssnEmuFailLaunch(failAt);
+  for (int r = 0; r < replays; ++r) rec.status("graphLaunch " + std::to_string(r), cudaGraphLaunch(exec, s));
+  const cudaError_t st = cudaStreamSynchronize(s);
+  rec.message("sync", std::string(cudaGetErrorName(st)) + ": " + cudaGetErrorString(st));
+  rec.status("graphLaunchAfterFault", cudaGraphLaunch(exec, s));
+  // The context is dead, so no copy works any more: the emulated device memory is read directly.
+  const auto direct = [](const auto* p, size_t n) { return std::vector<double>(p, p + n); };
+  rec.value("out", direct(b.out, size_t(b.n)));
+  rec.value("acc", direct(b.acc, size_t(b.n)));
+  rec.value("count", direct(b.count, 1));
+  return rec.report;  // nothing can be freed after the fault: the process ends
 }
 
 }  // namespace bssn::emu::probes

@@ -27,4 +27,36 @@ std::vector<double> staleRead();
 // a sticky fault: only for a process of its own.
 std::string fatal(const std::string& which);
 
+// ---- stream capture and graphs (see README.md, "CUDA graphs")
+
+// What a graph probe saw: each call's status (its cudaGetErrorName) or a message, and the values it read, by name.
+struct Report {
+  std::vector<std::pair<std::string, std::string>> statuses;
+  std::vector<std::pair<std::string, std::vector<double>>> values;
+};
+// Captures on a fresh stream (capture `mode`: 0 Global, 1 ThreadLocal, 2 Relaxed) the four launches out = in,
+// out = out * s[0] + s[1], out = out * s[2] + s[3], acc += out (and ++count), with the scalars bound at capture
+// from a vector destroyed right after; reads the outputs after the capture (nothing may have run), launches the
+// graph `replays` times (count after each) and reads them again. Values: capture's statistics, before/after.
+Report graphReplay(const std::vector<float>& input, const std::vector<float>& scalars, int replays, int mode);
+// Begins a capture (`mode`) on a stream, launches a kernel, makes the call `op` (see probes.cu), launches again, ends
+// the capture, then launches out = in * 2 + 1 on the same stream as plain work: its result and every status.
+Report captureError(const std::string& op, int mode, const std::vector<float>& input);
+// Misuse of the capture and graph calls (begin twice, end when not capturing, null handles, ...): their statuses.
+Report captureMisuse();
+// Begins a capture (`mode`) on this thread and ends it from another thread, then from this one.
+Report endFromOtherThread(int mode);
+// While this thread captures (`mode`), another thread (its own capture mode `otherMode`) allocates, frees,
+// synchronizes, queries and waits on events and launches on its own stream: every status, and the capture's.
+Report otherThreadDuringCapture(int mode, int otherMode);
+// `rounds` captures (`mode`) and replays on this thread while another thread records, launches and waits on
+// events of its own stream: errors on either side, and the last replay's output for `input`.
+Report captureWhileOthersWait(const std::vector<float>& input, int rounds, int mode);
+// A gate kernel holds stream A; a graph is captured on B, instantiated, its graph destroyed, launched on A, its
+// executable destroyed at once, and launched again on B (which must wait for A's replay); then the gate opens.
+Report graphLifetime(const std::vector<float>& input, const std::vector<float>& scalars);
+// The graphReplay graph launched `replays` times after bssnEmuFailLaunch(failAt): what synchronization reports and
+// the outputs, read directly from the emulated device memory (the context is dead). Only for a process of its own.
+Report graphFault(const std::vector<float>& input, const std::vector<float>& scalars, int replays, int failAt);
+
 }  // namespace bssn::emu::probes

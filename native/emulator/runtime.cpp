@@ -1,7 +1,7 @@
 // libcudart_emu's host runtime: one emulated device whose memory is host memory, streams that run their work on
 // their own threads in order, events with timing, stream-ordered allocation, pinned host memory, and the CUDA
-// error model (a per-thread last error; sticky faults that end the context), and CUDA IPC between processes.
-// See README.md beside this file.
+// error model (a per-thread last error; sticky faults that end the context), CUDA IPC between processes, and stream
+// capture of kernels into CUDA graphs. See README.md beside this file.
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
@@ -16,6 +16,7 @@
 #include <cstring>
 #include <map>
 #include <random>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -50,6 +51,13 @@ cudaError_t fail(cudaError_t error) {
   do {                                                               \
     const cudaError_t sticky_ = stickyError();                       \
     if (sticky_ != cudaSuccess) return fail(sticky_);                \
+  } while (0)
+
+// Returns a failed check's error from the calling entry point (kept as the last error, never sticky).
+#define BSSN_EMU_CHECK(expr)                               \
+  do {                                                     \
+    const cudaError_t check_ = (expr);                     \
+    if (check_ != cudaSuccess) return fail(check_);        \
   } while (0)
 
 int64_t envBytes(const char* name, int64_t fallback) {
@@ -300,11 +308,76 @@ void synchronizeDevice() {
   // Not under streamsMutex: a stream being destroyed meanwhile stays listed (and alive) until it has drained.
   for (CUstream_st* s : all) s->synchronize();
 }
-CUstream_st& streamOf(cudaStream_t s) { return s ? *s : defaultStream(); }
+bool isLegacy(cudaStream_t s) { return !s || s == cudaStreamLegacy; }
+CUstream_st& streamOf(cudaStream_t s) { return isLegacy(s) ? defaultStream() : *s; }
 
 int deviceCount() {
   // BSSN_EMU_DEVICES=0 emulates a machine whose driver sees no GPU.
   return int(envBytes("BSSN_EMU_DEVICES", 1));
+}
+
+// ---- stream capture (CUDA graphs): what a capturing stream has recorded, and the checks other calls make
+
+// A captured kernel launch. The body holds the launch's arguments as bound at capture, and runs again at every
+// replay (kernels only read their parameters, so one body serves every replay, however many are in flight).
+struct GraphNode {
+  std::string kernel;
+  dim3 grid, block;
+  size_t sharedBytes;
+  std::shared_ptr<KernelBody> body;
+};
+
+struct Capture {
+  cudaStreamCaptureMode mode;
+  std::thread::id thread;  // that began it: only it may end a Global or ThreadLocal capture
+  bool blocking;           // a stream that synchronizes with the legacy stream (not cudaStreamNonBlocking)
+  bool invalidated = false;
+  std::vector<GraphNode> nodes;
+};
+
+std::mutex captureMutex;
+std::map<cudaStream_t, Capture>& captures() {  // under captureMutex
+  static auto* all = new std::map<cudaStream_t, Capture>();
+  return *all;
+}
+std::atomic<int> capturingStreams{0};  // captures().size(): every call checks it, and locks only while some capture
+// The calling thread's interaction with captures (cudaThreadExchangeStreamCaptureMode), Global by default.
+thread_local cudaStreamCaptureMode threadCaptureMode = cudaStreamCaptureModeGlobal;
+
+// Work other than a kernel enqueued on `stream`: refused while the stream captures (the emulator captures kernels
+// only), and on the legacy stream while a blocking stream captures (that would make the legacy stream depend on
+// the capture, as CUDA refuses too). Either invalidates the capture; one invalidated already answers so.
+cudaError_t captureConflict(cudaStream_t stream) {
+  if (capturingStreams.load() == 0) return cudaSuccess;
+  std::lock_guard<std::mutex> lock(captureMutex);
+  cudaError_t st = cudaSuccess;
+  if (isLegacy(stream)) {
+    for (auto& [s, c] : captures())
+      if (c.blocking) c.invalidated = true, st = cudaErrorStreamCaptureImplicit;
+    return st;
+  }
+  auto it = captures().find(stream);
+  if (it == captures().end()) return cudaSuccess;
+  if (it->second.invalidated) return cudaErrorStreamCaptureInvalidated;
+  it->second.invalidated = true;
+  return cudaErrorStreamCaptureUnsupported;
+}
+
+// A potentially unsafe call (allocation, free, synchronous copy, synchronization): as in CUDA 13, refused while the
+// calling thread has a capture that is not Relaxed, or, the thread's own mode being Global (the default), while any
+// thread has a Global capture; the captures that forbid it are invalidated. A graph cannot contain such a call, so
+// code that makes one in the middle of a capture is wrong on a GPU: here it fails in CI too.
+cudaError_t refuseUnsafe() {
+  if (capturingStreams.load() == 0 || threadCaptureMode == cudaStreamCaptureModeRelaxed) return cudaSuccess;
+  std::lock_guard<std::mutex> lock(captureMutex);
+  const std::thread::id self = std::this_thread::get_id();
+  cudaError_t st = cudaSuccess;
+  for (auto& [s, c] : captures()) {
+    const bool own = c.thread == self && c.mode != cudaStreamCaptureModeRelaxed;
+    const bool global = threadCaptureMode == cudaStreamCaptureModeGlobal && c.mode == cudaStreamCaptureModeGlobal;
+    if (own || global) c.invalidated = true, st = cudaErrorStreamCaptureUnsupported;
+  }
+  return st;
 }
 
 }  // namespace
@@ -476,6 +549,53 @@ struct CUmemPoolHandle_st {
   uint64_t releaseThreshold = 0;
 };
 
+// A captured graph: its kernel launches in capture order.
+struct CUgraph_st {
+  std::vector<GraphNode> nodes;
+};
+
+namespace {
+// What an executable graph's replays run. Shared by the handle and every replay enqueued, so that it lives until
+// the last has run. Replays of one executable run one at a time, in the order of their cudaGraphLaunch calls,
+// even on different streams (CUDA's rule).
+struct ExecutableGraph {
+  explicit ExecutableGraph(std::vector<GraphNode> n) : nodes(std::move(n)) {}
+  const std::vector<GraphNode> nodes;
+  std::mutex launching;
+  uint64_t launched = 0;  // tickets, taken at cudaGraphLaunch (under `launching`)
+  std::mutex mutex;
+  std::condition_variable turn;
+  uint64_t finished = 0;
+
+  template <typename Body>
+  void run(uint64_t ticket, Body&& body) {
+    {
+      std::unique_lock<std::mutex> lock(mutex);
+      turn.wait(lock, [&] { return finished == ticket; });
+    }
+    body();
+    std::lock_guard<std::mutex> lock(mutex);
+    ++finished;
+    turn.notify_all();
+  }
+};
+
+std::mutex graphsMutex;
+// The live handles: a destroyed or never-created one is refused (cudaErrorInvalidValue), not undefined behaviour.
+std::set<const CUgraph_st*>& liveGraphs() {
+  static auto* all = new std::set<const CUgraph_st*>();
+  return *all;
+}
+std::set<const CUgraphExec_st*>& liveExecs() {
+  static auto* all = new std::set<const CUgraphExec_st*>();
+  return *all;
+}
+}  // namespace
+
+struct CUgraphExec_st {
+  std::shared_ptr<ExecutableGraph> graph;
+};
+
 extern "C" {
 
 const char* cudaGetErrorName(cudaError_t error) {
@@ -498,6 +618,7 @@ const char* cudaGetErrorName(cudaError_t error) {
     BSSN_EMU_NAME(cudaErrorNoKernelImageForDevice)
     BSSN_EMU_NAME(cudaErrorECCUncorrectable)
     BSSN_EMU_NAME(cudaErrorInvalidResourceHandle)
+    BSSN_EMU_NAME(cudaErrorIllegalState)
     BSSN_EMU_NAME(cudaErrorNotReady)
     BSSN_EMU_NAME(cudaErrorIllegalAddress)
     BSSN_EMU_NAME(cudaErrorLaunchOutOfResources)
@@ -510,6 +631,15 @@ const char* cudaGetErrorName(cudaError_t error) {
     BSSN_EMU_NAME(cudaErrorInvalidPc)
     BSSN_EMU_NAME(cudaErrorLaunchFailure)
     BSSN_EMU_NAME(cudaErrorNotSupported)
+    BSSN_EMU_NAME(cudaErrorStreamCaptureUnsupported)
+    BSSN_EMU_NAME(cudaErrorStreamCaptureInvalidated)
+    BSSN_EMU_NAME(cudaErrorStreamCaptureMerge)
+    BSSN_EMU_NAME(cudaErrorStreamCaptureUnmatched)
+    BSSN_EMU_NAME(cudaErrorStreamCaptureUnjoined)
+    BSSN_EMU_NAME(cudaErrorStreamCaptureIsolation)
+    BSSN_EMU_NAME(cudaErrorStreamCaptureImplicit)
+    BSSN_EMU_NAME(cudaErrorCapturedEvent)
+    BSSN_EMU_NAME(cudaErrorStreamCaptureWrongThread)
     BSSN_EMU_NAME(cudaErrorUnknown)
 #undef BSSN_EMU_NAME
   }
@@ -535,6 +665,7 @@ const char* cudaGetErrorString(cudaError_t error) {
     case cudaErrorNoKernelImageForDevice: return "no kernel image is available for execution on the device";
     case cudaErrorECCUncorrectable: return "uncorrectable ECC error encountered";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
     case cudaErrorNotReady: return "device not ready";
     case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
     case cudaErrorLaunchOutOfResources: return "too many resources requested for launch";
@@ -542,6 +673,15 @@ const char* cudaGetErrorString(cudaError_t error) {
     case cudaErrorAssert: return "device-side assert triggered";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
     case cudaErrorNotSupported: return "operation not supported";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureMerge: return "operation would result in a merge of separate capture sequences";
+    case cudaErrorStreamCaptureUnmatched: return "capture was not ended in the same stream as it began";
+    case cudaErrorStreamCaptureUnjoined: return "capturing stream has unjoined work";
+    case cudaErrorStreamCaptureIsolation: return "dependency created on uncaptured work in another stream";
+    case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
+    case cudaErrorCapturedEvent: return "operation not permitted on an event last recorded in a capturing stream";
+    case cudaErrorStreamCaptureWrongThread: return "attempt to terminate a thread-local capture sequence from another thread";
     default: return "unknown error";
   }
 }
@@ -622,6 +762,7 @@ cudaError_t cudaDeviceGetAttribute(int* value, enum cudaDeviceAttr attr, int dev
 
 cudaError_t cudaDeviceSynchronize(void) {
   BSSN_EMU_ENTER();
+  BSSN_EMU_CHECK(refuseUnsafe());
   synchronizeDevice();
   return afterWait();
 }
@@ -649,6 +790,7 @@ cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device) {
 
 cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr attr, void* value) {
   BSSN_EMU_ENTER();
+  BSSN_EMU_CHECK(refuseUnsafe());  // as the driver's pool attribute calls are under capture
   if (!pool || !value) return fail(cudaErrorInvalidValue);
   if (attr != cudaMemPoolAttrReleaseThreshold) return fail(cudaErrorNotSupported);
   pool->releaseThreshold = *static_cast<uint64_t*>(value);
@@ -657,6 +799,7 @@ cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr att
 
 cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr attr, void* value) {
   BSSN_EMU_ENTER();
+  BSSN_EMU_CHECK(refuseUnsafe());  // as the driver's pool attribute calls are under capture
   if (!pool || !value) return fail(cudaErrorInvalidValue);
   if (attr == cudaMemPoolAttrReleaseThreshold) {
     *static_cast<uint64_t*>(value) = pool->releaseThreshold;
@@ -671,6 +814,7 @@ cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, enum cudaMemPoolAttr att
 
 cudaError_t cudaMemPoolTrimTo(cudaMemPool_t pool, size_t minBytesToKeep) {
   BSSN_EMU_ENTER();
+  BSSN_EMU_CHECK(refuseUnsafe());  // as the driver's pool attribute calls are under capture
   (void)minBytesToKeep;  // the emulated pool returns freed memory at once: nothing is kept to trim
   if (!pool) return fail(cudaErrorInvalidValue);
   return cudaSuccess;
@@ -680,23 +824,32 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) 
   BSSN_EMU_ENTER();
   if (!stream || flags > cudaStreamNonBlocking) return fail(cudaErrorInvalidValue);
   *stream = new CUstream_st();
+  (*stream)->flags = flags;
   return cudaSuccess;
 }
 
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
-  if (!stream) return fail(cudaErrorInvalidResourceHandle);
+  if (isLegacy(stream)) return fail(cudaErrorInvalidResourceHandle);
+  {
+    // A capture still open on it ends with it, its graph discarded.
+    std::lock_guard<std::mutex> lock(captureMutex);
+    if (captures().erase(stream)) capturingStreams--;
+  }
   delete stream;  // lets its queued work finish first, as CUDA does
   return cudaSuccess;
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   BSSN_EMU_ENTER();
+  BSSN_EMU_CHECK(refuseUnsafe());
+  BSSN_EMU_CHECK(captureConflict(stream));  // a capturing stream has nothing to wait for: its work is not enqueued
   streamOf(stream).synchronize();
   return afterWait();
 }
 
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
   BSSN_EMU_ENTER();
+  BSSN_EMU_CHECK(captureConflict(stream));
   return streamOf(stream).idle() ? cudaSuccess : cudaErrorNotReady;
 }
 
@@ -722,6 +875,7 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   BSSN_EMU_ENTER();
   if (!event) return fail(cudaErrorInvalidResourceHandle);
+  BSSN_EMU_CHECK(captureConflict(stream));  // CUDA would capture an event record node; the emulator does not
   std::shared_ptr<EventState> state = event->state;
   const uint64_t generation = state->record();
   // Completes in stream order even after a fault, so that nobody waits forever; the waiter sees the fault.
@@ -746,6 +900,7 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
   BSSN_EMU_ENTER();
   if (!event) return fail(cudaErrorInvalidResourceHandle);
   if (flags != 0) return fail(cudaErrorInvalidValue);
+  BSSN_EMU_CHECK(captureConflict(stream));  // CUDA would capture a dependency; the emulator does not
   std::shared_ptr<EventState> state = event->state;
   // The record to wait for is the latest as of this call; an event never recorded has nothing to wait for.
   const uint64_t generation = state->latest();
@@ -809,11 +964,13 @@ cudaError_t cudaIpcOpenEventHandle(cudaEvent_t* event, cudaIpcEventHandle_t hand
 
 cudaError_t cudaMalloc(void** ptr, size_t bytes) {
   BSSN_EMU_ENTER();
+  BSSN_EMU_CHECK(refuseUnsafe());
   return allocateDevice(ptr, bytes, true);
 }
 
 cudaError_t cudaFree(void* ptr) {
   BSSN_EMU_ENTER();
+  BSSN_EMU_CHECK(refuseUnsafe());
   if (!ptr) return cudaSuccess;
   const size_t bytes = beginFree(ptr);
   if (!bytes) return fail(cudaErrorInvalidValue);
@@ -825,12 +982,15 @@ cudaError_t cudaFree(void* ptr) {
 
 cudaError_t cudaMallocAsync(void** ptr, size_t bytes, cudaStream_t stream) {
   BSSN_EMU_ENTER();
-  (void)stream;  // memory is usable in stream order at once: nothing of the stream's may use it before
+  // CUDA would capture an allocation node; the emulator does not. Otherwise the memory is usable in stream order
+  // at once: nothing of the stream's may use it before.
+  BSSN_EMU_CHECK(captureConflict(stream));
   return allocateDevice(ptr, bytes, false);
 }
 
 cudaError_t cudaFreeAsync(void* ptr, cudaStream_t stream) {
   BSSN_EMU_ENTER();
+  BSSN_EMU_CHECK(captureConflict(stream));  // CUDA would capture a free node; the emulator does not
   if (!ptr) return cudaSuccess;
   if (!beginFree(ptr)) return fail(cudaErrorInvalidValue);
   // The memory goes back when the stream reaches this point; a kernel enqueued later that still uses it reads
@@ -854,6 +1014,7 @@ cudaError_t cudaIpcGetMemHandle(cudaIpcMemHandle_t* handle, void* devPtr) {
 cudaError_t cudaIpcOpenMemHandle(void** devPtr, cudaIpcMemHandle_t handle, unsigned int flags) {
   BSSN_EMU_ENTER();
   if (!devPtr || (flags & ~unsigned(cudaIpcMemLazyEnablePeerAccess))) return fail(cudaErrorInvalidValue);
+  BSSN_EMU_CHECK(refuseUnsafe());  // maps memory, as cudaMalloc does
   *devPtr = nullptr;
   const IpcHandle h = unpack(handle);
   if (h.kind != kIpcMemory || h.bytes == 0) return fail(cudaErrorInvalidValue);
@@ -890,6 +1051,7 @@ cudaError_t cudaIpcOpenMemHandle(void** devPtr, cudaIpcMemHandle_t handle, unsig
 
 cudaError_t cudaIpcCloseMemHandle(void* devPtr) {
   BSSN_EMU_ENTER();
+  BSSN_EMU_CHECK(refuseUnsafe());  // synchronizes the device, as cudaFree does
   {
     std::lock_guard<std::mutex> lock(memory().mutex);
     auto it = memory().live.find(reinterpret_cast<uintptr_t>(devPtr));
@@ -905,6 +1067,7 @@ cudaError_t cudaIpcCloseMemHandle(void* devPtr) {
 
 cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned int flags) {
   BSSN_EMU_ENTER();
+  BSSN_EMU_CHECK(refuseUnsafe());
   if (!ptr || flags != cudaHostAllocDefault) return fail(cudaErrorInvalidValue);
   void* p = alignedAlloc(bytes);
   if (!p) return fail(cudaErrorMemoryAllocation);
@@ -917,6 +1080,7 @@ cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned int flags) {
 
 cudaError_t cudaFreeHost(void* ptr) {
   BSSN_EMU_ENTER();
+  BSSN_EMU_CHECK(refuseUnsafe());
   if (!ptr) return cudaSuccess;
   {
     std::lock_guard<std::mutex> lock(memory().mutex);
@@ -961,6 +1125,9 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, enum cudaM
   const bool wantSrc = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
   if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDefault) return fail(cudaErrorInvalidMemcpyDirection);
   if (wantDst != dstDevice || wantSrc != srcDevice) return fail(cudaErrorInvalidValue);
+  BSSN_EMU_CHECK(captureConflict(stream));  // CUDA would capture a copy node; the emulator does not
+  // Into pageable memory the copy is synchronous (below): unsafe during a capture, as cudaMemcpy.
+  if (!dstDevice && d != Space::Pinned) BSSN_EMU_CHECK(refuseUnsafe());
   CUstream_st& st = streamOf(stream);
   if (!srcDevice && s != Space::Pinned) {
     // Pageable source: staged before the call returns, so the caller may reuse it at once (CUDA's behaviour).
@@ -981,6 +1148,8 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, enum cudaM
 }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, enum cudaMemcpyKind kind) {
+  BSSN_EMU_ENTER();
+  BSSN_EMU_CHECK(refuseUnsafe());
   const cudaError_t st = cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
   if (st != cudaSuccess) return st;
   return cudaStreamSynchronize(nullptr);
@@ -990,6 +1159,7 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t str
   BSSN_EMU_ENTER();
   if (bytes == 0) return cudaSuccess;
   if (spaceOf(ptr, bytes) != Space::Device) return fail(cudaErrorInvalidValue);
+  BSSN_EMU_CHECK(captureConflict(stream));  // CUDA would capture a memset node; the emulator does not
   streamOf(stream).enqueue([ptr, value, bytes] {
     if (stickyError() == cudaSuccess) std::memset(ptr, value, bytes);
   });
@@ -1016,34 +1186,183 @@ bool validLaunch(dim3 grid, dim3 block, size_t sharedBytes) {
 }
 }  // namespace
 
-cudaError_t bssnEmuLaunch(const char* name, const void* entry, dim3 grid, dim3 block, size_t sharedBytes, cudaStream_t stream,
-                          KernelBody* body) {
-  std::unique_ptr<KernelBody> owned(body);
-  (void)entry;
-  BSSN_EMU_ENTER();
-  // Launch errors are reported by the launch (cudaGetLastError), not by the stream, and are not sticky.
-  if (!validLaunch(grid, block, sharedBytes)) return fail(cudaErrorInvalidConfiguration);
+}  // extern "C"
+
+namespace {
+
+// A kernel launch, as counted: the statistics, and whether fault injection picks it (at launch, as a GPU's fault
+// comes from that launch).
+bool countLaunch(const std::string& kernel) {
   stats().launches++;
   {
     std::lock_guard<std::mutex> lock(stats().mutex);
-    stats().perKernel[name]++;
+    stats().perKernel[kernel]++;
   }
-  const bool injectFault = failLaunchIn.load() > 0 && failLaunchIn.fetch_sub(1) == 1;
-  std::shared_ptr<KernelBody> shared(std::move(owned));
-  const std::string kernel = name;
-  streamOf(stream).enqueue([kernel, grid, block, sharedBytes, shared, injectFault] {
-    if (stickyError() != cudaSuccess) return;
-    if (injectFault) {
-      setSticky(cudaErrorLaunchFailure, "kernel " + kernel + " faulted (injected by bssnEmuFailLaunch)");
-      return;
+  return failLaunchIn.load() > 0 && failLaunchIn.fetch_sub(1) == 1;
+}
+
+// Runs one launch on its stream's thread; false when it did not run (the context has a fault, or gets one now).
+bool runLaunch(const GraphNode& launch, bool injectFault) {
+  if (stickyError() != cudaSuccess) return false;
+  if (injectFault) {
+    setSticky(cudaErrorLaunchFailure, "kernel " + launch.kernel + " faulted (injected by bssnEmuFailLaunch)");
+    return false;
+  }
+  runGrid(launch.kernel.c_str(), launch.grid, launch.block, launch.sharedBytes, *launch.body);
+  return stickyError() == cudaSuccess;
+}
+
+}  // namespace
+
+extern "C" {
+
+cudaError_t bssnEmuLaunch(const char* name, const void* entry, dim3 grid, dim3 block, size_t sharedBytes, cudaStream_t stream,
+                          KernelBody* body) {
+  GraphNode launch{name, grid, block, sharedBytes, std::shared_ptr<KernelBody>(body)};
+  (void)entry;
+  BSSN_EMU_ENTER();
+  // Launch errors are reported by the launch (cudaGetLastError), not by the stream, and are not sticky.
+  const bool valid = validLaunch(grid, block, sharedBytes);
+  if (isLegacy(stream)) {
+    BSSN_EMU_CHECK(captureConflict(stream));  // while a blocking stream captures
+  } else if (capturingStreams.load() != 0) {
+    std::lock_guard<std::mutex> lock(captureMutex);
+    if (auto it = captures().find(stream); it != captures().end()) {
+      Capture& c = it->second;
+      if (c.invalidated) return fail(cudaErrorStreamCaptureInvalidated);
+      // A launch that fails invalidates the capture, as in CUDA; it returns its own error.
+      if (!valid) c.invalidated = true;
+      else c.nodes.push_back(std::move(launch));  // recorded, not run, and not counted: a replay is the launch
+      return valid ? cudaSuccess : fail(cudaErrorInvalidConfiguration);
     }
-    runGrid(kernel.c_str(), grid, block, sharedBytes, *shared);
+  }
+  if (!valid) return fail(cudaErrorInvalidConfiguration);
+  const bool injectFault = countLaunch(launch.kernel);
+  streamOf(stream).enqueue([launch = std::move(launch), injectFault] { runLaunch(launch, injectFault); });
+  return cudaSuccess;
+}
+
+// ---- stream capture and graphs
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode) {
+  BSSN_EMU_ENTER();
+  if (mode < cudaStreamCaptureModeGlobal || mode > cudaStreamCaptureModeRelaxed) return fail(cudaErrorInvalidValue);
+  // The legacy stream synchronizes with every blocking stream: CUDA cannot capture it.
+  if (isLegacy(stream)) return fail(cudaErrorStreamCaptureUnsupported);
+  std::lock_guard<std::mutex> lock(captureMutex);
+  const bool blocking = !(stream->flags & cudaStreamNonBlocking);
+  if (!captures().try_emplace(stream, Capture{mode, std::this_thread::get_id(), blocking, false, {}}).second)
+    return fail(cudaErrorIllegalState);  // capturing already (or invalidated, not yet ended)
+  capturingStreams++;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* pGraph) {
+  BSSN_EMU_ENTER();
+  if (!pGraph) return fail(cudaErrorInvalidValue);
+  std::vector<GraphNode> nodes;
+  {
+    std::lock_guard<std::mutex> lock(captureMutex);
+    auto it = isLegacy(stream) ? captures().end() : captures().find(stream);
+    if (it == captures().end()) return fail(cudaErrorIllegalState);
+    if (it->second.mode != cudaStreamCaptureModeRelaxed && it->second.thread != std::this_thread::get_id())
+      return fail(cudaErrorStreamCaptureWrongThread);  // and the capture goes on
+    const bool invalidated = it->second.invalidated;
+    nodes = std::move(it->second.nodes);
+    captures().erase(it);
+    capturingStreams--;
+    if (invalidated) {
+      *pGraph = nullptr;
+      return fail(cudaErrorStreamCaptureInvalidated);
+    }
+  }
+  *pGraph = new CUgraph_st{std::move(nodes)};
+  std::lock_guard<std::mutex> lock(graphsMutex);
+  liveGraphs().insert(*pGraph);
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, enum cudaStreamCaptureStatus* pCaptureStatus) {
+  BSSN_EMU_ENTER();
+  if (!pCaptureStatus) return fail(cudaErrorInvalidValue);
+  *pCaptureStatus = cudaStreamCaptureStatusNone;
+  std::lock_guard<std::mutex> lock(captureMutex);
+  for (const auto& [s, c] : captures()) {
+    // Asking about the legacy stream while a blocking stream captures is refused, not an invalidation.
+    if (isLegacy(stream) && c.blocking) return fail(cudaErrorStreamCaptureImplicit);
+    if (s == stream) *pCaptureStatus = c.invalidated ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive;
+  }
+  return cudaSuccess;
+}
+
+cudaError_t cudaThreadExchangeStreamCaptureMode(enum cudaStreamCaptureMode* mode) {
+  if (!mode || *mode < cudaStreamCaptureModeGlobal || *mode > cudaStreamCaptureModeRelaxed) return fail(cudaErrorInvalidValue);
+  std::swap(*mode, threadCaptureMode);
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* pGraphExec, cudaGraph_t graph, unsigned long long flags) {
+  BSSN_EMU_ENTER();
+  // No instantiation flag applies to a graph of kernel nodes launched from the host.
+  if (!pGraphExec || flags != 0) return fail(cudaErrorInvalidValue);
+  std::lock_guard<std::mutex> lock(graphsMutex);
+  if (!liveGraphs().count(graph)) return fail(cudaErrorInvalidValue);
+  // A copy of the nodes: the graph may be destroyed at once, the executable stays.
+  *pGraphExec = new CUgraphExec_st{std::make_shared<ExecutableGraph>(graph->nodes)};
+  liveExecs().insert(*pGraphExec);
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream) {
+  BSSN_EMU_ENTER();
+  std::shared_ptr<ExecutableGraph> exec;
+  {
+    std::lock_guard<std::mutex> lock(graphsMutex);
+    if (!liveExecs().count(graphExec)) return fail(cudaErrorInvalidValue);
+    exec = graphExec->graph;
+  }
+  BSSN_EMU_CHECK(captureConflict(stream));  // CUDA would capture a child graph node; the emulator does not
+  stats().graphLaunches++;
+  // Each node is a launch: counted, and picked for an injected fault or not, now.
+  std::vector<bool> faults;
+  for (const GraphNode& node : exec->nodes) faults.push_back(countLaunch(node.kernel));
+  // The ticket and the enqueue together: two threads launching it on one stream enqueue in ticket order.
+  std::lock_guard<std::mutex> lock(exec->launching);
+  const uint64_t ticket = exec->launched++;
+  // One unit of stream work, so that nothing of the stream's runs between the nodes; the unit holds the
+  // executable, which may be destroyed before it runs.
+  streamOf(stream).enqueue([exec, faults, ticket] {
+    exec->run(ticket, [&] {
+      for (size_t i = 0; i < exec->nodes.size(); ++i)
+        if (!runLaunch(exec->nodes[i], faults[i])) return;  // a fault stops the later nodes
+    });
   });
   return cudaSuccess;
 }
 
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t graphExec) {
+  {
+    std::lock_guard<std::mutex> lock(graphsMutex);
+    if (!liveExecs().erase(graphExec)) return fail(cudaErrorInvalidValue);
+  }
+  delete graphExec;  // replays still enqueued keep what they run: CUDA frees an executable in flight when it is done
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  {
+    std::lock_guard<std::mutex> lock(graphsMutex);
+    if (!liveGraphs().erase(graph)) return fail(cudaErrorInvalidValue);
+  }
+  delete graph;
+  return cudaSuccess;
+}
+
 cudaError_t bssnEmuEnqueue(cudaStream_t stream, void (*fn)(void*), void (*drop)(void*), void* data) {
-  const cudaError_t s = stickyError();
+  cudaError_t s = stickyError();
+  // Host work (the emulated cuBLAS and cuDNN) is no kernel: not captured (their CUDA versions launch kernels
+  // that CUDA would capture; bssn captures none of them).
+  if (s == cudaSuccess) s = captureConflict(stream);
   if (s != cudaSuccess) {
     if (drop) drop(data);
     return fail(s);
@@ -1067,6 +1386,7 @@ void bssnEmuStats(BssnEmuStats* out) {
   out->launches = stats().launches.load();
   out->blocks = stats().blocks.load();
   out->threads = stats().threads.load();
+  out->graphLaunches = stats().graphLaunches.load();
   std::lock_guard<std::mutex> lock(memory().mutex);
   out->deviceBytes = memory().deviceBytes;
   out->deviceAllocations = 0;

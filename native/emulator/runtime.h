@@ -21,7 +21,7 @@ cudaError_t stickyError();
 void setSticky(cudaError_t error, const std::string& message);
 
 struct Stats {
-  std::atomic<int64_t> launches{0}, blocks{0}, threads{0};
+  std::atomic<int64_t> launches{0}, blocks{0}, threads{0}, graphLaunches{0};
   std::mutex mutex;
   std::map<std::string, int64_t> perKernel;  // launches by kernel name
 };
@@ -42,6 +42,7 @@ struct CUstream_st {
   // Waits for the work enqueued before the call (not for what other threads enqueue meanwhile).
   void synchronize();
   bool idle();
+  unsigned flags = cudaStreamDefault;  // cudaStreamNonBlocking: no implicit synchronization with the legacy stream
 
  private:
   void loop();

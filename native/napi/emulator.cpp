@@ -27,6 +27,35 @@ Napi::Function fn(Napi::Env env, const char* name, Body body) {
                              name);
 }
 
+// A graph probe's report as {statuses: {name: status or message}, values: {name: number[]}}.
+Napi::Object toObject(Napi::Env env, const emu::probes::Report& report) {
+  Napi::Object statuses = Napi::Object::New(env), values = Napi::Object::New(env);
+  for (const auto& [name, status] : report.statuses) statuses.Set(name, status);
+  for (const auto& [name, v] : report.values) values.Set(name, toArray(env, v));
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("statuses", statuses);
+  r.Set("values", values);
+  return r;
+}
+
+std::vector<float> toFloats(Napi::Value value, const char* what) {
+  if (value.IsArray()) {
+    Napi::Array a = value.As<Napi::Array>();
+    std::vector<float> out(a.Length());
+    for (uint32_t i = 0; i < a.Length(); ++i) out[i] = float(toNumber(a.Get(i), what));
+    return out;
+  }
+  Napi::Float32Array a = toFloat32Array(value, what);
+  return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
+}
+
+int toMode(Napi::Value value) { return int(toInteger(value, "capture mode", 0, 2)); }
+
+std::string toName(const Napi::CallbackInfo& info) {
+  if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "expected the probe's name");
+  return info[0].As<Napi::String>();
+}
+
 }  // namespace
 
 Napi::Object defineEmulator(Napi::Env env) {
@@ -56,6 +85,7 @@ Napi::Object defineEmulator(Napi::Env env) {
           r.Set("deviceBytes", double(s.deviceBytes));
           r.Set("deviceAllocations", double(s.deviceAllocations));
           r.Set("hostPinnedAllocations", double(s.hostPinnedAllocations));
+          r.Set("graphLaunches", double(s.graphLaunches));
           r.Set("stickyFault", bssnEmuStickyMessage());
           std::vector<const char*> names(256);
           std::vector<int64_t> counts(256);
@@ -95,6 +125,35 @@ Napi::Object defineEmulator(Napi::Env env) {
   probes.Set("fatal", fn(env, "fatal", [](const Napi::CallbackInfo& info) -> Napi::Value {
                if (!info[0].IsString()) throw Napi::TypeError::New(info.Env(), "expected the probe's name");
                return Napi::String::New(info.Env(), emu::probes::fatal(info[0].As<Napi::String>()));
+             }));
+  // Stream capture and graphs (native/emulator/probes.h says what each does); modes: 0 Global, 1 ThreadLocal, 2 Relaxed.
+  probes.Set("graphReplay", fn(env, "graphReplay", [](const Napi::CallbackInfo& info) -> Napi::Value {
+               return toObject(info.Env(), emu::probes::graphReplay(toFloats(info[0], "input"), toFloats(info[1], "scalars"),
+                                                                    int(toInteger(info[2], "replays", 0, 1000)), toMode(info[3])));
+             }));
+  probes.Set("captureError", fn(env, "captureError", [](const Napi::CallbackInfo& info) -> Napi::Value {
+               return toObject(info.Env(), emu::probes::captureError(toName(info), toMode(info[1]), toFloats(info[2], "input")));
+             }));
+  probes.Set("captureMisuse", fn(env, "captureMisuse", [](const Napi::CallbackInfo& info) -> Napi::Value {
+               return toObject(info.Env(), emu::probes::captureMisuse());
+             }));
+  probes.Set("endFromOtherThread", fn(env, "endFromOtherThread", [](const Napi::CallbackInfo& info) -> Napi::Value {
+               return toObject(info.Env(), emu::probes::endFromOtherThread(toMode(info[0])));
+             }));
+  probes.Set("otherThreadDuringCapture", fn(env, "otherThreadDuringCapture", [](const Napi::CallbackInfo& info) -> Napi::Value {
+               return toObject(info.Env(), emu::probes::otherThreadDuringCapture(toMode(info[0]), toMode(info[1])));
+             }));
+  probes.Set("captureWhileOthersWait", fn(env, "captureWhileOthersWait", [](const Napi::CallbackInfo& info) -> Napi::Value {
+               return toObject(info.Env(), emu::probes::captureWhileOthersWait(toFloats(info[0], "input"),
+                                                                               int(toInteger(info[1], "rounds", 1, 100000)), toMode(info[2])));
+             }));
+  probes.Set("graphLifetime", fn(env, "graphLifetime", [](const Napi::CallbackInfo& info) -> Napi::Value {
+               return toObject(info.Env(), emu::probes::graphLifetime(toFloats(info[0], "input"), toFloats(info[1], "scalars")));
+             }));
+  probes.Set("graphFault", fn(env, "graphFault", [](const Napi::CallbackInfo& info) -> Napi::Value {
+               return toObject(info.Env(), emu::probes::graphFault(toFloats(info[0], "input"), toFloats(info[1], "scalars"),
+                                                                   int(toInteger(info[2], "replays", 1, 1000)),
+                                                                   int(toInteger(info[3], "launch count", 1, 1000000))));
              }));
   o.Set("probes", probes);
   return o;

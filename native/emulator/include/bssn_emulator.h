@@ -22,19 +22,21 @@ BSSN_EMU_API void bssnEmuFault(cudaError_t error, const char* message);
 // Fault injection (the counters count from the call on; 0 turns a fault off).
 // The n-th device allocation (cudaMalloc, cudaMallocAsync) from now fails with cudaErrorMemoryAllocation.
 BSSN_EMU_API void bssnEmuFailAllocation(int64_t n);
-// The n-th kernel launch from now faults on the device with the sticky cudaErrorLaunchFailure.
+// The n-th kernel launch from now faults on the device with the sticky cudaErrorLaunchFailure. A graph's kernel
+// nodes count as launches, decided at cudaGraphLaunch; a kernel captured into a graph is not a launch.
 BSSN_EMU_API void bssnEmuFailLaunch(int64_t n);
 
 struct BssnEmuStats {
-  int64_t launches;        // kernels launched
+  int64_t launches;        // kernels launched (a graph's kernel nodes count at each cudaGraphLaunch)
   int64_t blocks;          // blocks executed
   int64_t threads;         // threads executed
   int64_t deviceBytes;     // device memory in use
   int64_t deviceAllocations;
   int64_t hostPinnedAllocations;
+  int64_t graphLaunches;  // cudaGraphLaunch calls that enqueued a graph
 };
 BSSN_EMU_API void bssnEmuStats(BssnEmuStats* out);
-// Launch counts by kernel name: fills up to `capacity` entries, returns how many kernels were launched.
+// Launch counts by kernel name (graph nodes included, as in `launches`): fills up to `capacity` entries, returns how many kernels were launched.
 BSSN_EMU_API size_t bssnEmuKernelLaunches(const char** names, int64_t* counts, size_t capacity);
 // The context's sticky fault message, empty when none.
 BSSN_EMU_API const char* bssnEmuStickyMessage(void);

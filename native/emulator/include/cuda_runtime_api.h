@@ -31,6 +31,7 @@ enum cudaError {
   cudaErrorNoKernelImageForDevice = 209,
   cudaErrorECCUncorrectable = 214,
   cudaErrorInvalidResourceHandle = 400,
+  cudaErrorIllegalState = 401,
   cudaErrorNotReady = 600,
   cudaErrorIllegalAddress = 700,
   cudaErrorLaunchOutOfResources = 701,
@@ -43,6 +44,15 @@ enum cudaError {
   cudaErrorInvalidPc = 718,
   cudaErrorLaunchFailure = 719,
   cudaErrorNotSupported = 801,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureMerge = 902,
+  cudaErrorStreamCaptureUnmatched = 903,
+  cudaErrorStreamCaptureUnjoined = 904,
+  cudaErrorStreamCaptureIsolation = 905,
+  cudaErrorStreamCaptureImplicit = 906,
+  cudaErrorCapturedEvent = 907,
+  cudaErrorStreamCaptureWrongThread = 908,
   cudaErrorUnknown = 999,
 };
 typedef enum cudaError cudaError_t;
@@ -76,6 +86,19 @@ enum cudaMemPoolAttr {
   cudaMemPoolAttrUsedMemHigh = 8,
 };
 
+// Stream capture (CUDA graphs): see native/emulator/README.md for what the emulator captures.
+enum cudaStreamCaptureMode {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2,
+};
+
+enum cudaStreamCaptureStatus {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2,
+};
+
 #define cudaStreamDefault 0x00
 #define cudaStreamNonBlocking 0x01
 #define cudaEventDefault 0x00
@@ -88,6 +111,11 @@ enum cudaMemPoolAttr {
 typedef struct CUstream_st* cudaStream_t;
 typedef struct CUevent_st* cudaEvent_t;
 typedef struct CUmemPoolHandle_st* cudaMemPool_t;
+typedef struct CUgraph_st* cudaGraph_t;
+typedef struct CUgraphExec_st* cudaGraphExec_t;
+
+// The legacy default stream by name (0 means it too); the emulator has no per-thread default stream.
+#define cudaStreamLegacy ((cudaStream_t)0x1)
 
 // Opaque to callers; what the emulator puts inside is in runtime.cpp (IpcHandle).
 #define CUDA_IPC_HANDLE_SIZE 64
@@ -153,6 +181,16 @@ BSSN_EMU_API cudaError_t cudaStreamDestroy(cudaStream_t stream);
 BSSN_EMU_API cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 BSSN_EMU_API cudaError_t cudaStreamQuery(cudaStream_t stream);
 BSSN_EMU_API cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned int flags);
+
+// Stream capture into graphs of kernel nodes, and their replay (native/emulator/README.md, "CUDA graphs").
+BSSN_EMU_API cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode);
+BSSN_EMU_API cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* pGraph);
+BSSN_EMU_API cudaError_t cudaStreamIsCapturing(cudaStream_t stream, enum cudaStreamCaptureStatus* pCaptureStatus);
+BSSN_EMU_API cudaError_t cudaThreadExchangeStreamCaptureMode(enum cudaStreamCaptureMode* mode);
+BSSN_EMU_API cudaError_t cudaGraphInstantiate(cudaGraphExec_t* pGraphExec, cudaGraph_t graph, unsigned long long flags = 0);
+BSSN_EMU_API cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream);
+BSSN_EMU_API cudaError_t cudaGraphExecDestroy(cudaGraphExec_t graphExec);
+BSSN_EMU_API cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 
 BSSN_EMU_API cudaError_t cudaEventCreate(cudaEvent_t* event);
 BSSN_EMU_API cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags);
