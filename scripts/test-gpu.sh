@@ -59,4 +59,8 @@ node bench/share.mjs --device cuda --rounds 30 || status=1
 
 step "normalization benchmark"
 node bench/normalize.mjs --device "${BSSN_BENCH_DEVICE:-cuda}" || status=1
+
+# What the CUDA graphs buy, measured in the same session.
+step "normalization benchmark, kernel by kernel (BSSN_CUDA_GRAPHS=0)"
+BSSN_CUDA_GRAPHS=0 node bench/normalize.mjs --device cuda --samples 200 --out bench/out/no-graphs || status=1
 exit $status

@@ -14,6 +14,7 @@
 #include "cuda/cudnn.h"
 #include "cuda/elementwise.cuh"
 #include "cuda/fill.cuh"
+#include "cuda/graph.h"
 #include "cuda/normalize.cuh"
 #include "cuda/optim.cuh"
 
@@ -182,6 +183,14 @@ struct CudaPlan {
   PointerTable outputs, grads, gradOutputs;
   std::vector<const void*> weights;
   int64_t itemsA = 0, itemsB = 0;
+  std::unique_ptr<LaunchGraphs> graphs;  // the forward's and backward's launch sequences, captured on first use
+};
+
+// What a captured forward depends on besides device memory: its arguments, iterations and whether it scales.
+struct ForwardGraphKey {
+  BatchArgs args;
+  int32_t iterations;
+  int32_t scale;
 };
 
 }  // namespace
@@ -251,6 +260,7 @@ CudaDevice::CudaDevice(int index) : index_(index) {
   computeMinor_ = prop.minor;
   multiprocessors_ = prop.multiProcessorCount;
   totalMemory_ = prop.totalGlobalMem;
+  if (const char* graphs = std::getenv("BSSN_CUDA_GRAPHS"); graphs && std::strcmp(graphs, "0") == 0) graphs_ = false;
   const cudaError_t image = probeKernelImage();
   if (image != cudaSuccess)
     throwError("bssn's CUDA kernels cannot run on " + name_ + " (compute capability " + std::to_string(prop.major) + "." +
@@ -630,6 +640,7 @@ static CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
   fresh->outputs.buffer = device.allocate(layers.size() * sizeof(void*));
   fresh->grads.buffer = device.allocate(layers.size() * sizeof(void*));
   fresh->gradOutputs.buffer = device.allocate(layers.size() * sizeof(void*));
+  fresh->graphs = std::make_unique<LaunchGraphs>(device.index());
   *job.backendCache = fresh;
   return *fresh;
 }
@@ -645,10 +656,30 @@ static void* pointersOf(CudaDevice& device, PointerTable& table, const std::vect
   return table.buffer->data();
 }
 
+// Forwards with more power iterations than this launch kernel by kernel (warm-ups run once; a graph would not pay).
+constexpr int kMaxGraphIterations = 4;
+
+template <typename Key, typename Launches>
+void CudaDevice::launchSequence(LaunchGraphs& graphs, const Key& key, Launches&& launches) {
+  if (!graphs_ || kernelTiming()) return launches();  // timing brackets each kernel with events
+  cudaGraphExec_t exec = graphs.find(&key, sizeof key);
+  if (!exec) {
+    exec = captureGraph(stream_, launches);
+    if (!exec) return;  // a launch failed: the caller's launch check reports it
+    graphs.add(&key, sizeof key, exec);
+  }
+  const cudaError_t st = cudaGraphLaunch(exec, stream_);
+  if (st == cudaSuccess) return;
+  noteFailure(st, std::string("cudaGraphLaunch: ") + describeStatus(st));
+  throwStatus("cudaGraphLaunch", st, "on " + name_, __FILE__, __LINE__);
+}
+
 void CudaDevice::normalize(const NormalizeJob& job) {
   enter();
   CudaPlan& plan = planFor(*this, job);
-  BatchArgs args{};
+  ForwardGraphKey key;
+  std::memset(&key, 0, sizeof key);  // padding too: the key is compared as bytes
+  BatchArgs& args = key.args;
   args.layers = static_cast<const DeviceLayer*>(plan.table->data());
   args.layerCount = int(job.layers->size());
   args.state = job.state->f32();
@@ -663,24 +694,30 @@ void CudaDevice::normalize(const NormalizeJob& job) {
   args.eps = job.params.eps;
   args.scale = modeIsScaled(job.params.mode) ? job.params.scale : 1.0f;
   args.bidirectional = modeIsBidirectional(job.params.mode) ? 1 : 0;
+  // The output pointers are read from a device table (uploaded before the launches when they changed).
+  if (!job.outputs.empty()) args.outputs = static_cast<float* const*>(pointersOf(*this, plan.outputs, job.outputs));
+  key.iterations = job.iterations;
+  key.scale = job.outputs.empty() ? 0 : 1;
 
   const bool training = job.iterations > 0;
-  for (int it = 0; it < std::max(job.iterations, 1); ++it) {
-    if (training) timed("multiplyTransposed", [&] { launchMultiplyTransposed(args, stream_); });
-    timed("multiply", [&] { launchMultiply(args, stream_); });
-    timed("finish", [&] { launchFinish(args, training, stream_); });
-  }
+  auto launches = [&] {
+    for (int it = 0; it < std::max(job.iterations, 1); ++it) {
+      if (training) timed("multiplyTransposed", [&] { launchMultiplyTransposed(args, stream_); });
+      timed("multiply", [&] { launchMultiply(args, stream_); });
+      timed("finish", [&] { launchFinish(args, training, stream_); });
+    }
+    if (key.scale) timed("scale", [&] { launchScale(args, stream_); });
+  };
+  if (job.iterations <= kMaxGraphIterations) launchSequence(*plan.graphs, key, launches);
+  else launches();
   checkLaunch("normalize");
-  if (job.outputs.empty()) return;
-  args.outputs = static_cast<float* const*>(pointersOf(*this, plan.outputs, job.outputs));
-  timed("scale", [&] { launchScale(args, stream_); });
-  checkLaunch("scale");
 }
 
 void CudaDevice::normalizeBackward(const NormalizeJob& job) {
   enter();
   CudaPlan& plan = planFor(*this, job);
-  BackwardArgs args{};
+  BackwardArgs args;
+  std::memset(&args, 0, sizeof args);  // the graph key
   args.layers = static_cast<const DeviceLayer*>(plan.table->data());
   args.layerCount = int(job.layers->size());
   args.state = job.state->f32();
@@ -694,8 +731,10 @@ void CudaDevice::normalizeBackward(const NormalizeJob& job) {
   args.chunkCount = plan.chunkCount;
   args.scale = modeIsScaled(job.params.mode) ? job.params.scale : 1.0f;
   args.bidirectional = modeIsBidirectional(job.params.mode) ? 1 : 0;
-  timed("gradDots", [&] { launchGradDots(args, stream_); });
-  timed("backward", [&] { launchBackwardElements(args, stream_); });
+  launchSequence(*plan.graphs, args, [&] {
+    timed("gradDots", [&] { launchGradDots(args, stream_); });
+    timed("backward", [&] { launchBackwardElements(args, stream_); });
+  });
   checkLaunch("normalize backward");
 }
 

@@ -19,6 +19,8 @@
 
 namespace bssn::cuda {
 
+class LaunchGraphs;
+
 struct Availability {
   int deviceCount = 0;
   std::string reason;  // why there is none, when deviceCount == 0
@@ -126,6 +128,10 @@ class CudaDevice : public Device {
   }
   // Frees the shareable memory whose importers have all closed it.
   void sweepSharedFrees() noexcept;
+  // Runs the kernels `launches` enqueues: replayed from the graph captured for `key` (captured now on first use),
+  // or launched one by one when graphs are off or kernels are being timed.
+  template <typename Key, typename Launches>
+  void launchSequence(LaunchGraphs& graphs, const Key& key, Launches&& launches);
 
   int index_;
   std::string name_;
@@ -133,6 +139,7 @@ class CudaDevice : public Device {
   // Timestamps are measured from the latest anchor (cuda_device.cpp: TimeAnchor), first the device's opening.
   std::shared_ptr<class TimeAnchor> anchor_;
   std::chrono::steady_clock::time_point anchorHostTime_;
+  bool graphs_ = true;  // replay launch sequences from CUDA graphs (BSSN_CUDA_GRAPHS=0: kernel by kernel)
   bool usePool_ = false;
   cudaMemPool_t pool_ = nullptr;  // the device's default pool, when usePool_
   int computeMajor_ = 0, computeMinor_ = 0, multiprocessors_ = 0;

@@ -1,0 +1,65 @@
+// Kernel sequences replayed from CUDA graphs. A small network's forward is 4-5 short kernels, so launch overhead,
+// not bandwidth, sets its time: captured once, the sequence costs one cudaGraphLaunch per call. The kernels read
+// everything that changes between calls (weights, state, output pointers) through device memory, so a graph stays
+// valid as long as the launch arguments are the same bytes, which is the cache key.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <vector>
+
+#include "cuda/check.h"
+
+namespace bssn::cuda {
+
+class LaunchGraphs {
+ public:
+  explicit LaunchGraphs(int device) : device_(device) {}
+  LaunchGraphs(const LaunchGraphs&) = delete;
+  LaunchGraphs& operator=(const LaunchGraphs&) = delete;
+  // CUDA frees an executable graph that is still running once it completes.
+  ~LaunchGraphs();
+
+  // The graph captured for `key` (the launch arguments' bytes), or null.
+  cudaGraphExec_t find(const void* key, size_t bytes) const;
+  // Keeps `exec` for `key`; beyond kMaxGraphs the oldest goes (a batch needs few: training, eval, scale-only).
+  void add(const void* key, size_t bytes, cudaGraphExec_t exec);
+  static constexpr size_t kMaxGraphs = 4;
+
+ private:
+  struct Entry {
+    std::vector<unsigned char> key;
+    cudaGraphExec_t exec;
+  };
+  int device_;
+  std::vector<Entry> entries_;
+};
+
+// Captures the kernels that `launches` enqueues on `stream` into an executable graph. The capture is thread-local:
+// other threads' CUDA calls go on, while this thread may only launch kernels until it ends (no allocation, copy or
+// synchronization). Returns null when a launch failed, its error left for the caller's launch check; throws
+// bssn::Error naming the graph call that failed otherwise.
+template <typename Launches>
+cudaGraphExec_t captureGraph(cudaStream_t stream, Launches&& launches) {
+  BSSN_CUDA_TRY(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  cudaGraph_t graph = nullptr;
+  try {
+    launches();
+  } catch (...) {
+    if (cudaStreamEndCapture(stream, &graph) == cudaSuccess && graph) cudaGraphDestroy(graph);
+    throw;
+  }
+  const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
+  if (cudaPeekAtLastError() != cudaSuccess) {  // a launch failed (and may have invalidated the capture)
+    if (ended == cudaSuccess && graph) cudaGraphDestroy(graph);
+    return nullptr;
+  }
+  BSSN_CUDA_TRY(ended);
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);  // the executable is a copy
+  BSSN_CUDA_TRY_DETAIL(instantiated, "cudaGraphInstantiate");
+  return exec;
+}
+
+}  // namespace bssn::cuda
