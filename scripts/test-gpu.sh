@@ -60,7 +60,10 @@ node bench/share.mjs --device cuda --rounds 30 || status=1
 step "normalization benchmark"
 node bench/normalize.mjs --device "${BSSN_BENCH_DEVICE:-cuda}" || status=1
 
-# What the CUDA graphs buy, measured in the same session.
+# What each choice of issue 9 buys, measured in the same session: kernel by kernel instead of CUDA graphs, and the
+# per-item kernels instead of the tiled passes (both directions from one read of W).
 step "normalization benchmark, kernel by kernel (BSSN_CUDA_GRAPHS=0)"
 BSSN_CUDA_GRAPHS=0 node bench/normalize.mjs --device cuda --samples 200 --out bench/out/no-graphs || status=1
+step "normalization benchmark, per-item kernels (BSSN_CUDA_TILED=0)"
+BSSN_CUDA_TILED=0 node bench/normalize.mjs --device cuda --samples 200 --out bench/out/untiled || status=1
 exit $status

@@ -153,6 +153,56 @@ forEachBackend((getDevice) => {
     reference.forEach((w) => w.dispose())
   })
 
+  // CUDA reads W once per step for both directions in tiles of 32 outer rows by a row segment (native/cuda/
+  // normalize.cuh); these shapes have several row blocks (one partial), several segments, K = 1, 9, 16, 18, 25 and
+  // dim 1 (outer = c), beside a K = 49 layer and a 2-D one that keep the per-item kernels in the same batch.
+  it('the tiled passes (CUDA; BSSN_CUDA_TILED=0 turns them off) match the float64 reference, tiled or not', async () => {
+    const device = getDevice()
+    const cases = [
+      { shape: [70, 300, 3, 3], dim: 0 },
+      { shape: [300, 70, 3, 3], dim: 1 },
+      { shape: [40, 90, 1, 1], dim: 0 },
+      { shape: [33, 100, 5, 5], dim: 0 },
+      { shape: [64, 3, 4, 4], dim: 0 },
+      { shape: [8, 4, 3, 3, 2], dim: 0 },
+      { shape: [8, 6, 7, 7], dim: 0 },
+      { shape: [24, 40], dim: 0 },
+    ]
+    const datas = cases.map(({ shape }, i) => randomArray(shape.reduce((a, b) => a * b, 1), 500 + i))
+    const dims = cases.map((c) => c.dim)
+    const options = { mode: 'bssn' as const, scale: 1.2, dims, seed: 13, warmupIterations: 2 }
+    const ref = { mode: 'bssn' as const, scale: 1.2, eps: 1e-12 }
+    for (const tiled of ['', '0']) {
+      process.env.BSSN_CUDA_TILED = tiled
+      const weights = cases.map(({ shape }, i) => device.tensor(datas[i], shape))
+      try {
+        using bssn = new BSSN(weights, options)
+        const states = await Promise.all(cases.map(async (_, i) => toRefState(await bssn.getState(i))))
+        for (let step = 0; step < 2; step++) {
+          const outs = bssn.forward()
+          const sigmas = await bssn.sigmas()
+          for (const [i, { shape, dim }] of cases.entries()) {
+            const expected = referenceForward(datas[i], shape, dim, ref, states[i], 1)
+            const what = `${tiled === '0' ? 'untiled' : 'tiled'} step ${step} ${JSON.stringify(shape)} dim ${dim}`
+            expectCloseArray(await outs[i].toArray(), expected.out, OUT_TOL, `${what}: output`)
+            expectCloseNumber(sigmas[i].sigma1, expected.sigma1, SIGMA_TOL, `${what}: sigma1`)
+            expectCloseNumber(sigmas[i].sigma2, expected.sigma2, SIGMA_TOL, `${what}: sigma2`)
+          }
+        }
+        for (const [i] of cases.entries()) {
+          const got = await bssn.getState(i)
+          expectCloseArray(got.u, states[i].u1, STATE_TOL, `layer ${i} u`)
+          expectCloseArray(got.v, states[i].v1, STATE_TOL, `layer ${i} v`)
+          if (got.u2) expectCloseArray(got.u2, states[i].u2!, STATE_TOL, `layer ${i} u2`)
+          if (got.v2) expectCloseArray(got.v2, states[i].v2!, STATE_TOL, `layer ${i} v2`)
+        }
+      } finally {
+        delete process.env.BSSN_CUDA_TILED
+        weights.forEach((w) => w.dispose())
+      }
+    }
+  })
+
   it('weights with huge sigmas (1e20 and up) normalize as their unscaled selves: no overflow in the products', async () => {
     const device = getDevice()
     const shape = [8, 6, 3, 3]

@@ -180,6 +180,9 @@ struct CudaPlan {
   int64_t chunkCount = 0;
   int splitA = 1;         // row ranges per W^T u sum (BatchArgs::splitA)
   BufferPtr partialA;     // their partial sums
+  BufferPtr tiles;        // Tile per tile of the tiled layers
+  int64_t tileCount = 0, itemsX = 0, itemsT = 0;
+  BufferPtr tilePartialA, tilePartials;
   PointerTable outputs, grads, gradOutputs;
   std::vector<const void*> weights;
   int64_t itemsA = 0, itemsB = 0;
@@ -577,11 +580,12 @@ std::shared_ptr<Fence> CudaDevice::timestamp(std::shared_ptr<double> ms) {
 // How many row ranges each W^T u sum is split into: enough threads to fill the GPU (a resident block's worth per
 // multiprocessor, 2048 threads) when the batch has few, long sums (small networks), none when it has many. Ranges
 // stay at least 16 rows long. BSSN_CUDA_SPLIT_ROWS overrides it (tests force both paths with it).
-static int splitFor(const CudaDevice& device, int64_t itemsA, const std::vector<LayerView>& layers) {
+static int splitFor(const CudaDevice& device, int64_t itemsA, const std::vector<DeviceLayer>& layers) {
   if (const char* forced = std::getenv("BSSN_CUDA_SPLIT_ROWS"); forced && *forced) return std::max(1, std::min(64, std::atoi(forced)));
   if (itemsA == 0) return 1;
-  int64_t longest = 0;
-  for (const LayerView& v : layers) longest = std::max({longest, v.R, v.C});
+  int64_t longest = 0;  // the longest sum of the per-item kernel (tiled layers have none there)
+  for (const DeviceLayer& d : layers)
+    if (d.kind != 0 && !d.tiled) longest = std::max({longest, d.R, d.both ? d.C : 0});
   const int64_t wanted = (int64_t(device.multiprocessors()) * 2048 + itemsA - 1) / itemsA;
   return int(std::max<int64_t>(1, std::min<int64_t>({wanted, 16, longest / 16})));
 }
@@ -598,7 +602,10 @@ static CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
   auto fresh = std::make_shared<CudaPlan>();
   std::vector<DeviceLayer> table(layers.size());
   std::vector<ElementChunk> chunks;
-  int64_t scratch = 0;
+  std::vector<Tile> tiles;
+  int64_t scratch = 0, tilePartialA = 0, tilePartials = 0;
+  const char* tiledEnv = std::getenv("BSSN_CUDA_TILED");
+  const bool tiling = !(tiledEnv && std::strcmp(tiledEnv, "0") == 0);
   for (size_t i = 0; i < layers.size(); ++i) {
     const LayerView& v = layers[i];
     DeviceLayer& d = table[i];
@@ -615,7 +622,28 @@ static CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
     scratch += v.R + v.C;
     d.beginA = fresh->itemsA;
     d.beginB = fresh->itemsB;
-    if (v.kind != LayerKind::Vector) {
+    d.beginX = fresh->itemsX;
+    d.beginT = fresh->itemsT;
+    // Both directions from one read of W: layers laid out [outer][inner][K] (dim 0, or dim 1 with nothing between).
+    d.tiled = tiling && d.both && (v.iOutermost || v.M == 1) && v.K <= kTileMaxK;
+    if (d.tiled) {
+      const int64_t outer = v.iOutermost ? v.R : v.C, inner = v.iOutermost ? v.C : v.R, rowLen = inner * v.K;
+      const int64_t segment = v.K * (kTileThreads / v.K) * kTileSteps;
+      d.rowBlocks = (outer + kTileRows - 1) / kTileRows;
+      d.segments = (rowLen + segment - 1) / segment;
+      d.partA = tilePartialA;
+      tilePartialA += d.rowBlocks * rowLen;
+      d.partB = tilePartials;
+      d.partC = d.partB + d.segments * outer * v.K;
+      d.partD = d.partC + d.segments * outer;
+      tilePartials = d.partD + d.rowBlocks * inner;
+      fresh->itemsX += rowLen + outer * v.K;
+      fresh->itemsT += outer + inner;
+      for (int64_t rb = 0; rb < d.rowBlocks; ++rb)
+        for (int64_t seg = 0; seg < d.segments; ++seg)
+          tiles.push_back(Tile{int32_t(i), int32_t(std::min<int64_t>(kTileRows, outer - rb * kTileRows)), rb * kTileRows,
+                               seg * segment, std::min(rowLen, (seg + 1) * segment), int32_t(rb), int32_t(seg)});
+    } else if (v.kind != LayerKind::Vector) {
       fresh->itemsA += v.cols1() + (d.both ? v.cols2() : 0);
       fresh->itemsB += v.R + (d.both ? v.C : 0);
     }
@@ -633,7 +661,14 @@ static CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
   fresh->chunks = device.allocate(chunks.size() * sizeof(ElementChunk));
   device.upload(fresh->chunks, 0, chunks.data(), chunks.size() * sizeof(ElementChunk));
   fresh->partialDots = device.allocate(chunks.size() * sizeof(double));
-  fresh->splitA = splitFor(device, fresh->itemsA, layers);
+  fresh->tileCount = int64_t(tiles.size());
+  if (!tiles.empty()) {
+    fresh->tiles = device.allocate(tiles.size() * sizeof(Tile));
+    device.upload(fresh->tiles, 0, tiles.data(), tiles.size() * sizeof(Tile));
+    fresh->tilePartialA = device.allocate(size_t(tilePartialA) * sizeof(float));
+    fresh->tilePartials = device.allocate(size_t(tilePartials) * sizeof(double));
+  }
+  fresh->splitA = splitFor(device, fresh->itemsA, table);
   if (fresh->splitA > 1) fresh->partialA = device.allocate(size_t(fresh->splitA * fresh->itemsA) * sizeof(double));
   fresh->arrivals = device.allocate(layers.size() * sizeof(unsigned));
   device.fill(fresh->arrivals, layers.size(), 0.0f);  // all-zero bits
@@ -691,6 +726,12 @@ void CudaDevice::normalize(const NormalizeJob& job) {
   args.chunkCount = plan.chunkCount;
   args.splitA = plan.splitA;
   args.partialA = plan.partialA ? static_cast<double*>(plan.partialA->data()) : nullptr;
+  args.tiles = plan.tiles ? static_cast<const Tile*>(plan.tiles->data()) : nullptr;
+  args.tileCount = plan.tileCount;
+  args.tilePartialA = plan.tilePartialA ? plan.tilePartialA->f32() : nullptr;
+  args.tilePartials = plan.tilePartials ? static_cast<double*>(plan.tilePartials->data()) : nullptr;
+  args.itemsX = plan.itemsX;
+  args.itemsT = plan.itemsT;
   args.eps = job.params.eps;
   args.scale = modeIsScaled(job.params.mode) ? job.params.scale : 1.0f;
   args.bidirectional = modeIsBidirectional(job.params.mode) ? 1 : 0;

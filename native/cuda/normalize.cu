@@ -6,6 +6,12 @@ namespace bssn::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+static_assert(kThreads == kTileThreads, "the host plans tiles for this block size");
+constexpr int kWarps = kThreads / kWarp;
+constexpr int kRowGroup = 8;  // rows reduced at a time by sumRowsByK (bounds its shared memory)
+// tiledMultiplyKernel's static shared memory (vRows, stepSums, sums) must fit a block's 48 KiB.
+static_assert(sizeof(double) * (kTileRows * kTileMaxK + kTileSteps * kThreads + kWarps * kRowGroup * kWarp) <= 48 * 1024,
+              "tiled pass shared memory");
 
 __device__ __forceinline__ int layerOfA(const BatchArgs& a, int64_t item) {
   return findSegment(a.layerCount, item, [&](int i) { return a.layers[i].beginA; });
@@ -92,6 +98,193 @@ __global__ void multiplyKernel(BatchArgs a) {
     }
     s = warpSum(s);
     if (lane == 0) a.scratch[first ? L.t1 + local : L.t2 + (local - L.R)] = s;
+  }
+}
+
+// A tiled layer as [outer][inner][K] (normalize.cuh): the state slots and scratch of its O and P directions.
+struct TileView {
+  int K;
+  int64_t outer, inner, rowLen;
+  const float *uO, *uP;
+  float *vO, *vP;
+  double *tO, *tP;
+};
+
+__device__ __forceinline__ TileView tileView(const BatchArgs& a, const DeviceLayer& L) {
+  const bool oIsI = L.iOutermost;
+  TileView v;
+  v.K = int(L.K);
+  v.outer = oIsI ? L.R : L.C;
+  v.inner = oIsI ? L.C : L.R;
+  v.rowLen = v.inner * L.K;
+  v.uO = a.state + (oIsI ? L.u1 : L.u2);
+  v.uP = a.state + (oIsI ? L.u2 : L.u1);
+  v.vO = a.state + (oIsI ? L.v1 : L.v2);
+  v.vP = a.state + (oIsI ? L.v2 : L.v1);
+  v.tO = a.scratch + (oIsI ? L.t1 : L.t2);
+  v.tP = a.scratch + (oIsI ? L.t2 : L.t1);
+  return v;
+}
+
+// For each row r < rows, the sum of acc[r] over the block's threads that share k = threadIdx.x % K (K <= 32; K = 1:
+// all threads), handed to out(r, k, sum) by one thread each. Deterministic: a fixed tree of shuffles in each warp
+// (lanes l, l + K, l + 2K, ... share k), then the warps in order. `shared`: kWarps * kRowGroup * kWarp doubles.
+template <typename Out>
+__device__ void sumRowsByK(const double (&acc)[kTileRows], int rows, int K, double* shared, Out out) {
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+#pragma unroll
+  for (int g = 0; g < kTileRows; g += kRowGroup) {
+#pragma unroll
+    for (int rr = 0; rr < kRowGroup; ++rr) {
+      double x = acc[g + rr];
+      for (int off = K; off < kWarp; off *= 2) {
+        const double y = __shfl_down_sync(0xffffffffu, x, off);
+        if (lane + off < kWarp) x += y;
+      }
+      if (lane < K) shared[(warp * kRowGroup + rr) * kWarp + lane] = x;
+    }
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < kRowGroup * K; idx += blockDim.x) {
+      const int rr = idx / K, k = idx % K;
+      if (g + rr >= rows) continue;
+      double s = 0;  // warp w's lane holding k: (32 w + lane) % K == k
+      for (int w = 0; w < kWarps; ++w) s += shared[(w * kRowGroup + rr) * kWarp + ((k - kWarp * w) % K + K) % K];
+      out(g + rr, k, s);
+    }
+    __syncthreads();
+  }
+}
+
+// Step 1 of the tiled layers, one tile per block: each W element of the tile is read once for both directions.
+// W_O^T u_O over the tile's rows goes to partA (per row block); W_P^T u_P, complete over the segment for each of
+// the tile's rows and k, to partB (per segment). Thread t only ever sees k = t % K.
+__global__ void __launch_bounds__(kThreads, 2) tiledTransposedKernel(BatchArgs a) {
+  BSSN_SHARED(double, uRows, kTileRows);
+  BSSN_SHARED(double, sums, kWarps * kRowGroup * kWarp);
+  for (int64_t tile = blockIdx.x; tile < a.tileCount; tile += gridDim.x) {
+    const Tile tl = a.tiles[tile];
+    const DeviceLayer& L = a.layers[tl.layer];
+    const TileView v = tileView(a, L);
+    const int K = v.K, T = K * (kThreads / K), t = threadIdx.x;
+    if (t < tl.rows) uRows[t] = v.uO[tl.row0 + t];
+    __syncthreads();
+    double acc[kTileRows];
+#pragma unroll
+    for (int r = 0; r < kTileRows; ++r) acc[r] = 0;
+    const float* w = L.w + tl.row0 * v.rowLen;
+    float* partA = a.tilePartialA + L.partA + tl.rowBlock * v.rowLen;
+    if (t < T) {
+      for (int64_t j = tl.j0 + t; j < tl.j1; j += T) {
+        const double up = v.uP[j / K];
+        double s = 0;
+#pragma unroll
+        for (int r = 0; r < kTileRows; ++r) {
+          if (r < tl.rows) {
+            const double x = w[r * v.rowLen + j];
+            s += x * uRows[r];
+            acc[r] += x * up;
+          }
+        }
+        partA[j] = float(s);
+      }
+    }
+    double* partB = a.tilePartials + L.partB + (int64_t(tl.segment) * v.outer + tl.row0) * K;
+    sumRowsByK(acc, tl.rows, K, sums, [&](int r, int k, double s) { partB[r * K + k] = s; });
+  }
+}
+
+// Step 2 of the tiled layers: W_O v_O over the segment for each of the tile's rows (partC, per segment) and W_P v_P
+// over the tile's rows for each inner index of the segment (partD, per row block), from one read of the tile.
+__global__ void __launch_bounds__(kThreads, 2) tiledMultiplyKernel(BatchArgs a) {
+  BSSN_SHARED(double, vRows, kTileRows * kTileMaxK);
+  BSSN_SHARED(double, stepSums, kTileSteps * kThreads);
+  BSSN_SHARED(double, sums, kWarps * kRowGroup * kWarp);
+  for (int64_t tile = blockIdx.x; tile < a.tileCount; tile += gridDim.x) {
+    const Tile tl = a.tiles[tile];
+    const DeviceLayer& L = a.layers[tl.layer];
+    const TileView v = tileView(a, L);
+    const int K = v.K, T = K * (kThreads / K), t = threadIdx.x, k = t % K;
+    for (int idx = t; idx < tl.rows * K; idx += blockDim.x) vRows[idx] = v.vP[tl.row0 * K + idx];
+    __syncthreads();
+    double acc[kTileRows];
+#pragma unroll
+    for (int r = 0; r < kTileRows; ++r) acc[r] = 0;
+    const float* w = L.w + tl.row0 * v.rowLen;
+    if (t < T) {
+      int n = 0;
+      for (int64_t j = tl.j0 + t; j < tl.j1; j += T, ++n) {
+        const double vo = v.vO[j];
+        double s = 0;
+#pragma unroll
+        for (int r = 0; r < kTileRows; ++r) {
+          if (r < tl.rows) {
+            const double x = w[r * v.rowLen + j];
+            acc[r] += x * vo;
+            s += x * vRows[r * K + k];
+          }
+        }
+        stepSums[n * kThreads + t] = s;
+      }
+    }
+    __syncthreads();
+    // Each inner index p of the segment: its K consecutive threads' sums, in k order.
+    const int groups = T / K;
+    double* partD = a.tilePartials + L.partD + int64_t(tl.rowBlock) * v.inner;
+    for (int idx = t; idx < kTileSteps * groups; idx += blockDim.x) {
+      const int n = idx / groups, q = idx % groups;
+      const int64_t j = tl.j0 + int64_t(n) * T + int64_t(q) * K;
+      if (j >= tl.j1) continue;
+      double s = 0;
+      for (int kk = 0; kk < K; ++kk) s += stepSums[n * kThreads + q * K + kk];
+      partD[j / K] = s;
+    }
+    double* partC = a.tilePartials + L.partC + int64_t(tl.segment) * v.outer + tl.row0;
+    sumRowsByK(acc, tl.rows, 1, sums, [&](int r, int, double s) { partC[r] = s; });
+  }
+}
+
+__device__ __forceinline__ int layerOfX(const BatchArgs& a, int64_t item) {
+  return findSegment(a.layerCount, item, [&](int i) { return a.layers[i].beginX; });
+}
+__device__ __forceinline__ int layerOfT(const BatchArgs& a, int64_t item) {
+  return findSegment(a.layerCount, item, [&](int i) { return a.layers[i].beginT; });
+}
+
+// Step 1's partials added in order (row blocks, then segments) into the v slots, unnormalized as x.
+__global__ void combineXKernel(BatchArgs a) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t item = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; item < a.itemsX; item += stride) {
+    const DeviceLayer& L = a.layers[layerOfX(a, item)];
+    const TileView v = tileView(a, L);
+    const int64_t local = item - L.beginX;
+    double s = 0;
+    if (local < v.rowLen) {
+      for (int64_t rb = 0; rb < L.rowBlocks; ++rb) s += a.tilePartialA[L.partA + rb * v.rowLen + local];
+      v.vO[local] = float(s);
+    } else {
+      const int64_t e = local - v.rowLen;  // o * K + k
+      for (int64_t seg = 0; seg < L.segments; ++seg) s += a.tilePartials[L.partB + seg * v.outer * v.K + e];
+      v.vP[e] = float(s);
+    }
+  }
+}
+
+// Step 2's partials added in order into the scratch (t = W v).
+__global__ void combineTKernel(BatchArgs a) {
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t item = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; item < a.itemsT; item += stride) {
+    const DeviceLayer& L = a.layers[layerOfT(a, item)];
+    const TileView v = tileView(a, L);
+    const int64_t local = item - L.beginT;
+    double s = 0;
+    if (local < v.outer) {
+      for (int64_t seg = 0; seg < L.segments; ++seg) s += a.tilePartials[L.partC + seg * v.outer + local];
+      v.tO[local] = s;
+    } else {
+      const int64_t p = local - v.outer;
+      for (int64_t rb = 0; rb < L.rowBlocks; ++rb) s += a.tilePartials[L.partD + rb * v.inner + p];
+      v.tP[p] = s;
+    }
   }
 }
 
@@ -239,12 +432,20 @@ void launchBackwardElements(const BackwardArgs& args, cudaStream_t stream) {
 }
 
 void launchMultiplyTransposed(const BatchArgs& args, cudaStream_t stream) {
+  if (args.tileCount > 0) {
+    BSSN_LAUNCH(tiledTransposedKernel, gridFor(args.tileCount, 1), kThreads, 0, stream, args);
+    BSSN_LAUNCH(combineXKernel, gridFor(args.itemsX, kThreads), kThreads, 0, stream, args);
+  }
   if (args.itemsA == 0) return;
   BSSN_LAUNCH(multiplyTransposedKernel, gridFor(args.itemsA * args.splitA, kThreads), kThreads, 0, stream, args);
   if (args.splitA > 1) BSSN_LAUNCH(sumPartialsKernel, gridFor(args.itemsA, kThreads), kThreads, 0, stream, args);
 }
 
 void launchMultiply(const BatchArgs& args, cudaStream_t stream) {
+  if (args.tileCount > 0) {
+    BSSN_LAUNCH(tiledMultiplyKernel, gridFor(args.tileCount, 1), kThreads, 0, stream, args);
+    BSSN_LAUNCH(combineTKernel, gridFor(args.itemsT, kThreads), kThreads, 0, stream, args);
+  }
   if (args.itemsB > 0) BSSN_LAUNCH(multiplyKernel, gridFor(args.itemsB * kWarp, kThreads), kThreads, 0, stream, args);
 }
 

@@ -12,7 +12,7 @@ struct DeviceLayer {
   int32_t kind;  // LayerKind: 0 vector, 1 matrix, 2 bidirectional
   int32_t both;  // this layer runs the W2 direction (bidirectional kind in bsn/bssn mode)
   int32_t iOutermost;  // memory order (i, c, k) (dim 0); otherwise (c, m, i, k)
-  int32_t reserved;
+  int32_t tiled;       // both directions' products come from the tiled passes (below), not the per-item kernels
   int64_t R, C, M, K;
   int64_t strideI, strideC, strideM;
   int64_t numel;
@@ -22,6 +22,31 @@ struct DeviceLayer {
   int64_t beginB;          // first item in the W v pass (R [+ C] items)
   int64_t firstChunk;      // this layer's element chunks: [firstChunk, firstChunk + chunks)
   int64_t chunks;
+  // Tiled layers: partial sums of the row blocks and segments of their tiles (offsets in the partial buffers),
+  // and their first item in each combining pass.
+  int64_t rowBlocks, segments;
+  int64_t partA;              // floats: [rowBlocks][rowLen] (W_O^T u_O over each row block)
+  int64_t partB, partC, partD;  // doubles: [segments][outer][K], [segments][outer], [rowBlocks][inner]
+  int64_t beginX, beginT;     // first item in the x (v slots) and t (scratch) combining passes
+};
+
+// The tiled passes read W once per power-iteration step for both directions. A tiled layer's memory is
+// [outer][inner][K] with K contiguous (dim 0: outer = i, inner = c; dim 1 of a 4-D or larger weight: outer = c,
+// inner = i). Call "O" the direction whose rows run over outer (W1 for dim 0, W2 for dim 1) and "P" the other: a
+// row of W_O is W[o][.][.] as it lies (j = inner * K + k), and W_P's entries for row p are W[.][p][.]. A tile is
+// up to kTileRows outer rows times a segment of the row; one block per tile. Step 1 (x = W^T u) gives W_O^T u_O
+// per row block (partA) and, complete per row, W_P^T u_P per segment (partB); step 2 (t = W v) gives W_O v_O per
+// segment (partC) and W_P v_P per row block (partD). A combining pass adds the partials in a fixed order.
+constexpr int kTileThreads = 256;  // per block; a tiled layer uses K * (256 / K) of them, so each keeps one k
+constexpr int kTileRows = 32;
+constexpr int kTileSteps = 8;    // elements of a row per thread and tile: the segment is kTileSteps * threads long
+constexpr int kTileMaxK = 32;    // K up to a warp's width (3x3 and 5x5 kernels); larger K keeps the per-item kernels
+struct Tile {
+  int32_t layer;
+  int32_t rows;          // outer rows of this tile: [row0, row0 + rows)
+  int64_t row0;
+  int64_t j0, j1;        // the segment of each row (multiples of K)
+  int32_t rowBlock, segment;
 };
 
 // The element passes (scale, backward) work in chunks of at most kChunkElements of one layer, from a table the
@@ -45,6 +70,11 @@ struct BatchArgs {
   int64_t chunkCount;
   int splitA;                  // x = W^T u: each item's sum split over this many row ranges (1: none)
   double* partialA;            // splitA > 1: the partial sums, [splitA][itemsA]
+  const Tile* tiles;           // the tiled layers' tiles (device memory)
+  int64_t tileCount;
+  float* tilePartialA;         // the tiles' partial sums (DeviceLayer::partA ...)
+  double* tilePartials;        // (DeviceLayer::partB, partC, partD)
+  int64_t itemsX, itemsT;      // items of the combining passes (x: rowLen + outer * K per layer; t: outer + inner)
   float eps;
   float scale;                // c, or 1 for sn/bsn
   int bidirectional;          // bsn/bssn: divisor is the mean of sigma1 and sigma2

@@ -192,7 +192,7 @@ function cudaKernels(): string[] {
   const dir = path.join(packageRoot, 'native', 'cuda')
   return readdirSync(dir)
     .filter((f) => f.endsWith('.cu'))
-    .flatMap((f) => [...readFileSync(path.join(dir, f), 'utf8').matchAll(/__global__\s+void\s+(\w+)/g)].map((m) => m[1]))
+    .flatMap((f) => [...readFileSync(path.join(dir, f), 'utf8').matchAll(/__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s+)?(\w+)/g)].map((m) => m[1]))
 }
 
 suite(`the CUDA backend with grid-stride loops forced to wrap (grids capped at 3 blocks)${reason}`, () => {
