@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <utility>
 
+#include "cuda/fast_div.h"
+
 namespace bssn::cuda {
 
 constexpr int kWarp = 32;
@@ -86,6 +88,9 @@ __device__ __forceinline__ int findSegment(int n, int64_t item, Get begin) {
   }
   return lo;
 }
+
+// n / d for n < 2^31 (fast_div.h).
+__device__ __forceinline__ uint32_t fastDiv(uint32_t n, FastDiv d) { return (__umulhi(n, d.mul) + n) >> d.shift; }
 
 // Upper bound on the blocks of a grid-stride launch. The emulated suite lowers it so that every grid-stride loop
 // wraps at least once (setMaxGridBlocks is only exposed there).

@@ -174,8 +174,10 @@ __global__ void __launch_bounds__(kThreads, 2) tiledTransposedKernel(BatchArgs a
     const float* w = L.w + tl.row0 * v.rowLen;
     float* partA = a.tilePartialA + L.partA + tl.rowBlock * v.rowLen;
     if (t < T) {
-      for (int64_t j = tl.j0 + t; j < tl.j1; j += T) {
-        const double up = v.uP[j / K];
+      // j = p * K + k with k = t % K fixed: p steps by T / K (no division in the loop).
+      int64_t p = (tl.j0 + t) / K;
+      for (int64_t j = tl.j0 + t; j < tl.j1; j += T, p += T / K) {
+        const double up = v.uP[p];
         double s = 0;
 #pragma unroll
         for (int r = 0; r < kTileRows; ++r) {
@@ -232,11 +234,11 @@ __global__ void __launch_bounds__(kThreads, 2) tiledMultiplyKernel(BatchArgs a) 
     double* partD = a.tilePartials + L.partD + int64_t(tl.rowBlock) * v.inner;
     for (int idx = t; idx < kTileSteps * groups; idx += blockDim.x) {
       const int n = idx / groups, q = idx % groups;
-      const int64_t j = tl.j0 + int64_t(n) * T + int64_t(q) * K;
-      if (j >= tl.j1) continue;
+      const int64_t p = tl.j0 / K + int64_t(n) * groups + q;  // j = p * K
+      if (p * K >= tl.j1) continue;
       double s = 0;
       for (int kk = 0; kk < K; ++kk) s += stepSums[n * kThreads + q * K + kk];
-      partD[j / K] = s;
+      partD[p] = s;
     }
     double* partC = a.tilePartials + L.partC + int64_t(tl.segment) * v.outer + tl.row0;
     sumRowsByK(acc, tl.rows, 1, sums, [&](int r, int, double s) { partC[r] = s; });
@@ -405,13 +407,25 @@ __global__ void backwardKernel(BackwardArgs a) {
       if (L.kind == 0) {
         ds = L.w[k] / s;  // s = ||w||
       } else {
-        const int64_t kk = k % L.K, rest = k / L.K;
-        int64_t i, c, m;
-        if (L.iOutermost) {
-          i = rest / L.C, c = rest % L.C, m = 0;
+        int64_t kk, i, c, m;
+        if (L.fastDecode) {
+          const uint32_t n = uint32_t(k), rest = fastDiv(n, L.divK);
+          kk = n - rest * uint32_t(L.K);
+          if (L.iOutermost) {
+            i = fastDiv(rest, L.divC), c = rest - uint32_t(i) * uint32_t(L.C), m = 0;
+          } else {
+            const uint32_t cm = fastDiv(rest, L.divR), cc = fastDiv(cm, L.divM);
+            i = rest - cm * uint32_t(L.R), m = cm - cc * uint32_t(L.M), c = cc;
+          }
         } else {
-          const int64_t cm = rest / L.R;
-          i = rest % L.R, m = cm % L.M, c = cm / L.M;
+          const int64_t rest = k / L.K;
+          kk = k % L.K;
+          if (L.iOutermost) {
+            i = rest / L.C, c = rest % L.C, m = 0;
+          } else {
+            const int64_t cm = rest / L.R;
+            i = rest % L.R, m = cm % L.M, c = cm / L.M;
+          }
         }
         ds = double(st[L.u1 + i]) * st[L.v1 + (c * L.M + m) * L.K + kk];
         if (L.both) ds = 0.5 * (ds + double(st[L.u2 + c]) * st[L.v2 + (i * L.M + m) * L.K + kk]);

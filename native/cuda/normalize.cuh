@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "cuda/fast_div.h"
+
 namespace bssn::cuda {
 
 struct DeviceLayer {
@@ -28,6 +30,10 @@ struct DeviceLayer {
   int64_t partA;              // floats: [rowBlocks][rowLen] (W_O^T u_O over each row block)
   int64_t partB, partC, partD;  // doubles: [segments][outer][K], [segments][outer], [rowBlocks][inner]
   int64_t beginX, beginT;     // first item in the x (v slots) and t (scratch) combining passes
+  // Element decoding of the backward by 32-bit multiply-shift division, when numel < 2^31 (fastDecode).
+  FastDiv divK, divC, divR, divM;
+  int32_t fastDecode;
+  int32_t reserved;
 };
 
 // The tiled passes read W once per power-iteration step for both directions. A tiled layer's memory is

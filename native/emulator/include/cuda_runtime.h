@@ -153,6 +153,8 @@ inline unsigned long long atomicAdd(unsigned long long* address, unsigned long l
   return __atomic_fetch_add(address, value, __ATOMIC_RELAXED);
 }
 inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+// The high 32 bits of the 64-bit product (integer intrinsics).
+inline unsigned int __umulhi(unsigned int a, unsigned int b) { return unsigned((uint64_t(a) * b) >> 32); }
 
 // CUDA's vector type for 16-byte loads and stores (kernels use it where pointers are 16-byte aligned).
 struct alignas(16) float4 {
