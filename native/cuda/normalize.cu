@@ -83,17 +83,20 @@ __global__ void multiplyKernel(BatchArgs a) {
     double s = 0;
     if (row) {
       for (int64_t j = lane; j < n; j += kWarp) s += double(row[j]) * v[j];
-    } else if (first) {
-      const int64_t i = local;
-      for (int64_t j = lane; j < n; j += kWarp) {
-        const int64_t k = j % L.K, cm = j / L.K, m = cm % L.M, c = cm / L.M;
-        s += double(L.w[i * L.strideI + c * L.strideC + m * L.strideM + k]) * v[j];
-      }
     } else {
-      const int64_t c = local - L.R;
+      // Row entries (q, m, k) with q = c (W1's rows) or i (W2's): decoded per element, by fastDiv where it fits.
+      const float* base = L.w + (first ? local * L.strideI : (local - L.R) * L.strideC);
+      const int64_t strideQ = first ? L.strideC : L.strideI;
       for (int64_t j = lane; j < n; j += kWarp) {
-        const int64_t k = j % L.K, im = j / L.K, m = im % L.M, i = im / L.M;
-        s += double(L.w[i * L.strideI + c * L.strideC + m * L.strideM + k]) * v[j];
+        int64_t k, m, q;
+        if (L.fastDecode) {
+          const uint32_t qm = fastDiv(uint32_t(j), L.divK), qq = fastDiv(qm, L.divM);
+          k = uint32_t(j) - qm * uint32_t(L.K), m = qm - qq * uint32_t(L.M), q = qq;
+        } else {
+          const int64_t qm = j / L.K;
+          k = j % L.K, m = qm % L.M, q = qm / L.M;
+        }
+        s += double(base[q * strideQ + m * L.strideM + k]) * v[j];
       }
     }
     s = warpSum(s);
