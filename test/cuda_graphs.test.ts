@@ -115,4 +115,34 @@ suite(`cuda graphs${reason ? ` (skipped: ${reason})` : ''}`, () => {
       expect((after.kernelLaunches[kernel] ?? 0) - (before.kernelLaunches[kernel] ?? 0), kernel).toBe(3)
     for (const t of weights) t.dispose()
   })
+
+  // A buffer whose last reference goes on another thread (here: a read over 64 MiB, whose staging buffer the
+  // waiting thread frees) must not enqueue its free into the stream while the JS thread captures on it: the free
+  // would become part of the graph, or invalidate the capture. The emulator holds the capture open
+  // (BSSN_EMU_CAPTURE_HOLD_MS) so that the free lands inside it.
+  emulatedOnly('a free from another thread during a capture waits for its end; the capture and the read both succeed', async () => {
+    const device = Device.cuda(0)
+    const n = 17 * 2 ** 20 // 68 MiB: staged, and freed by the waiting thread
+    using big = device.rand([n], { seed: 2, low: 1, high: 2 })
+    using w = device.tensor(randomArray(8 * 4 * 9, 3), [8, 4, 3, 3])
+    using reference = new BSSN([w], { seed: 1 })
+    const expected = await reference.forward()[0].toArray()
+    await device.synchronize()
+    const before = device.memoryStats().allocatedBytes
+    process.env.BSSN_EMU_CAPTURE_HOLD_MS = '400'
+    let forward: Float32Array
+    let read: Promise<Float32Array>
+    try {
+      read = big.toArray()
+      using norm = new BSSN([w], { seed: 1 })
+      forward = await norm.forward()[0].toArray() // captured (held open while the read's staging buffer is freed)
+    } finally {
+      delete process.env.BSSN_EMU_CAPTURE_HOLD_MS
+    }
+    const values = await read!
+    expect(values[n - 1]).toBeGreaterThanOrEqual(1)
+    expect(forward!).toEqual(expected)
+    await device.synchronize()
+    expect(device.memoryStats().allocatedBytes, 'the staging buffer was freed').toBe(before)
+  })
 })

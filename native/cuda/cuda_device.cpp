@@ -438,6 +438,7 @@ void* CudaDevice::allocateRaw(size_t bytes) {
 void CudaDevice::freeRaw(void* data, size_t) noexcept {
   // Stream-ordered: the memory returns to the pool after the work already enqueued has run.
   cudaSetDevice(index_);
+  std::lock_guard<std::mutex> lock(captureMutex_);
   const cudaError_t st = usePool_ ? cudaFreeAsync(data, stream_) : cudaFree(data);
   if (st != cudaSuccess) {
     cudaGetLastError();  // nobody to throw to from a destructor: keep it from surfacing at the next launch
@@ -701,7 +702,10 @@ void CudaDevice::launchSequence(LaunchGraphs& graphs, const Key& key, Launches&&
   if (!graphs_ || kernelTiming()) return launches();  // timing brackets each kernel with events
   cudaGraphExec_t exec = graphs.find(&key, sizeof key);
   if (!exec) {
-    exec = captureGraph(stream_, launches);
+    {
+      std::lock_guard<std::mutex> lock(captureMutex_);
+      exec = captureGraph(stream_, launches);
+    }
     if (!exec) return;  // a launch failed: the caller's launch check reports it
     graphs.add(&key, sizeof key, exec);
   }

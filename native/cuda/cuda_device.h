@@ -140,6 +140,9 @@ class CudaDevice : public Device {
   std::shared_ptr<class TimeAnchor> anchor_;
   std::chrono::steady_clock::time_point anchorHostTime_;
   bool graphs_ = true;  // replay launch sequences from CUDA graphs (BSSN_CUDA_GRAPHS=0: kernel by kernel)
+  // Held while the JS thread captures on stream_, and by frees from any thread: a buffer whose last reference goes on
+  // another thread (a read's staging buffer, a shared tensor) must not enqueue its free into the capture.
+  std::mutex captureMutex_;
   bool usePool_ = false;
   cudaMemPool_t pool_ = nullptr;  // the device's default pool, when usePool_
   int computeMajor_ = 0, computeMinor_ = 0, multiprocessors_ = 0;

@@ -1260,6 +1260,9 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMo
 cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* pGraph) {
   BSSN_EMU_ENTER();
   if (!pGraph) return fail(cudaErrorInvalidValue);
+  // Test hook: holds every capture open this long, so that a test can land other threads' work inside one.
+  if (const char* hold = std::getenv("BSSN_EMU_CAPTURE_HOLD_MS"); hold && *hold)
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::atoi(hold)));
   std::vector<GraphNode> nodes;
   {
     std::lock_guard<std::mutex> lock(captureMutex);
