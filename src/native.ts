@@ -94,6 +94,8 @@ export interface NativeEmulator {
     hostPinnedAllocations: number
     /** cudaGraphLaunch calls; each graph node also counts in `launches` and `kernelLaunches`. */
     graphLaunches: number
+    /** Stream captures begun (cudaStreamBeginCapture). */
+    captures: number
     stickyFault: string
     kernelLaunches: Record<string, number>
   }

@@ -111,9 +111,35 @@ suite(`cuda graphs${reason ? ` (skipped: ${reason})` : ''}`, () => {
     }
     const after = stats()
     expect(after.graphLaunches - before.graphLaunches).toBe(6)
+    expect(after.captures - before.captures, 'nothing captured again').toBe(0)
     for (const kernel of ['multiplyTransposedKernel', 'multiplyKernel', 'finishKernel', 'scaleKernel', 'gradDotKernel', 'backwardKernel'])
       expect((after.kernelLaunches[kernel] ?? 0) - (before.kernelLaunches[kernel] ?? 0), kernel).toBe(3)
     for (const t of weights) t.dispose()
+  })
+
+  emulatedOnly('a normalizer cycling through its calls captures each once (the graphs kept are the recently used)', () => {
+    const device = Device.cuda(0)
+    const weights = shapes.map((s, i) => device.tensor(randomArray(s.reduce((a, b) => a * b, 1), 60 + i), s))
+    const outputs = shapes.map((s) => device.empty(s))
+    using norm = new BSSN(weights)
+    // Five graphs: forward and scale-only in training and eval, backward; a forward into other outputs replays the
+    // training forward's (output pointers are read from a device table).
+    const calls = [
+      () => norm.train().forward(),
+      () => norm.updateSigmas(),
+      () => norm.eval().forward(),
+      () => norm.updateSigmas(),
+      () => norm.train().backward(weights),
+      () => norm.forwardInto(outputs),
+    ]
+    const captures = () => native().emulator!.stats().captures
+    const start = captures()
+    calls.forEach((call) => call())
+    expect(captures() - start, 'one capture per graph').toBe(5)
+    const second = captures()
+    for (let round = 0; round < 3; round++) calls.forEach((call) => call())
+    expect(captures() - second, 'replays only').toBe(0)
+    for (const t of [...weights, ...outputs]) t.dispose()
   })
 
   // A buffer whose last reference goes on another thread (here: a read over 64 MiB, whose staging buffer the

@@ -1,5 +1,6 @@
 #include "cuda/graph.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace bssn::cuda {
@@ -11,9 +12,12 @@ LaunchGraphs::~LaunchGraphs() {
   cudaGetLastError();  // after a fault these fail; nobody to tell from a destructor
 }
 
-cudaGraphExec_t LaunchGraphs::find(const void* key, size_t bytes) const {
-  for (const Entry& e : entries_)
-    if (e.key.size() == bytes && std::memcmp(e.key.data(), key, bytes) == 0) return e.exec;
+cudaGraphExec_t LaunchGraphs::find(const void* key, size_t bytes) {
+  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+    if (it->key.size() != bytes || std::memcmp(it->key.data(), key, bytes) != 0) continue;
+    std::rotate(it, it + 1, entries_.end());  // to the back: the front is the least recently used
+    return entries_.back().exec;
+  }
   return nullptr;
 }
 

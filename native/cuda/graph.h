@@ -20,11 +20,12 @@ class LaunchGraphs {
   // CUDA frees an executable graph that is still running once it completes.
   ~LaunchGraphs();
 
-  // The graph captured for `key` (the launch arguments' bytes), or null.
-  cudaGraphExec_t find(const void* key, size_t bytes) const;
-  // Keeps `exec` for `key`; beyond kMaxGraphs the oldest goes (a batch needs few: training, eval, scale-only).
+  // The graph captured for `key` (the launch arguments' bytes), or null; a hit makes it the most recently used.
+  cudaGraphExec_t find(const void* key, size_t bytes);
+  // Keeps `exec` for `key`; beyond kMaxGraphs the least recently used goes. A batch needs few: forward and
+  // scale-only in training and eval, and the backward.
   void add(const void* key, size_t bytes, cudaGraphExec_t exec);
-  static constexpr size_t kMaxGraphs = 4;
+  static constexpr size_t kMaxGraphs = 8;
 
  private:
   struct Entry {

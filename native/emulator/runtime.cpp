@@ -1254,6 +1254,7 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMo
   if (!captures().try_emplace(stream, Capture{mode, std::this_thread::get_id(), blocking, false, {}}).second)
     return fail(cudaErrorIllegalState);  // capturing already (or invalidated, not yet ended)
   capturingStreams++;
+  stats().captures++;
   return cudaSuccess;
 }
 
@@ -1390,6 +1391,7 @@ void bssnEmuStats(BssnEmuStats* out) {
   out->blocks = stats().blocks.load();
   out->threads = stats().threads.load();
   out->graphLaunches = stats().graphLaunches.load();
+  out->captures = stats().captures.load();
   std::lock_guard<std::mutex> lock(memory().mutex);
   out->deviceBytes = memory().deviceBytes;
   out->deviceAllocations = 0;

@@ -21,7 +21,7 @@ cudaError_t stickyError();
 void setSticky(cudaError_t error, const std::string& message);
 
 struct Stats {
-  std::atomic<int64_t> launches{0}, blocks{0}, threads{0}, graphLaunches{0};
+  std::atomic<int64_t> launches{0}, blocks{0}, threads{0}, graphLaunches{0}, captures{0};
   std::mutex mutex;
   std::map<std::string, int64_t> perKernel;  // launches by kernel name
 };

@@ -86,6 +86,7 @@ Napi::Object defineEmulator(Napi::Env env) {
           r.Set("deviceAllocations", double(s.deviceAllocations));
           r.Set("hostPinnedAllocations", double(s.hostPinnedAllocations));
           r.Set("graphLaunches", double(s.graphLaunches));
+          r.Set("captures", double(s.captures));
           r.Set("stickyFault", bssnEmuStickyMessage());
           std::vector<const char*> names(256);
           std::vector<int64_t> counts(256);

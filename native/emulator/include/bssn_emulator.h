@@ -34,6 +34,7 @@ struct BssnEmuStats {
   int64_t deviceAllocations;
   int64_t hostPinnedAllocations;
   int64_t graphLaunches;  // cudaGraphLaunch calls that enqueued a graph
+  int64_t captures;       // cudaStreamBeginCapture calls that began a capture
 };
 BSSN_EMU_API void bssnEmuStats(BssnEmuStats* out);
 // Launch counts by kernel name (graph nodes included, as in `launches`): fills up to `capacity` entries, returns how many kernels were launched.
