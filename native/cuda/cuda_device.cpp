@@ -706,7 +706,7 @@ void CudaDevice::launchSequence(LaunchGraphs& graphs, const Key& key, Launches&&
       std::lock_guard<std::mutex> lock(captureMutex_);
       exec = captureGraph(stream_, launches);
     }
-    if (!exec) return;  // a launch failed: the caller's launch check reports it
+    if (!exec) return launches();  // a launch failed: again, directly, for the caller's launch check to report
     graphs.add(&key, sizeof key, exec);
   }
   const cudaError_t st = cudaGraphLaunch(exec, stream_);

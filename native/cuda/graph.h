@@ -38,8 +38,8 @@ class LaunchGraphs {
 
 // Captures the kernels that `launches` enqueues on `stream` into an executable graph. The capture is thread-local:
 // other threads' CUDA calls go on, while this thread may only launch kernels until it ends (no allocation, copy or
-// synchronization). Returns null when a launch failed, its error left for the caller's launch check; throws
-// bssn::Error naming the graph call that failed otherwise.
+// synchronization). Returns null when a launch failed (the caller then launches directly, and its launch check
+// reports the error as it would without graphs); throws bssn::Error naming the graph call that failed otherwise.
 template <typename Launches>
 cudaGraphExec_t captureGraph(cudaStream_t stream, Launches&& launches) {
   BSSN_CUDA_TRY(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
@@ -50,9 +50,12 @@ cudaGraphExec_t captureGraph(cudaStream_t stream, Launches&& launches) {
     if (cudaStreamEndCapture(stream, &graph) == cudaSuccess && graph) cudaGraphDestroy(graph);
     throw;
   }
+  // Before ending: a failed end sets the last error too, and must be reported as itself, not as a launch's.
+  const cudaError_t launched = cudaPeekAtLastError();
   const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
-  if (cudaPeekAtLastError() != cudaSuccess) {  // a launch failed (and may have invalidated the capture)
+  if (launched != cudaSuccess) {  // a launch failed (and may have invalidated the capture)
     if (ended == cudaSuccess && graph) cudaGraphDestroy(graph);
+    cudaGetLastError();  // the caller launches directly, which reports the launch's own error
     return nullptr;
   }
   BSSN_CUDA_TRY(ended);
