@@ -58,11 +58,11 @@ cudaGraphExec_t captureGraph(cudaStream_t stream, Launches&& launches) {
     cudaGetLastError();  // the caller launches directly, which reports the launch's own error
     return nullptr;
   }
-  BSSN_CUDA_TRY(ended);
+  if (ended != cudaSuccess) throwStatus("cudaStreamEndCapture", ended, "", __FILE__, __LINE__);
   cudaGraphExec_t exec = nullptr;
   const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);  // the executable is a copy
-  BSSN_CUDA_TRY_DETAIL(instantiated, "cudaGraphInstantiate");
+  if (instantiated != cudaSuccess) throwStatus("cudaGraphInstantiate", instantiated, "", __FILE__, __LINE__);
   return exec;
 }
 
