@@ -427,6 +427,9 @@ Report captureError(const std::string& op, int mode, const std::vector<float>& i
   check(cudaEventCreateWithFlags(&event, cudaEventDisableTiming), "cudaEventCreateWithFlags");
   check(cudaEventRecord(event, other), "cudaEventRecord");
   check(cudaEventSynchronize(event), "cudaEventSynchronize");
+  // The event completes inside the stream's work item, a moment before the stream counts it done: without this, a
+  // query of `other` (streamQueryOther) could still answer cudaErrorNotReady (seen once under AddressSanitizer).
+  check(cudaStreamSynchronize(other), "cudaStreamSynchronize");
   // An executable to launch into the capture (made on another stream before it begins).
   check(cudaStreamBeginCapture(other, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
   BSSN_LAUNCH(graphAffineKernel, blocksFor(int(n)), kBlock, 0, other, spare, 1.0f, 0.0f, int(n));
