@@ -1,17 +1,20 @@
 // The command line: the demo, and the GAN training that the README's first command runs.
-import { execFileSync, spawn, spawnSync } from 'node:child_process'
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { promisify } from 'node:util'
 import { beforeAll, expect, it } from 'vitest'
 
 import { packageRoot } from '../src/native.js'
 
 const cli = path.join(packageRoot, 'dist', 'cli', 'main.js')
 
-beforeAll(() => {
-  execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: packageRoot })
-})
+// Asynchronous: a synchronous tsc (a minute under AddressSanitizer's preload) blocked the test worker's event loop
+// past vitest's 60 s RPC timeout ("Timeout calling onTaskUpdate").
+beforeAll(async () => {
+  await promisify(execFile)('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: packageRoot })
+}, 300_000)
 
 it('bssn demo prints per-layer sigmas and timings', () => {
   const out = execFileSync(process.execPath, [cli, 'demo', '--device', 'cpu', '--steps', '2'], { encoding: 'utf8' })

@@ -625,9 +625,9 @@ static CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
     d.beginB = fresh->itemsB;
     d.beginX = fresh->itemsX;
     d.beginT = fresh->itemsT;
-    // Both directions from one read of W: layers laid out [outer][inner][K] (dim 0, or dim 1 with nothing between).
-    d.fastDecode = v.numel > 0 && v.numel < (int64_t(1) << 31);
+    d.fastDecode = v.numel > 0 && v.numel < (int64_t(1) << 31);  // every index fits fastDiv's range
     if (d.fastDecode) d.divK = makeFastDiv(uint32_t(v.K)), d.divC = makeFastDiv(uint32_t(v.C)), d.divR = makeFastDiv(uint32_t(v.R)), d.divM = makeFastDiv(uint32_t(v.M));
+    // Both directions from one read of W: layers laid out [outer][inner][K] (dim 0, or dim 1 with nothing between).
     d.tiled = tiling && d.both && (v.iOutermost || v.M == 1) && v.K <= kTileMaxK;
     if (d.tiled) {
       const int64_t outer = v.iOutermost ? v.R : v.C, inner = v.iOutermost ? v.C : v.R, rowLen = inner * v.K;
