@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // dist/ rebuilt when src/ changed, once, in the main process (the CLI tests and child processes run it).
+    globalSetup: ['test/global_setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     // One fork: the native addon and its stream threads are per process; two cores are all CI has.

@@ -1,11 +1,11 @@
 // `bssn doctor`: which code of the binary serves which GPU, and the report on whatever this machine is (no GPU,
 // the emulated device, or the GPU host under BSSN_REQUIRE_CUDA=1).
-import { execFileSync, spawnSync } from 'node:child_process'
 import path from 'node:path'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 
 import { codeFor, parseArchitectures } from '../src/cli/doctor.js'
 import { loadedAddon, native, packageRoot } from '../src/native.js'
+import { runNode } from './helpers/run.js'
 
 describe('which code serves a GPU', () => {
   const shipped = parseArchitectures(['80-real', '86-real', '89-real', '90-real', '90-virtual'])
@@ -38,12 +38,8 @@ describe('which code serves a GPU', () => {
 
 describe('bssn doctor on this machine', () => {
   const cli = path.join(packageRoot, 'dist', 'cli', 'main.js')
-  beforeAll(() => {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: packageRoot })
-  })
-
-  it('reports the loaded addon, the CUDA host and Device.auto(), with exit code 0 exactly when a GPU is usable', () => {
-    const r = spawnSync(process.execPath, [cli, 'doctor', '--json'], { encoding: 'utf8' })
+  it('reports the loaded addon, the CUDA host and Device.auto(), with exit code 0 exactly when a GPU is usable', async () => {
+    const r = await runNode([cli, 'doctor', '--json'])
     const report = JSON.parse(r.stdout)
     const binding = native()
     expect(report.loadError).toBeUndefined()
@@ -73,8 +69,8 @@ describe('bssn doctor on this machine', () => {
     if (process.env.BSSN_REQUIRE_CUDA === '1' && process.env.BSSN_EMULATED !== '1') expect(r.status).toBe(0)
   })
 
-  it('prints the same for people', () => {
-    const r = spawnSync(process.execPath, [cli, 'doctor'], { encoding: 'utf8' })
+  it('prints the same for people', async () => {
+    const r = await runNode([cli, 'doctor'])
     expect(r.stdout).toMatch(/^bssn doctor$/m)
     expect(r.stdout).toMatch(new RegExp(`^\\s+${loadedAddon().file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'))
     expect(r.stdout).toMatch(/^driver\s+\S/m)

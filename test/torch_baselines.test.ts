@@ -15,10 +15,10 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }))
 
 const suite = torchSkipReason === undefined ? describe : describe.skip
 suite(`PyTorch baseline scripts on the CPU${torchSkipReason ? ` (skipped: ${torchSkipReason})` : ''}`, () => {
-  it('torch_baseline.py times SN and BSSN eager on each workload', () => {
+  it('torch_baseline.py times SN and BSSN eager on each workload', async () => {
     const workloads = path.join(dir, 'workloads.json')
     writeFileSync(workloads, JSON.stringify([{ name: 'tiny', shapes: [[8, 3, 3, 3], [16, 8, 4, 4], [1, 64]] }]))
-    const out = runTorchScript(path.join(bench, 'torch_baseline.py'), [workloads, '--device', 'cpu', '--iters', '3', '--warmup', '1'])
+    const out = await runTorchScript(path.join(bench, 'torch_baseline.py'), [workloads, '--device', 'cpu', '--iters', '3', '--warmup', '1'])
     expect(out.device).toBe('cpu')
     expect(out.results).toHaveLength(1)
     const [r] = out.results
@@ -29,8 +29,8 @@ suite(`PyTorch baseline scripts on the CPU${torchSkipReason ? ` (skipped: ${torc
 
   // The BSSN parametrization once failed here: the second D forward of a step updated u and v in place while the
   // first forward's graph still needed them ("modified by an inplace operation").
-  it('torch_train_baseline.py trains the SNGAN CNN GAN with none, SN and BSSN', () => {
-    const out = runTorchScript(path.join(bench, 'torch_train_baseline.py'), ['--device', 'cpu', '--batch', '2', '--steps', '2', '--warmup', '1'])
+  it('torch_train_baseline.py trains the SNGAN CNN GAN with none, SN and BSSN', async () => {
+    const out = await runTorchScript(path.join(bench, 'torch_train_baseline.py'), ['--device', 'cpu', '--batch', '2', '--steps', '2', '--warmup', '1'])
     expect(out.device).toBe('cpu')
     expect(out.results.map((r: { norm: string }) => r.norm)).toEqual(['none', 'sn', 'bssn'])
     for (const r of out.results) expect(r.stepsPerSecond, r.norm).toBeGreaterThan(0)

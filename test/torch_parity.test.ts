@@ -95,7 +95,7 @@ suite(`PyTorch parity${torchSkipReason ? ` (skipped: ${torchSkipReason})` : ''}`
         ours.push(steps)
       }
 
-      const theirs = runTorchScript(fixture, [], job) as { torch: string; layers: TorchStep[][] }
+      const theirs = (await runTorchScript(fixture, [], job)) as { torch: string; layers: TorchStep[][] }
       expect(theirs.layers).toHaveLength(layers.length)
       for (const [index, layer] of layers.entries()) {
         for (let s = 0; s < STEPS; s++) {
