@@ -6,10 +6,10 @@
 //     source (the CPU backend only, to keep the test short: CI's `npm ci` on a clean clone is the CUDA source
 //     build); with the toolchain also hidden, the install fails with the gathered message; with --ignore-scripts,
 //     the import fails at run time with that message.
-// The prebuilt binary is made first (npm run prebuild, about a minute) when it is missing or older than the
-// native sources. Needs the npm registry (for the dependencies), so it skips visibly on the GPU host, which has no
+// The prebuilt binary is made first (npm run prebuild, a few minutes on 2 busy cores, as an asynchronous child
+// process) when it is missing or older than the native sources. Needs the npm registry (for the dependencies), so it skips visibly on the GPU host, which has no
 // network.
-import { execFile, execFileSync } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
@@ -17,6 +17,7 @@ import path from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 import { packageRoot } from '../src/native.js'
+import { type Run, runNode, runProcess } from './helpers/run.js'
 
 interface Prebuild {
   sourceHash(): string
@@ -39,35 +40,29 @@ const suite = skipReason ? describe.skip : describe
 
 const defaultArchitectures = ['80-real', '86-real', '89-real', '90-real', '90-virtual']
 
-/** Makes the prebuilt binary when it is missing, or when it was made here from other native sources. */
-function ensurePrebuild(): string {
+/**
+ * Makes the prebuilt binary when it is missing, or when it was made here from other native sources: `npm run
+ * prebuild` as an asynchronous child process (a minute or more on a busy 2-core machine), saying why and how far it is.
+ */
+async function ensurePrebuild(): Promise<string> {
   let why = ''
-  if (!existsSync(prebuild.target)) why = 'missing'
+  if (!existsSync(prebuild.target)) why = 'missing (a fresh clone has none: prebuilds/ is not in git)'
   else if (existsSync(prebuild.reportFile)) {
     const report = JSON.parse(readFileSync(prebuild.reportFile, 'utf8')) as { sourceHash: string; buildInfo: { cudaArchitectures: string[] } }
     if (report.sourceHash !== prebuild.sourceHash()) why = 'older than the native sources'
     else if (report.buildInfo.cudaArchitectures.join(';') !== defaultArchitectures.join(';')) why = 'a test build (prebuild --archs)'
   }
   if (!why) return 'up to date'
-  console.log(`install test: the prebuilt binary is ${why}: npm run prebuild ...`)
-  execFileSync(process.execPath, [path.join(packageRoot, 'scripts', 'prebuild.cjs')], { cwd: packageRoot, stdio: ['ignore', 'pipe', 'inherit'] })
+  console.log(`install test: the prebuilt binary is ${why}: making it (npm run prebuild, a few minutes here) ...`)
+  const started = Date.now()
+  const ticker = setInterval(() => console.log(`install test: npm run prebuild still building (${((Date.now() - started) / 1000).toFixed(0)} s)`), 30_000)
+  const r = await runNode([path.join(packageRoot, 'scripts', 'prebuild.cjs')], { cwd: packageRoot }).finally(() => clearInterval(ticker))
+  if (r.status !== 0) throw new Error(`npm run prebuild failed (${r.status ?? r.signal}):\n${(r.stdout + r.stderr).slice(-4000)}`)
+  console.log(r.stdout.split('\n').filter((l) => l.startsWith('prebuild:') || l.startsWith('  ')).join('\n'))
   return `rebuilt (${why})`
 }
 
-interface Run {
-  status: number
-  stdout: string
-  stderr: string
-}
-
-function run(file: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(file, args, { cwd, env, encoding: 'utf8', maxBuffer: 64 << 20 }, (error, stdout, stderr) => {
-      const status = error ? (typeof error.code === 'number' ? error.code : 1) : 0
-      resolve({ status, stdout, stderr })
-    })
-  })
-}
+const run = (file: string, args: string[], cwd: string, env: NodeJS.ProcessEnv) => runProcess(file, args, { cwd, env })
 
 suite(`npm pack + npm install in empty projects${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
   const work = path.join(tmpdir(), `bssn-install-${process.pid}-${Date.now()}`)
@@ -95,15 +90,17 @@ suite(`npm pack + npm install in empty projects${skipReason ? ` (skipped: ${skip
     run(path.join(app, 'node_modules', '.bin', 'bssn'), ['doctor', ...(json ? ['--json'] : [])], app, env)
 
   beforeAll(async () => {
-    const state = ensurePrebuild()
+    const state = await ensurePrebuild()
     mkdirSync(bare, { recursive: true })
     symlinkSync(process.execPath, path.join(bare, 'node'))
     symlinkSync(npmCli, path.join(bare, 'npm'))
     symlinkSync('/bin/sh', path.join(bare, 'sh'))
 
     const packStarted = Date.now()
-    const pack = execFileSync('npm', ['pack', '--json', '--pack-destination', work], { cwd: packageRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
-    packed = JSON.parse(pack.slice(pack.indexOf('[')))[0]
+    // npm pack runs `prepare` (tsc): asynchronous too.
+    const pack = await runNode([npmCli, 'pack', '--json', '--pack-destination', work], { cwd: packageRoot })
+    if (pack.status !== 0) throw new Error(`npm pack failed (${pack.status}):\n${pack.stderr}`)
+    packed = JSON.parse(pack.stdout.slice(pack.stdout.indexOf('[')))[0]
     tarball = path.join(work, readdirSync(work).find((f) => /^bssn-.*\.tgz$/.test(f))!)
     console.log(`install test: prebuilt binary ${state}; packed in ${((Date.now() - packStarted) / 1000).toFixed(1)} s; tarball ${(packed!.size / 2 ** 20).toFixed(2)} MiB packed, ${(packed!.unpackedSize / 2 ** 20).toFixed(2)} MiB unpacked`)
 
