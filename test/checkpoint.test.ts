@@ -157,6 +157,9 @@ it('damaged checkpoints of every kind are refused with ERR_BSSN_BAD_CHECKPOINT, 
     expect(error!.message, what).toMatch(/damaged\.safetensors is not a usable checkpoint: /)
     expect(error!.message, what).toMatch(message)
   }
+  // The metrics.jsonl beside a checkpoint is read when resuming: a damaged line is refused the same way.
+  writeFileSync(path.join(good, 'metrics.jsonl'), readFileSync(path.join(good, 'metrics.jsonl'), 'utf8') + '{"step": 1, "lossD"\n')
+  await expect(check(path.join(good, 'checkpoint.safetensors'))).rejects.toMatchObject({ code: 'ERR_BSSN_BAD_CHECKPOINT', message: expect.stringMatching(/metrics\.jsonl line 2 is not a metrics record/) })
   // The training itself refuses one too (what a worker does), before changing anything.
   writeFileSync(path.join(dir, 'nan.safetensors'), poke(NaN))
   await expect(train2d({ ...config, out: undefined, steps: 4, resume: path.join(dir, 'nan.safetensors') })).rejects.toMatchObject({ code: 'ERR_BSSN_BAD_CHECKPOINT' })

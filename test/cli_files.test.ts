@@ -215,8 +215,10 @@ it('signals at other points: before the first step, during a compare of several 
 }, 240_000)
 
 it('--resume with a damaged checkpoint exits 2 with what is wrong, before anything is created', async () => {
+  // Three levels down in the sandbox: the code before issue 21 took the folder three levels above a checkpoint as
+  // the run folder and replaced it (run against that code, a checkpoint in the sandbox's top replaced all of /tmp).
   const home = path.join(sandbox, 'damaged')
-  mkdirSync(home)
+  mkdirSync(path.join(home, 'in', 'a'), { recursive: true })
   expect((await runCli(['train', ...tiny, '--steps', '5', '--out', 'first'], { cwd: home })).code).toBe(0)
   const bytes = readFileSync(path.join(home, 'first', 'bssn', 'seed-1', 'checkpoint.safetensors'))
   const length = Number(bytes.readBigUInt64LE(0))
@@ -226,7 +228,7 @@ it('--resume with a damaged checkpoint exits 2 with what is wrong, before anythi
     const json = Buffer.from(JSON.stringify(h))
     const n = Buffer.alloc(8)
     n.writeBigUInt64LE(BigInt(json.length))
-    writeFileSync(path.join(home, 'ck.safetensors'), Buffer.concat([n, json, d]))
+    writeFileSync(path.join(home, 'in', 'a', 'ck.safetensors'), Buffer.concat([n, json, d]))
   }
   const nan = Buffer.from(data)
   for (let i = 0; i < nan.length; i += 4) nan.writeFloatLE(NaN, i)
@@ -238,11 +240,11 @@ it('--resume with a damaged checkpoint exits 2 with what is wrong, before anythi
   ]
   for (const [damage, message] of cases) {
     damage()
-    const r = await runCli(['train', ...tiny, '--steps', '10', '--resume', 'ck.safetensors'], { cwd: home })
+    const r = await runCli(['train', ...tiny, '--steps', '10', '--resume', path.join('in', 'a', 'ck.safetensors')], { cwd: home })
     expect(r.code, r.stderr).toBe(2)
-    expect(r.stderr).toMatch(/--resume: ck\.safetensors is not a usable checkpoint: /)
+    expect(r.stderr).toMatch(/--resume: in\/a\/ck\.safetensors is not a usable checkpoint: /)
     expect(r.stderr).toMatch(message)
     expect(r.stdout).toBe('')
-    expect(readdirSync(home).sort()).toEqual(['ck.safetensors', 'first'])
+    expect(readdirSync(home).sort()).toEqual(['first', 'in'])
   }
 }, 120_000)
