@@ -9,6 +9,8 @@ export type BssnErrorCode =
   | 'ERR_BSSN_SHARE_GONE'
   | 'ERR_BSSN_INVALID_ARGUMENT'
   | 'ERR_BSSN_OUT_OF_RANGE'
+  | 'ERR_BSSN_BAD_CHECKPOINT'
+  | 'ERR_BSSN_BAD_DATASET'
   | 'ERR_BSSN_FAILED'
 
 /** An Error with a stable `code`. */

@@ -7,6 +7,7 @@ import { promisify } from 'node:util'
 import { beforeAll, expect, it } from 'vitest'
 
 import { packageRoot } from '../src/native.js'
+import { runCli } from './helpers/cli.js'
 
 const cli = path.join(packageRoot, 'dist', 'cli', 'main.js')
 
@@ -41,10 +42,10 @@ it('rejects bad flags with a usage message', () => {
   expect(steps.status).toBe(2)
 })
 
-it('bssn compare on ring8: sn, ssn and bssn on the MLP, with the note that bssn equals ssn there', () => {
+it('bssn compare on ring8: sn, ssn and bssn on the MLP, with the note that bssn equals ssn there', async () => {
   const out = mkdtempSync(path.join(tmpdir(), 'bssn-compare-'))
   try {
-    const printed = execFileSync(process.execPath, [cli, 'compare', '--dataset', 'ring8', '--seeds', '1', '--steps', '40', '--eval-every', '20', '--batch', '64', '--width', '16', '--device', 'cpu', '--out', out], { encoding: 'utf8' })
+    const printed = (await runCli(['compare', '--dataset', 'ring8', '--seeds', '1', '--steps', '40', '--eval-every', '20', '--batch', '64', '--width', '16', '--device', 'cpu', '--out', out])).stdout
     expect(printed).toMatch(/sn seed 1: \d+\/8 modes/)
     expect(printed).toMatch(/bssn \(c = 1\.4142\) seed 1: \d+\/8 modes/)
     expect(printed).toMatch(/bssn equals ssn exactly here/)
@@ -67,12 +68,12 @@ it('bssn compare on ring8: sn, ssn and bssn on the MLP, with the note that bssn 
   } finally {
     rmSync(out, { recursive: true, force: true })
   }
-})
+}, 120_000)
 
-it('the default compare report: sn, ssn and bssn on the small CNN over two seeds, with bands and the explanation', () => {
+it('the default compare report: sn, ssn and bssn on the small CNN over two seeds, with bands and the explanation', async () => {
   const out = mkdtempSync(path.join(tmpdir(), 'bssn-report-'))
   try {
-    execFileSync(process.execPath, [cli, 'compare', '--steps', '4', '--eval-every', '2', '--batch', '4', '--eval-samples', '16', '--device', 'cpu', '--out', out], { encoding: 'utf8' })
+    expect((await runCli(['compare', '--steps', '4', '--eval-every', '2', '--batch', '4', '--eval-samples', '16', '--device', 'cpu', '--out', out])).code).toBe(0)
     const html = readFileSync(path.join(out, 'report.html'), 'utf8')
     const text = (h: string) => h.replace(/<[^>]+>/g, '').replace(/&middot;/g, '·').replace(/&#39;/g, "'").replace(/&quot;/g, '"')
     // The final-metrics table: three normalizations x two seeds, and a mean [min, max] row each.
@@ -160,24 +161,26 @@ it('bad dataset paths are named with what was expected', () => {
   }
 })
 
-it('an existing non-empty --out is refused without --force, and replaced only when the run is done', () => {
+it('an existing non-empty --out is refused without --force; --force replaces an earlier run only when the new one is done', async () => {
   const out = mkdtempSync(path.join(tmpdir(), 'bssn-out-'))
   try {
-    writeFileSync(path.join(out, 'precious.txt'), 'keep me')
     const args = ['train', '--dataset', 'ring8', '--steps', '4', '--eval-every', '2', '--batch', '16', '--width', '8', '--eval-samples', '50', '--device', 'cpu', '--out', out]
-    const refused = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' })
-    expect(refused.status).toBe(2)
+    expect((await runCli(args)).code).toBe(0)
+    writeFileSync(path.join(out, 'added.txt'), 'part of the earlier run folder')
+    const refused = await runCli(args)
+    expect(refused.code).toBe(2)
     expect(refused.stderr).toMatch(/exists and is not empty: choose another folder, or pass --force/)
-    expect(readFileSync(path.join(out, 'precious.txt'), 'utf8')).toBe('keep me')
-    // With --force the old folder is replaced once the new run is done, and no staging folder is left behind.
-    execFileSync(process.execPath, [cli, ...args, '--force'], { encoding: 'utf8' })
-    expect(existsSync(path.join(out, 'precious.txt'))).toBe(false)
+    expect(readFileSync(path.join(out, 'added.txt'), 'utf8')).toBe('part of the earlier run folder')
+    // With --force the earlier run's folder is replaced once the new run is done, and no staging folder is left behind.
+    const forced = await runCli([...args, '--force'])
+    expect(forced.code, forced.stderr).toBe(0)
+    expect(existsSync(path.join(out, 'added.txt'))).toBe(false)
     expect(existsSync(path.join(out, 'report.html'))).toBe(true)
-    expect(readdirSync(path.dirname(out)).filter((f) => f.startsWith(`.${path.basename(out)}.`))).toEqual([])
+    expect(readdirSync(out).filter((f) => f.startsWith('.bssn-') && f !== '.bssn-run')).toEqual([])
   } finally {
     rmSync(out, { recursive: true, force: true })
   }
-})
+}, 120_000)
 
 it('train and compare reject bad flags clearly', () => {
   const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' })
@@ -189,59 +192,55 @@ it('train and compare reject bad flags clearly', () => {
   expect(run('nonsense').status).toBe(2)
 })
 
-it('bssn train on images: the SNGAN CNN on the built-in shapes, with precision/recall and a sample grid', () => {
+it('bssn train on images: the SNGAN CNN on the built-in shapes, with precision/recall and a sample grid', async () => {
   const out = mkdtempSync(path.join(tmpdir(), 'bssn-images-cli-'))
   try {
-    const printed = execFileSync(
-      process.execPath,
-      [cli, 'train', '--dataset', 'shapes', '--arch', 'sngan', '--steps', '1', '--batch', '2', '--eval-every', '1', '--eval-samples', '16', '--device', 'cpu', '--out', out],
-      { encoding: 'utf8' },
-    )
+    const printed = (await runCli(['train', '--dataset', 'shapes', '--arch', 'sngan', '--steps', '1', '--batch', '2', '--eval-every', '1', '--eval-samples', '16', '--device', 'cpu', '--out', out])).stdout
     expect(printed).toMatch(/bssn \(c = 1\.4142\) seed 1: precision \d\.\d{3}, recall \d\.\d{3} after 1 steps/)
     const [record] = readFileSync(path.join(out, 'bssn', 'seed-1', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l))
     expect(record.layers).toHaveLength(8) // seven convolutions and the final linear layer
     expect(record.precision).toBeGreaterThanOrEqual(0)
     expect(readFileSync(path.join(out, 'bssn', 'seed-1', 'samples.png')).subarray(1, 4).toString()).toBe('PNG')
     expect(readFileSync(path.join(out, 'report.html'), 'utf8')).toMatch(/data:image\/png;base64/)
-    expect(spawnSync(process.execPath, [cli, 'train', '--dataset', 'shapes', '--arch', 'mlp'], { encoding: 'utf8' }).stderr).toMatch(/--arch must be dcgan16 \(16x16\) or sngan \(32x32\) for images/)
+    expect((await runCli(['train', '--dataset', 'shapes', '--arch', 'mlp'])).stderr).toMatch(/--arch must be dcgan16 \(16x16\) or sngan \(32x32\) for images/)
   } finally {
     rmSync(out, { recursive: true, force: true })
   }
 }, 120_000)
 
-it('train --resume continues from a checkpoint; a mismatch, a step at or below the saved one, a damaged file are refused', () => {
+it('train --resume continues from a checkpoint in a new folder; a mismatch, a step at or below the saved one, a damaged file are refused', async () => {
   const out = mkdtempSync(path.join(tmpdir(), 'bssn-resume-cli-'))
   try {
     const common = ['--dataset', 'ring8', '--batch', '32', '--width', '8', '--eval-every', '10', '--eval-samples', '100', '--ckpt-every', '10', '--device', 'cpu']
-    execFileSync(process.execPath, [cli, 'train', ...common, '--steps', '20', '--out', out], { encoding: 'utf8' })
-    const ckpt = path.join(out, 'bssn', 'seed-1', 'checkpoint.safetensors')
-    const resume = (...args: string[]) => spawnSync(process.execPath, [cli, 'train', ...common, '--resume', ckpt, ...args], { encoding: 'utf8' })
-    const batch = spawnSync(process.execPath, [cli, 'train', ...common.map((a) => (a === '32' ? '16' : a)), '--steps', '30', '--resume', ckpt], { encoding: 'utf8' })
-    expect(batch.status).toBe(2)
+    expect((await runCli(['train', ...common, '--steps', '20', '--out', path.join(out, 'first')])).code).toBe(0)
+    const ckpt = path.join(out, 'first', 'bssn', 'seed-1', 'checkpoint.safetensors')
+    const resume = (...args: string[]) => runCli(['train', ...common, '--resume', ckpt, ...args], { cwd: out })
+    const batch = await runCli(['train', ...common.map((a) => (a === '32' ? '16' : a)), '--steps', '30', '--resume', ckpt], { cwd: out })
+    expect(batch.code).toBe(2)
     expect(batch.stderr).toMatch(/trained with another configuration: batch 32 in the checkpoint, 16 asked/)
-    const norm = resume('--steps', '30', '--norm', 'sn')
-    expect(norm.status).toBe(2)
+    const norm = await resume('--steps', '30', '--norm', 'sn')
+    expect(norm.code).toBe(2)
     expect(norm.stderr).toMatch(/norm "bssn" in the checkpoint, "sn" asked/)
-    const seed = resume('--steps', '30', '--seed', '7')
-    expect(seed.stderr).toMatch(/seed 1 in the checkpoint, 7 asked/)
-    const below = resume('--steps', '20')
-    expect(below.status).toBe(2)
+    expect((await resume('--steps', '30', '--seed', '7')).stderr).toMatch(/seed 1 in the checkpoint, 7 asked/)
+    const below = await resume('--steps', '20')
+    expect(below.code).toBe(2)
     expect(below.stderr).toMatch(/the checkpoint is at step 20; --steps \(20\) must be above it/)
-    const resumed = resume('--steps', '30')
-    expect(resumed.status).toBe(0)
+    const resumed = await resume('--steps', '30', '--out', path.join(out, 'second'))
+    expect(resumed.code, resumed.stderr).toBe(0)
     expect(resumed.stdout).toMatch(/resuming from step 20/)
     expect(resumed.stdout).toMatch(/after 30 steps/)
-    const steps = readFileSync(path.join(out, 'bssn', 'seed-1', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).step)
+    const steps = readFileSync(path.join(out, 'second', 'bssn', 'seed-1', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).step)
     expect(steps).toEqual([10, 20, 30])
     writeFileSync(ckpt, readFileSync(ckpt).subarray(0, 100))
-    const damaged = resume('--steps', '40')
-    expect(damaged.status).toBe(2)
-    expect(damaged.stderr).toMatch(/checkpoint.safetensors is not a bssn checkpoint we can read/)
-    expect(spawnSync(process.execPath, [cli, 'train', '--resume', path.join(out, 'missing')], { encoding: 'utf8' }).stderr).toMatch(/no such checkpoint/)
+    const damaged = await resume('--steps', '40')
+    expect(damaged.code).toBe(2)
+    expect(damaged.stderr).toMatch(/--resume: .*checkpoint.safetensors is not a usable checkpoint: /)
+    expect((await runCli(['train', '--resume', path.join(out, 'missing')])).stderr).toMatch(/no such checkpoint/)
+    expect(readdirSync(out).sort()).toEqual(['first', 'second']) // the refused runs created nothing
   } finally {
     rmSync(out, { recursive: true, force: true })
   }
-})
+}, 120_000)
 
 // Starts a run, sends `signals` once "step 20:" is printed (the first at once, the next after a pause), and
 // returns its exit code and output.

@@ -57,7 +57,7 @@ it('PNG folders: RGB, alpha over black, resized; unreadable files named', () => 
   expect(set.pixels[1024]).toBeCloseTo(-1, 6) // G
   expect(set.pixels[2048]).toBeCloseTo(128 / 127.5 - 1, 6) // B
   writeFileSync(path.join(folder, 'b.png'), 'not a png')
-  expect(() => loadPngFolder(folder)).toThrow(/b\.png is not a readable PNG/)
+  expect(() => loadPngFolder(folder)).toThrow(/b\.png is a damaged PNG image \(.*\): remove it or convert it/)
 })
 
 it('samples batches onto a device and writes a PNG grid', async () => {

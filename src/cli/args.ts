@@ -6,7 +6,14 @@ export function parseDevice(spec: string): Device {
   if (spec === 'auto') return Device.auto()
   if (spec === 'cpu') return Device.cpu()
   const m = /^cuda(?::(\d+))?$/.exec(spec)
-  if (m) return Device.cuda(m[1] === undefined ? 0 : Number(m[1]))
+  if (m)
+    try {
+      return Device.cuda(m[1] === undefined ? 0 : Number(m[1]))
+    } catch (error) {
+      // No usable GPU is the user's choice of flag to change, as a usage error.
+      if (!['ERR_BSSN_CUDA_UNAVAILABLE', 'ERR_BSSN_OUT_OF_RANGE'].includes((error as { code?: string }).code ?? '')) throw error
+      throw new UsageError(`--device ${spec}: ${(error as Error).message}; use --device cpu, or auto to take a GPU when there is one`)
+    }
   throw new UsageError(`--device must be auto, cpu, cuda or cuda:N, got '${spec}'`)
 }
 

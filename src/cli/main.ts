@@ -38,13 +38,16 @@ options (train, compare):
   --eval-samples N                generated samples per evaluation (default 2500 for 2-D data, 256 for images)
   --width N                       hidden width of the MLPs (default 128)
   --ckpt-every N                  write <out>/<norm>/seed-<s>/checkpoint.safetensors every N steps (default 500)
-  --resume CKPT                   (train) continue from a checkpoint, bit-for-bit the interrupted run; the flags
-                                  must match the checkpoint's configuration and --steps be above its step
+  --resume CKPT                   (train) continue from a checkpoint, bit-for-bit the interrupted run, in a new
+                                  output folder; the flags must match the checkpoint's configuration and --steps be
+                                  above its step; a damaged checkpoint is refused before anything is created
   --out DIR                       output folder (default runs/<command>-<dataset>, or -2, -3, ... when taken); an
-                                  existing non-empty DIR is refused unless --force (replaced once the run is done)
+                                  existing non-empty DIR is refused; --force replaces an earlier bssn run's folder
+                                  (one with a .bssn-run file) once this run is done
   --device auto|cpu|cuda|cuda:N   where to run (default auto)
   --steps N                       (demo) forwards per timing sample (default 20)
-  Ctrl-C or SIGTERM finishes the current step, then writes checkpoints, metrics and the report; a second aborts.
+  Ctrl-C or SIGTERM stops each run after its current step, then writes checkpoints, metrics and the report; a
+  second aborts at once.
 
   -h, --help                      this help (also: bssn help [command], bssn <command> --help)
   --version                       the package version`

@@ -1,10 +1,10 @@
 // `bssn train` and `bssn compare`: GANs with the chosen discriminator normalizations over one or more seeds,
 // trained in worker threads, with metrics.jsonl and a checkpoint per run and one report.html.
 //
-// Every input is checked before anything is created. Results go to a staging folder beside --out that is
-// renamed into place at the end, so a failed run never leaves a half-written --out nor wipes an older one.
+// Every input (a resumed checkpoint to its last value) is checked, then the run folder is claimed, before any
+// work; results are staged inside the run folder and moved up at the end (run_folder.ts).
 import { spawnSync } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
@@ -12,13 +12,15 @@ import { Worker } from 'node:worker_threads'
 import { writeImageGrid } from '../data/images.js'
 import { mixtures } from '../data/toy2d.js'
 import { packageRoot } from '../native.js'
-import { readSafetensors } from '../train/safetensors.js'
-import { datasetHelp, imageArchSize, type ImageArch } from '../train/tasks.js'
-import type { NormChoice, TrainResult } from '../train/trainer.js'
+import { readGanCheckpoint } from '../train/checkpoint.js'
+import { datasetHelp, imageArchSize, networksFor, type ImageArch } from '../train/tasks.js'
+import { checkResume, type NormChoice, type TrainResult } from '../train/trainer.js'
 import { UsageError } from './args.js'
 import { writeChartPngs } from './chart_png.js'
+import { RateEstimate } from './progress.js'
 import { normLabel, writeReport, type ReportEnvironment, type ReportSubject } from './report.js'
-import type { WorkerConfig } from './train_worker.js'
+import { abandonRunFolder, claimRunFolder, finishRunFolder, fsReason, type RunFolder } from './run_folder.js'
+import type { WorkerConfig, WorkerMessage } from './train_worker.js'
 
 export const norms: readonly NormChoice[] = ['none', 'sn', 'ssn', 'bsn', 'bssn']
 export const archs = ['mlp', 'dcgan16', 'sngan'] as const
@@ -73,21 +75,50 @@ function datasetName(spec: string): string {
   return spec
 }
 
-/** A dataset path that is missing or of the wrong kind, said in the user's terms. */
+/** A dataset path that is missing, unreadable or of the wrong kind, said in the user's terms (headers only: the data is read by the runs). */
 function checkDatasetPath(spec: string): void {
   const [kind, location] = [spec.slice(0, spec.indexOf(':')), spec.slice(spec.indexOf(':') + 1)]
   const expected = kind === 'cifar10' ? "CIFAR-10's binary version: a folder with data_batch_*.bin, or one such file" : 'a folder of .png files'
+  const unreadable = (what: string, error: unknown) => new UsageError(`--dataset ${spec}: '${what}' cannot be read (${fsReason(error)}): give a ${kind === 'png' ? 'folder' : 'path'} you can read`)
   if (!existsSync(location)) throw new UsageError(`--dataset ${spec}: '${location}' does not exist (expected ${expected})`)
   const isDir = statSync(location).isDirectory()
   if (kind === 'png' && !isDir) throw new UsageError(`--dataset ${spec}: '${location}' is a file (expected ${expected})`)
+  let files = [location]
   if (isDir) {
-    const files = readdirSync(location)
-    const ok = kind === 'cifar10' ? files.some((f) => /^data_batch_\d+\.bin$/.test(f)) : files.some((f) => f.toLowerCase().endsWith('.png'))
-    if (!ok) throw new UsageError(`--dataset ${spec}: '${location}' has no ${kind === 'cifar10' ? 'data_batch_*.bin files' : '.png files'} (expected ${expected})`)
+    let names: string[]
+    try {
+      names = readdirSync(location)
+    } catch (error) {
+      throw unreadable(location, error)
+    }
+    files = names.filter((f) => (kind === 'cifar10' ? /^data_batch_\d+\.bin$/.test(f) : f.toLowerCase().endsWith('.png'))).map((f) => path.join(location, f))
+    if (!files.length) throw new UsageError(`--dataset ${spec}: '${location}' has no ${kind === 'cifar10' ? 'data_batch_*.bin files' : '.png files'} (expected ${expected})`)
   }
+  const head = Buffer.alloc(24)
+  for (const file of files) {
+    let got: number
+    try {
+      const fd = openSync(file, 'r')
+      try {
+        got = readSync(fd, head, 0, head.length, 0)
+      } finally {
+        closeSync(fd)
+      }
+    } catch (error) {
+      throw unreadable(file, error)
+    }
+    if (kind === 'cifar10') {
+      const size = statSync(file).size
+      if (size === 0 || size % cifarRecord !== 0) throw new UsageError(`--dataset ${spec}: '${file}' has ${size} bytes, not a whole number of CIFAR-10 records (${cifarRecord} bytes each)`)
+    } else if (got < 24 || !head.subarray(0, 8).equals(pngSignature) || head.toString('latin1', 12, 16) !== 'IHDR' || head.readUInt32BE(16) === 0 || head.readUInt32BE(20) === 0)
+      throw new UsageError(`--dataset ${spec}: '${file}' is not a PNG image (its first bytes are not a PNG signature and header): remove it or convert it`)
+  }
+  const images = kind === 'cifar10' ? files.reduce((n, f) => n + Math.floor(statSync(f).size / cifarRecord), 0) : files.length
+  if (images < 40) throw new UsageError(`--dataset ${spec}: ${images} images, but at least 40 are needed (a fifth is held out for evaluation)`)
 }
 
-const isNonEmptyDir = (dir: string) => existsSync(dir) && (!statSync(dir).isDirectory() || readdirSync(dir).length > 0)
+const cifarRecord = 1 + 3 * 32 * 32
+const pngSignature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])
 
 function environment(deviceName: string, command: string): ReportEnvironment {
   let version = 'unknown'
@@ -124,18 +155,19 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
   const imageArch: ImageArch = arch === 'mlp' ? 'sngan' : arch
   const architecture = arch === 'mlp' ? `mlp(width=${o.width})` : arch === 'dcgan16' ? 'dcgan16(channels=16)' : 'sngan'
 
-  let out: string
   let resumeStep = 0
   if (o.resume) {
     if (o.norms.length !== 1 || o.seeds.length !== 1) throw new UsageError('--resume continues one run: use it with train (one --norm, one --seed)')
-    if (!existsSync(o.resume) || !statSync(o.resume).isFile()) throw new UsageError(`--resume: no such checkpoint '${o.resume}' (expected the checkpoint.safetensors of a run)`)
+    if (o.resume.trim() === '' || !existsSync(o.resume) || !statSync(o.resume).isFile()) throw new UsageError(`--resume: no such checkpoint '${o.resume}' (expected the checkpoint.safetensors of a run)`)
+    const damaged = (error: unknown) => {
+      const code = (error as { code?: string } | undefined)?.code
+      return code === 'ERR_BSSN_BAD_CHECKPOINT' ? new UsageError(`--resume: ${error instanceof Error ? error.message : String(error)}`) : error
+    }
     let saved: { step: number; config: Record<string, unknown> }
     try {
-      const { metadata } = readSafetensors(o.resume)
-      if (metadata.format !== 'bssn-gan-1') throw new Error(`format '${metadata.format ?? 'none'}', expected 'bssn-gan-1'`)
-      saved = { step: Number(metadata.step), config: JSON.parse(metadata.config ?? '{}') as Record<string, unknown> }
+      saved = readGanCheckpoint(o.resume)
     } catch (error) {
-      throw new UsageError(`--resume: ${o.resume} is not a bssn checkpoint we can read: ${error instanceof Error ? error.message : String(error)}`)
+      throw damaged(error)
     }
     const want: Record<string, unknown> = { dataset: datasetName(o.dataset), norm: o.norms[0], batch, architecture, seed: o.seeds[0], nDis: o.nDis }
     if (o.norms[0] === 'ssn' || o.norms[0] === 'bssn') want.scale = o.scale
@@ -144,72 +176,43 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
       .map(([k, v]) => `${k} ${JSON.stringify(saved.config[k])} in the checkpoint, ${JSON.stringify(v)} asked`)
     if (mismatches.length) throw new UsageError(`--resume: ${o.resume} was trained with another configuration: ${mismatches.join('; ')}. Give the flags of the run it saved.`)
     if (steps <= saved.step) throw new UsageError(`--resume: the checkpoint is at step ${saved.step}; --steps (${steps}) must be above it`)
-    resumeStep = saved.step
-    // The run's folder is <out>/<norm>/seed-<seed>/: continue there unless told otherwise.
-    out = o.out ?? path.dirname(path.dirname(path.dirname(path.resolve(o.resume))))
-  } else if (o.out !== undefined) {
-    if (existsSync(o.out) && !statSync(o.out).isDirectory()) throw new UsageError(`--out '${o.out}' is a file, not a folder`)
-    if (isNonEmptyDir(o.out) && !o.force) throw new UsageError(`--out '${o.out}' exists and is not empty: choose another folder, or pass --force to replace it once this run has finished`)
-    out = o.out
-  } else {
-    const base = path.join('runs', `${o.command}-${o.dataset.replace(/[^A-Za-z0-9_.-]+/g, '_')}`)
-    out = base
-    for (let k = 2; isNonEmptyDir(out); k++) out = `${base}-${k}`
-  }
-
-  // 2. The runs, in a staging folder renamed into place at the end, so a failed run never leaves a half-written
-  // folder nor touches an older one. A resumed run continues in a copy of its folder.
-  const stage = path.join(path.dirname(out), `.${path.basename(out)}.partial`)
-  rmSync(stage, { recursive: true, force: true })
-  if (o.resume && existsSync(out)) cpSync(out, stage, { recursive: true })
-  mkdirSync(stage, { recursive: true })
-  const label = (n: NormChoice) => normLabel(n, o.scale)
-  const specs: RunSpec[] = o.norms.flatMap((norm) => o.seeds.map((seed) => ({ norm, seed, dir: path.join(norm, `seed-${seed}`) })))
-  const runName = (s: RunSpec) => `${label(s.norm)} seed ${s.seed}`
-  if (o.resume) o.print(`resuming from step ${resumeStep}: ${o.resume}`)
-  o.print(
-    `training ${o.norms.map(label).join(', ')} x seed${o.seeds.length > 1 ? 's' : ''} ${o.seeds.join(', ')} on ${o.dataset} (${architecture}): ${steps} steps, batch ${batch}, Adam ${o.lr} (${o.betas.join(', ')}), n_dis ${o.nDis}, device ${o.deviceName} -> ${out}`,
-  )
-  if (is2d && o.norms.includes('ssn') && o.norms.includes('bssn'))
-    o.print('note: on fully connected layers W2 = W1^T, so bssn equals ssn exactly here; --dataset shapes has a convolutional discriminator, where they differ')
-
-  const progress = new Map<RunSpec, number>()
-  const start = Date.now()
-  const total = (steps - resumeStep) * specs.length
-  let warned = false
-  let drawn = false
-  const showProgress = () => {
-    const done = [...progress.values()].reduce((a, b) => a + b, 0)
-    const seconds = (Date.now() - start) / 1000
-    const eta = done ? (seconds / done) * (total - done) : 0
-    if (!warned && o.deviceKind === 'cpu' && done > 0 && seconds > 20 && eta > 3600) {
-      warned = true
-      clearLine()
-      o.print(`warning: at ${(done / seconds).toFixed(2)} steps/s this will take about ${(eta / 3600).toFixed(1)} hours on the CPU; fewer --steps, --arch dcgan16 or a GPU would be quicker (Ctrl-C stops it cleanly)`)
+    // Every tensor against the model it will be loaded into, and the metrics beside it, before anything is created.
+    try {
+      await checkResume(o.resume, { norm: o.norms[0], scale: o.scale, seed: o.seeds[0], lr: o.lr, betas: o.betas }, networksFor(o.dataset, o.width, imageArch))
+    } catch (error) {
+      throw damaged(error)
     }
-    if (!o.progress) return
-    const width = 30
-    const filled = Math.round((done / Math.max(total, 1)) * width)
-    process.stdout.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} steps, ${(done / Math.max(seconds, 1e-3)).toFixed(1)} steps/s, ETA ${eta.toFixed(0)} s  `)
-    drawn = true
+    resumeStep = saved.step
   }
+
+  let drawn = false
   const clearLine = () => {
     if (drawn) process.stdout.write('\r\x1b[K')
     drawn = false
   }
 
+  // 2. The run folder, claimed before any work (a resumed run gets a new one too: it never writes beside its
+  // checkpoint). Signals are handled from here on, so no signal leaves a half-made folder behind.
+  const stopFlag = new Int32Array(new SharedArrayBuffer(4))
   const active = new Set<Worker>()
   let stopping = false
   let signals = 0
+  let phase: 'training' | 'report' = 'training'
+  let folder: RunFolder | undefined
   const onSignal = (signal: NodeJS.Signals) => {
     signals++
     clearLine()
+    const again = signal === 'SIGINT' ? 'Ctrl-C again' : 'a second signal'
     if (signals === 1) {
       stopping = true
-      o.print(`\ninterrupted (${signal}): finishing the current step of each run, then writing checkpoints, metrics and the report; ${signal === 'SIGINT' ? 'Ctrl-C' : 'a second signal'} again aborts at once`)
-      active.forEach((w) => w.postMessage('stop'))
+      Atomics.store(stopFlag, 0, 1) // read by every run between steps, whatever its event loop is doing
+      o.print(
+        phase === 'training'
+          ? `\ninterrupted (${signal}): finishing the current step of each run, then writing checkpoints, metrics and the report; ${again} aborts at once`
+          : `\ninterrupted (${signal}) while writing the report: finishing it; ${again} aborts at once`,
+      )
     } else {
-      o.print(`\naborted (${signal} again): stopped at once without a report; the last complete checkpoints are in ${stage}`)
+      o.print(`\naborted (${signal} again): stopped at once without a report; the last complete checkpoints are in ${folder?.stage ?? '(none yet)'}`)
       // Workers are stopped first: exiting under a running native call would crash the process instead.
       void Promise.all([...active].map((w) => w.terminate())).finally(() => process.exit(130))
     }
@@ -218,56 +221,110 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
   }
-  let real: { pixels: Float32Array; count: number } | undefined
-  const runOne = (spec: RunSpec) =>
-    new Promise<TrainResult>((resolve, reject) => {
-      const config: WorkerConfig = {
-        norm: spec.norm,
-        scale: o.scale,
-        dataset: o.dataset,
-        arch: imageArch,
-        steps,
-        batch,
-        lr: o.lr,
-        betas: o.betas,
-        nDis: o.nDis,
-        seed: spec.seed,
-        width: o.width,
-        evalEvery,
-        evalSamples,
-        device: o.device,
-        out: path.join(stage, spec.dir),
-        checkpointEvery: o.checkpointEvery,
-        resume: o.resume,
-      }
-      const worker = new Worker(new URL('./train_worker.js', import.meta.url), { workerData: config })
-      active.add(worker)
-      let settled = false
-      worker.on('message', (m: { type: string; step?: number; record?: TrainResult['history'][number]; result?: TrainResult; real?: typeof real }) => {
-        if (m.type === 'step') {
-          progress.set(spec, m.step! - resumeStep)
-          showProgress()
-        } else if (m.type === 'eval') {
-          clearLine()
-          o.print(`${runName(spec)} step ${m.record!.step}: ${qualityText(m.record!)}, loss D ${m.record!.lossD.toFixed(3)}`)
-          showProgress()
-        } else if (m.type === 'done') {
-          settled = true
-          real ??= m.real
-          resolve(m.result!)
-        }
-      })
-      worker.on('error', (e) => {
-        settled = true
-        reject(e)
-      })
-      worker.on('exit', (code) => {
-        active.delete(worker)
-        if (!settled) reject(new Error(`training run ${runName(spec)} exited with ${code}`))
-      })
-    })
-
   try {
+    folder = claimRunFolder({ out: o.out, force: o.force, base: path.join('runs', `${o.command}-${o.dataset.replace(/[^A-Za-z0-9_.-]+/g, '_')}`) })
+    return await trainInto(folder)
+  } finally {
+    if (o.handleSignals) {
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+    }
+  }
+
+  // 3. The runs, written into the staging folder; then the report, and the results moved into place.
+  async function trainInto(f: RunFolder): Promise<TrainResult[]> {
+    const { out, stage } = f
+    const label = (n: NormChoice) => normLabel(n, o.scale)
+    const specs: RunSpec[] = o.norms.flatMap((norm) => o.seeds.map((seed) => ({ norm, seed, dir: path.join(norm, `seed-${seed}`) })))
+    const runName = (s: RunSpec) => `${label(s.norm)} seed ${s.seed}`
+    if (o.resume) o.print(`resuming from step ${resumeStep}: ${o.resume}`)
+    o.print(
+      `training ${o.norms.map(label).join(', ')} x seed${o.seeds.length > 1 ? 's' : ''} ${o.seeds.join(', ')} on ${o.dataset} (${architecture}): ${steps} steps, batch ${batch}, Adam ${o.lr} (${o.betas.join(', ')}), n_dis ${o.nDis}, device ${o.deviceName} -> ${out}`,
+    )
+    if (is2d && o.norms.includes('ssn') && o.norms.includes('bssn'))
+      o.print('note: on fully connected layers W2 = W1^T, so bssn equals ssn exactly here; --dataset shapes has a convolutional discriminator, where they differ')
+
+    const progress = new Map<RunSpec, number>()
+    const estimate = new RateEstimate()
+    const total = (steps - resumeStep) * specs.length
+    let warned = false
+    let lastLine: number | undefined
+    const showProgress = () => {
+      const done = [...progress.values()].reduce((a, b) => a + b, 0)
+      estimate.update(done)
+      const rate = estimate.rate
+      const eta = estimate.eta(total)
+      if (!warned && o.deviceKind === 'cpu' && rate !== undefined && estimate.seconds > 20 && eta! > 3600) {
+        warned = true
+        clearLine()
+        o.print(`warning: at ${rate.toFixed(2)} steps/s this will take about ${(eta! / 3600).toFixed(1)} hours on the CPU; fewer --steps, --arch dcgan16 or a GPU would be quicker (Ctrl-C stops it cleanly)`)
+      }
+      const text = `${done}/${total} steps, ${rate === undefined ? '-' : rate.toFixed(1)} steps/s, ETA ${eta === undefined ? '-' : `${eta.toFixed(0)} s`}`
+      if (o.progress) {
+        const width = 30
+        const filled = Math.round((done / Math.max(total, 1)) * width)
+        process.stdout.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${text}  `)
+        drawn = true
+      } else if (rate !== undefined && (lastLine === undefined || performance.now() - lastLine >= 30_000)) {
+        // Logs get a plain line: once the rate is known, then every 30 s.
+        lastLine = performance.now()
+        o.print(`progress: ${text}`)
+      }
+    }
+
+    let real: { pixels: Float32Array; count: number } | undefined
+    const runOne = (spec: RunSpec) =>
+      new Promise<TrainResult>((resolve, reject) => {
+        const config: WorkerConfig = {
+          norm: spec.norm,
+          scale: o.scale,
+          dataset: o.dataset,
+          arch: imageArch,
+          steps,
+          batch,
+          lr: o.lr,
+          betas: o.betas,
+          nDis: o.nDis,
+          seed: spec.seed,
+          width: o.width,
+          evalEvery,
+          evalSamples,
+          device: o.device,
+          out: path.join(stage, spec.dir),
+          checkpointEvery: o.checkpointEvery,
+          resume: o.resume,
+          stop: stopFlag,
+        }
+        const worker = new Worker(new URL('./train_worker.js', import.meta.url), { workerData: config })
+        active.add(worker)
+        let settled = false
+        worker.on('message', (m: WorkerMessage) => {
+          if (m.type === 'step') {
+            progress.set(spec, m.step - resumeStep)
+            showProgress()
+          } else if (m.type === 'eval') {
+            clearLine()
+            o.print(`${runName(spec)} step ${m.record.step}: ${qualityText(m.record)}, loss D ${m.record.lossD.toFixed(3)}`)
+            showProgress()
+          } else if (m.type === 'done') {
+            settled = true
+            real ??= m.real
+            resolve(m.result)
+          } else if (m.type === 'failed') {
+            settled = true
+            reject(Object.assign(new Error(`${runName(spec)}: ${m.message}`), { code: m.code }))
+          }
+        })
+        worker.on('error', (e) => {
+          settled = true
+          reject(e)
+        })
+        worker.on('exit', (code) => {
+          active.delete(worker)
+          if (!settled) reject(new Error(`training run ${runName(spec)} exited with ${code}`))
+        })
+      })
+
     // CPU runs share the cores: at most one per core at a time. CUDA runs all start at once.
     const concurrency = o.deviceKind === 'cpu' ? Math.max(1, availableParallelism()) : specs.length
     const results: Array<TrainResult | undefined> = new Array(specs.length)
@@ -278,45 +335,49 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
         results[i] = await runOne(specs[i])
       }
     }
-    await Promise.all(Array.from({ length: Math.min(concurrency, specs.length) }, lane))
+    try {
+      await Promise.all(Array.from({ length: Math.min(concurrency, specs.length) }, lane))
+    } catch (error) {
+      clearLine()
+      await Promise.all([...active].map((w) => w.terminate()))
+      const finished = specs.filter((_, i) => results[i])
+      const code = (error as { code?: string } | undefined)?.code
+      const message = error instanceof Error ? error.message : String(error)
+      // Runs that finished keep their results; with none, the run leaves nothing behind.
+      if (finished.length) throw new Error(`${message}\nthe finished runs (${finished.map(runName).join(', ')}) have their checkpoints and metrics in ${stage}`)
+      abandonRunFolder(f)
+      throw code === 'ERR_BSSN_BAD_DATASET' ? new UsageError(message) : error
+    }
+    phase = 'report'
     clearLine()
     const done = results.filter((r): r is TrainResult => r !== undefined)
     const skipped = specs.filter((_, i) => !results[i])
     if (skipped.length) o.print(`not started (interrupted): ${skipped.map(runName).join(', ')}`)
 
-    // 3. Report, charts and samples, then the folder into place.
-    const subject: ReportSubject = is2d
-      ? { kind: '2d', dataset: o.dataset, architecture, mixture: mixtures[o.dataset as keyof typeof mixtures] }
-      : { kind: 'image', dataset: o.dataset, architecture, imageSize: imageArchSize[imageArch], real }
-    const env = environment(o.deviceName, `bssn ${process.argv.slice(2).join(' ')}`.trim())
-    const title = `bssn: ${o.norms.map(label).join(' vs ')} on ${o.dataset}`
-    const charts = writeReport(path.join(stage, 'report.html'), done, subject, title, env)
-    writeChartPngs(path.join(stage, 'charts'), charts)
-    for (const r of done) {
-      const dir = path.join(stage, r.config.norm, `seed-${r.config.seed}`)
-      if (!is2d) writeImageGrid(path.join(dir, 'samples.png'), r.samples, Math.min(64, r.samples.length / (3 * imageArchSize[imageArch] ** 2)), imageArchSize[imageArch], 8)
+    // A failure from here on keeps the runs' results and says where they are.
+    try {
+      const subject: ReportSubject = is2d
+        ? { kind: '2d', dataset: o.dataset, architecture, mixture: mixtures[o.dataset as keyof typeof mixtures] }
+        : { kind: 'image', dataset: o.dataset, architecture, imageSize: imageArchSize[imageArch], real }
+      const env = environment(o.deviceName, `bssn ${process.argv.slice(2).join(' ')}`.trim())
+      const title = `bssn: ${o.norms.map(label).join(' vs ')} on ${o.dataset}`
+      const charts = writeReport(path.join(stage, 'report.html'), done, subject, title, env)
+      writeChartPngs(path.join(stage, 'charts'), charts)
+      for (const r of done) {
+        const dir = path.join(stage, r.config.norm, `seed-${r.config.seed}`)
+        if (!is2d) writeImageGrid(path.join(dir, 'samples.png'), r.samples, Math.min(64, r.samples.length / (3 * imageArchSize[imageArch] ** 2)), imageArchSize[imageArch], 8)
+      }
+      if (!is2d && real) writeImageGrid(path.join(stage, 'real.png'), real.pixels, real.count, imageArchSize[imageArch], 8)
+    } catch (error) {
+      throw new Error(`the report could not be written (${fsReason(error)}); the runs' checkpoints and metrics are in ${stage}`)
     }
-    if (!is2d && real) writeImageGrid(path.join(stage, 'real.png'), real.pixels, real.count, imageArchSize[imageArch], 8)
-    const old = existsSync(out) ? path.join(path.dirname(out), `.${path.basename(out)}.old-${process.pid}`) : undefined
-    if (old) renameSync(out, old)
-    renameSync(stage, out)
-    if (old) rmSync(old, { recursive: true, force: true })
+    finishRunFolder(f, o.print)
     for (const r of done) {
       const h = r.history[r.history.length - 1]
       if (h) o.print(`${label(r.config.norm)} seed ${r.config.seed}: ${qualityText(h)} after ${h.step} steps (${r.stepsPerSecond.toFixed(1)} steps/s)`)
     }
     o.print(`report: ${path.join(out, 'report.html')} (charts as PNG in ${path.join(out, 'charts')})`)
     return done
-  } catch (error) {
-    // A failed run leaves no half-written folder behind; a resumed run's own folder was never touched.
-    active.forEach((w) => void w.terminate())
-    rmSync(stage, { recursive: true, force: true })
-    throw error
-  } finally {
-    if (o.handleSignals) {
-      process.off('SIGINT', onSignal)
-      process.off('SIGTERM', onSignal)
-    }
   }
 }
 

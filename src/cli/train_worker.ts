@@ -3,7 +3,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 
 import { Device } from '../device.js'
 import { taskFor, type ImageArch } from '../train/tasks.js'
-import { trainGan, type TrainConfig } from '../train/trainer.js'
+import { trainGan, type EvalRecord, type TrainConfig, type TrainResult } from '../train/trainer.js'
 
 export interface WorkerConfig extends Omit<TrainConfig, 'device' | 'task'> {
   device: string
@@ -11,25 +11,37 @@ export interface WorkerConfig extends Omit<TrainConfig, 'device' | 'task'> {
   width: number
   /** The image networks (ignored for 2-D data). */
   arch: ImageArch
+  /** Set to non-zero by the main thread to stop the run after its current step. */
+  stop: Int32Array
 }
 
+/** What a run tells the main thread. */
+export type WorkerMessage =
+  | { type: 'step'; step: number }
+  | { type: 'eval'; record: EvalRecord }
+  | { type: 'done'; result: TrainResult; real?: { pixels: Float32Array; count: number } }
+  | { type: 'failed'; message: string; code?: string }
+
 const config = workerData as WorkerConfig
-let stop = false
-parentPort!.on('message', (m) => {
-  if (m === 'stop') stop = true
-})
-const device = config.device === 'cpu' ? Device.cpu() : config.device.startsWith('cuda') ? Device.cuda(Number(config.device.split(':')[1] ?? 0)) : Device.auto()
-const { dataset: _dataset, width: _width, arch: _arch, ...rest } = config
-const task = taskFor(config.dataset, config.width, config.seed, config.arch)
-const result = await trainGan(
-  { ...rest, device, task },
-  {
-    onEval: (record) => parentPort!.postMessage({ type: 'eval', record }),
-    onStep: (step) => parentPort!.postMessage({ type: 'step', step }),
-    shouldStop: () => stop,
-  },
-)
-// A few held-out real images for the report's grid.
-const held = task.heldOut
-const real = held ? { pixels: held.pixels.slice(0, Math.min(64, held.count) * 3 * held.size * held.size), count: Math.min(64, held.count) } : undefined
-parentPort!.postMessage({ type: 'done', result, real })
+const post = (m: WorkerMessage) => parentPort!.postMessage(m)
+try {
+  const device = config.device === 'cpu' ? Device.cpu() : config.device.startsWith('cuda') ? Device.cuda(Number(config.device.split(':')[1] ?? 0)) : Device.auto()
+  const { dataset: _dataset, width: _width, arch: _arch, stop, ...rest } = config
+  const task = taskFor(config.dataset, config.width, config.seed, config.arch)
+  const result = await trainGan(
+    { ...rest, device, task },
+    {
+      onEval: (record) => post({ type: 'eval', record }),
+      onStep: (step) => post({ type: 'step', step }),
+      // Shared memory, not a message: seen between steps even while the loop keeps the event loop busy.
+      shouldStop: () => Atomics.load(stop, 0) !== 0,
+    },
+  )
+  // A few held-out real images for the report's grid.
+  const held = task.heldOut
+  const real = held ? { pixels: held.pixels.slice(0, Math.min(64, held.count) * 3 * held.size * held.size), count: Math.min(64, held.count) } : undefined
+  post({ type: 'done', result, real })
+} catch (error) {
+  // The error's code crosses to the main thread (a worker's 'error' event keeps only the message).
+  post({ type: 'failed', message: error instanceof Error ? error.message : String(error), code: (error as { code?: string } | undefined)?.code })
+}

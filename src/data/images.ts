@@ -6,6 +6,7 @@ import path from 'node:path'
 import { PNG } from 'pngjs'
 
 import type { Device } from '../device.js'
+import { bssnError } from '../errors.js'
 import { HostRandom } from '../random.js'
 import type { Tensor } from '../tensor.js'
 
@@ -56,11 +57,11 @@ export function loadCifar10(location: string): ImageSet {
         .sort()
         .map((f) => path.join(location, f))
     : [location]
-  if (files.length === 0) throw new Error(`${location}: no data_batch_*.bin files (CIFAR-10's binary version)`)
+  if (files.length === 0) throw bssnError(`${location}: no data_batch_*.bin files (CIFAR-10's binary version)`, 'ERR_BSSN_BAD_DATASET')
   const buffers = files.map((f) => {
     const bytes = readFileSync(f)
     if (bytes.length === 0 || bytes.length % CIFAR_RECORD !== 0)
-      throw new Error(`${f} is not a CIFAR-10 binary batch: ${bytes.length} bytes is not a multiple of ${CIFAR_RECORD} (label + 32x32x3)`)
+      throw bssnError(`${f} is not a CIFAR-10 binary batch: ${bytes.length} bytes is not a multiple of ${CIFAR_RECORD} (label + 32x32x3)`, 'ERR_BSSN_BAD_DATASET')
     return bytes
   })
   const count = buffers.reduce((n, b) => n + b.length / CIFAR_RECORD, 0)
@@ -70,7 +71,7 @@ export function loadCifar10(location: string): ImageSet {
   for (const bytes of buffers)
     for (let at = 0; at < bytes.length; at += CIFAR_RECORD, n++) {
       labels[n] = bytes[at]
-      if (labels[n] > 9) throw new Error(`CIFAR-10 record ${n} has label ${labels[n]} (expected 0..9): not a CIFAR-10 batch`)
+      if (labels[n] > 9) throw bssnError(`CIFAR-10 record ${n} has label ${labels[n]} (expected 0..9): not a CIFAR-10 batch`, 'ERR_BSSN_BAD_DATASET')
       for (let k = 0; k < 3072; k++) pixels[n * 3072 + k] = bytes[at + 1 + k] / 127.5 - 1
     }
   return { name: 'cifar10', count, size: 32, pixels, labels }
@@ -81,15 +82,21 @@ export function loadPngFolder(folder: string, size = 32): ImageSet {
   const files = readdirSync(folder)
     .filter((f) => f.toLowerCase().endsWith('.png'))
     .sort()
-  if (files.length === 0) throw new Error(`${folder}: no .png files`)
+  if (files.length === 0) throw bssnError(`${folder}: no .png files`, 'ERR_BSSN_BAD_DATASET')
   const plane = size * size
   const pixels = new Float32Array(files.length * 3 * plane)
   files.forEach((file, n) => {
-    let png: PNG
+      let png: PNG
+    let bytes: Buffer
     try {
-      png = PNG.sync.read(readFileSync(path.join(folder, file)))
+      bytes = readFileSync(path.join(folder, file))
     } catch (error) {
-      throw new Error(`${path.join(folder, file)} is not a readable PNG: ${error instanceof Error ? error.message : String(error)}`)
+      throw bssnError(`${path.join(folder, file)} cannot be read (${(error as NodeJS.ErrnoException).code ?? String(error)})`, 'ERR_BSSN_BAD_DATASET')
+    }
+    try {
+      png = PNG.sync.read(bytes)
+    } catch (error) {
+      throw bssnError(`${path.join(folder, file)} is a damaged PNG image (${error instanceof Error ? error.message : String(error)}): remove it or convert it`, 'ERR_BSSN_BAD_DATASET')
     }
     const { width, height, data } = png
     for (let c = 0; c < 3; c++)

@@ -63,21 +63,35 @@ export function imageTask(train: ImageSet, heldOut: ImageSet, arch: ImageArch = 
   const size = imageArchSize[arch]
   if (train.size !== size) throw rangeError(`the ${arch} networks take ${size}x${size} images, got ${train.size}x${train.size}`)
   const realFeatures = imageFeatures(heldOut.pixels, heldOut.count, heldOut.size)
-  const small = arch === 'dcgan16'
   return {
     dataset: train.name,
     kind: 'image',
-    architecture: small ? `dcgan16(channels=${channels})` : 'sngan',
-    zDim: small ? 32 : 128,
+    ...imageNetworks(arch, channels),
     imageSize: size,
-    build: (device, seed) =>
-      small
-        ? { generator: smallCnnGenerator({ device, seed, channels }), discriminator: smallCnnDiscriminator({ device, seed: seed + 1000, channels }) }
-        : { generator: snganCnnGenerator({ device, seed }), discriminator: snganCnnDiscriminator({ device, seed: seed + 1000 }) },
     sampleReal: (device, n, seed) => sampleImages(device, train, n, seed),
     quality: (samples, count) => knnPrecisionRecall(realFeatures, imageFeatures(samples, count, size), 192, 3),
     heldOut,
   }
+}
+
+/** The networks of a task, without its data. */
+export type GanNetworks = Pick<GanTask, 'architecture' | 'zDim' | 'build'>
+
+function imageNetworks(arch: ImageArch, channels = 16): GanNetworks {
+  const small = arch === 'dcgan16'
+  return {
+    architecture: small ? `dcgan16(channels=${channels})` : 'sngan',
+    zDim: small ? 32 : 128,
+    build: (device, seed) =>
+      small
+        ? { generator: smallCnnGenerator({ device, seed, channels }), discriminator: smallCnnDiscriminator({ device, seed: seed + 1000, channels }) }
+        : { generator: snganCnnGenerator({ device, seed }), discriminator: snganCnnDiscriminator({ device, seed: seed + 1000 }) },
+  }
+}
+
+/** The networks taskFor(spec, width, seed, arch) trains, without loading its data (to check a checkpoint first). */
+export function networksFor(spec: string, width: number, arch: ImageArch = 'sngan'): GanNetworks {
+  return spec in mixtures ? mixtureTask(mixtures[spec as keyof typeof mixtures], width) : imageNetworks(arch)
 }
 
 export const datasetHelp = 'ring8, grid25, shapes, cifar10:DIR, png:DIR'

@@ -6,16 +6,17 @@ import path from 'node:path'
 
 import { keep, tidy } from '../autograd/scope.js'
 import { noGrad } from '../autograd/tape.js'
-import type { Device } from '../device.js'
+import { Device } from '../device.js'
+import { bssnError } from '../errors.js'
 import { mul, sum } from '../nn/functional.js'
 import { isNormalizable } from '../nn/module.js'
 import { SpectralNorm } from '../nn/spectral_norm.js'
 import type { NormalizationMode } from '../normalize/options.js'
 import type { Tensor } from '../tensor.js'
 import { Adam } from './adam.js'
-import { loadGanCheckpoint, saveGanCheckpoint } from './checkpoint.js'
+import { checkGanCheckpoint, loadGanCheckpoint, saveGanCheckpoint, type GanCheckpointParts } from './checkpoint.js'
 import { ganStep } from './gan_step.js'
-import type { GanTask, Quality } from './tasks.js'
+import type { GanNetworks, GanTask, Quality } from './tasks.js'
 import { topSingularValues, type LayerSpectrum } from './spectrum.js'
 
 export type NormChoice = 'none' | NormalizationMode
@@ -83,28 +84,71 @@ export interface TrainHooks {
 // Distinct, reproducible seeds for every random draw of the run.
 const seedOf = (run: number, step: number, stream: number) => ((run * 1_000_003 + step * 31 + stream) >>> 0) % 2 ** 31
 
+type PartsConfig = Pick<TrainConfig, 'norm' | 'scale' | 'seed' | 'lr' | 'betas'>
+
+/** The networks, their normalization and optimizers of a run, as a checkpoint holds them. */
+function buildGanParts(config: PartsConfig, networks: GanNetworks, device: Device): Required<Pick<GanCheckpointParts, 'generator' | 'discriminator' | 'optG' | 'optD'>> & GanCheckpointParts {
+  const { generator, discriminator } = networks.build(device, seedOf(config.seed, 0, 1))
+  const scaled = config.norm === 'ssn' || config.norm === 'bssn'
+  const normalization = config.norm === 'none' ? undefined : new SpectralNorm(discriminator, { mode: config.norm, scale: scaled ? config.scale : 1, seed: config.seed })
+  const optG = new Adam(generator.parameters(), { lr: config.lr, betas: config.betas })
+  const optD = new Adam(discriminator.parameters(), { lr: config.lr, betas: config.betas })
+  return { generator, discriminator, optG, optD, normalization }
+}
+
+const disposeParts = (p: GanCheckpointParts) => [p.normalization, p.optG, p.optD, p.generator, p.discriminator].forEach((x) => x?.dispose())
+
+/**
+ * Checks, on the CPU and before anything else is done, that `file` can resume a run of `config` on `networks`: the
+ * checks loadGanCheckpoint makes (ERR_BSSN_BAD_CHECKPOINT), and the records of its metrics.jsonl. Returns its step
+ * and saved config.
+ */
+export async function checkResume(file: string, config: PartsConfig, networks: GanNetworks): Promise<{ step: number; config: Record<string, unknown> }> {
+  const parts = buildGanParts(config, networks, Device.cpu())
+  try {
+    const saved = await checkGanCheckpoint(file, parts)
+    readHistory(file, saved.step)
+    return saved
+  } finally {
+    disposeParts(parts)
+  }
+}
+
+/** The records of the run's metrics.jsonl (beside its checkpoint) up to `step`; none when it has none. */
+function readHistory(checkpoint: string, step: number): EvalRecord[] {
+  const file = path.join(path.dirname(checkpoint), 'metrics.jsonl')
+  if (!existsSync(file)) return []
+  const records: EvalRecord[] = []
+  readFileSync(file, 'utf8')
+    .split('\n')
+    .forEach((line, i) => {
+      if (!line.trim()) return
+      let record: unknown
+      try {
+        record = JSON.parse(line)
+      } catch {}
+      const s = (record as { step?: unknown } | undefined)?.step
+      if (typeof record !== 'object' || record === null || !Number.isSafeInteger(s))
+        throw bssnError(`${file} line ${i + 1} is not a metrics record (a JSON object with a step): move the file away to resume without the earlier records`, 'ERR_BSSN_BAD_CHECKPOINT')
+      if ((s as number) <= step) records.push(record as EvalRecord)
+    })
+  return records
+}
+
 export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Promise<TrainResult> {
   const { device, task } = config
-  const { generator: G, discriminator: D } = task.build(device, seedOf(config.seed, 0, 1))
+  const parts = buildGanParts(config, task, device)
+  const { generator: G, discriminator: D, optG, optD, normalization: sn } = parts
   const scaled = config.norm === 'ssn' || config.norm === 'bssn'
-  const sn = config.norm === 'none' ? undefined : new SpectralNorm(D, { mode: config.norm, scale: scaled ? config.scale : 1, seed: config.seed })
-  const optG = new Adam(G.parameters(), { lr: config.lr, betas: config.betas })
-  const optD = new Adam(D.parameters(), { lr: config.lr, betas: config.betas })
   const dLayers = D.modules().filter(isNormalizable)
   const evalZ = keep(device.randn([config.evalSamples, task.zDim], { seed: seedOf(config.seed, 0, 3) }))
   const history: EvalRecord[] = []
   const metricsFile = config.out ? path.join(config.out, 'metrics.jsonl') : undefined
-  const parts = { generator: G, discriminator: D, optG, optD, normalization: sn }
   let step = 0
   if (config.resume) {
-    step = loadGanCheckpoint(config.resume, parts).step
-    // Keep the records of the steps the checkpoint covers.
-    if (metricsFile && existsSync(metricsFile))
-      for (const line of readFileSync(metricsFile, 'utf8').split('\n'))
-        if (line.trim()) {
-          const record = JSON.parse(line) as EvalRecord
-          if (record.step <= step) history.push(record)
-        }
+    step = (await loadGanCheckpoint(config.resume, parts)).step
+    // Keep the records of the steps the checkpoint covers (from the metrics beside it: the run may go elsewhere).
+    history.push(...readHistory(config.resume, step))
   }
   if (config.out) {
     mkdirSync(config.out, { recursive: true })
@@ -123,6 +167,13 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
   const start = performance.now()
   const startStep = step
   let interrupted = false
+  let unevaluated: { lossD: Tensor; lossG: Tensor } | undefined
+  const record = (r: EvalRecord) => {
+    history.push(r)
+    if (metricsFile) appendFileSync(metricsFile, JSON.stringify(r) + '\n')
+    hooks.onEval?.(r)
+  }
+  let lastYield = start
   // Progress counts steps the device has finished, not steps enqueued (the queue may run ahead of the device):
   // one fence in flight at a time, reporting the step it follows when it resolves.
   let fenceInFlight = false
@@ -163,18 +214,30 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
           : undefined,
       })
       reportFinished(step)
+      // The loop enqueues without waiting; yielding now and then lets fences report progress and messages arrive.
+      if (performance.now() - lastYield > 50) {
+        await new Promise((resolve) => setImmediate(resolve))
+        lastYield = performance.now()
+      }
       if (config.checkpointEvery && step % config.checkpointEvery === 0) await checkpoint()
+      unevaluated?.lossD.dispose()
+      unevaluated?.lossG.dispose()
+      unevaluated = undefined
       if (!evaluating) {
-        lossD.dispose()
-        lossG.dispose()
+        unevaluated = { lossD, lossG } // kept for an evaluation at an interruption
         continue
       }
-      const record = await evaluate(step, lossD, lossG)
-      history.push(record)
-      if (metricsFile) appendFileSync(metricsFile, JSON.stringify(record) + '\n')
-      hooks.onEval?.(record)
+      record(await evaluate(step, lossD, lossG))
     }
     if (config.checkpointEvery && step % config.checkpointEvery !== 0) await checkpoint()
+    // An interrupted run is evaluated where it stopped, after its checkpoint (the gradient norms unknown), so its metrics end there.
+    if (unevaluated) {
+      gradSquares.forEach((t) => t.dispose())
+      gradSquares = []
+      const { lossD, lossG } = unevaluated
+      unevaluated = undefined
+      record(await evaluate(step, lossD, lossG))
+    }
     const samples = await tidy(() => noGrad(() => G.forward(evalZ))).toArray()
     hooks.onStep?.(step)  // everything before the samples has run
     const seconds = (performance.now() - start) / 1000
@@ -188,10 +251,11 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
       interrupted,
     }
   } finally {
+    unevaluated?.lossD.dispose()
+    unevaluated?.lossG.dispose()
     gradSquares.forEach((t) => t.dispose())
     evalZ.dispose()
-    sn?.dispose()
-    ;[optG, optD, G, D].forEach((x) => x.dispose())
+    disposeParts(parts)
   }
 
   async function evaluate(step: number, lossD: Tensor, lossG: Tensor): Promise<EvalRecord> {
@@ -220,7 +284,7 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
       const mean = s / w.length
       const [m, n] = [l.weight.shape[0], l.weight.size / l.weight.shape[0]]
       return {
-        gradNorm: Math.sqrt(grads[i]?.[0] ?? 0),
+        gradNorm: grads[i] ? Math.sqrt(grads[i][0]) : NaN, // NaN (null in JSON): not measured at this step
         variance: ss / w.length - mean * mean,
         bound: 1 / Math.max(m, n),
         sigma1: sigmas?.[i].sigma1,
