@@ -20,7 +20,7 @@ import { writeChartPngs } from './chart_png.js'
 import { RateEstimate } from './progress.js'
 import { normLabel, writeReport, type ReportEnvironment, type ReportSubject } from './report.js'
 import { abandonRunFolder, claimRunFolder, finishRunFolder, fsReason, type RunFolder } from './run_folder.js'
-import type { WorkerConfig, WorkerMessage } from './train_worker.js'
+import type { WorkerConfig, WorkerMessage, WorkerRequest } from './train_worker.js'
 
 export const norms: readonly NormChoice[] = ['none', 'sn', 'ssn', 'bsn', 'bssn']
 export const archs = ['mlp', 'dcgan16', 'sngan'] as const
@@ -273,7 +273,8 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
     }
 
     let real: { pixels: Float32Array; count: number } | undefined
-    const runOne = (spec: RunSpec) =>
+    /** One run on `worker` (a lane's), to its result. */
+    const runOn = (worker: Worker, spec: RunSpec) =>
       new Promise<TrainResult>((resolve, reject) => {
         const config: WorkerConfig = {
           norm: spec.norm,
@@ -295,10 +296,7 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
           resume: o.resume,
           stop: stopFlag,
         }
-        const worker = new Worker(new URL('./train_worker.js', import.meta.url), { workerData: config })
-        active.add(worker)
-        let settled = false
-        worker.on('message', (m: WorkerMessage) => {
+        const onMessage = (m: WorkerMessage) => {
           if (m.type === 'step') {
             progress.set(spec, m.step - resumeStep)
             showProgress()
@@ -306,33 +304,56 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
             clearLine()
             o.print(`${runName(spec)} step ${m.record.step}: ${qualityText(m.record)}, loss D ${m.record.lossD.toFixed(3)}`)
             showProgress()
-          } else if (m.type === 'done') {
-            settled = true
-            real ??= m.real
-            resolve(m.result)
-          } else if (m.type === 'failed') {
-            settled = true
-            reject(Object.assign(new Error(`${runName(spec)}: ${m.message}`), { code: m.code }))
+          } else {
+            settle()
+            if (m.type === 'done') {
+              real ??= m.real
+              resolve(m.result)
+            } else reject(Object.assign(new Error(`${runName(spec)}: ${m.message}`), { code: m.code }))
           }
-        })
-        worker.on('error', (e) => {
-          settled = true
+        }
+        const onError = (e: Error) => {
+          settle()
           reject(e)
-        })
-        worker.on('exit', (code) => {
-          active.delete(worker)
-          if (!settled) reject(new Error(`training run ${runName(spec)} exited with ${code}`))
-        })
+        }
+        const onExit = (code: number) => {
+          settle()
+          reject(new Error(`training run ${runName(spec)} exited with ${code}`))
+        }
+        const settle = () => {
+          worker.off('message', onMessage)
+          worker.off('error', onError)
+          worker.off('exit', onExit)
+        }
+        worker.on('message', onMessage)
+        worker.on('error', onError)
+        worker.on('exit', onExit)
+        worker.postMessage({ type: 'run', config } satisfies WorkerRequest)
       })
 
-    // CPU runs share the cores: at most one per core at a time. CUDA runs all start at once.
+    // CPU runs share the cores: at most one per core at a time. CUDA runs all start at once. Each lane trains its
+    // runs one after another in one worker thread.
     const concurrency = o.deviceKind === 'cpu' ? Math.max(1, availableParallelism()) : specs.length
     const results: Array<TrainResult | undefined> = new Array(specs.length)
     let next = 0
     const lane = async () => {
-      while (next < specs.length && !stopping) {
-        const i = next++
-        results[i] = await runOne(specs[i])
+      if (next >= specs.length || stopping) return
+      const worker = new Worker(new URL('./train_worker.js', import.meta.url))
+      active.add(worker)
+      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()))
+      let closed = false
+      try {
+        while (next < specs.length && !stopping) {
+          const i = next++
+          results[i] = await runOn(worker, specs[i])
+        }
+        worker.postMessage({ type: 'close' } satisfies WorkerRequest)
+        await exited
+        closed = true
+      } finally {
+        // A failed run's worker would otherwise stay, idle, and keep the process alive.
+        if (!closed) await worker.terminate()
+        active.delete(worker)
       }
     }
     try {

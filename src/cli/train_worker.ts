@@ -1,5 +1,7 @@
-// Runs one GAN training in a worker thread (its own device and stream), so `bssn compare` trains its runs in parallel.
-import { parentPort, workerData } from 'node:worker_threads'
+// Trains GANs in a worker thread (its own device and stream), so `bssn compare` trains its runs in parallel. One
+// worker serves a lane of runs, one after another, on one device: a worker per run left each finished run's native
+// memory behind (a default compare grew to 685 MB; with lanes it stays near what two runs need).
+import { parentPort } from 'node:worker_threads'
 
 import { Device } from '../device.js'
 import { taskFor, type ImageArch } from '../train/tasks.js'
@@ -15,6 +17,9 @@ export interface WorkerConfig extends Omit<TrainConfig, 'device' | 'task'> {
   stop: Int32Array
 }
 
+/** What the main thread asks: a run, or to close once the lane is done. */
+export type WorkerRequest = { type: 'run'; config: WorkerConfig } | { type: 'close' }
+
 /** What a run tells the main thread. */
 export type WorkerMessage =
   | { type: 'step'; step: number }
@@ -22,26 +27,34 @@ export type WorkerMessage =
   | { type: 'done'; result: TrainResult; real?: { pixels: Float32Array; count: number } }
   | { type: 'failed'; message: string; code?: string }
 
-const config = workerData as WorkerConfig
 const post = (m: WorkerMessage) => parentPort!.postMessage(m)
-try {
-  const device = config.device === 'cpu' ? Device.cpu() : config.device.startsWith('cuda') ? Device.cuda(Number(config.device.split(':')[1] ?? 0)) : Device.auto()
-  const { dataset: _dataset, width: _width, arch: _arch, stop, ...rest } = config
-  const task = taskFor(config.dataset, config.width, config.seed, config.arch)
-  const result = await trainGan(
-    { ...rest, device, task },
-    {
-      onEval: (record) => post({ type: 'eval', record }),
-      onStep: (step) => post({ type: 'step', step }),
-      // Shared memory, not a message: seen between steps even while the loop keeps the event loop busy.
-      shouldStop: () => Atomics.load(stop, 0) !== 0,
-    },
-  )
-  // A few held-out real images for the report's grid.
-  const held = task.heldOut
-  const real = held ? { pixels: held.pixels.slice(0, Math.min(64, held.count) * 3 * held.size * held.size), count: Math.min(64, held.count) } : undefined
-  post({ type: 'done', result, real })
-} catch (error) {
-  // The error's code crosses to the main thread (a worker's 'error' event keeps only the message).
-  post({ type: 'failed', message: error instanceof Error ? error.message : String(error), code: (error as { code?: string } | undefined)?.code })
+let device: Device | undefined
+
+async function train(config: WorkerConfig): Promise<void> {
+  try {
+    device ??= config.device === 'cpu' ? Device.cpu() : config.device.startsWith('cuda') ? Device.cuda(Number(config.device.split(':')[1] ?? 0)) : Device.auto()
+    const { dataset: _dataset, width: _width, arch: _arch, stop, ...rest } = config
+    const task = taskFor(config.dataset, config.width, config.seed, config.arch)
+    const result = await trainGan(
+      { ...rest, device, task },
+      {
+        onEval: (record) => post({ type: 'eval', record }),
+        onStep: (step) => post({ type: 'step', step }),
+        // Shared memory, not a message: seen between steps even while the loop keeps the event loop busy.
+        shouldStop: () => Atomics.load(stop, 0) !== 0,
+      },
+    )
+    // A few held-out real images for the report's grid.
+    const held = task.heldOut
+    const real = held ? { pixels: held.pixels.slice(0, Math.min(64, held.count) * 3 * held.size * held.size), count: Math.min(64, held.count) } : undefined
+    post({ type: 'done', result, real })
+  } catch (error) {
+    // The error's code crosses to the main thread (a worker's 'error' event keeps only the message).
+    post({ type: 'failed', message: error instanceof Error ? error.message : String(error), code: (error as { code?: string } | undefined)?.code })
+  }
 }
+
+parentPort!.on('message', (request: WorkerRequest) => {
+  if (request.type === 'run') void train(request.config)
+  else parentPort!.close()
+})
