@@ -1,24 +1,27 @@
 // The command line: the demo, and the GAN training that the README's first command runs.
-import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { promisify } from 'node:util'
-import { beforeAll, expect, it } from 'vitest'
+import { expect, it } from 'vitest'
 
 import { packageRoot } from '../src/native.js'
 import { runCli } from './helpers/cli.js'
 
 const cli = path.join(packageRoot, 'dist', 'cli', 'main.js')
 
-// Asynchronous: a synchronous tsc (a minute under AddressSanitizer's preload) blocked the test worker's event loop
-// past vitest's 60 s RPC timeout ("Timeout calling onTaskUpdate").
-beforeAll(async () => {
-  await promisify(execFile)('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: packageRoot })
-}, 300_000)
+// dist/ is built by test/global_setup.ts. Every child process here is asynchronous (runCli): a run of synchronous
+// ones blocked the test worker past vitest's 60 s RPC timeout on a busy machine.
+/** `bssn ...args` to its end, with its exit status. */
+const run = async (...args: string[]) => {
+  const r = await runCli(args)
+  return { ...r, status: r.code }
+}
 
-it('bssn demo prints per-layer sigmas and timings', () => {
-  const out = execFileSync(process.execPath, [cli, 'demo', '--device', 'cpu', '--steps', '2'], { encoding: 'utf8' })
+it('bssn demo prints per-layer sigmas and timings', async () => {
+  const demo = await run('demo', '--device', 'cpu', '--steps', '2')
+  expect(demo.status, demo.stderr).toBe(0)
+  const out = demo.stdout
   expect(out).toMatch(/SNGAN CNN D/)
   const rows = out.split('\n').filter((l) => /^\s+\d+\s+\[/.test(l))
   expect(rows).toHaveLength(8)
@@ -31,14 +34,14 @@ it('bssn demo prints per-layer sigmas and timings', () => {
   expect(out).toMatch(/bssn\s+[\d.]+ us/)
 })
 
-it('rejects bad flags with a usage message', () => {
-  const bad = spawnSync(process.execPath, [cli, 'demo', '--device', 'tpu'], { encoding: 'utf8' })
+it('rejects bad flags with a usage message', async () => {
+  const bad = await run('demo', '--device', 'tpu')
   expect(bad.status).toBe(2)
   expect(bad.stderr).toMatch(/--device must be auto, cpu, cuda or cuda:N, got 'tpu'/)
-  const unknown = spawnSync(process.execPath, [cli, 'demo', '--nope'], { encoding: 'utf8' })
+  const unknown = await run('demo', '--nope')
   expect(unknown.status).toBe(2)
   expect(unknown.stderr).toMatch(/unknown option '--nope'[\s\S]*bssn --help/)
-  const steps = spawnSync(process.execPath, [cli, 'demo', '--steps', '0'], { encoding: 'utf8' })
+  const steps = await run('demo', '--steps', '0')
   expect(steps.status).toBe(2)
 })
 
@@ -113,14 +116,27 @@ it('the default compare report: sn, ssn and bssn on the small CNN over two seeds
   }
 }, 120_000)
 
-it('usage errors: exit code 2, in our own words, before anything is created', () => {
-  const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' })
-  const version = run('--version')
+it('usage errors: exit code 2, in our own words, before anything is created', async () => {
+  const version = await run('--version')
   expect(version.status).toBe(0)
   expect(version.stdout.trim()).toBe(JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')).version)
-  expect(run('help').stdout).toMatch(/usage: bssn <command>/)
+  expect((await run('help')).stdout).toMatch(/usage: bssn <command>/)
+  // `bssn` alone shows the usage and starts nothing (it once started a compare in the current folder).
+  const here = mkdtempSync(path.join(tmpdir(), 'bssn-no-command-'))
+  try {
+    const bare = await runCli([], { cwd: here, timeoutMs: 30_000 })
+    expect(bare.code).toBe(0)
+    expect(bare.stdout).toMatch(/^usage: bssn <command>/)
+    expect(readdirSync(here)).toEqual([])
+    const optionsOnly = await runCli(['--steps', '5'], { cwd: here, timeoutMs: 30_000 })
+    expect(optionsOnly.code).toBe(2)
+    expect(optionsOnly.stderr).toMatch(/name a command before the options .* e\.g\. bssn compare --steps 5/)
+    expect(readdirSync(here)).toEqual([])
+  } finally {
+    rmSync(here, { recursive: true, force: true })
+  }
   for (const args of [['help', 'train'], ['train', '--help']]) {
-    const help = run(...args)
+    const help = await run(...args)
     expect(help.status).toBe(0)
     expect(help.stdout).toMatch(/^usage: bssn train \[options\]/)
     expect(help.stdout).toMatch(/--resume CKPT/)
@@ -138,22 +154,22 @@ it('usage errors: exit code 2, in our own words, before anything is created', ()
     [['help', 'nothing'], /no help for 'nothing'/],
   ]
   for (const [args, message] of cases) {
-    const r = run(...args, '--out', path.join(tmpdir(), 'bssn-never-created'))
+    const r = await run(...args, '--out', path.join(tmpdir(), 'bssn-never-created'))
     expect(r.status, args.join(' ')).toBe(2)
     expect(r.stderr).toMatch(message)
   }
   expect(existsSync(path.join(tmpdir(), 'bssn-never-created'))).toBe(false)
 })
 
-it('bad dataset paths are named with what was expected', () => {
-  const run = (...args: string[]) => spawnSync(process.execPath, [cli, 'train', '--steps', '1', '--device', 'cpu', ...args], { encoding: 'utf8' })
-  const missing = run('--dataset', 'png:/no/such/folder')
+it('bad dataset paths are named with what was expected', async () => {
+  const train = (...args: string[]) => run('train', '--steps', '1', '--device', 'cpu', ...args)
+  const missing = await train('--dataset', 'png:/no/such/folder')
   expect(missing.status).toBe(2)
   expect(missing.stderr).toMatch(/'\/no\/such\/folder' does not exist \(expected a folder of \.png files\)/)
   expect(missing.stderr).not.toMatch(/ENOENT/)
   const empty = mkdtempSync(path.join(tmpdir(), 'bssn-empty-'))
   try {
-    const cifar = run('--dataset', `cifar10:${empty}`)
+    const cifar = await train('--dataset', `cifar10:${empty}`)
     expect(cifar.status).toBe(2)
     expect(cifar.stderr).toMatch(/has no data_batch_\*\.bin files/)
   } finally {
@@ -182,14 +198,13 @@ it('an existing non-empty --out is refused without --force; --force replaces an 
   }
 }, 120_000)
 
-it('train and compare reject bad flags clearly', () => {
-  const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' })
-  expect(run('train', '--norm', 'xx', '--steps', '1').stderr).toMatch(/--norm must be one of none, sn, ssn, bsn, bssn, got 'xx'/)
-  expect(run('train', '--dataset', 'mnist', '--steps', '1').stderr).toMatch(/--dataset must be one of ring8, grid25/)
-  expect(run('compare', '--norm', 'sn').stderr).toMatch(/--norm is for train; compare takes --norms LIST/)
-  expect(run('compare', '--betas', '0.5').stderr).toMatch(/--betas must be two numbers/)
-  expect(run('compare', '--lr', 'fast').stderr).toMatch(/--lr must be a number, got 'fast'/)
-  expect(run('nonsense').status).toBe(2)
+it('train and compare reject bad flags clearly', async () => {
+  expect((await run('train', '--norm', 'xx', '--steps', '1')).stderr).toMatch(/--norm must be one of none, sn, ssn, bsn, bssn, got 'xx'/)
+  expect((await run('train', '--dataset', 'mnist', '--steps', '1')).stderr).toMatch(/--dataset must be one of ring8, grid25/)
+  expect((await run('compare', '--norm', 'sn')).stderr).toMatch(/--norm is for train; compare takes --norms LIST/)
+  expect((await run('compare', '--betas', '0.5')).stderr).toMatch(/--betas must be two numbers/)
+  expect((await run('compare', '--lr', 'fast')).stderr).toMatch(/--lr must be a number, got 'fast'/)
+  expect((await run('nonsense')).status).toBe(2)
 })
 
 it('bssn train on images: the SNGAN CNN on the built-in shapes, with precision/recall and a sample grid', async () => {
@@ -242,15 +257,16 @@ it('train --resume continues from a checkpoint in a new folder; a mismatch, a st
   }
 }, 120_000)
 
-// Starts a run, sends `signals` once "step 20:" is printed (the first at once, the next after a pause), and
-// returns its exit code and output.
-async function interrupt(args: string[], signals: NodeJS.Signals[]): Promise<{ code: number | null; printed: string }> {
+// Starts a run, sends `signals` once every run has printed "step 20:" (the first at once, the next after a pause),
+// and returns its exit code and output. (Signals stop a run within its current step: sent after the first run's
+// evaluation only, the other run could stop at step 19 with no record at 20.)
+async function interrupt(args: string[], signals: NodeJS.Signals[], runs = 2): Promise<{ code: number | null; printed: string }> {
   const child = spawn(process.execPath, [cli, ...args])
   let printed = ''
   let sent = false
   const onData = (d: Buffer) => {
     printed += d
-    if (/step 20:/.test(printed) && !sent) {
+    if ((printed.match(/ step 20:/g) ?? []).length >= runs && !sent) {
       sent = true
       signals.forEach((s, i) => setTimeout(() => child.kill(s), i * 30))
     }
@@ -283,7 +299,7 @@ it('a second Ctrl-C aborts at once and says so', async () => {
   try {
     // The small CNN, so that the second signal lands while the first is still finishing its step.
     const args = ['train', '--steps', '100000', '--batch', '64', '--eval-every', '20', '--eval-samples', '16', '--ckpt-every', '10', '--device', 'cpu', '--out', out]
-    const { code, printed } = await interrupt(args, ['SIGINT', 'SIGINT'])
+    const { code, printed } = await interrupt(args, ['SIGINT', 'SIGINT'], 1)
     expect(code, printed).toBe(130)
     expect(printed).toMatch(/aborted \(SIGINT again\): stopped at once without a report; the last complete checkpoints are in/)
     expect(existsSync(path.join(out, 'report.html'))).toBe(false)

@@ -3,15 +3,14 @@
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { afterAll, beforeAll, expect, it } from 'vitest'
+import { afterAll, expect, it } from 'vitest'
 
 import { abandonRunFolder, claimRunFolder, finishRunFolder, runMarker } from '../src/cli/run_folder.js'
 import { RateEstimate } from '../src/cli/progress.js'
-import { buildDist, runCli } from './helpers/cli.js'
+import { runCli } from './helpers/cli.js'
 
 const sandbox = mkdtempSync(path.join(tmpdir(), 'bssn-files-'))
 afterAll(() => rmSync(sandbox, { recursive: true, force: true }))
-beforeAll(buildDist, 300_000)
 
 const isRoot = process.getuid?.() === 0
 const nobody = { uid: 65534, gid: 65534 }

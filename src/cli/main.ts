@@ -15,7 +15,7 @@ import { runTraining } from './train_command.js'
 const usage = `usage: bssn <command> [options]
 
 commands:
-  compare  train GANs with SN and with BSSN on the same data and seeds; write report.html (default command)
+  compare  train GANs with SN and with BSSN on the same data and seeds; write report.html
   train    train one GAN (--norm) and write its report
   demo     normalize a GAN discriminator's weights (SN and BSSN): per-layer sigmas and timings
   bench    run the throughput benchmarks (normalization; --train for the training step)
@@ -132,7 +132,15 @@ async function main(argv: string[]): Promise<number> {
     console.log(topic ? commandHelp(topic) : usage)
     return 0
   }
-  const command = positionals[0] ?? 'compare'
+  // No command is no training: `npx bssn` alone shows what there is, instead of starting minutes of work here.
+  if (positionals.length === 0) {
+    if (argv.length === 0) {
+      console.log(usage)
+      return 0
+    }
+    throw new UsageError(`name a command before the options (the commands are ${commands.join(', ')}), e.g. bssn compare ${argv.join(' ')}`)
+  }
+  const command = positionals[0]
   if (!commands.includes(command)) throw new UsageError(`unknown command '${command}' (the commands are ${commands.join(', ')})`)
   if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}' after '${command}' (options start with --)`)
   if (command === 'demo') {

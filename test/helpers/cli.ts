@@ -1,17 +1,11 @@
 // Runs the built CLI (dist/cli/main.js) in a child process, asynchronously: a synchronous child that trains would
-// block the vitest worker past its RPC timeout.
-import { execFile, spawn, type SpawnOptions } from 'node:child_process'
+// block the vitest worker past its RPC timeout. dist/ is built by test/global_setup.ts.
+import { spawn, type SpawnOptions } from 'node:child_process'
 import path from 'node:path'
-import { promisify } from 'node:util'
 
 import { packageRoot } from '../../src/native.js'
 
 export const cli = path.join(packageRoot, 'dist', 'cli', 'main.js')
-
-/** Builds dist/ (what the CLI tests run). */
-export async function buildDist(): Promise<void> {
-  await promisify(execFile)('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: packageRoot })
-}
 
 export interface CliResult {
   code: number | null
