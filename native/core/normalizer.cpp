@@ -80,7 +80,9 @@ Normalizer::Normalizer(std::vector<TensorPtr> weights, const NormalizerOptions& 
   state_ = device_->allocate(init.size() * sizeof(float));
   device_->upload(state_, 0, init.data(), init.size() * sizeof(float));
   sigmas_ = device_->allocate(weights_.size() * kSigmaStride * sizeof(float));
-  device_->fill(sigmas_, weights_.size() * kSigmaStride, 0.0f);
+  device_->fill(sigmas_, weights_.size() * kSigmaStride, 0.0f);  // zero bits: the non-finite counts too
+  divisors_ = device_->allocate(weights_.size() * sizeof(double));
+  device_->fill(divisors_, weights_.size() * 2, 0.0f);
 
   for (const TensorPtr& w : weights_) {
     TensorPtr out = Tensor::create(device_, w->shape(), w->dtype());
@@ -127,6 +129,7 @@ NormalizeJob Normalizer::makeJob() const {
   for (size_t i = 0; i < weights_.size(); ++i) job.weights.push_back(weights_[i]->buffer(layerName(i).c_str()));
   job.state = state_;
   job.sigmas = sigmas_;
+  job.divisors = divisors_;
   job.params = params_;
   job.backendCache = &backendCache_;
   return job;
@@ -209,6 +212,11 @@ void Normalizer::writeStateVector(size_t layer, int which, const float* values, 
     throwRangeError(std::string("expected ") + names[which] + " of layer " + std::to_string(layer) + " to have " +
                     std::to_string(expected[which]) + " values, got " + std::to_string(count));
   if (count == 0) return;
+  // The power iteration never holds a non-finite state (it would poison every later step).
+  for (size_t k = 0; k < count; ++k)
+    if (!std::isfinite(values[k]))
+      throwRangeError(std::string("expected finite values in ") + names[which] + " of layer " + std::to_string(layer) + ", got " +
+                      std::to_string(values[k]) + " at index " + std::to_string(k));
   device_->upload(state_, size_t(offsets[which]) * sizeof(float), values, count * sizeof(float));
 }
 
@@ -235,6 +243,7 @@ void Normalizer::dispose() {
   weights_.clear();
   state_.reset();
   sigmas_.reset();
+  divisors_.reset();
   backendCache_.reset();
 }
 

@@ -69,6 +69,7 @@ class Normalizer {
   std::shared_ptr<std::vector<LayerView>> layers_;
   BufferPtr state_;
   BufferPtr sigmas_;
+  BufferPtr divisors_;
   mutable std::shared_ptr<void> backendCache_;  // a backend's per-batch data (it fills it on first use)
   NormalizeParams params_;
   bool disposed_ = false;
