@@ -11,6 +11,11 @@ namespace {
 
 std::string layerName(size_t i) { return "weight " + std::to_string(i); }
 
+void checkParams(float scale, float eps) {
+  if (!(eps > 0) || !std::isfinite(eps)) throwRangeError("expected eps > 0");
+  if (!std::isfinite(scale)) throwRangeError("expected a finite scale");
+}
+
 // Standard-normal vector from a seed, normalized as normalize() does (x / max(||x||, eps)).
 void seedUnitVector(float* out, int64_t n, uint64_t seed, float eps) {
   double ss = 0;
@@ -30,8 +35,7 @@ Normalizer::Normalizer(std::vector<TensorPtr> weights, const NormalizerOptions& 
   if (options.dims.size() != weights_.size())
     throwRangeError("expected one dim per weight (" + std::to_string(weights_.size()) + "), got " +
                     std::to_string(options.dims.size()));
-  if (!(params_.eps > 0) || !std::isfinite(params_.eps)) throwRangeError("expected eps > 0");
-  if (!std::isfinite(params_.scale)) throwRangeError("expected a finite scale");
+  checkParams(params_.scale, params_.eps);
   if (options.warmupIterations < 0) throwRangeError("expected warmupIterations >= 0");
 
   device_ = weights_[0]->device();
@@ -151,19 +155,21 @@ std::vector<BufferPtr> Normalizer::checkedBuffers(const std::vector<TensorPtr>& 
   return buffers;
 }
 
-void Normalizer::enqueue(int iterations, std::vector<BufferPtr> outputs) {
+void Normalizer::enqueue(int iterations, std::vector<BufferPtr> outputs, const CallParams* call) {
   NormalizeJob job = makeJob();
+  if (call) job.params.scale = call->scale, job.params.eps = call->eps;
   job.outputs = std::move(outputs);
   job.iterations = iterations;
   device_->normalize(job);
 }
 
-void Normalizer::forward(int iterations, const std::vector<TensorPtr>* outputs, bool writeOutputs) {
+void Normalizer::forward(int iterations, const std::vector<TensorPtr>* outputs, bool writeOutputs, const CallParams* call) {
   checkAlive();
   if (iterations < 0) throwRangeError("expected iterations >= 0");
+  if (call) checkParams(call->scale, call->eps);
   std::vector<BufferPtr> outs;
   if (writeOutputs) outs = checkedBuffers(outputs ? *outputs : outputs_, "output");
-  enqueue(iterations, std::move(outs));
+  enqueue(iterations, std::move(outs), call);
 }
 
 const std::vector<TensorPtr>& Normalizer::gradOutputs() {

@@ -123,10 +123,15 @@ export class BSSN {
     this.#handle.forward(this.#iterations(), null, false)
   }
 
-  /** @internal Writes the normalized weights into `outputs` (one per weight, caller-owned). */
-  forwardInto(outputs: readonly Tensor[], training = this.#training): void {
+  /**
+   * @internal Writes the normalized weights into `outputs` (one per weight, caller-owned). `call` replaces
+   * powerIterations, scale and eps for this call (bssnNormalize).
+   */
+  forwardInto(outputs: readonly Tensor[], training = this.#training, call?: Pick<BSSNOptions, 'powerIterations' | 'scale' | 'eps'>): void {
     this.#checkAlive()
-    this.#handle.forward(training ? this.powerIterations : 0, outputs.map((t) => t.handle), true)
+    const iterations = training ? (call?.powerIterations ?? this.powerIterations) : 0
+    const params = call && { scale: call.scale ?? this.scale, eps: call.eps ?? this.eps }
+    this.#handle.forward(iterations, outputs.map((t) => t.handle), true, params)
   }
 
   /**
