@@ -113,6 +113,19 @@ forEachBackend((getDevice) => {
     })
   })
 
+  it('each power-iteration step that meets a non-finite weight is counted', async () => {
+    const device = getDevice()
+    for (const shape of [[7], [4, 3], [6, 4, 3, 3]]) {
+      const data = unitWeight(numel(shape), 2)
+      data[1] = NaN
+      using w = device.tensor(data, shape)
+      using norm = new BSSN([w], { warmupIterations: 2, powerIterations: 3 })
+      norm.forward()
+      norm.eval().forward()
+      expect((await norm.sigmas())[0].nonFiniteSteps, `shape ${shape}: 2 warm-up, 3 training, 1 eval`).toBe(6)
+    }
+  })
+
   it('a weight whose sigma is past float range reports Infinity and still normalizes right', async () => {
     const device = getDevice()
     const e = await run(device, new Float32Array(12).fill(2e38), [4, 3], 'sn', 0)

@@ -150,7 +150,7 @@ LayerSigmas layerSigmas(const LayerView& v, const float* w, float* state, int it
     double ss = 0;
     for (int64_t k = 0; k < v.numel; ++k) ss += double(w[k]) * w[k];
     const double n = std::sqrt(ss);
-    if (!std::isfinite(n)) return {kNaN, kNaN, 1};
+    if (!std::isfinite(n)) return {kNaN, kNaN, uint32_t(std::max(iterations, 1))};  // per step, as the matrices count
     return {n, n, 0};
   }
   const bool both = second && v.kind == LayerKind::Bidirectional;
