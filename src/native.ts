@@ -63,7 +63,7 @@ export interface NativeStateSizes {
 export interface NativeNormalizerHandle {
   size(): number
   outputs(): NativeTensorHandle[]
-  forward(iterations: number, outputs: readonly NativeTensorHandle[] | null, writeOutputs: boolean): void
+  forward(iterations: number, outputs: readonly NativeTensorHandle[] | null, writeOutputs: boolean, call?: { scale: number; eps: number }): void
   sigmas(): Promise<Float32Array>
   stateSizes(layer: number): NativeStateSizes
   getState(layer: number): Promise<Float32Array>

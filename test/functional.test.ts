@@ -3,6 +3,7 @@ import { expect, it } from 'vitest'
 
 import { BSSN, bssnNormalize, Tensor } from '../src/index.js'
 import { forEachBackend } from './helpers/backends.js'
+import { expectCloseArray } from './helpers/expect.js'
 
 forEachBackend((getDevice) => {
   it('repeated calls advance the same state as a BSSN object would', async () => {
@@ -70,6 +71,29 @@ forEachBackend((getDevice) => {
     v.dispose()
     await device.synchronize()
     expect(device.memoryStats()).toMatchObject({ allocatedBytes: base.allocatedBytes, liveTensors: base.liveTensors })
+  })
+
+  it('calls with ever-changing scale, eps and mode hold a bounded number of buffers, and apply them per call', async () => {
+    const device = getDevice()
+    using w = device.randn([8, 4, 3, 3], { seed: 3 })
+    const call = (i: number) => bssnNormalize(w, { mode: i % 2 ? 'ssn' : 'bssn', scale: 1 + i / 64, eps: 1e-12 * (1 + i) })
+    for (let i = 0; i < 4; i++) call(i).dispose()
+    await device.synchronize()
+    const held = device.memoryStats()
+    for (let i = 4; i < 300; i++) call(i).dispose()
+    await device.synchronize()
+    expect(device.memoryStats()).toMatchObject({ liveBuffers: held.liveBuffers, allocatedBytes: held.allocatedBytes })
+    // Eval calls from one state: scale multiplies the output, per call.
+    using a = bssnNormalize(w, { scale: 2, training: false })
+    using b = bssnNormalize(w, { scale: 3, training: false })
+    expectCloseArray(await b.toArray(), (await a.toArray()).map((x) => x * 1.5), 1e-6, 'scale 3 vs 1.5 x scale 2')
+    // Training calls advance one state whatever the scale: as a BSSN object with the same steps would.
+    using v = device.randn([6, 5], { seed: 5 })
+    using ref = new BSSN([v], { mode: 'ssn', scale: 2 })
+    for (let i = 0; i < 3; i++) bssnNormalize(v, { mode: 'ssn', scale: 1 + i }).dispose()
+    using last = bssnNormalize(v, { mode: 'ssn', scale: 2 })
+    for (let i = 0; i < 3; i++) ref.forward()
+    expect(await last.toArray()).toEqual(await ref.forward()[0].toArray())
   })
 
   it('rejects bad input', () => {

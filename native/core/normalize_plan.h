@@ -51,8 +51,10 @@ struct NormalizeParams {
   float eps = 1e-12f;
 };
 
-// Number of floats per layer in the sigma buffer: sigma1, sigma2, divisor.
-constexpr int kSigmaStride = 3;
+// Number of 32-bit slots per layer in the sigma buffer: sigma1, sigma2, divisor (floats: Infinity past 3.4e38, as
+// reported), then the count of steps that met a non-finite weight (uint32 bits; kNonFiniteSlot).
+constexpr int kSigmaStride = 4;
+constexpr int kNonFiniteSlot = 3;
 
 struct NormalizeJob {
   std::shared_ptr<const std::vector<LayerView>> layers;
@@ -60,7 +62,8 @@ struct NormalizeJob {
   std::vector<BufferPtr> outputs;  // one per layer, or empty: compute sigmas only (backward: dL/dW)
   std::vector<BufferPtr> grads;    // backward only: dL/dW_hat, one per layer
   BufferPtr state;                 // every layer's u1, v1, u2, v2
-  BufferPtr sigmas;                // kSigmaStride floats per layer
+  BufferPtr sigmas;                // kSigmaStride slots per layer
+  BufferPtr divisors;              // one double per layer: the divisor at full range (what outputs and gradients use)
   int iterations = 1;              // 0: eval, sigma = u^T M v from the stored state
   NormalizeParams params;
   // Per-batch data a backend keeps between forwards (CUDA: the device-side layer table); owned by the batch.

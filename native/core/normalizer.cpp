@@ -11,6 +11,11 @@ namespace {
 
 std::string layerName(size_t i) { return "weight " + std::to_string(i); }
 
+void checkParams(float scale, float eps) {
+  if (!(eps > 0) || !std::isfinite(eps)) throwRangeError("expected eps > 0");
+  if (!std::isfinite(scale)) throwRangeError("expected a finite scale");
+}
+
 // Standard-normal vector from a seed, normalized as normalize() does (x / max(||x||, eps)).
 void seedUnitVector(float* out, int64_t n, uint64_t seed, float eps) {
   double ss = 0;
@@ -30,8 +35,7 @@ Normalizer::Normalizer(std::vector<TensorPtr> weights, const NormalizerOptions& 
   if (options.dims.size() != weights_.size())
     throwRangeError("expected one dim per weight (" + std::to_string(weights_.size()) + "), got " +
                     std::to_string(options.dims.size()));
-  if (!(params_.eps > 0) || !std::isfinite(params_.eps)) throwRangeError("expected eps > 0");
-  if (!std::isfinite(params_.scale)) throwRangeError("expected a finite scale");
+  checkParams(params_.scale, params_.eps);
   if (options.warmupIterations < 0) throwRangeError("expected warmupIterations >= 0");
 
   device_ = weights_[0]->device();
@@ -80,7 +84,9 @@ Normalizer::Normalizer(std::vector<TensorPtr> weights, const NormalizerOptions& 
   state_ = device_->allocate(init.size() * sizeof(float));
   device_->upload(state_, 0, init.data(), init.size() * sizeof(float));
   sigmas_ = device_->allocate(weights_.size() * kSigmaStride * sizeof(float));
-  device_->fill(sigmas_, weights_.size() * kSigmaStride, 0.0f);
+  device_->fill(sigmas_, weights_.size() * kSigmaStride, 0.0f);  // zero bits: the non-finite counts too
+  divisors_ = device_->allocate(weights_.size() * sizeof(double));
+  device_->fill(divisors_, weights_.size() * 2, 0.0f);
 
   for (const TensorPtr& w : weights_) {
     TensorPtr out = Tensor::create(device_, w->shape(), w->dtype());
@@ -127,6 +133,7 @@ NormalizeJob Normalizer::makeJob() const {
   for (size_t i = 0; i < weights_.size(); ++i) job.weights.push_back(weights_[i]->buffer(layerName(i).c_str()));
   job.state = state_;
   job.sigmas = sigmas_;
+  job.divisors = divisors_;
   job.params = params_;
   job.backendCache = &backendCache_;
   return job;
@@ -148,19 +155,21 @@ std::vector<BufferPtr> Normalizer::checkedBuffers(const std::vector<TensorPtr>& 
   return buffers;
 }
 
-void Normalizer::enqueue(int iterations, std::vector<BufferPtr> outputs) {
+void Normalizer::enqueue(int iterations, std::vector<BufferPtr> outputs, const CallParams* call) {
   NormalizeJob job = makeJob();
+  if (call) job.params.scale = call->scale, job.params.eps = call->eps;
   job.outputs = std::move(outputs);
   job.iterations = iterations;
   device_->normalize(job);
 }
 
-void Normalizer::forward(int iterations, const std::vector<TensorPtr>* outputs, bool writeOutputs) {
+void Normalizer::forward(int iterations, const std::vector<TensorPtr>* outputs, bool writeOutputs, const CallParams* call) {
   checkAlive();
   if (iterations < 0) throwRangeError("expected iterations >= 0");
+  if (call) checkParams(call->scale, call->eps);
   std::vector<BufferPtr> outs;
   if (writeOutputs) outs = checkedBuffers(outputs ? *outputs : outputs_, "output");
-  enqueue(iterations, std::move(outs));
+  enqueue(iterations, std::move(outs), call);
 }
 
 const std::vector<TensorPtr>& Normalizer::gradOutputs() {
@@ -209,6 +218,11 @@ void Normalizer::writeStateVector(size_t layer, int which, const float* values, 
     throwRangeError(std::string("expected ") + names[which] + " of layer " + std::to_string(layer) + " to have " +
                     std::to_string(expected[which]) + " values, got " + std::to_string(count));
   if (count == 0) return;
+  // The power iteration never holds a non-finite state (it would poison every later step).
+  for (size_t k = 0; k < count; ++k)
+    if (!std::isfinite(values[k]))
+      throwRangeError(std::string("expected finite values in ") + names[which] + " of layer " + std::to_string(layer) + ", got " +
+                      std::to_string(values[k]) + " at index " + std::to_string(k));
   device_->upload(state_, size_t(offsets[which]) * sizeof(float), values, count * sizeof(float));
 }
 
@@ -235,6 +249,7 @@ void Normalizer::dispose() {
   weights_.clear();
   state_.reset();
   sigmas_.reset();
+  divisors_.reset();
   backendCache_.reset();
 }
 

@@ -17,6 +17,12 @@ struct NormalizerOptions {
   uint64_t seed = 0;
 };
 
+// Per-call values of the options that leave the state alone (bssnNormalize applies them call by call).
+struct CallParams {
+  float scale = 1.0f;
+  float eps = 1e-12f;
+};
+
 struct LayerStateSizes {
   int64_t u1 = 0, v1 = 0, u2 = 0, v2 = 0;
   int64_t total() const { return u1 + v1 + u2 + v2; }
@@ -36,8 +42,8 @@ class Normalizer {
   LayerStateSizes stateSizes(size_t layer) const;
 
   // iterations >= 1: training (state advances); 0: eval. `outputs` null writes the owned outputs;
-  // `writeOutputs` false computes sigmas only.
-  void forward(int iterations, const std::vector<TensorPtr>* outputs, bool writeOutputs);
+  // `writeOutputs` false computes sigmas only. `call`, when given, replaces scale and eps for this forward.
+  void forward(int iterations, const std::vector<TensorPtr>* outputs, bool writeOutputs, const CallParams* call = nullptr);
 
   // Gradient with respect to the weights of the last forward's normalized weights, given `grads` (dL/dW_hat,
   // one per weight). `outputs` null writes the owned gradient tensors.
@@ -58,7 +64,7 @@ class Normalizer {
  private:
   void checkLayer(size_t layer) const;
   void checkAlive() const;
-  void enqueue(int iterations, std::vector<BufferPtr> outputs);
+  void enqueue(int iterations, std::vector<BufferPtr> outputs, const CallParams* call = nullptr);
   NormalizeJob makeJob() const;
   std::vector<BufferPtr> checkedBuffers(const std::vector<TensorPtr>& tensors, const char* what) const;
 
@@ -69,6 +75,7 @@ class Normalizer {
   std::shared_ptr<std::vector<LayerView>> layers_;
   BufferPtr state_;
   BufferPtr sigmas_;
+  BufferPtr divisors_;
   mutable std::shared_ptr<void> backendCache_;  // a backend's per-batch data (it fills it on first use)
   NormalizeParams params_;
   bool disposed_ = false;

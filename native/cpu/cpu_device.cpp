@@ -29,7 +29,7 @@ size_t held(const Buffers&... buffers) {
 }
 
 size_t held(const NormalizeJob& job) {
-  size_t bytes = held(job.state, job.sigmas);
+  size_t bytes = held(job.state, job.sigmas, job.divisors);
   for (const auto* list : {&job.weights, &job.outputs, &job.grads})
     for (const BufferPtr& b : *list) bytes += held(b);
   return bytes;

@@ -170,6 +170,8 @@ struct PointerTable {
 
 // Per-normalizer device data, built on its first use: the layer table, the scratch for W v products, the
 // per-layer dots of the backward, and the pointer tables of outputs and gradients.
+static_assert(kSigmaSlots == kSigmaStride && kNonFiniteSigmaSlot == kNonFiniteSlot, "the kernels' sigma layout");
+
 struct CudaPlan {
   BufferPtr table;
   BufferPtr scratch;
@@ -180,9 +182,10 @@ struct CudaPlan {
   int64_t chunkCount = 0;
   int splitA = 1;         // row ranges per W^T u sum (BatchArgs::splitA)
   BufferPtr partialA;     // their partial sums
+  BufferPtr maxA;         // per W^T u item and row range, max |w| (BatchArgs::maxA)
   BufferPtr tiles;        // Tile per tile of the tiled layers
   int64_t tileCount = 0, itemsX = 0, itemsT = 0;
-  BufferPtr tilePartialA, tilePartials;
+  BufferPtr tilePartials, tileMax;
   PointerTable outputs, grads, gradOutputs;
   std::vector<const void*> weights;
   int64_t itemsA = 0, itemsB = 0;
@@ -604,7 +607,7 @@ static CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
   std::vector<DeviceLayer> table(layers.size());
   std::vector<ElementChunk> chunks;
   std::vector<Tile> tiles;
-  int64_t scratch = 0, tilePartialA = 0, tilePartials = 0;
+  int64_t scratch = 0, tilePartials = 0;
   const char* tiledEnv = std::getenv("BSSN_CUDA_TILED");
   const bool tiling = !(tiledEnv && std::strcmp(tiledEnv, "0") == 0);
   for (size_t i = 0; i < layers.size(); ++i) {
@@ -619,8 +622,10 @@ static CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
     d.numel = v.numel;
     d.u1 = v.u1, d.v1 = v.v1, d.u2 = v.u2, d.v2 = v.v2;
     d.t1 = scratch;
-    d.t2 = scratch + v.R;
-    scratch += v.R + v.C;
+    d.t2 = d.t1 + v.R;
+    d.x1 = d.t2 + v.C;
+    d.x2 = d.x1 + v.cols1();
+    scratch = d.x2 + v.cols2();
     d.beginA = fresh->itemsA;
     d.beginB = fresh->itemsB;
     d.beginX = fresh->itemsX;
@@ -634,14 +639,14 @@ static CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
       const int64_t segment = v.K * (kTileThreads / v.K) * kTileSteps;
       d.rowBlocks = (outer + kTileRows - 1) / kTileRows;
       d.segments = (rowLen + segment - 1) / segment;
-      d.partA = tilePartialA;
-      tilePartialA += d.rowBlocks * rowLen;
-      d.partB = tilePartials;
+      d.partA = tilePartials;
+      d.partB = d.partA + d.rowBlocks * rowLen;
       d.partC = d.partB + d.segments * outer * v.K;
       d.partD = d.partC + d.segments * outer;
       tilePartials = d.partD + d.rowBlocks * inner;
       fresh->itemsX += rowLen + outer * v.K;
       fresh->itemsT += outer + inner;
+      d.firstTile = int64_t(tiles.size());
       for (int64_t rb = 0; rb < d.rowBlocks; ++rb)
         for (int64_t seg = 0; seg < d.segments; ++seg)
           tiles.push_back(Tile{int32_t(i), int32_t(std::min<int64_t>(kTileRows, outer - rb * kTileRows)), rb * kTileRows,
@@ -668,11 +673,12 @@ static CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
   if (!tiles.empty()) {
     fresh->tiles = device.allocate(tiles.size() * sizeof(Tile));
     device.upload(fresh->tiles, 0, tiles.data(), tiles.size() * sizeof(Tile));
-    fresh->tilePartialA = device.allocate(size_t(tilePartialA) * sizeof(float));
     fresh->tilePartials = device.allocate(size_t(tilePartials) * sizeof(double));
+    fresh->tileMax = device.allocate(tiles.size() * sizeof(float));
   }
   fresh->splitA = splitFor(device, fresh->itemsA, table);
   if (fresh->splitA > 1) fresh->partialA = device.allocate(size_t(fresh->splitA * fresh->itemsA) * sizeof(double));
+  if (fresh->itemsA > 0) fresh->maxA = device.allocate(size_t(fresh->splitA * fresh->itemsA) * sizeof(float));
   fresh->arrivals = device.allocate(layers.size() * sizeof(unsigned));
   device.fill(fresh->arrivals, layers.size(), 0.0f);  // all-zero bits
   fresh->outputs.buffer = device.allocate(layers.size() * sizeof(void*));
@@ -726,6 +732,9 @@ void CudaDevice::normalize(const NormalizeJob& job) {
   args.state = job.state->f32();
   args.scratch = static_cast<double*>(plan.scratch->data());
   args.sigmas = job.sigmas->f32();
+  args.divisors = static_cast<double*>(job.divisors->data());
+  args.maxA = plan.maxA ? plan.maxA->f32() : nullptr;
+  args.tileMax = plan.tileMax ? plan.tileMax->f32() : nullptr;
   args.itemsA = plan.itemsA;
   args.itemsB = plan.itemsB;
   args.chunks = static_cast<const ElementChunk*>(plan.chunks->data());
@@ -734,7 +743,6 @@ void CudaDevice::normalize(const NormalizeJob& job) {
   args.partialA = plan.partialA ? static_cast<double*>(plan.partialA->data()) : nullptr;
   args.tiles = plan.tiles ? static_cast<const Tile*>(plan.tiles->data()) : nullptr;
   args.tileCount = plan.tileCount;
-  args.tilePartialA = plan.tilePartialA ? plan.tilePartialA->f32() : nullptr;
   args.tilePartials = plan.tilePartials ? static_cast<double*>(plan.tilePartials->data()) : nullptr;
   args.itemsX = plan.itemsX;
   args.itemsT = plan.itemsT;
@@ -750,7 +758,7 @@ void CudaDevice::normalize(const NormalizeJob& job) {
   auto launches = [&] {
     for (int it = 0; it < std::max(job.iterations, 1); ++it) {
       if (training) timed("multiplyTransposed", [&] { launchMultiplyTransposed(args, stream_); });
-      timed("multiply", [&] { launchMultiply(args, stream_); });
+      timed("multiply", [&] { launchMultiply(args, training, stream_); });
       timed("finish", [&] { launchFinish(args, training, stream_); });
     }
     if (key.scale) timed("scale", [&] { launchScale(args, stream_); });
@@ -768,7 +776,7 @@ void CudaDevice::normalizeBackward(const NormalizeJob& job) {
   args.layers = static_cast<const DeviceLayer*>(plan.table->data());
   args.layerCount = int(job.layers->size());
   args.state = job.state->f32();
-  args.sigmas = job.sigmas->f32();
+  args.divisors = static_cast<const double*>(job.divisors->data());
   args.grads = static_cast<const float* const*>(pointersOf(*this, plan.grads, job.grads));
   args.outputs = static_cast<float* const*>(pointersOf(*this, plan.gradOutputs, job.outputs));
   args.dots = static_cast<double*>(plan.dots->data());

@@ -20,9 +20,24 @@ __device__ __forceinline__ int layerOfB(const BatchArgs& a, int64_t item) {
   return findSegment(a.layerCount, item, [&](int i) { return a.layers[i].beginB; });
 }
 
+// The largest |x| over the block, in thread 0 (`shared`: one float per warp). fmax drops NaN: a non-finite weight
+// shows in the products' norms instead.
+__device__ float blockMaxAbs(float m, float* shared) {
+  for (int off = kWarp / 2; off > 0; off /= 2) m = fmax(m, __shfl_down_sync(0xffffffffu, m, off));
+  if (threadIdx.x % kWarp == 0) shared[threadIdx.x / kWarp] = m;
+  __syncthreads();
+  if (threadIdx.x == 0)
+    for (int w = 1; w < int(blockDim.x + kWarp - 1) / kWarp; ++w) m = fmax(m, shared[w]);
+  __syncthreads();  // `shared` may be reused right after
+  return m;
+}
+
+__device__ __forceinline__ bool isFinite(double x) { return fabs(x) <= 1.7976931348623157e308; }
+
 // Training step 1: x1[j1] = sum_i W[i, c, m, k] u1[i] and x2[j2] = sum_c W[i, c, m, k] u2[c], one thread per
-// entry and row range (a.splitA ranges), written unnormalized into the v slots (the finish kernel normalizes them),
-// or as partial sums when split. Adjacent threads read adjacent k: coalesced along W's trailing axes.
+// entry and row range (a.splitA ranges), written unnormalized into the scratch (the finish kernel normalizes them),
+// or as partial sums when split; the W1 entries also note their max |w|. Adjacent threads read adjacent k:
+// coalesced along W's trailing axes.
 __global__ void multiplyTransposedKernel(BatchArgs a) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t work = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; work < a.itemsA * a.splitA; work += stride) {
@@ -31,14 +46,20 @@ __global__ void multiplyTransposedKernel(BatchArgs a) {
     const int64_t local = item - L.beginA;
     const int64_t cols1 = L.C * L.M * L.K;
     double s = 0;
-    float* x;
+    double* x;
     if (local < cols1) {
       const int64_t k = local % L.K, cm = local / L.K, m = cm % L.M, c = cm / L.M;
       const float* w = L.w + c * L.strideC + m * L.strideM + k;
       const float* u = a.state + L.u1;
       const int64_t lo = L.R * part / a.splitA, hi = L.R * (part + 1) / a.splitA;
-      for (int64_t i = lo; i < hi; ++i) s += double(w[i * L.strideI]) * u[i];
-      x = a.state + L.v1 + local;
+      float mx = 0;
+      for (int64_t i = lo; i < hi; ++i) {
+        const float wi = w[i * L.strideI];
+        s += double(wi) * u[i];
+        mx = fmax(mx, fabsf(wi));
+      }
+      a.maxA[part * a.itemsA + item] = mx;
+      x = a.scratch + L.x1 + local;
     } else {
       const int64_t j2 = local - cols1;
       const int64_t k = j2 % L.K, im = j2 / L.K, m = im % L.M, i = im / L.M;
@@ -46,14 +67,14 @@ __global__ void multiplyTransposedKernel(BatchArgs a) {
       const float* u = a.state + L.u2;
       const int64_t lo = L.C * part / a.splitA, hi = L.C * (part + 1) / a.splitA;
       for (int64_t c = lo; c < hi; ++c) s += double(w[c * L.strideC]) * u[c];
-      x = a.state + L.v2 + j2;
+      x = a.scratch + L.x2 + j2;
     }
-    if (a.splitA == 1) *x = float(s);
+    if (a.splitA == 1) *x = s;
     else a.partialA[part * a.itemsA + item] = s;
   }
 }
 
-// The split sums of step 1, added in row-range order into the v slots.
+// The split sums of step 1, added in row-range order into the scratch.
 __global__ void sumPartialsKernel(BatchArgs a) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t item = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; item < a.itemsA; item += stride) {
@@ -61,14 +82,23 @@ __global__ void sumPartialsKernel(BatchArgs a) {
     const int64_t local = item - L.beginA, cols1 = L.C * L.M * L.K;
     double s = 0;
     for (int part = 0; part < a.splitA; ++part) s += a.partialA[part * a.itemsA + item];
-    a.state[local < cols1 ? L.v1 + local : L.v2 + (local - cols1)] = float(s);
+    a.scratch[local < cols1 ? L.x1 + local : L.x2 + (local - cols1)] = s;
   }
 }
 
-// Step 2: t1[i] = sum_j1 W1[i][j1] v1[j1] and t2[c] = sum_j2 W2[c][j2] v2[j2] into scratch, one warp per entry.
-// In training the v slots still hold x (unnormalized): the finish kernel divides t by ||x||. Where the layout makes
-// the row contiguous in memory (W1's rows for dim 0; W2's rows for dim 1 of a 4-D weight), it is read as it lies,
-// with no index decoding.
+// The vectors step 2 multiplies by: in training the unnormalized x of the scratch (the finish kernel divides t by
+// ||x||), in eval the stored v.
+__device__ __forceinline__ const double* stepVector(const BatchArgs& a, const DeviceLayer& L, bool first, const double*) {
+  return a.scratch + (first ? L.x1 : L.x2);
+}
+__device__ __forceinline__ const float* stepVector(const BatchArgs& a, const DeviceLayer& L, bool first, const float*) {
+  return a.state + (first ? L.v1 : L.v2);
+}
+
+// Step 2: t1[i] = sum_j1 W1[i][j1] v1[j1] and t2[c] = sum_j2 W2[c][j2] v2[j2] into scratch, one warp per entry,
+// with v of type V (double: training's x; float: eval's v). Where the layout makes the row contiguous in memory
+// (W1's rows for dim 0; W2's rows for dim 1 of a 4-D weight), it is read as it lies, with no index decoding.
+template <typename V>
 __global__ void multiplyKernel(BatchArgs a) {
   const int lane = threadIdx.x % kWarp;
   const int64_t warps = int64_t(gridDim.x) * blockDim.x / kWarp;
@@ -77,7 +107,7 @@ __global__ void multiplyKernel(BatchArgs a) {
     const int64_t local = item - L.beginB;
     const bool first = local < L.R;
     const int64_t n = first ? L.C * L.M * L.K : L.R * L.M * L.K;
-    const float* v = a.state + (first ? L.v1 : L.v2);
+    const V* v = stepVector(a, L, first, static_cast<const V*>(nullptr));
     const float* row = first ? (L.iOutermost ? L.w + local * L.strideI : nullptr)
                              : (!L.iOutermost && L.M == 1 ? L.w + (local - L.R) * L.strideC : nullptr);
     double s = 0;
@@ -110,6 +140,7 @@ struct TileView {
   int64_t outer, inner, rowLen;
   const float *uO, *uP;
   float *vO, *vP;
+  double *xO, *xP;  // training's x (scratch)
   double *tO, *tP;
 };
 
@@ -124,6 +155,8 @@ __device__ __forceinline__ TileView tileView(const BatchArgs& a, const DeviceLay
   v.uP = a.state + (oIsI ? L.u2 : L.u1);
   v.vO = a.state + (oIsI ? L.v1 : L.v2);
   v.vP = a.state + (oIsI ? L.v2 : L.v1);
+  v.xO = a.scratch + (oIsI ? L.x1 : L.x2);
+  v.xP = a.scratch + (oIsI ? L.x2 : L.x1);
   v.tO = a.scratch + (oIsI ? L.t1 : L.t2);
   v.tP = a.scratch + (oIsI ? L.t2 : L.t1);
   return v;
@@ -160,10 +193,11 @@ __device__ void sumRowsByK(const double (&acc)[kTileRows], int rows, int K, doub
 
 // Step 1 of the tiled layers, one tile per block: each W element of the tile is read once for both directions.
 // W_O^T u_O over the tile's rows goes to partA (per row block); W_P^T u_P, complete over the segment for each of
-// the tile's rows and k, to partB (per segment). Thread t only ever sees k = t % K.
+// the tile's rows and k, to partB (per segment); the tile's max |w| to tileMax. Thread t only ever sees k = t % K.
 __global__ void __launch_bounds__(kThreads, 2) tiledTransposedKernel(BatchArgs a) {
   BSSN_SHARED(double, uRows, kTileRows);
   BSSN_SHARED(double, sums, kWarps * kRowGroup * kWarp);
+  BSSN_SHARED(float, maxes, kWarps);
   for (int64_t tile = blockIdx.x; tile < a.tileCount; tile += gridDim.x) {
     const Tile tl = a.tiles[tile];
     const DeviceLayer& L = a.layers[tl.layer];
@@ -175,7 +209,8 @@ __global__ void __launch_bounds__(kThreads, 2) tiledTransposedKernel(BatchArgs a
 #pragma unroll
     for (int r = 0; r < kTileRows; ++r) acc[r] = 0;
     const float* w = L.w + tl.row0 * v.rowLen;
-    float* partA = a.tilePartialA + L.partA + tl.rowBlock * v.rowLen;
+    double* partA = a.tilePartials + L.partA + tl.rowBlock * v.rowLen;
+    float mx = 0;
     if (t < T) {
       // j = p * K + k with k = t % K fixed: p steps by T / K (no division in the loop).
       int64_t p = (tl.j0 + t) / K;
@@ -185,21 +220,30 @@ __global__ void __launch_bounds__(kThreads, 2) tiledTransposedKernel(BatchArgs a
 #pragma unroll
         for (int r = 0; r < kTileRows; ++r) {
           if (r < tl.rows) {
-            const double x = w[r * v.rowLen + j];
+            const float wr = w[r * v.rowLen + j];
+            const double x = wr;
             s += x * uRows[r];
             acc[r] += x * up;
+            mx = fmax(mx, fabsf(wr));
           }
         }
-        partA[j] = float(s);
+        partA[j] = s;
       }
     }
+    mx = blockMaxAbs(mx, maxes);
+    if (t == 0) a.tileMax[tile] = mx;
     double* partB = a.tilePartials + L.partB + (int64_t(tl.segment) * v.outer + tl.row0) * K;
     sumRowsByK(acc, tl.rows, K, sums, [&](int r, int k, double s) { partB[r * K + k] = s; });
   }
 }
 
+__device__ __forceinline__ const double* tileVector(const TileView& v, bool o, const double*) { return o ? v.xO : v.xP; }
+__device__ __forceinline__ const float* tileVector(const TileView& v, bool o, const float*) { return o ? v.vO : v.vP; }
+
 // Step 2 of the tiled layers: W_O v_O over the segment for each of the tile's rows (partC, per segment) and W_P v_P
-// over the tile's rows for each inner index of the segment (partD, per row block), from one read of the tile.
+// over the tile's rows for each inner index of the segment (partD, per row block), from one read of the tile. v is
+// training's x (V = double) or eval's v (float), as in multiplyKernel.
+template <typename V>
 __global__ void __launch_bounds__(kThreads, 2) tiledMultiplyKernel(BatchArgs a) {
   BSSN_SHARED(double, vRows, kTileRows * kTileMaxK);
   BSSN_SHARED(double, stepSums, kTileSteps * kThreads);
@@ -209,7 +253,9 @@ __global__ void __launch_bounds__(kThreads, 2) tiledMultiplyKernel(BatchArgs a) 
     const DeviceLayer& L = a.layers[tl.layer];
     const TileView v = tileView(a, L);
     const int K = v.K, T = K * (kThreads / K), t = threadIdx.x, k = t % K;
-    for (int idx = t; idx < tl.rows * K; idx += blockDim.x) vRows[idx] = v.vP[tl.row0 * K + idx];
+    const V* vO = tileVector(v, true, static_cast<const V*>(nullptr));
+    const V* vP = tileVector(v, false, static_cast<const V*>(nullptr));
+    for (int idx = t; idx < tl.rows * K; idx += blockDim.x) vRows[idx] = vP[tl.row0 * K + idx];
     __syncthreads();
     double acc[kTileRows];
 #pragma unroll
@@ -218,7 +264,7 @@ __global__ void __launch_bounds__(kThreads, 2) tiledMultiplyKernel(BatchArgs a) 
     if (t < T) {
       int n = 0;
       for (int64_t j = tl.j0 + t; j < tl.j1; j += T, ++n) {
-        const double vo = v.vO[j];
+        const double vo = vO[j];
         double s = 0;
 #pragma unroll
         for (int r = 0; r < kTileRows; ++r) {
@@ -255,7 +301,7 @@ __device__ __forceinline__ int layerOfT(const BatchArgs& a, int64_t item) {
   return findSegment(a.layerCount, item, [&](int i) { return a.layers[i].beginT; });
 }
 
-// Step 1's partials added in order (row blocks, then segments) into the v slots, unnormalized as x.
+// Step 1's partials added in order (row blocks, then segments) into the scratch's x.
 __global__ void combineXKernel(BatchArgs a) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t item = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; item < a.itemsX; item += stride) {
@@ -264,12 +310,12 @@ __global__ void combineXKernel(BatchArgs a) {
     const int64_t local = item - L.beginX;
     double s = 0;
     if (local < v.rowLen) {
-      for (int64_t rb = 0; rb < L.rowBlocks; ++rb) s += a.tilePartialA[L.partA + rb * v.rowLen + local];
-      v.vO[local] = float(s);
+      for (int64_t rb = 0; rb < L.rowBlocks; ++rb) s += a.tilePartials[L.partA + rb * v.rowLen + local];
+      v.xO[local] = s;
     } else {
       const int64_t e = local - v.rowLen;  // o * K + k
       for (int64_t seg = 0; seg < L.segments; ++seg) s += a.tilePartials[L.partB + seg * v.outer * v.K + e];
-      v.vP[e] = float(s);
+      v.xP[e] = s;
     }
   }
 }
@@ -293,21 +339,53 @@ __global__ void combineTKernel(BatchArgs a) {
   }
 }
 
-// Step 3 for one direction. Training: v = x / max(||x||, eps) in place, t = (W x) / max(||x||, eps), then
-// u = t / max(||t||, eps) and sigma = ||t||^2 / max(||t||, eps) (= u^T M v). Eval: sigma = u^T t.
-__device__ double finishDirection(float* u, float* v, int64_t nv, const double* t, int64_t n, bool training, float eps,
-                                  double* partial, double* broadcast) {
+// sigma where a step's product is not usable: NaN when it is non-finite (a non-finite weight), 0 when it is zero
+// (an all-zero weight). The state then stays as it was.
+__device__ __forceinline__ double unusable(double norm) { return isFinite(norm) ? 0.0 : nan(""); }
+__device__ __forceinline__ bool usable(double norm) { return isFinite(norm) && norm > 0; }
+
+// Step 3 for one direction. Training: v = x / max(||x||, floor), t = (W x) / max(||x||, floor), then
+// u = t / max(||t||, floor) and sigma = ||t||^2 / max(||t||, floor) (= u^T M v), where floor = eps * max|w|; u and v
+// are written only when both products are finite and non-zero. Eval: sigma = u^T t. (Every branch below depends
+// on block totals only: the whole block takes it.)
+__device__ double finishDirection(float* u, float* v, const double* x, int64_t nv, const double* t, int64_t n, bool training,
+                                  double floor, double* partial, double* broadcast) {
   if (!training) return blockTotal(n, [&](int64_t k) { return double(u[k]) * t[k]; }, partial, broadcast);
-  const double xNorm = sqrt(blockTotal(nv, [&](int64_t k) { return double(v[k]) * v[k]; }, partial, broadcast));
-  const double xDenom = fmax(xNorm, double(eps));
-  for (int64_t k = threadIdx.x; k < nv; k += blockDim.x) v[k] = float(v[k] / xDenom);
-  const double tNorm = sqrt(blockTotal(n, [&](int64_t k) { return double(t[k]) * t[k]; }, partial, broadcast)) / xDenom;
-  const double tDenom = fmax(tNorm, double(eps));
+  const double xNorm = sqrt(blockTotal(nv, [&](int64_t k) { return x[k] * x[k]; }, partial, broadcast));
+  if (!usable(xNorm)) return unusable(xNorm);
+  const double xDenom = fmax(xNorm, floor);
+  const double tNorm = sqrt(blockTotal(n, [&](int64_t k) { return t[k] * t[k]; }, partial, broadcast)) / xDenom;
+  if (!usable(tNorm)) return unusable(tNorm);
+  const double tDenom = fmax(tNorm, floor);
+  for (int64_t k = threadIdx.x; k < nv; k += blockDim.x) v[k] = float(x[k] / xDenom);
   for (int64_t k = threadIdx.x; k < n; k += blockDim.x) u[k] = float(t[k] / xDenom / tDenom);
   return tNorm * tNorm / tDenom;
 }
 
-// One block per layer: sigmas and divisor (and, in training, the normalized v and u).
+// The layer's max |w|, from step 1's notes: its W1 items' (per-item pass) or its tiles' (tiled pass).
+__device__ double layerMaxAbs(const BatchArgs& a, const DeviceLayer& L, double* partial, double* broadcast) {
+  float m = 0;
+  if (L.tiled) {
+    const int64_t tiles = L.rowBlocks * L.segments;
+    for (int64_t k = threadIdx.x; k < tiles; k += blockDim.x) m = fmax(m, a.tileMax[L.firstTile + k]);
+  } else {
+    const int64_t cols1 = L.C * L.M * L.K;
+    for (int64_t k = threadIdx.x; k < cols1 * a.splitA; k += blockDim.x) {
+      const int64_t part = k / cols1, local = k - part * cols1;
+      m = fmax(m, a.maxA[part * a.itemsA + L.beginA + local]);
+    }
+  }
+  float* shared = reinterpret_cast<float*>(partial);  // one float per warp fits where one double does
+  m = blockMaxAbs(m, shared);
+  if (threadIdx.x == 0) *broadcast = m;
+  __syncthreads();
+  const double total = *broadcast;
+  __syncthreads();
+  return total;
+}
+
+// One block per layer: sigmas and divisor (and, in training, the normalized v and u). A non-finite weight gives
+// sigma NaN (so the output is NaN, as PyTorch's) and counts a step in the layer's non-finite slot.
 __global__ void finishKernel(BatchArgs a, int training) {
   BSSN_SHARED(double, partial, kThreads / kWarp);
   BSSN_SHARED(double, broadcast, 1);
@@ -315,17 +393,25 @@ __global__ void finishKernel(BatchArgs a, int training) {
   double s1, s2;
   if (L.kind == 0) {
     s1 = s2 = sqrt(blockTotal(L.numel, [&](int64_t k) { return double(L.w[k]) * L.w[k]; }, partial, broadcast));
+    if (!isFinite(s1)) s1 = s2 = nan("");
   } else {
     const int64_t cols1 = L.C * L.M * L.K, cols2 = L.R * L.M * L.K;
-    s1 = finishDirection(a.state + L.u1, a.state + L.v1, cols1, a.scratch + L.t1, L.R, training, a.eps, partial, broadcast);
-    s2 = L.both ? finishDirection(a.state + L.u2, a.state + L.v2, cols2, a.scratch + L.t2, L.C, training, a.eps, partial, broadcast)
+    const double floor = training ? double(a.eps) * layerMaxAbs(a, L, partial, broadcast) : 0.0;
+    s1 = finishDirection(a.state + L.u1, a.state + L.v1, a.scratch + L.x1, cols1, a.scratch + L.t1, L.R, training, floor,
+                         partial, broadcast);
+    s2 = L.both ? finishDirection(a.state + L.u2, a.state + L.v2, a.scratch + L.x2, cols2, a.scratch + L.t2, L.C, training,
+                                  floor, partial, broadcast)
                 : s1;
+    if (!isFinite(s1) || !isFinite(s2)) s1 = s2 = nan("");
   }
   if (threadIdx.x == 0) {
     const double divisor = a.bidirectional ? 0.5 * (s1 + s2) : s1;
-    a.sigmas[blockIdx.x * 3 + 0] = float(s1);
-    a.sigmas[blockIdx.x * 3 + 1] = a.bidirectional ? float(s2) : 0.0f;
-    a.sigmas[blockIdx.x * 3 + 2] = float(divisor);
+    float* out = a.sigmas + blockIdx.x * kSigmaSlots;
+    out[0] = float(s1);
+    out[1] = a.bidirectional ? float(s2) : 0.0f;
+    out[2] = float(divisor);
+    if (s1 != s1) ++reinterpret_cast<unsigned*>(out)[kNonFiniteSigmaSlot];  // NaN
+    a.divisors[blockIdx.x] = divisor;
   }
 }
 
@@ -333,17 +419,24 @@ __device__ __forceinline__ bool aligned16(const void* a, const void* b) {
   return ((reinterpret_cast<uintptr_t>(a) | reinterpret_cast<uintptr_t>(b)) & 15) == 0;
 }
 
-// out = c * W / divisor, one chunk of one layer per block (grid-stride over chunks); float4 where aligned.
+// out = c * W / divisor, one chunk of one layer per block (grid-stride over chunks); float4 where aligned. The
+// factor is computed in double; where it is not a normal float (a divisor past float's range either way) the
+// elements are multiplied in double.
 __global__ void scaleKernel(BatchArgs a) {
   for (int64_t chunk = blockIdx.x; chunk < a.chunkCount; chunk += gridDim.x) {
     const ElementChunk ch = a.chunks[chunk];
     const DeviceLayer& L = a.layers[ch.layer];
-    const float divisor = a.sigmas[ch.layer * 3 + 2];
-    const float factor = divisor != 0.0f ? float(double(a.scale) / double(divisor)) : 0.0f;
+    const double divisor = a.divisors[ch.layer];
+    const double exact = divisor != 0.0 ? double(a.scale) / divisor : 0.0;
+    const float factor = float(exact);
     const float* w = L.w + ch.begin;
     float* out = a.outputs[ch.layer] + ch.begin;
     const int64_t n = ch.end - ch.begin;
     int64_t done = 0;
+    if (factor != 0.0f && !(fabsf(factor) >= 1.17549435e-38f && fabsf(factor) <= 3.40282347e38f)) {
+      for (int64_t k = threadIdx.x; k < n; k += blockDim.x) out[k] = float(double(w[k]) * exact);
+      continue;
+    }
     if (aligned16(w, out)) {
       const int64_t n4 = n / 4;
       const float4* w4 = reinterpret_cast<const float4*>(w);
@@ -397,7 +490,7 @@ __global__ void backwardKernel(BackwardArgs a) {
     const DeviceLayer& L = a.layers[ch.layer];
     float* out = a.outputs[ch.layer];
     const float* g = a.grads[ch.layer];
-    const double s = a.sigmas[ch.layer * 3 + 2];
+    const double s = a.divisors[ch.layer];
     if (s == 0) {  // the forward wrote zeros whatever W was
       for (int64_t k = ch.begin + threadIdx.x; k < ch.end; k += blockDim.x) out[k] = 0.0f;
       continue;
@@ -458,12 +551,16 @@ void launchMultiplyTransposed(const BatchArgs& args, cudaStream_t stream) {
   if (args.splitA > 1) BSSN_LAUNCH(sumPartialsKernel, gridFor(args.itemsA, kThreads), kThreads, 0, stream, args);
 }
 
-void launchMultiply(const BatchArgs& args, cudaStream_t stream) {
+void launchMultiply(const BatchArgs& args, bool training, cudaStream_t stream) {
   if (args.tileCount > 0) {
-    BSSN_LAUNCH(tiledMultiplyKernel, gridFor(args.tileCount, 1), kThreads, 0, stream, args);
+    // Launched by launchKernel with the kernel's plain name (BSSN_LAUNCH would add the template argument to it).
+    launchKernel("tiledMultiplyKernel", training ? tiledMultiplyKernel<double> : tiledMultiplyKernel<float>,
+                 gridFor(args.tileCount, 1), kThreads, 0, stream, args);
     BSSN_LAUNCH(combineTKernel, gridFor(args.itemsT, kThreads), kThreads, 0, stream, args);
   }
-  if (args.itemsB > 0) BSSN_LAUNCH(multiplyKernel, gridFor(args.itemsB * kWarp, kThreads), kThreads, 0, stream, args);
+  if (args.itemsB == 0) return;
+  launchKernel("multiplyKernel", training ? multiplyKernel<double> : multiplyKernel<float>, gridFor(args.itemsB * kWarp, kThreads),
+               kThreads, 0, stream, args);
 }
 
 void launchFinish(const BatchArgs& args, bool training, cudaStream_t stream) {

@@ -20,6 +20,7 @@ struct DeviceLayer {
   int64_t numel;
   int64_t u1, v1, u2, v2;  // offsets in the state buffer
   int64_t t1, t2;          // offsets in the scratch buffer (W v products)
+  int64_t x1, x2;          // offsets in the scratch buffer (training: x = W^T u, unnormalized, cols1 and cols2)
   int64_t beginA;          // first item of this layer in the W^T u pass (cols1 [+ cols2] items)
   int64_t beginB;          // first item in the W v pass (R [+ C] items)
   int64_t firstChunk;      // this layer's element chunks: [firstChunk, firstChunk + chunks)
@@ -27,8 +28,9 @@ struct DeviceLayer {
   // Tiled layers: partial sums of the row blocks and segments of their tiles (offsets in the partial buffers),
   // and their first item in each combining pass.
   int64_t rowBlocks, segments;
-  int64_t partA;              // floats: [rowBlocks][rowLen] (W_O^T u_O over each row block)
-  int64_t partB, partC, partD;  // doubles: [segments][outer][K], [segments][outer], [rowBlocks][inner]
+  int64_t partA, partB, partC, partD;  // doubles: [rowBlocks][rowLen] (W_O^T u_O over each row block),
+                                       // [segments][outer][K], [segments][outer], [rowBlocks][inner]
+  int64_t firstTile;          // this layer's tiles: [firstTile, firstTile + rowBlocks * segments)
   int64_t beginX, beginT;     // first item in the x (v slots) and t (scratch) combining passes
   // Element decoding of the backward by 32-bit multiply-shift division, when numel < 2^31 (fastDecode).
   FastDiv divK, divC, divR, divM;
@@ -64,12 +66,21 @@ struct ElementChunk {
   int64_t begin, end;  // elements of the layer, begin a multiple of 4 (16-byte aligned with the layer's pointers)
 };
 
+// The sigma buffer's layout (kSigmaStride and kNonFiniteSlot of core/normalize_plan.h; cuda_device.cpp checks).
+constexpr int kSigmaSlots = 4;
+constexpr int kNonFiniteSigmaSlot = 3;
+
 struct BatchArgs {
   const DeviceLayer* layers;  // device memory
   int layerCount;
   float* state;
-  double* scratch;            // t = W x: unnormalized (about sigma^2), so double: finite for sigmas up to 1e150
-  float* sigmas;              // 3 per layer: sigma1, sigma2, divisor
+  // x = W^T u and t = W x, unnormalized (about sigma and sigma^2), so double: a float weight's products stay in
+  // range whatever its scale (x in float overflowed for weights near 3e38).
+  double* scratch;
+  float* sigmas;              // kSigmaStride slots per layer: sigma1, sigma2, divisor, non-finite step count (bits)
+  double* divisors;           // per layer, the divisor at full range (the output's factor and the backward's)
+  float* maxA;                // [splitA][itemsA]: per W1 item of the W^T u pass, max |w| over its row range
+  float* tileMax;             // [tileCount]: per tile, max |w| over it
   float* const* outputs;      // device array of layerCount pointers
   int64_t itemsA, itemsB;
   const ElementChunk* chunks;  // device memory
@@ -78,8 +89,7 @@ struct BatchArgs {
   double* partialA;            // splitA > 1: the partial sums, [splitA][itemsA]
   const Tile* tiles;           // the tiled layers' tiles (device memory)
   int64_t tileCount;
-  float* tilePartialA;         // the tiles' partial sums (DeviceLayer::partA ...)
-  double* tilePartials;        // (DeviceLayer::partB, partC, partD)
+  double* tilePartials;        // the tiles' partial sums (DeviceLayer::partA ... partD)
   int64_t itemsX, itemsT;      // items of the combining passes (x: rowLen + outer * K per layer; t: outer + inner)
   float eps;
   float scale;                // c, or 1 for sn/bsn
@@ -90,7 +100,7 @@ struct BackwardArgs {
   const DeviceLayer* layers;  // device memory
   int layerCount;
   const float* state;
-  const float* sigmas;
+  const double* divisors;     // per layer (BatchArgs::divisors)
   const float* const* grads;  // dL/dW_hat per layer (device array of pointers)
   float* const* outputs;      // dL/dW per layer
   double* dots;               // per layer <G, W>
@@ -109,12 +119,15 @@ void launchBackwardElements(const BackwardArgs& args, cudaStream_t stream);
 
 // One training power iteration is launchMultiplyTransposed, launchMultiply, launchFinish(training) for the whole
 // batch; a forward adds launchScale. Eval is launchMultiply and launchFinish.
-// x = W1^T u1 (and W2^T u2) into the v slots, unnormalized. With splitA > 1 each sum is split over row ranges (more
-// threads for few, long sums) and a second launch adds the partials in order (the same result on every run).
+// x = W1^T u1 (and W2^T u2) into the scratch, unnormalized, and the max |w| of each W1 item or tile. With splitA > 1
+// each sum is split over row ranges (more threads for few, long sums) and a second launch adds the partials in order
+// (the same result on every run).
 void launchMultiplyTransposed(const BatchArgs& args, cudaStream_t stream);
-// t = W1 v1 (and W2 v2) into scratch.
-void launchMultiply(const BatchArgs& args, cudaStream_t stream);
-// Per layer, training: v = x / ||x||, u = normalize(t / ||x||) and sigma = u^T M v; eval: sigma = u^T t with the
+// t = W1 v1 (and W2 v2) into scratch; in training v is the unnormalized x of the scratch.
+void launchMultiply(const BatchArgs& args, bool training, cudaStream_t stream);
+// Per layer, training: v = x / ||x||, u = normalize(t / ||x||) and sigma = u^T M v, with eps relative to max |w|
+// (as on W / max|W|: any finite scale of W gives the same result); u and v change only where the products are
+// finite and non-zero (sigma NaN and the step counted where not finite, 0 where zero). Eval: sigma = u^T t with the
 // stored u, v.
 void launchFinish(const BatchArgs& args, bool training, cudaStream_t stream);
 // out = c * W / divisor (zeros where the divisor is 0).

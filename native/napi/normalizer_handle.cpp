@@ -93,17 +93,25 @@ Napi::Value NormalizerHandle::Outputs(const Napi::CallbackInfo& info) {
   });
 }
 
-// forward(iterations, outputs | null, writeOutputs)
+// forward(iterations, outputs | null, writeOutputs, { scale, eps }?): the last replaces scale and eps for this call.
 Napi::Value NormalizerHandle::Forward(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     checkThis<NormalizerHandle>(info, "NormalizerHandle");
     const int iterations = int(toInteger(info[0], "iterations", 0, 1000000));
     const bool write = info[2].ToBoolean();
+    CallParams call;
+    const bool hasCall = info.Length() > 3 && !info[3].IsUndefined();
+    if (hasCall) {
+      if (!info[3].IsObject()) throwTypeError("expected call options { scale, eps }, got " + describe(info[3]));
+      Napi::Object o = info[3].As<Napi::Object>();
+      call.scale = float(toNumber(o.Get("scale"), "scale"));
+      call.eps = float(toNumber(o.Get("eps"), "eps"));
+    }
     if (info[1].IsNull() || info[1].IsUndefined()) {
-      normalizer().forward(iterations, nullptr, write);
+      normalizer().forward(iterations, nullptr, write, hasCall ? &call : nullptr);
     } else {
       std::vector<TensorPtr> outs = toTensors(info[1], "outputs");
-      normalizer().forward(iterations, &outs, write);
+      normalizer().forward(iterations, &outs, write, hasCall ? &call : nullptr);
     }
     return info.Env().Undefined();
   });

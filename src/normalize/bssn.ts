@@ -14,6 +14,11 @@ export interface LayerSigmas {
   sigma2?: number
   /** What the weight was divided by: sigma1, or (sigma1 + sigma2) / 2. */
   divisor: number
+  /**
+   * Power-iteration steps (and eval forwards) since construction that met a non-finite value in this weight: each
+   * gave NaN sigmas and a NaN output, and left the state as it was (README "Bad numbers").
+   */
+  nonFiniteSteps: number
 }
 
 export interface LayerState {
@@ -25,6 +30,8 @@ export interface LayerState {
 }
 
 const stateKeys = ['u', 'v', 'u2', 'v2'] as const
+// Slots per layer in the native sigma buffer (kSigmaStride): sigma1, sigma2, divisor, non-finite step count.
+const sigmaStride = 4
 
 /** Checks a batch of weights: a non-empty array of live tensors on one device. */
 export function checkWeights(weights: unknown): readonly Tensor[] {
@@ -116,10 +123,15 @@ export class BSSN {
     this.#handle.forward(this.#iterations(), null, false)
   }
 
-  /** @internal Writes the normalized weights into `outputs` (one per weight, caller-owned). */
-  forwardInto(outputs: readonly Tensor[], training = this.#training): void {
+  /**
+   * @internal Writes the normalized weights into `outputs` (one per weight, caller-owned). `call` replaces
+   * powerIterations, scale and eps for this call (bssnNormalize).
+   */
+  forwardInto(outputs: readonly Tensor[], training = this.#training, call?: Pick<BSSNOptions, 'powerIterations' | 'scale' | 'eps'>): void {
     this.#checkAlive()
-    this.#handle.forward(training ? this.powerIterations : 0, outputs.map((t) => t.handle), true)
+    const iterations = training ? (call?.powerIterations ?? this.powerIterations) : 0
+    const params = call && { scale: call.scale ?? this.scale, eps: call.eps ?? this.eps }
+    this.#handle.forward(iterations, outputs.map((t) => t.handle), true, params)
   }
 
   /**
@@ -149,11 +161,14 @@ export class BSSN {
   async sigmas(): Promise<LayerSigmas[]> {
     this.#checkAlive()
     const values = await this.#handle.sigmas()
+    const counts = new Uint32Array(values.buffer, values.byteOffset, values.length)  // slot 3 holds a uint32
     const bidirectional = this.mode === 'bsn' || this.mode === 'bssn'
     return this.#weights.map((_, i) => {
-      const sigma1 = values[i * 3]
-      const divisor = values[i * 3 + 2]
-      return bidirectional ? { sigma1, sigma2: values[i * 3 + 1], divisor } : { sigma1, divisor }
+      const at = i * sigmaStride
+      const sigma1 = values[at]
+      const divisor = values[at + 2]
+      const nonFiniteSteps = counts[at + 3]
+      return bidirectional ? { sigma1, sigma2: values[at + 1], divisor, nonFiniteSteps } : { sigma1, divisor, nonFiniteSteps }
     })
   }
 

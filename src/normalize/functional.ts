@@ -1,6 +1,9 @@
 // bssnNormalize: the one-call form for services that hold weight handles and want them normalized.
 // The power-iteration state belongs to each weight handle: repeated calls keep advancing it, whichever
-// batch of weights a call passes, and it is released when the weight is disposed.
+// batch of weights a call passes, and it is released when the weight is disposed. A batch (a native normalizer) is
+// kept per weights, dims and mode, what the state's shape and the directions it iterates depend on; scale, eps and
+// powerIterations apply per call, seed and warmupIterations when a weight's state is made. So what a weight holds
+// stays bounded whatever options successive calls pass.
 import { Tensor } from '../tensor.js'
 import { describe } from '../validate.js'
 import { BSSN, checkWeights } from './bssn.js'
@@ -21,7 +24,7 @@ interface Batch {
 
 // Where each weight's state lives now: the batch that last advanced it.
 const stateOwner = new WeakMap<Tensor, { batch: Batch; layer: number }>()
-// Batches by their first weight (so they go with it), then by weight ids and options.
+// Batches by their first weight (so they go with it), then by weight ids, dims and mode.
 const batchesByFirst = new WeakMap<Tensor, Map<string, Batch>>()
 
 /**
@@ -47,13 +50,13 @@ export function bssnNormalize(input: Tensor | readonly Tensor[], options: Normal
     if (owner && owner.batch !== batch && !owner.batch.bssn.disposed) adopt(batch, i, owner.batch, owner.layer)
   })
   const outputs = weights.map((w) => w.device.empty(w.shape))
-  batch.bssn.forwardInto(outputs, training)
+  batch.bssn.forwardInto(outputs, training, resolved)
   weights.forEach((w, i) => stateOwner.set(w, { batch, layer: i }))
   return single ? outputs[0] : outputs
 }
 
 function batchFor(weights: readonly Tensor[], options: ResolvedOptions, warmup = options.warmupIterations): Batch {
-  const key = `${weights.map((w) => w.id).join(',')}|${JSON.stringify(options)}`
+  const key = `${weights.map((w) => w.id).join(',')}|${options.dims.join(',')}|${options.mode}`
   let batches = batchesByFirst.get(weights[0])
   if (!batches) batchesByFirst.set(weights[0], (batches = new Map()))
   let batch = batches.get(key)
@@ -65,7 +68,6 @@ function batchFor(weights: readonly Tensor[], options: ResolvedOptions, warmup =
   }
   return batch
 }
-
 // State sizes differ when a weight is seen with another dim: it then starts afresh.
 function adopt(batch: Batch, layer: number, from: Batch, fromLayer: number): void {
   const rank = batch.weights[layer].shape.length

@@ -14,7 +14,7 @@ export interface BSSNOptions {
   powerIterations?: number
   /** Power iterations run once at construction (default 15, as PyTorch's parametrization). */
   warmupIterations?: number
-  /** normalize(x) = x / max(||x||, eps) (default 1e-12). */
+  /** normalize(x) = x / max(||x||, eps * max|W|) (default 1e-12): relative to the weight's scale, so any scale of W gives the same result. */
   eps?: number
   /** Output axis per weight (default 0; 1 for transposed convolutions). Negative values count from the end. */
   dims?: readonly number[]
