@@ -338,7 +338,7 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
     let next = 0
     const lane = async () => {
       if (next >= specs.length || stopping) return
-      const worker = new Worker(new URL('./train_worker.js', import.meta.url))
+      const worker = new Worker(new URL('./train_worker.js', import.meta.url), { resourceLimits: { maxYoungGenerationSizeMb: 8 } })
       active.add(worker)
       const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()))
       let closed = false

@@ -47,6 +47,10 @@ async function train(config: WorkerConfig): Promise<void> {
     // A few held-out real images for the report's grid.
     const held = task.heldOut
     const real = held ? { pixels: held.pixels.slice(0, Math.min(64, held.count) * 3 * held.size * held.size), count: Math.min(64, held.count) } : undefined
+    // The next run of this lane starts from an empty cache: its blocks would not fit the next run's sizes exactly,
+    // and a cache kept across runs grew the lane's memory run by run.
+    await device.synchronize()
+    device.emptyCache()
     post({ type: 'done', result, real })
   } catch (error) {
     // The error's code crosses to the main thread (a worker's 'error' event keeps only the message).
