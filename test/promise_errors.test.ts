@@ -125,13 +125,13 @@ suite(`the emulated CUDA device: faults and out-of-memory through promises${reas
       const device = bssn.Device.cuda(0)
       const w = device.randn([64, 64], { seed: 1 })
       const norm = new bssn.BSSN([w])
-      const big = device.randn([256, 256, 3, 3], { seed: 2 })
+      const big = device.randn([512, 256, 3, 3], { seed: 2 })
       await device.synchronize()
-      // Three slow kernels (about 150 ms each on the emulator), the third of which faults: the read below is
-      // enqueued behind it well before it runs.
-      addon.emulator.failLaunch(3)
+      // Six slow kernels (about 0.3 s each on the emulator), the last of which faults: the read below is enqueued
+      // behind it long before it runs, even on a busy machine.
+      addon.emulator.failLaunch(6)
       let y
-      for (let i = 0; i < 3; i++) y = bssn.F.relu(big)
+      for (let i = 0; i < 6; i++) y = bssn.F.relu(big)
       const r = {}
       r.toArray = await settle(() => y.toArray()) // waits for the faulting kernel on the thread pool
       r.synchronize = await settle(() => device.synchronize())

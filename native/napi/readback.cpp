@@ -38,6 +38,7 @@ void ReadbackWorker::Execute() {
 
 void ReadbackWorker::OnOK() {
   Napi::Env env = Env();
+  if (failure_) return OnError(Napi::Error());  // a failure with an empty message: SetError("") does not count
   try {
     deferred_.Resolve(resolve_(env));
   } catch (const Napi::Error& e) {
