@@ -2,7 +2,7 @@
 import { native, type NativeDeviceHandle } from './native.js'
 import type { SharedTensorDescriptor } from './share.js'
 import { Tensor } from './tensor.js'
-import { checkInteger, checkNumber, checkShape, describe, product } from './validate.js'
+import { checkInteger, checkNumber, checkOptions, checkShape, describe, product } from './validate.js'
 import { typeError, rangeError } from './errors.js'
 
 export type DeviceKind = 'cpu' | 'cuda'
@@ -73,7 +73,7 @@ export class Device {
 
   /** Whether two Device objects denote the same device. */
   equals(other: Device): boolean {
-    return other.kind === this.kind && other.index === this.index
+    return other instanceof Device && other.kind === this.kind && other.index === this.index
   }
 
   /** A float32 tensor holding `data` (copied). */
@@ -105,6 +105,7 @@ export class Device {
 
   /** Normal values with mean 0 and standard deviation `std` (default 1), deterministic for a seed and identical on every backend. */
   randn(shape: readonly number[], options: { seed?: number; std?: number } = {}): Tensor {
+    options = checkOptions(options)
     const seed = options.seed ?? Math.floor(Math.random() * 2 ** 32)
     checkInteger(seed, 'seed', 0)
     const std = checkNumber(options.std ?? 1, 'std')
@@ -113,6 +114,7 @@ export class Device {
 
   /** Uniform values in [low, high) (default [0, 1)), deterministic for a seed and identical on every backend. */
   rand(shape: readonly number[], options: { seed?: number; low?: number; high?: number } = {}): Tensor {
+    options = checkOptions(options)
     const seed = options.seed ?? Math.floor(Math.random() * 2 ** 32)
     checkInteger(seed, 'seed', 0)
     const low = checkNumber(options.low ?? 0, 'low')
@@ -127,7 +129,7 @@ export class Device {
   }
 
   /** Resolves when every op enqueued on this device so far has run; never blocks the event loop. */
-  synchronize(): Promise<void> {
+  async synchronize(): Promise<void> {
     return this.handle.synchronize()
   }
 
@@ -135,7 +137,7 @@ export class Device {
    * Milliseconds since the device was opened, taken when the stream reaches this point (on CUDA from events,
    * so the difference of two timestamps is device time). For benchmarks.
    */
-  timestamp(): Promise<number> {
+  async timestamp(): Promise<number> {
     return this.handle.timestamp()
   }
 
@@ -162,7 +164,7 @@ export class Device {
   }
 
   /** The kernels timed since the last call (see profileKernels), in launch order, once they have run. */
-  kernelTimes(): Promise<Array<{ kernel: string; ms: number }>> {
+  async kernelTimes(): Promise<Array<{ kernel: string; ms: number }>> {
     return this.handle.kernelTimes()
   }
 

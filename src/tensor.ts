@@ -5,7 +5,7 @@ import { Device } from './device.js'
 import { bssnError, rangeError, typeError } from './errors.js'
 import type { NativeTensorHandle } from './native.js'
 import { checkDescriptor, type SharedTensorDescriptor } from './share.js'
-import { checkShape, product } from './validate.js'
+import { checkShape, describe, product } from './validate.js'
 
 export type DType = 'float32'
 
@@ -80,6 +80,7 @@ export class Tensor {
    */
   backward(gradient?: Tensor): void {
     this.#checkAlive()
+    if (gradient !== undefined) checkTensor(gradient, 'the gradient')
     runBackward(this, gradient)
   }
 
@@ -93,8 +94,12 @@ export class Tensor {
     return record(view, [this], 'reshape', (g) => [new Tensor(g.handle.reshape(this.shape), this.device)])
   }
 
-  /** Copies the data to the host. Resolves once every op enqueued before it has run; never blocks the event loop. */
-  toArray(): Promise<Float32Array> {
+  /**
+   * Copies the data to the host. Resolves once every op enqueued before it has run; never blocks the event loop.
+   * Rejects (never throws) with the coded error a synchronous call would throw: ERR_BSSN_DISPOSED,
+   * ERR_BSSN_SHARE_GONE, ERR_BSSN_DEVICE_FAULT, ERR_BSSN_OUT_OF_MEMORY...
+   */
+  async toArray(): Promise<Float32Array> {
     this.#checkAlive()
     return this.#handle.toArray()
   }
@@ -108,7 +113,7 @@ export class Tensor {
   /** Overwrites this tensor with `source`'s values (same device and shape), in stream order. */
   copyFrom(source: Tensor): this {
     this.#checkAlive()
-    if (!(source instanceof Tensor)) throw typeError('expected source to be a Tensor')
+    checkTensor(source, 'source')
     this.#handle.copyFrom(source.handle)
     return this
   }
@@ -184,4 +189,9 @@ export class Tensor {
   #checkAlive(): void {
     if (this.disposed) throw bssnError(`${this.#owner ? `${this.#owner} output` : 'tensor'} [${this.shape.join(', ')}] was disposed`, 'ERR_BSSN_DISPOSED')
   }
+}
+
+/** Checks that `value` (the argument called `what`) is a Tensor: a TypeError saying what came otherwise. */
+export function checkTensor(value: unknown, what: string): asserts value is Tensor {
+  if (!(value instanceof Tensor)) throw typeError(`expected ${what} to be a Tensor, got ${describe(value)}`)
 }

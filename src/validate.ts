@@ -36,3 +36,20 @@ export function checkNumber(value: unknown, what: string): number {
 export function product(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1)
 }
+
+/** An options object: undefined gives {}; anything but a plain object is a TypeError. */
+export function checkOptions<T extends object>(value: T | undefined, what = 'options'): Partial<T> {
+  if (value === undefined) return {}
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw typeError(`expected ${what} to be an object, got ${describe(value)}`)
+  return value
+}
+
+export function checkFunction<F extends (...args: never[]) => unknown>(value: unknown, what: string): F {
+  if (typeof value !== 'function') throw typeError(`expected ${what} to be a function, got ${describe(value)}`)
+  return value as F
+}
+
+export function checkBoolean(value: unknown, what: string): boolean {
+  if (typeof value !== 'boolean') throw typeError(`expected ${what} to be a boolean, got ${describe(value)}`)
+  return value
+}

@@ -298,7 +298,7 @@ forEachBackend((getDevice) => {
     bssn.dispose()
     expect(a[0].disposed).toBe(true)
     expect(() => bssn.forward()).toThrow('BSSN was disposed')
-    expect(() => a[0].toArray()).toThrow(/was disposed/)
+    await expect(a[0].toArray()).rejects.toThrow(/was disposed/)
   })
 
   it('getState / setState round-trip and drive the next forward', async () => {

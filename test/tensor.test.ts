@@ -131,7 +131,7 @@ forEachBackend((getDevice) => {
     t.dispose()
     t.dispose() // twice is fine
     expect(t.disposed).toBe(true)
-    expect(() => t.toArray()).toThrow(/tensor \[256, 256\] was disposed/)
+    await expect(t.toArray()).rejects.toThrow(/tensor \[256, 256\] was disposed/)
     expect(() => new BSSN([t])).toThrow(/was disposed/)
     await device.synchronize()
     expect(device.memoryStats()).toMatchObject({ allocatedBytes: base.allocatedBytes, liveTensors: base.liveTensors })

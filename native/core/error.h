@@ -1,6 +1,7 @@
 // Errors raised by the native core. The N-API layer turns each kind into the matching JS error class;
 // nothing in the addon aborts the process.
 #pragma once
+#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -43,5 +44,22 @@ class Error : public std::runtime_error {
 }
 [[noreturn]] inline void throwTypeError(const std::string& message) { throw Error(ErrorKind::TypeError, message); }
 [[noreturn]] inline void throwRangeError(const std::string& message) { throw Error(ErrorKind::RangeError, message); }
+
+// The exception being handled, as an Error: call it only inside a catch block, on any thread. It keeps a failure
+// as data (kind, code, message), so that another thread can report it (a stream's sticky error, a read's promise):
+// std::bad_alloc is OutOfMemory, any other exception a plain Error with its message.
+inline Error currentError() {
+  try {
+    throw;
+  } catch (const Error& e) {
+    return e;
+  } catch (const std::bad_alloc&) {
+    return Error(ErrorKind::Error, "out of host memory", ErrorCode::OutOfMemory);
+  } catch (const std::exception& e) {
+    return Error(ErrorKind::Error, e.what());
+  } catch (...) {
+    return Error(ErrorKind::Error, "unknown native failure");
+  }
+}
 
 }  // namespace bssn

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <csignal>
 #include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -28,7 +29,7 @@ struct Control {
   uint32_t kind;
   int32_t deviceIndex;
   std::atomic<uint32_t> status;     // ShareStatus
-  std::atomic<uint32_t> requested;  // publications handed out by the exporter's share() calls
+  std::atomic<uint64_t> requested;  // share() calls so far (64 bits: which 32-bit numbers were issued is known after they wrap)
   std::atomic<uint32_t> completed;  // the last publication the exporter's stream reached (a futex word)
   std::atomic<uint32_t> moved;      // 1 once the buffer's move to this memory has run (or will never run)
   int32_t ownerPid;                 // the exporting process and its liveness page (Liveness)
@@ -41,11 +42,11 @@ struct Control {
   char ipcError[512];
 };
 static_assert(sizeof(Control) <= ShareRegion::kControlBytes, "the control block must fit its page");
-static_assert(std::atomic<uint32_t>::is_always_lock_free, "shared atomics must be lock-free");
+static_assert(std::atomic<uint32_t>::is_always_lock_free && std::atomic<uint64_t>::is_always_lock_free, "shared atomics must be lock-free");
 
 namespace {
 
-constexpr uint64_t kMagic = 0x3252485353534231ull;  // "1BSSSHR2": the layout's version
+constexpr uint64_t kMagic = 0x3352485353534231ull;  // "1BSSSHR3": the layout's version
 constexpr uint64_t kLivenessMagic = 0x3156494c53534231ull;
 constexpr const char* kMemfdName = "bssn-shared-tensor";
 constexpr const char* kLivenessName = "bssn-liveness";
@@ -310,7 +311,7 @@ void ShareRegion::revoke() noexcept {
   futex(&control()->completed, FUTEX_WAKE, INT_MAX, nullptr);  // waiters stop waiting for a gone exporter
 }
 
-uint32_t ShareRegion::publish() noexcept { return control()->requested.fetch_add(1, std::memory_order_acq_rel) + 1; }
+uint32_t ShareRegion::publish() noexcept { return uint32_t(control()->requested.fetch_add(1, std::memory_order_acq_rel) + 1); }
 
 void ShareRegion::complete(uint32_t publication) noexcept {
   std::atomic<uint32_t>& done = control()->completed;
@@ -338,9 +339,16 @@ ShareStatus ShareRegion::status() noexcept {
 
 ShareStatus ShareRegion::recordedStatus() const noexcept { return ShareStatus(control()->status.load(std::memory_order_acquire)); }
 
-uint32_t ShareRegion::requested() const noexcept { return control()->requested.load(std::memory_order_acquire); }
+uint32_t ShareRegion::requested() const noexcept { return uint32_t(control()->requested.load(std::memory_order_acquire)); }
 
-bool ShareRegion::issued(uint32_t publication) const noexcept { return reached(requested(), publication); }
+bool ShareRegion::issued(uint32_t publication) const noexcept {
+  const uint64_t count = control()->requested.load(std::memory_order_acquire);
+  // Until the numbers wrap, exactly 0 (before any share(): waits for nothing) to `count` were issued; comparing
+  // wrapped numbers instead took 2^32 - 1 for one issued before 0. After, every number was, and those up to 2^31
+  // behind the latest are the ones that compare as reached.
+  if (count <= UINT32_MAX) return publication <= count;
+  return reached(uint32_t(count), publication);
+}
 
 void ShareRegion::waitCompleted(uint32_t publication, const std::function<bool()>& cancelled) noexcept {
   std::atomic<uint32_t>& done = control()->completed;

@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <future>
+#include <optional>
 
 namespace bssn {
 
@@ -9,19 +10,19 @@ namespace {
 
 class CpuFence : public Fence {
  public:
-  explicit CpuFence(std::shared_future<std::string> done) : done_(std::move(done)) {}
+  explicit CpuFence(std::shared_future<std::optional<Error>> done) : done_(std::move(done)) {}
   void wait() override {
-    std::string error;
+    std::optional<Error> error;
     try {
       error = done_.get();
     } catch (const std::future_error&) {
-      error = "the CPU device was shut down before this operation ran";
+      throwError("the CPU device was shut down before this operation ran");
     }
-    if (!error.empty()) throwError(error);
+    if (error) throw *error;
   }
 
  private:
-  std::shared_future<std::string> done_;
+  std::shared_future<std::optional<Error>> done_;
 };
 
 }  // namespace
@@ -56,7 +57,7 @@ void CpuStream::enqueue(std::function<void()> task, size_t bytes) {
 }
 
 std::shared_ptr<Fence> CpuStream::fence() {
-  auto done = std::make_shared<std::promise<std::string>>();
+  auto done = std::make_shared<std::promise<std::optional<Error>>>();
   auto fence = std::make_shared<CpuFence>(done->get_future().share());
   enqueue([this, done] {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -79,12 +80,11 @@ void CpuStream::run() {
     }
     try {
       task();
-    } catch (const std::exception& e) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (error_.empty()) error_ = std::string("CPU stream task failed: ") + e.what();
     } catch (...) {
+      // Its kind and code are kept (an allocation that failed in a task reads ERR_BSSN_OUT_OF_MEMORY).
+      const Error e = currentError();
       std::lock_guard<std::mutex> lock(mutex_);
-      if (error_.empty()) error_ = "CPU stream task failed";
+      if (!error_) error_.emplace(e.kind(), std::string("CPU stream task failed: ") + e.what(), e.code());
     }
     task = nullptr;  // let go of the buffers the task held before waiting for the next
     {

@@ -9,10 +9,12 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "core/device.h"
+#include "core/error.h"
 
 namespace bssn {
 
@@ -51,7 +53,7 @@ class CpuStream {
   std::deque<Item> queue_;
   size_t pendingBytes_ = 0;
   bool stopping_ = false;
-  std::string error_;  // first failure, guarded by mutex_
+  std::optional<Error> error_;  // first failure (its kind and code kept), guarded by mutex_
   std::thread worker_;
 };
 

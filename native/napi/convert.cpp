@@ -68,7 +68,12 @@ Napi::Float32Array toFloat32Array(Napi::Value value, const char* what) {
 }
 
 Napi::Float32Array copyToJs(Napi::Env env, const std::vector<float>& host) {
-  Napi::Float32Array out = Napi::Float32Array::New(env, host.size());
+  Napi::Float32Array out;
+  try {
+    out = Napi::Float32Array::New(env, host.size());
+  } catch (const Napi::Error&) {  // V8 could not allocate the ArrayBuffer (a RangeError without a code)
+    throwError("cannot allocate a Float32Array of " + std::to_string(host.size()) + " values: out of memory", ErrorCode::OutOfMemory);
+  }
   if (!host.empty()) std::memcpy(out.Data(), host.data(), host.size() * sizeof(float));
   return out;
 }

@@ -92,14 +92,14 @@ Napi::Value DeviceHandle::EmptyCache(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value DeviceHandle::Synchronize(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&]() -> Napi::Value {
+  return guardPromise(info.Env(), [&]() -> Napi::Value {
     checkThis<DeviceHandle>(info, "DeviceHandle");
     return ReadbackWorker::start(info.Env(), device_->fence(), [](Napi::Env env) { return env.Undefined(); }, {info.This()});
   });
 }
 
 Napi::Value DeviceHandle::Timestamp(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&]() -> Napi::Value {
+  return guardPromise(info.Env(), [&]() -> Napi::Value {
     checkThis<DeviceHandle>(info, "DeviceHandle");
     auto ms = std::make_shared<double>(0);
     return ReadbackWorker::start(info.Env(), device_->timestamp(ms), [ms](Napi::Env env) -> Napi::Value { return Napi::Number::New(env, *ms); },
@@ -189,7 +189,7 @@ Napi::Value DeviceHandle::ProfileKernels(const Napi::CallbackInfo& info) {
 
 // kernelTimes() -> Promise<{ kernel, ms }[]>: the kernels timed since the last call, in launch order.
 Napi::Value DeviceHandle::KernelTimes(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&]() -> Napi::Value {
+  return guardPromise(info.Env(), [&]() -> Napi::Value {
     checkThis<DeviceHandle>(info, "DeviceHandle");
     auto times = std::make_shared<std::vector<Device::KernelTime>>();
     return ReadbackWorker::start(

@@ -118,7 +118,7 @@ Napi::Value NormalizerHandle::Forward(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NormalizerHandle::Sigmas(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&]() -> Napi::Value {
+  return guardPromise(info.Env(), [&]() -> Napi::Value {
     checkThis<NormalizerHandle>(info, "NormalizerHandle");
     auto host = std::make_shared<std::vector<float>>();
     auto fence = normalizer().readSigmas(*host);
@@ -140,7 +140,7 @@ Napi::Value NormalizerHandle::StateSizes(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value NormalizerHandle::GetState(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&]() -> Napi::Value {
+  return guardPromise(info.Env(), [&]() -> Napi::Value {
     checkThis<NormalizerHandle>(info, "NormalizerHandle");
     auto host = std::make_shared<std::vector<float>>();
     auto fence = normalizer().readState(size_t(toInteger(info[0], "layer index", 0, 1 << 30)), *host);

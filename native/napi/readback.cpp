@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "napi/convert.h"
+#include "napi/errors.h"
 
 namespace bssn::napi {
 
@@ -25,26 +26,32 @@ Napi::Promise ReadbackWorker::floats(Napi::Env env, std::shared_ptr<Fence> fence
   return start(env, std::move(fence), [host](Napi::Env e) -> Napi::Value { return copyToJs(e, *host); }, {owner});
 }
 
+// A worker thread: no JS here. The failure is kept whole (kind, code, message); OnError makes the JS error.
 void ReadbackWorker::Execute() {
   try {
     fence_->wait();
-  } catch (const std::exception& e) {
-    SetError(e.what());
+  } catch (...) {
+    failure_.emplace(currentError());
+    SetError(failure_->what());  // only so that OnError runs; the message travels in failure_
   }
 }
 
 void ReadbackWorker::OnOK() {
   Napi::Env env = Env();
+  if (failure_) return OnError(Napi::Error());  // a failure with an empty message: SetError("") does not count
   try {
     deferred_.Resolve(resolve_(env));
   } catch (const Napi::Error& e) {
     deferred_.Reject(e.Value());
-  } catch (const std::exception& e) {
-    deferred_.Reject(Napi::Error::New(env, e.what()).Value());
+  } catch (...) {
+    deferred_.Reject(toJsError(env, currentError()).Value());
   }
 }
 
-void ReadbackWorker::OnError(const Napi::Error& error) { deferred_.Reject(error.Value()); }
+// The JS thread: the rejection carries the same class and code as the synchronous call's error would.
+void ReadbackWorker::OnError(const Napi::Error& error) {
+  deferred_.Reject(failure_ ? toJsError(Env(), *failure_).Value() : error.Value());
+}
 
 // When a worker thread's environment is torn down with a read still in flight, the work completes while JS can
 // no longer run: settling the promise fails, and node-addon-api reports that by throwing from a C callback,

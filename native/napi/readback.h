@@ -1,13 +1,16 @@
 // Resolves a promise once a device fence has passed, without blocking the event loop: the wait runs on the
-// libuv thread pool, and `resolve` turns the host-side result (captured by it) into a JS value in OnOK.
+// libuv thread pool, and `resolve` turns the host-side result (captured by it) into a JS value in OnOK. A failure
+// rejects with the error a synchronous call would throw (class and `code`), made on the JS thread in OnError.
 #pragma once
 #include <napi.h>
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "core/device.h"
+#include "core/error.h"
 
 namespace bssn::napi {
 
@@ -34,6 +37,7 @@ class ReadbackWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::shared_ptr<Fence> fence_;
   Resolve resolve_;
+  std::optional<bssn::Error> failure_;  // set by Execute() on failure, turned into a JS error by OnError()
   std::vector<Napi::ObjectReference> keepAlive_;
 };
 

@@ -71,7 +71,7 @@ Napi::Value TensorHandle::Dispose(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value TensorHandle::ToArray(const Napi::CallbackInfo& info) {
-  return guard(info.Env(), [&]() -> Napi::Value {
+  return guardPromise(info.Env(), [&]() -> Napi::Value {
     checkThis<TensorHandle>(info, "TensorHandle");
     const BufferPtr& buffer = tensor_->buffer();
     auto host = std::make_shared<std::vector<float>>(size_t(tensor_->numel()));

@@ -5,7 +5,8 @@ import { native } from '../native.js'
 import type { Tensor } from '../tensor.js'
 import { BinaryOpCode } from '../native.js'
 import { keep } from './scope.js'
-import { rangeError } from '../errors.js'
+import { checkFunction } from '../validate.js'
+import { rangeError, typeError } from '../errors.js'
 
 export interface GradNode {
   readonly name: string
@@ -18,6 +19,7 @@ let gradEnabled_ = true
 
 /** Runs `fn` without recording gradients (evaluation, optimizer updates). */
 export function noGrad<T>(fn: () => T): T {
+  checkFunction(fn, 'the argument of noGrad()')
   const previous = gradEnabled_
   gradEnabled_ = false
   try {
@@ -46,7 +48,7 @@ function accumulate(into: Tensor, add: Tensor): void {
 
 /** @internal The body of Tensor.backward(). */
 export function runBackward(root: Tensor, gradient?: Tensor): void {
-  if (!root.requiresGrad) throw new Error('backward() on a tensor that does not require gradients (no parameter reaches it)')
+  if (!root.requiresGrad) throw typeError('backward() on a tensor that does not require gradients (no parameter reaches it)')
   if (!gradient && root.size !== 1)
     throw rangeError(`backward() without a gradient needs a one-element tensor, got shape [${root.shape.join(', ')}]`)
   if (gradient && gradient.size !== root.size)

@@ -1,8 +1,8 @@
 // BatchNorm2d: per-channel normalization with learned scale and shift and running statistics.
 import { keep } from '../autograd/scope.js'
 import { Device } from '../device.js'
-import type { Tensor } from '../tensor.js'
-import { checkInteger, checkNumber } from '../validate.js'
+import { checkTensor, type Tensor } from '../tensor.js'
+import { checkInteger, checkNumber, checkOptions } from '../validate.js'
 import { batchNorm } from './functional.js'
 import { Module } from './module.js'
 import { rangeError } from '../errors.js'
@@ -24,7 +24,9 @@ export class BatchNorm2d extends Module {
 
   constructor(numFeatures: number, options: BatchNormOptions = {}) {
     super()
-    this.numFeatures = checkInteger(numFeatures, 'numFeatures', 1)
+    // The bound keeps the Float32Array below within what V8 allocates (its RangeError has no code).
+    this.numFeatures = checkInteger(numFeatures, 'numFeatures', 1, 2 ** 24)
+    options = checkOptions(options)
     this.eps = checkNumber(options.eps ?? 1e-5, 'eps')
     this.momentum = checkNumber(options.momentum ?? 0.1, 'momentum')
     const device = options.device ?? Device.cpu()
@@ -35,6 +37,7 @@ export class BatchNorm2d extends Module {
   }
 
   forward(x: Tensor): Tensor {
+    checkTensor(x, 'x')
     if (x.shape.length !== 4 || x.shape[1] !== this.numFeatures)
       throw rangeError(`BatchNorm2d(${this.numFeatures}) expects input [N, ${this.numFeatures}, H, W], got [${x.shape.join(', ')}]`)
     return batchNorm(x, this.weight, this.bias, this, { training: this.training, momentum: this.momentum, eps: this.eps })

@@ -1,7 +1,8 @@
 // Conv2d and ConvTranspose2d with PyTorch's weight layouts ([out, in, kh, kw] and [in, out, kh, kw]).
 import { Device } from '../device.js'
 import type { Tensor } from '../tensor.js'
-import { checkInteger } from '../validate.js'
+import { checkInteger, checkOptions, describe } from '../validate.js'
+import { typeError } from '../errors.js'
 import { conv2d, convTranspose2d, type Conv2dOptions } from './functional.js'
 import { initTensor, type InitName } from './init.js'
 import { Module, type NormalizableLayer } from './module.js'
@@ -15,6 +16,8 @@ export interface ConvOptions extends Conv2dOptions {
 }
 
 function kernel(size: number | readonly [number, number]): [number, number] {
+  if (typeof size !== 'number' && !(Array.isArray(size) && size.length === 2))
+    throw typeError(`expected kernelSize to be a number or a pair of numbers, got ${describe(size)}`)
   const [h, w] = typeof size === 'number' ? [size, size] : size
   return [checkInteger(h, 'kernel size', 1), checkInteger(w, 'kernel size', 1)]
 }
@@ -29,6 +32,7 @@ abstract class ConvBase extends Module implements NormalizableLayer {
 
   protected constructor(weightShape: number[], fanIn: number, biasSize: number, options: ConvOptions) {
     super()
+    options = checkOptions(options)
     const device = options.device ?? Device.cpu()
     const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31)
     this.weight = this.registerParameter(initTensor(device, weightShape, options.init ?? 'pytorchDefault', { seed }), 'weight')

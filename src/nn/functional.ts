@@ -2,15 +2,11 @@
 // compute the inputs' gradients. No math here: the native ops do it on the tensors' device.
 import { record } from '../autograd/tape.js'
 import { BinaryOpCode, native, UnaryOpCode } from '../native.js'
-import { Tensor } from '../tensor.js'
-import { describe } from '../validate.js'
+import { checkTensor, type Tensor } from '../tensor.js'
+import { checkBoolean, checkNumber, checkOptions, describe } from '../validate.js'
 import { typeError, rangeError } from '../errors.js'
 
 const ops = () => native().ops
-
-function checkTensor(t: unknown, what: string): asserts t is Tensor {
-  if (!(t instanceof Tensor)) throw typeError(`expected ${what} to be a Tensor, got ${describe(t)}`)
-}
 
 function sameShape(a: Tensor, b: Tensor, op: string): void {
   if (a.size !== b.size || a.shape.length !== b.shape.length || a.shape.some((d, i) => d !== b.shape[i]))
@@ -76,14 +72,18 @@ function reduce(x: Tensor, factor: number, name: string): Tensor {
 /** The sum of all elements (a 0-D tensor). */
 export const sum = (x: Tensor): Tensor => reduce(x, 1, 'sum')
 /** The mean of all elements (a 0-D tensor). */
-export const mean = (x: Tensor): Tensor => reduce(x, 1 / Math.max(x.size, 1), 'mean')
+export const mean = (x: Tensor): Tensor => {
+  checkTensor(x, 'x')
+  return reduce(x, 1 / Math.max(x.size, 1), 'mean')
+}
 
 /** a [m, k] times b [k, n] (either transposed first when asked), as a [m, n] tensor. */
 export function matmul(a: Tensor, b: Tensor, options: { transA?: boolean; transB?: boolean } = {}): Tensor {
   checkTensor(a, 'a')
   checkTensor(b, 'b')
-  const ta = options.transA ?? false
-  const tb = options.transB ?? false
+  const o = checkOptions(options)
+  const ta = checkBoolean(o.transA ?? false, 'transA')
+  const tb = checkBoolean(o.transB ?? false, 'transB')
   if (a.shape.length !== 2 || b.shape.length !== 2)
     throw rangeError(`matmul: expected 2-D tensors, got [${a.shape.join(', ')}] and [${b.shape.join(', ')}]`)
   const m = ta ? a.shape[1] : a.shape[0]
@@ -127,6 +127,7 @@ export function addBias(x: Tensor, bias: Tensor, axis = 1): Tensor {
 
 /** x [N, in] times weight [out, in] transposed, plus bias [out]: a fully connected layer. */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+  if (bias !== undefined) checkTensor(bias, 'bias')
   const y = matmul(x, weight, { transB: true })
   if (!bias) return y
   const out = addBias(y, bias, 1)
@@ -140,12 +141,15 @@ export interface Conv2dOptions {
 }
 
 function pair(v: number | readonly [number, number] | undefined, fallback: number, what: string): [number, number] {
+  if (v !== undefined && typeof v !== 'number' && !(Array.isArray(v) && v.length === 2))
+    throw typeError(`expected ${what} to be a number or a pair of numbers, got ${describe(v)}`)
   const [a, b] = v === undefined ? [fallback, fallback] : typeof v === 'number' ? [v, v] : v
   if (!Number.isInteger(a) || !Number.isInteger(b) || a < 0 || b < 0) throw rangeError(`expected ${what} to be non-negative integers, got ${String(v)}`)
   return [a, b]
 }
 
-function geometry(options: Conv2dOptions) {
+function geometry(options: Conv2dOptions | undefined) {
+  options = checkOptions(options)
   const [strideH, strideW] = pair(options.stride, 1, 'stride')
   const [padH, padW] = pair(options.padding, 0, 'padding')
   if (strideH < 1 || strideW < 1) throw rangeError('expected stride >= 1')
@@ -237,9 +241,17 @@ export interface BatchNormState {
  */
 export function batchNorm(x: Tensor, gamma: Tensor, beta: Tensor, state: BatchNormState, options: { training: boolean; momentum?: number; eps?: number }): Tensor {
   checkTensor(x, 'x')
+  checkTensor(gamma, 'gamma')
+  checkTensor(beta, 'beta')
+  if (typeof state !== 'object' || state === null) throw typeError(`expected state to be { runningMean, runningVar }, got ${describe(state)}`)
+  checkTensor(state.runningMean, 'state.runningMean')
+  checkTensor(state.runningVar, 'state.runningVar')
+  if (typeof options !== 'object' || options === null) throw typeError(`expected options to be { training, momentum?, eps? }, got ${describe(options)}`)
+  checkBoolean(options.training, 'options.training')
+  if (x.shape.length < 2) throw rangeError(`batchNorm: expected x to be [N, C, ...], got [${x.shape.join(', ')}]`)
   const channels = x.shape[1]
-  const momentum = options.momentum ?? 0.1
-  const eps = options.eps ?? 1e-5
+  const momentum = checkNumber(options.momentum ?? 0.1, 'momentum')
+  const eps = checkNumber(options.eps ?? 1e-5, 'eps')
   const y = x.device.empty(x.shape)
   if (!options.training) {
     native().ops.batchNorm(x.handle, y.handle, gamma.handle, beta.handle, state.runningMean.handle, state.runningVar.handle, null, null, {

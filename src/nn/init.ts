@@ -1,8 +1,8 @@
 // Weight initializers (seeded, on the weight's device): LeCun, Xavier (Glorot) and Kaiming (He), normal or
 // uniform, with fan_in / fan_out computed as PyTorch does (receptive field = product of the trailing axes).
-import type { Device } from '../device.js'
+import { Device } from '../device.js'
 import type { Tensor } from '../tensor.js'
-import { checkShape } from '../validate.js'
+import { checkOptions, checkShape, describe } from '../validate.js'
 import { typeError, rangeError } from '../errors.js'
 
 export type InitName = 'lecunNormal' | 'lecunUniform' | 'xavierNormal' | 'xavierUniform' | 'kaimingNormal' | 'kaimingUniform' | 'pytorchDefault'
@@ -14,6 +14,7 @@ export interface InitOptions {
 }
 
 export function fans(shape: readonly number[]): { fanIn: number; fanOut: number } {
+  checkShape(shape)
   if (shape.length < 2) throw rangeError(`fan_in/fan_out need at least 2 dimensions, got [${shape.join(', ')}]`)
   const receptive = shape.slice(2).reduce((a, b) => a * b, 1)
   return { fanIn: shape[1] * receptive, fanOut: shape[0] * receptive }
@@ -21,7 +22,8 @@ export function fans(shape: readonly number[]): { fanIn: number; fanOut: number 
 
 /** A new tensor of `shape` on `device` initialized by `name`. */
 export function initTensor(device: Device, shape: readonly number[], name: InitName, options: InitOptions = {}): Tensor {
-  checkShape(shape)
+  if (!(device instanceof Device)) throw typeError(`expected device to be a Device, got ${describe(device)}`)
+  options = checkOptions(options)
   const { fanIn, fanOut } = fans(shape)
   const seed = options.seed
   const std = (gainDefault: number, fan: number) => (options.gain ?? gainDefault) / Math.sqrt(fan)

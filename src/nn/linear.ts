@@ -1,7 +1,7 @@
 // Linear: y = x W^T + b, with W [out, in] as PyTorch lays it out.
 import { Device } from '../device.js'
-import type { Tensor } from '../tensor.js'
-import { checkInteger } from '../validate.js'
+import { checkTensor, type Tensor } from '../tensor.js'
+import { checkInteger, checkOptions } from '../validate.js'
 import { linear } from './functional.js'
 import { initTensor, type InitName } from './init.js'
 import { Module, type NormalizableLayer } from './module.js'
@@ -28,6 +28,7 @@ export class Linear extends Module implements NormalizableLayer {
     super()
     this.inFeatures = checkInteger(inFeatures, 'inFeatures', 1)
     this.outFeatures = checkInteger(outFeatures, 'outFeatures', 1)
+    options = checkOptions(options)
     const device = options.device ?? Device.cpu()
     const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31)
     this.weight = this.registerParameter(initTensor(device, [outFeatures, inFeatures], options.init ?? 'pytorchDefault', { seed }), 'weight')
@@ -37,6 +38,7 @@ export class Linear extends Module implements NormalizableLayer {
   }
 
   forward(x: Tensor): Tensor {
+    checkTensor(x, 'x')
     if (x.shape.length !== 2 || x.shape[1] !== this.inFeatures)
       throw rangeError(`Linear(${this.inFeatures}, ${this.outFeatures}) expects input [N, ${this.inFeatures}], got [${x.shape.join(', ')}]`)
     return linear(x, this.effectiveWeight, this.bias)

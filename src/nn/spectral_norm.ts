@@ -5,8 +5,9 @@ import { needsGrad, record } from '../autograd/tape.js'
 import { BSSN } from '../normalize/bssn.js'
 import type { BSSNOptions } from '../normalize/options.js'
 import { Tensor } from '../tensor.js'
-import { isNormalizable, type Module, type NormalizableLayer } from './module.js'
-import { rangeError } from '../errors.js'
+import { isNormalizable, Module, type NormalizableLayer } from './module.js'
+import { rangeError, typeError } from '../errors.js'
+import { checkOptions, describe } from '../validate.js'
 
 export type SpectralNormOptions = Omit<BSSNOptions, 'dims'>
 
@@ -17,7 +18,10 @@ export class SpectralNorm {
 
   /** Takes over every normalizable layer of `model` (or the `layers` given). */
   constructor(model: Module, options: SpectralNormOptions & { layers?: readonly NormalizableLayer[] } = {}) {
-    const { layers, ...bssnOptions } = options
+    if (!(model instanceof Module)) throw typeError(`expected model to be a Module, got ${describe(model)}`)
+    const { layers, ...bssnOptions } = checkOptions(options)
+    if (layers !== undefined && !(Array.isArray(layers) && layers.every(isNormalizable)))
+      throw typeError('expected options.layers to be an array of Linear, Conv2d or ConvTranspose2d layers')
     this.layers = layers ?? model.modules().filter(isNormalizable)
     if (this.layers.length === 0) throw rangeError('SpectralNorm: the model has no Linear, Conv2d or ConvTranspose2d layer')
     this.normalizer = new BSSN(

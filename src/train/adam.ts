@@ -1,9 +1,10 @@
 // Adam (PyTorch's semantics, L2 weight decay added to the gradient), one fused native update per parameter.
 import { keep } from '../autograd/scope.js'
 import { native } from '../native.js'
-import type { Tensor } from '../tensor.js'
+import { checkTensor, type Tensor } from '../tensor.js'
+import { checkInteger, checkOptions, describe } from '../validate.js'
 import { Optimizer } from './optimizer.js'
-import { rangeError } from '../errors.js'
+import { rangeError, typeError } from '../errors.js'
 
 export interface AdamOptions {
   lr?: number
@@ -23,8 +24,11 @@ export class Adam extends Optimizer {
 
   constructor(params: readonly Tensor[], options: AdamOptions = {}) {
     super(params)
+    options = checkOptions(options)
     this.lr = Optimizer.rate(options.lr ?? 1e-3, 'lr')
-    const [b1, b2] = options.betas ?? [0.9, 0.999]
+    const betas = options.betas ?? [0.9, 0.999]
+    if (!Array.isArray(betas) || betas.length !== 2) throw typeError(`expected betas to be a pair of numbers, got ${describe(betas)}`)
+    const [b1, b2] = betas
     this.beta1 = Optimizer.rate(b1, 'betas[0]')
     this.beta2 = Optimizer.rate(b2, 'betas[1]')
     if (this.beta1 >= 1 || this.beta2 >= 1) throw rangeError(`expected betas in [0, 1), got [${b1}, ${b2}]`)
@@ -63,6 +67,14 @@ export class Adam extends Optimizer {
 
   /** Restores what state() returned (the tensors are copied in). */
   loadState(step: number, moments: ReadonlyArray<{ m: Tensor; v: Tensor } | undefined>): void {
+    checkInteger(step, 'step', 0)
+    if (!Array.isArray(moments)) throw typeError(`expected moments to be an array, got ${describe(moments)}`)
+    moments.forEach((s, i) => {
+      if (s === undefined) return
+      if (typeof s !== 'object' || s === null) throw typeError(`expected moments[${i}] to be { m, v } or undefined, got ${describe(s)}`)
+      checkTensor(s.m, `moments[${i}].m`)
+      checkTensor(s.v, `moments[${i}].v`)
+    })
     if (moments.length !== this.params.length) throw rangeError(`expected ${this.params.length} moment pairs, got ${moments.length}`)
     this.#step = step
     moments.forEach((s, i) => {

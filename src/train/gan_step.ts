@@ -3,10 +3,12 @@
 // forward per discriminator pass) when given.
 import { noGrad } from '../autograd/tape.js'
 import { tidy } from '../autograd/scope.js'
-import type { Module } from '../nn/module.js'
-import type { SpectralNorm } from '../nn/spectral_norm.js'
+import { Module } from '../nn/module.js'
+import { SpectralNorm } from '../nn/spectral_norm.js'
 import type { Tensor } from '../tensor.js'
-import type { Optimizer } from './optimizer.js'
+import { typeError } from '../errors.js'
+import { checkFunction, checkInteger, describe } from '../validate.js'
+import { Optimizer } from './optimizer.js'
 import { hingeLossD, hingeLossG } from './losses.js'
 
 export interface GanParts {
@@ -26,6 +28,7 @@ export interface GanParts {
 
 /** Runs one step; returns the losses as 1-element tensors the caller disposes (reading them waits for the step). */
 export function ganStep(p: GanParts): { lossD: Tensor; lossG: Tensor } {
+  checkParts(p)
   return tidy(() => {
     let lossD: Tensor | undefined
     for (let i = 0; i < (p.nDis ?? 1); i++) {
@@ -45,4 +48,18 @@ export function ganStep(p: GanParts): { lossD: Tensor; lossG: Tensor } {
     p.optG.step()
     return { lossD: lossD!, lossG }
   })
+}
+
+function checkParts(p: GanParts): void {
+  if (typeof p !== 'object' || p === null) throw typeError(`expected the GAN's parts { generator, discriminator, optG, optD, sampleZ, sampleReal }, got ${describe(p)}`)
+  for (const key of ['generator', 'discriminator'] as const)
+    if (!(p[key] instanceof Module)) throw typeError(`expected parts.${key} to be a Module, got ${describe(p[key])}`)
+  for (const key of ['optG', 'optD'] as const)
+    if (!(p[key] instanceof Optimizer)) throw typeError(`expected parts.${key} to be an Optimizer, got ${describe(p[key])}`)
+  checkFunction(p.sampleZ, 'parts.sampleZ')
+  checkFunction(p.sampleReal, 'parts.sampleReal')
+  if (p.afterDiscriminatorBackward !== undefined) checkFunction(p.afterDiscriminatorBackward, 'parts.afterDiscriminatorBackward')
+  if (p.normalization !== undefined && !(p.normalization instanceof SpectralNorm))
+    throw typeError(`expected parts.normalization to be a SpectralNorm, got ${describe(p.normalization)}`)
+  checkInteger(p.nDis ?? 1, 'parts.nDis', 1)
 }

@@ -1,5 +1,5 @@
 // Optimizers update parameters in place from their .grad, on the parameters' device, recording nothing.
-import type { Tensor } from '../tensor.js'
+import { checkTensor, type Tensor } from '../tensor.js'
 import { checkNumber } from '../validate.js'
 import { typeError, rangeError } from '../errors.js'
 
@@ -8,6 +8,7 @@ export abstract class Optimizer {
 
   constructor(params: readonly Tensor[]) {
     if (!Array.isArray(params) || params.length === 0) throw typeError('expected a non-empty array of parameters')
+    params.forEach((p, i) => checkTensor(p, `params[${i}]`))
     this.params = [...params]
   }
 
