@@ -145,7 +145,7 @@ function findOpenBlas({ fetch = false, log = (line) => console.log(line) } = {})
     }
     return undefined
   }
-  const found = pick(candidates(''), 'system') ?? pick(candidates(downloadDir), 'downloaded earlier (build-deps/openblas)')
+  const found = pick(candidates(''), 'system') ?? pick(candidates(downloadDir), 'build-deps/openblas, downloaded earlier')
   if (found) return found
   if (fetch) {
     const why = download(log)
