@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proof that the prebuilt binary loads on an older system than the one that built it: Node runs on Debian 11's
 # glibc 2.31 and GCC 10's libstdc++ (what Ubuntu 20.04 has too), through that glibc's own dynamic loader, and
-# loads the addon, runs a CPU op, shares a tensor and opens it, throws a C++ exception across the N-API boundary,
+# loads the addon, runs a CPU op and a product on the linked-in OpenBLAS, shares a tensor and opens it, throws a C++ exception across the N-API boundary,
 # and falls back from CUDA.
 # The three packages (libc6, libstdc++6, libgcc-s1 of bullseye) are fetched once with apt-get download into
 # build-prebuild/old-glibc/ (a private apt state: the system's is untouched). When they cannot be fetched, the
@@ -39,10 +39,19 @@ lib="$dir/root/lib/x86_64-linux-gnu:$dir/root/usr/lib/x86_64-linux-gnu"
   // A shared tensor opened again: memfd, futex and the robust mutex through the pinned glibc symbols.
   const { token, publication } = t.share()
   const opened = b.cpu().open(token, [64, 64], publication)
-  Promise.all([t.toArray(), opened.toArray()]).then(([values, same]) => {
+  // C = T T^T through the CPU BLAS: its diagonal holds the sums of squares of the rows.
+  const c = b.cpu().zeros([64, 64])
+  b.ops.gemm(t, t, c, false, true, 1, 0)
+  const blas = b.cpu().info().blas ?? `none (${b.cpu().info().blasError})`
+  Promise.all([t.toArray(), opened.toArray(), c.toArray()]).then(([values, same, product]) => {
     if (values.length !== 4096 || !values.every(Number.isFinite)) throw new Error("bad CPU result")
     if (!same.every((x, i) => x === values[i])) throw new Error("the opened shared tensor reads other values")
+    for (let i = 0; i < 64; i++) {
+      let expected = 0
+      for (let j = 0; j < 64; j++) expected += values[i * 64 + j] ** 2
+      if (Math.abs(product[i * 65] - expected) > 1e-4 * expected) throw new Error(`bad product on ${blas}`)
+    }
     console.log(`check-glibc-floor: ${addon} loads and runs on glibc ${glibc} (libstdc++ of GCC 10): ` +
-      `CUDA ${info.cudaToolkit} backend in, portable ${info.portable}; CUDA here: ${b.cudaStatus().available ? "usable" : `no (${threw.slice(0, 80)}...)`}`)
+      `CUDA ${info.cudaToolkit} backend in, portable ${info.portable}; CPU BLAS: ${blas}; CUDA here: ${b.cudaStatus().available ? "usable" : `no (${threw.slice(0, 80)}...)`}`)
   })
 ' "$addon"

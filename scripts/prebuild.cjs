@@ -7,7 +7,8 @@
 // `napi` (one binary for every Node with Node-API 8) and `glibc`, which node-gyp-build's parseTags/matchTags
 // select; the script checks that node-gyp-build picks the file. The binary has the CUDA backend with the default
 // architectures (SASS for 80/86/89/90, PTX for newer cards), the CUDA runtime linked statically, cuBLAS/cuDNN
-// loaded at run time, and is portable (BSSN_PORTABLE: static libstdc++, old glibc symbol versions): its glibc
+// loaded at run time, OpenBLAS linked in (required: scripts/openblas.cjs finds or fetches it; the CPU backend's
+// products run on it), and is portable (BSSN_PORTABLE: static libstdc++, old glibc symbol versions): its glibc
 // needs are measured with objdump -T and the build fails when they exceed GLIBC_FLOOR (scripts/load-addon.cjs).
 //
 //   node scripts/prebuild.cjs [--archs LIST]   LIST replaces the default CUDA architectures (a test build only)
@@ -19,6 +20,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { GLIBC_FLOOR } = require('./load-addon.cjs')
+const { findOpenBlas } = require('./openblas.cjs')
 
 const root = path.resolve(__dirname, '..')
 const buildDir = path.join(root, 'build-prebuild')
@@ -62,6 +64,11 @@ function measure(file) {
     ;(versions[family] ??= {})[version] ??= []
     versions[family][version].push(m[3])
   }
+  // Undefined and unversioned, bar the weak ones and Node-API's (which Node itself defines).
+  const foreign = symbols
+    .split('\n')
+    .map((line) => /\*UND\*\s+\S+\s+(\S+)$/.exec(line.trim())?.[1])
+    .filter((name) => name && !/^(napi_|node_api_|_ITM_|__gmon_start__|_Jv_)/.test(name))
   const newest = (family) => Object.keys(versions[family] ?? {}).sort(compareVersions).pop() ?? null
   const dynamic = execFileSync('readelf', ['-d', file], { encoding: 'utf8' })
   const needed = [...dynamic.matchAll(/\(NEEDED\)\s+Shared library: \[(.+?)\]/g)].map((m) => m[1])
@@ -72,6 +79,7 @@ function measure(file) {
     cxxabi: newest('CXXABI'),
     gcc: newest('GCC'),
     needed,
+    foreign,
   }
 }
 
@@ -122,10 +130,17 @@ function main() {
     console.log(`prebuild: CUDA architectures ${env.BSSN_CUDA_ARCHITECTURES} (not the default: a test build)`)
   }
   const started = Date.now()
+  const openblas = findOpenBlas({ fetch: true })
+  if (!openblas.archive) {
+    console.error(`prebuild: the prebuilt binary links OpenBLAS, and none can be had: ${openblas.why}`)
+    console.error('  apt-get install libopenblas-pthread-dev, or name a static, position-independent libopenblas.a with BSSN_OPENBLAS_STATIC')
+    process.exit(1)
+  }
+  console.log(`prebuild: OpenBLAS ${openblas.version ?? ''} (${openblas.source}): ${openblas.archive}`)
   const hash = sourceHash()
   const common = ['--directory', root, '--out', buildDir]
   // Configured every time, so that the flags and architectures above always apply (quick once cached).
-  run(['configure', ...common, '--CDBSSN_CUDA=ON', '--CDBSSN_PORTABLE=ON'], env)
+  run(['configure', ...common, '--CDBSSN_CUDA=ON', '--CDBSSN_PORTABLE=ON', `--CDBSSN_OPENBLAS_STATIC=${openblas.archive}`], env)
   run(['build', ...common, '--parallel', String(os.availableParallelism())], env)
   const built = path.join(buildDir, 'Release', 'bssn.node')
 
@@ -134,6 +149,7 @@ function main() {
   if (needs.glibc && compareVersions(needs.glibc, GLIBC_FLOOR) > 0)
     problems.push(`it needs glibc ${needs.glibc} (> ${GLIBC_FLOOR}) for: ${JSON.stringify(Object.fromEntries(Object.entries(needs.glibcSymbols).filter(([v]) => compareVersions(v, GLIBC_FLOOR) > 0)))}; pin or replace them in native/portable/glibc_pins.def`)
   if (needs.glibcxx || needs.cxxabi) problems.push(`it needs the host's libstdc++ (GLIBCXX_${needs.glibcxx}, CXXABI_${needs.cxxabi}); it should carry its own`)
+  if (needs.foreign.length) problems.push(`it needs symbols no library it names defines (a Fortran or OpenMP runtime?): ${needs.foreign.join(' ')}`)
   if (problems.length) {
     for (const p of problems) console.error(`prebuild: not portable, so not copied to prebuilds/: ${p}`)
     process.exit(1)
@@ -154,13 +170,20 @@ function main() {
   const info = JSON.parse(
     execFileSync(process.execPath, ['-p', `JSON.stringify(require(${JSON.stringify(target)}).buildInfo())`], { encoding: 'utf8' }),
   )
-  if (info.cuda !== 'cuda' || !info.portable) throw new Error(`the prebuilt binary is not a portable CUDA build: ${JSON.stringify(info)}`)
+  if (info.cuda !== 'cuda' || !info.portable || !info.openblas)
+    throw new Error(`the prebuilt binary is not a portable CUDA build with OpenBLAS linked in: ${JSON.stringify(info)}`)
+  const cpuBlas = execFileSync(process.execPath, ['-p', `require(${JSON.stringify(target)}).cpu().info().blas`], {
+    encoding: 'utf8',
+    env: { ...process.env, BSSN_BLAS: '', BSSN_BLAS_PATH: '' },
+  }).trim()
+  if (!/\(linked in\)$/.test(cpuBlas)) throw new Error(`the prebuilt binary's CPU backend does not run on its OpenBLAS: ${cpuBlas}`)
 
   const report = {
     file: path.relative(root, target),
     bytes: fs.statSync(target).size,
     sourceHash: hash,
     buildInfo: info,
+    openblas: { archive: openblas.archive, source: openblas.source, version: openblas.version ?? null, cpuBlas },
     ...needs,
     seconds: Math.round((Date.now() - started) / 1000),
   }
@@ -169,6 +192,7 @@ function main() {
     [
       `prebuild: ${report.file} (${(report.bytes / 2 ** 20).toFixed(1)} MiB, ${report.seconds} s), chosen by node-gyp-build`,
       `  CUDA ${info.cudaToolkit}, architectures ${info.cudaArchitectures.join(' ')}; ${info.compiler}`,
+      `  OpenBLAS linked in (${info.openblas}): ${cpuBlas}`,
       `  needs glibc >= ${needs.glibc} (floor ${GLIBC_FLOOR}); libstdc++: ${needs.glibcxx ? `GLIBCXX_${needs.glibcxx}` : 'none (linked in)'}; libgcc_s: GCC_${needs.gcc}`,
       `  glibc symbols from 2.14 on: ${Object.entries(needs.glibcSymbols).map(([v, s]) => `${v} (${s.join(', ')})`).join('; ')}`,
       `  shared libraries: ${needs.needed.join(' ')}`,

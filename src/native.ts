@@ -191,6 +191,8 @@ export interface NativeBuildInfo {
   buildType: string
   /** Built by `npm run prebuild` (static libstdc++, old glibc symbol versions). */
   portable: boolean
+  /** The static OpenBLAS archive linked in (e.g. 'libopenblasp-r0.3.21.a'); '' when none is. */
+  openblas: string
   napiVersion: number
 }
 

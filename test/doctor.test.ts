@@ -62,6 +62,9 @@ describe('bssn doctor on this machine', () => {
       else expect(lib.error).toMatch(/\S/)
     }
 
+    const cpuInfo = binding.cpu().info()
+    expect(report.blas).toEqual(typeof cpuInfo.blas === 'string' ? { name: cpuInfo.blas } : { name: null, error: cpuInfo.blasError })
+
     expect(report.gpuUsable).toBe(report.auto.kind === 'cuda' && !report.auto.emulated)
     expect(r.status).toBe(report.gpuUsable ? 0 : 1)
     if (report.auto.kind === 'cpu') expect(report.auto.fallbackReason).toMatch(/\S/)
@@ -76,6 +79,7 @@ describe('bssn doctor on this machine', () => {
     expect(r.stdout).toMatch(/^driver\s+\S/m)
     expect(r.stdout).toMatch(/^cuBLAS\s+\S/m)
     expect(r.stdout).toMatch(/^cuDNN\s+\S/m)
+    expect(r.stdout).toMatch(/^CPU BLAS\s+\S/m)
     expect(r.stdout).toMatch(/^Device\.auto\(\) /m)
     expect(r.stdout).toMatch(/^GPU usable: (yes|no)$/m)
   })

@@ -139,6 +139,13 @@ suite(`npm pack + npm install in empty projects${skipReason ? ` (skipped: ${skip
     expect(packed!.size).toBeLessThan(30 * 2 ** 20)
   })
 
+  it('ships OpenBLAS linked into the prebuilt binary, with the licence texts of what it links in', async () => {
+    const files = packed!.files.map((f) => f.path)
+    for (const file of ['licenses/OpenBLAS.txt', 'licenses/libstdc++.txt', 'licenses/CUDA-runtime.txt']) expect(files).toContain(file)
+    const report = JSON.parse((await doctor(results.get('bare')!.app, bareEnv, true)).stdout)
+    expect(report.blas).toEqual({ name: expect.stringMatching(/^OpenBLAS \d+\.\d+\.\d+ .*\(linked in\)$/) })
+  })
+
   it('hides the toolchain in the bare environment', () => {
     for (const tool of ['cmake', 'c++', 'g++', 'nvcc'])
       expect(execFileSync('sh', ['-c', `command -v ${tool} || echo missing`], { env: bareEnv, encoding: 'utf8' }).trim()).toBe('missing')

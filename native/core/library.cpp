@@ -8,13 +8,21 @@
 
 namespace bssn {
 
-SharedLibrary::SharedLibrary(const char* displayName, std::vector<std::string> candidates, const char* hint) : name_(displayName) {
+SharedLibrary::SharedLibrary(const char* displayName, std::vector<std::string> candidates, const char* hint, const Acceptor& accept)
+    : name_(displayName) {
   std::string tried;
   for (const std::string& candidate : candidates) {
     handle_ = dlopen(candidate.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (handle_) {
-      path_ = candidate;
-      return;
+      const std::string refused = accept ? accept(candidate, handle_) : std::string();
+      if (refused.empty()) {
+        path_ = candidate;
+        return;
+      }
+      dlclose(handle_);
+      handle_ = nullptr;
+      tried += "\n  " + refused;
+      continue;
     }
     const char* why = dlerror();
     tried += "\n  " + (why ? std::string(why) : candidate + ": not found");  // dlerror names the file

@@ -29,6 +29,7 @@ constexpr const char* kNoCudaBuild = "bssn was built without the CUDA backend (n
 #endif
 
 Addon::Addon(Napi::Env env, Napi::Object exports) {
+  cpu::stopLinkedBlasThreads();
   tensorConstructor = Napi::Persistent(TensorHandle::define(env));
   deviceConstructor = Napi::Persistent(DeviceHandle::define(env));
   Napi::Function normalizer = NormalizerHandle::define(env);
@@ -136,7 +137,7 @@ Napi::Value Addon::Libraries(const Napi::CallbackInfo& info) {
 }
 
 // How this binary was built (compile-time facts only): { cuda: 'cuda' | 'emulated' | 'none', cudaArchitectures,
-// cudaToolkit, cudaRuntimeVersion, compiler, buildType, portable, napiVersion }.
+// cudaToolkit, cudaRuntimeVersion, compiler, buildType, portable, openblas, napiVersion }.
 Napi::Value Addon::BuildInfo(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     Napi::Env env = info.Env();
@@ -156,6 +157,7 @@ Napi::Value Addon::BuildInfo(const Napi::CallbackInfo& info) {
     o.Set("compiler", BSSN_BUILD_COMPILER);
     o.Set("buildType", BSSN_BUILD_TYPE);
     o.Set("portable", BSSN_BUILD_PORTABLE != 0);
+    o.Set("openblas", BSSN_BUILD_OPENBLAS);
     o.Set("napiVersion", NAPI_VERSION);
     return o;
   });

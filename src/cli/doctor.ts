@@ -1,5 +1,5 @@
 // `bssn doctor`: which addon loaded, what it was built with, what the CUDA driver and GPUs are, whether cuBLAS
-// and cuDNN load, and what Device.auto() picks. Exit code 0 when a GPU is usable, 1 otherwise.
+// and cuDNN load, which CPU BLAS the CPU backend runs on, and what Device.auto() picks. Exit code 0 when a GPU is usable, 1 otherwise.
 import { readFileSync } from 'node:fs'
 
 import { Device } from '../device.js'
@@ -33,6 +33,12 @@ export interface DoctorReport {
     gpus: GpuReport[]
   }
   libraries?: { cublas: LibraryReport; cudnn: LibraryReport }
+  /**
+   * The CPU BLAS of the CPU backend's products and convolutions: `name` says which (e.g. 'OpenBLAS 0.3.21 ...
+   * Haswell MAX_THREADS=64 (linked in)', or a system library with its path); null with `error` (why) when bssn's
+   * own, slower loops run instead.
+   */
+  blas?: { name: string | null; error?: string }
   auto?: { kind: 'cpu' | 'cuda'; name: string; emulated: boolean; fallbackReason?: string }
   gpuUsable: boolean
 }
@@ -170,6 +176,9 @@ export function doctorReport(): DoctorReport {
       : { ...tried(libs.cudnn), fix: `install cuDNN 9 for CUDA ${major} (not part of the toolkit: NVIDIA's cuDNN packages), ${where('BSSN_CUDNN_PATH', 'libcudnn.so.9')}` },
   }
 
+  const cpuInfo = Device.cpu().info()
+  report.blas = typeof cpuInfo.blas === 'string' ? { name: cpuInfo.blas } : { name: null, error: String(cpuInfo.blasError ?? '') }
+
   const device = Device.auto()
   report.auto = { kind: device.kind, name: device.name, emulated: device.emulated, ...(device.fallbackReason ? { fallbackReason: device.fallbackReason } : {}) }
   report.gpuUsable = device.kind === 'cuda' && !device.emulated
@@ -220,6 +229,9 @@ export function formatDoctor(r: DoctorReport): string {
     if (lib.loaded) row(label, `${lib.version}${lib.path ? ` (${lib.path})` : ''}`)
     else row(label, `not loaded${b.cuda === 'none' ? '' : ` (needed on a GPU: ${label === 'cuBLAS' ? 'matrix products' : 'convolutions'})`}\n${lib.error ?? ''}${lib.fix && b.cuda !== 'none' ? `\n-> ${lib.fix}` : ''}`)
   }
+
+  const blas = r.blas!
+  row('CPU BLAS', blas.name ?? `none: the CPU backend runs its own loops (slow)\n${blas.error ?? ''}`)
 
   const auto = r.auto!
   row('Device.auto()', auto.kind === 'cuda' ? `${auto.name}${auto.emulated ? ' (emulated: not a GPU)' : ''}` : `the CPU: ${auto.fallbackReason ?? ''}`)
