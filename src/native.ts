@@ -15,7 +15,8 @@ export interface NativeMemoryStats {
 export interface NativeTensorHandle {
   shape(): number[]
   disposed(): boolean
-  dispose(): void
+  /** false, freeing nothing, for a tensor owned by a BSSN */
+  dispose(): boolean
   toArray(): Promise<Float32Array>
   clone(): NativeTensorHandle
   copyFrom(source: NativeTensorHandle): void

@@ -163,10 +163,13 @@ export class Tensor {
     return this.#handle.opened()
   }
 
-  /** Frees the memory at once (ops already enqueued still see it). Disposing twice is allowed. */
+  /**
+   * Frees the memory at once (ops already enqueued still see it). Never throws: disposing twice is allowed, and a
+   * tensor owned by a BSSN (its forward() outputs) is left to it, freed when the BSSN is disposed.
+   */
   dispose(): void {
     if (this.disposed) return
-    this.#handle.dispose() // throws for a tensor owned by a BSSN
+    if (!this.#handle.dispose()) return // owned by a BSSN
     forgotten.unregister(this)
     const listeners = this.#onDispose
     this.#onDispose = []

@@ -61,12 +61,12 @@ Napi::Value TensorHandle::Disposed(const Napi::CallbackInfo& info) {
 Napi::Value TensorHandle::Dispose(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     checkThis<TensorHandle>(info, "TensorHandle");
-    if (!tensor_->owner().empty() && !tensor_->disposed())
-      throwError("this tensor is owned by a " + tensor_->owner() + " object and is freed with it; dispose the " +
-                 tensor_->owner() + " instead");
+    // A tensor owned by a BSSN is freed with it: disposing it is a no-op (false), never an error, so `using` and
+    // cleanup code that dispose everything they were handed do not throw.
+    if (!tensor_->owner().empty() && !tensor_->disposed()) return Napi::Boolean::New(info.Env(), false);
     tensor_->release();
     reportReleased(info.Env());
-    return info.Env().Undefined();
+    return Napi::Boolean::New(info.Env(), true);
   });
 }
 
