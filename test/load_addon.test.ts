@@ -32,7 +32,7 @@ function fakePackage(name: string, files: Record<string, string | { copy: string
     else copyFileSync(content.copy, path.join(root, rel))
   }
   mkdirSync(path.join(root, 'scripts'), { recursive: true })
-  for (const script of ['install.cjs', 'load-addon.cjs']) copyFileSync(path.join(packageRoot, 'scripts', script), path.join(root, 'scripts', script))
+  for (const script of ['install.cjs', 'load-addon.cjs', 'openblas.cjs']) copyFileSync(path.join(packageRoot, 'scripts', script), path.join(root, 'scripts', script))
   symlinkSync(path.join(packageRoot, 'node_modules'), path.join(root, 'node_modules'))
   return root
 }
