@@ -106,7 +106,8 @@ export class BSSN {
 
   /**
    * Normalizes every weight. Training mode first runs `powerIterations` power iterations and keeps the new
-   * state; eval mode uses the stored state. Returns tensors owned by this object, reused by every call.
+   * state; eval mode uses the stored state. Returns tensors owned by this object, reused by every call (their
+   * dispose() is a no-op: they are freed with this object).
    */
   forward(): Tensor[] {
     this.#checkAlive()
