@@ -9,7 +9,7 @@ import { availableParallelism } from 'node:os'
 import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 
-import { writeImageGrid } from '../data/images.js'
+import { CIFAR_RECORD, writeImageGrid } from '../data/images.js'
 import { mixtures } from '../data/toy2d.js'
 import { packageRoot } from '../native.js'
 import { readGanCheckpoint } from '../train/checkpoint.js'
@@ -109,15 +109,14 @@ function checkDatasetPath(spec: string): void {
     }
     if (kind === 'cifar10') {
       const size = statSync(file).size
-      if (size === 0 || size % cifarRecord !== 0) throw new UsageError(`--dataset ${spec}: '${file}' has ${size} bytes, not a whole number of CIFAR-10 records (${cifarRecord} bytes each)`)
+      if (size === 0 || size % CIFAR_RECORD !== 0) throw new UsageError(`--dataset ${spec}: '${file}' has ${size} bytes, not a whole number of CIFAR-10 records (${CIFAR_RECORD} bytes each)`)
     } else if (got < 24 || !head.subarray(0, 8).equals(pngSignature) || head.toString('latin1', 12, 16) !== 'IHDR' || head.readUInt32BE(16) === 0 || head.readUInt32BE(20) === 0)
       throw new UsageError(`--dataset ${spec}: '${file}' is not a PNG image (its first bytes are not a PNG signature and header): remove it or convert it`)
   }
-  const images = kind === 'cifar10' ? files.reduce((n, f) => n + Math.floor(statSync(f).size / cifarRecord), 0) : files.length
+  const images = kind === 'cifar10' ? files.reduce((n, f) => n + Math.floor(statSync(f).size / CIFAR_RECORD), 0) : files.length
   if (images < 40) throw new UsageError(`--dataset ${spec}: ${images} images, but at least 40 are needed (a fifth is held out for evaluation)`)
 }
 
-const cifarRecord = 1 + 3 * 32 * 32
 const pngSignature = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])
 
 function environment(deviceName: string, command: string): ReportEnvironment {

@@ -47,7 +47,8 @@ export function proceduralShapes(count: number, seed: number, size = 32): ImageS
   return { name: 'shapes', count, size, pixels, labels }
 }
 
-const CIFAR_RECORD = 1 + 3 * 32 * 32
+/** Bytes of one CIFAR-10 binary record: a label, then 32x32x3 pixels. */
+export const CIFAR_RECORD = 1 + 3 * 32 * 32
 
 /** CIFAR-10 binary batches (data_batch_*.bin, or the given files): label byte then 3072 bytes R, G, B planes. */
 export function loadCifar10(location: string): ImageSet {
