@@ -1,5 +1,4 @@
 // The command line: the demo, and the GAN training that the README's first command runs.
-import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -7,8 +6,6 @@ import { expect, it } from 'vitest'
 
 import { packageRoot } from '../src/native.js'
 import { runCli } from './helpers/cli.js'
-
-const cli = path.join(packageRoot, 'dist', 'cli', 'main.js')
 
 // dist/ is built by test/global_setup.ts. Every child process here is asynchronous (runCli): a run of synchronous
 // ones blocked the test worker past vitest's 60 s RPC timeout on a busy machine.
@@ -261,20 +258,8 @@ it('train --resume continues from a checkpoint in a new folder; a mismatch, a st
 // and returns its exit code and output. (Signals stop a run within its current step: sent after the first run's
 // evaluation only, the other run could stop at step 19 with no record at 20.)
 async function interrupt(args: string[], signals: NodeJS.Signals[], runs = 2): Promise<{ code: number | null; printed: string }> {
-  const child = spawn(process.execPath, [cli, ...args])
-  let printed = ''
-  let sent = false
-  const onData = (d: Buffer) => {
-    printed += d
-    if ((printed.match(/ step 20:/g) ?? []).length >= runs && !sent) {
-      sent = true
-      signals.forEach((s, i) => setTimeout(() => child.kill(s), i * 30))
-    }
-  }
-  child.stdout.on('data', onData)
-  child.stderr.on('data', onData)
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
-  return { code, printed }
+  const r = await runCli(args, { signals, when: new RegExp(`( step 20:[\\s\\S]*){${runs}}`) })
+  return { code: r.code, printed: r.stdout + r.stderr }
 }
 
 it('Ctrl-C and SIGTERM finish the current step, write checkpoints and the report, and exit cleanly', async () => {

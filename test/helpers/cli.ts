@@ -1,9 +1,9 @@
 // Runs the built CLI (dist/cli/main.js) in a child process, asynchronously: a synchronous child that trains would
 // block the vitest worker past its RPC timeout. dist/ is built by test/global_setup.ts.
-import { spawn, type SpawnOptions } from 'node:child_process'
 import path from 'node:path'
 
 import { packageRoot } from '../../src/native.js'
+import { runProcess, type RunOptions } from './run.js'
 
 export const cli = path.join(packageRoot, 'dist', 'cli', 'main.js')
 
@@ -16,7 +16,7 @@ export interface CliResult {
   secondsAfterSignal?: number
 }
 
-export interface CliOptions extends Pick<SpawnOptions, 'cwd' | 'uid' | 'gid' | 'env'> {
+export interface CliOptions extends Pick<RunOptions, 'cwd' | 'uid' | 'gid' | 'env'> {
   /** Kill the child after this long (a hang fails the test instead of blocking it). */
   timeoutMs?: number
   /** Signals to send once `when` matches the output so far: the first at once, the next `gapMs` apart. */
@@ -25,31 +25,18 @@ export interface CliOptions extends Pick<SpawnOptions, 'cwd' | 'uid' | 'gid' | '
   gapMs?: number
 }
 
-export function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
+export async function runCli(args: readonly string[], options: CliOptions = {}): Promise<CliResult> {
   const { timeoutMs = 120_000, signals = [], when, gapMs = 30, ...spawnOptions } = options
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { ...spawnOptions, stdio: ['ignore', 'pipe', 'pipe'] })
-    let stdout = ''
-    let stderr = ''
-    let sentAt: number | undefined
-    const check = () => {
-      if (sentAt !== undefined || !signals.length || !when?.test(stdout + stderr)) return
+  let sentAt: number | undefined
+  const r = await runProcess(process.execPath, [cli, ...args], {
+    ...spawnOptions,
+    input: '',
+    timeout: timeoutMs,
+    onOutput: (printed, child) => {
+      if (sentAt !== undefined || !signals.length || !when?.test(printed)) return
       sentAt = performance.now()
       signals.forEach((s, i) => setTimeout(() => child.kill(s), i * gapMs))
-    }
-    child.stdout!.on('data', (d: Buffer) => {
-      stdout += d
-      check()
-    })
-    child.stderr!.on('data', (d: Buffer) => {
-      stderr += d
-      check()
-    })
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    child.on('error', reject)
-    child.on('close', (code, signal) => {
-      clearTimeout(timer)
-      resolve({ code, signal, stdout, stderr, secondsAfterSignal: sentAt === undefined ? undefined : (performance.now() - sentAt) / 1000 })
-    })
+    },
   })
+  return { code: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr, secondsAfterSignal: sentAt === undefined ? undefined : (performance.now() - sentAt) / 1000 }
 }
