@@ -26,7 +26,11 @@ NormalizePath choosePath(const std::vector<LayerView>&) { return NormalizePath::
 
 // How many row ranges each W^T u sum is split into: enough threads to fill the GPU (a resident block's worth per
 // multiprocessor, 2048 threads) when the batch has few, long sums (small networks), none when it has many. Ranges
-// stay at least 16 rows long. BSSN_CUDA_SPLIT_ROWS overrides it (tests force both paths with it).
+// stay at least 16 rows long, and at most kMaxRangeRows (no thread walks a long chain of dependent adds) while the
+// split stays <= kMaxSplit. BSSN_CUDA_SPLIT_ROWS overrides it (tests force both paths with it).
+constexpr int64_t kMaxRangeRows = 64;
+constexpr int64_t kMaxSplit = 64;
+
 int splitFor(const CudaDevice& device, int64_t itemsA, const std::vector<DeviceLayer>& layers) {
   if (const char* forced = std::getenv("BSSN_CUDA_SPLIT_ROWS"); forced && *forced) return std::max(1, std::min(64, std::atoi(forced)));
   if (itemsA == 0) return 1;
@@ -34,7 +38,31 @@ int splitFor(const CudaDevice& device, int64_t itemsA, const std::vector<DeviceL
   for (const DeviceLayer& d : layers)
     if (d.kind != 0 && !d.tiled) longest = std::max({longest, d.R, d.both ? d.C : 0});
   const int64_t wanted = (int64_t(device.multiprocessors()) * 2048 + itemsA - 1) / itemsA;
-  return int(std::max<int64_t>(1, std::min<int64_t>({wanted, 16, longest / 16})));
+  const int64_t needed = std::min<int64_t>(kMaxSplit, (longest + kMaxRangeRows - 1) / kMaxRangeRows);
+  return int(std::max<int64_t>({1, needed, std::min<int64_t>({wanted, 16, longest / 16})}));
+}
+
+// Whether layer `v` takes the tiled passes (normalize.cuh: both directions from one read of W): laid out
+// [outer][inner][K] (dim 0, or dim 1 with nothing between) with K up to a warp.
+bool tileable(const LayerView& v, bool both, bool tiling) { return tiling && both && (v.iOutermost || v.M == 1) && v.K <= kTileMaxK; }
+
+// A tiled layer's row segment: `steps` elements for each of the tile's threads.
+int64_t segmentLength(int64_t K, int steps) { return K * (kTileThreads / K) * steps; }
+
+// The batch's steps per tile: kTileSteps, fewer (down to 2) while its tiles would leave multiprocessors without two
+// blocks each, as small networks' would.
+int segmentSteps(const std::vector<LayerView>& layers, bool bidirectional, bool tiling, int multiprocessors) {
+  int steps = kTileSteps;
+  for (; steps > 2; steps /= 2) {
+    int64_t tiles = 0;
+    for (const LayerView& v : layers) {
+      if (!tileable(v, v.kind == LayerKind::Bidirectional && bidirectional, tiling)) continue;
+      const int64_t outer = v.iOutermost ? v.R : v.C, inner = v.iOutermost ? v.C : v.R, segment = segmentLength(v.K, steps);
+      tiles += (outer + kTileRows - 1) / kTileRows * ((inner * v.K + segment - 1) / segment);
+    }
+    if (tiles >= 2 * int64_t(multiprocessors)) break;
+  }
+  return steps;
 }
 
 // The plan of `job`'s batch: built on first use (and again if its weights changed), kept in job.backendCache.
@@ -54,6 +82,7 @@ CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
   int64_t scratch = 0, tilePartials = 0;
   const char* tiledEnv = std::getenv("BSSN_CUDA_TILED");
   const bool tiling = !(tiledEnv && std::strcmp(tiledEnv, "0") == 0);
+  const int tileSteps = segmentSteps(layers, bidirectional, tiling, device.multiprocessors());
   for (size_t i = 0; i < layers.size(); ++i) {
     const LayerView& v = layers[i];
     DeviceLayer& d = table[i];
@@ -70,17 +99,18 @@ CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
     d.x1 = d.t2 + v.C;
     d.x2 = d.x1 + v.cols1();
     scratch = d.x2 + v.cols2();
+    d.parts1 = d.parts2 = 1;
+    d.tp1 = d.t1, d.tp2 = d.t2;
     d.beginA = fresh->itemsA;
     d.beginB = fresh->itemsB;
     d.beginX = fresh->itemsX;
     d.beginT = fresh->itemsT;
     d.fastDecode = v.numel > 0 && v.numel < (int64_t(1) << 31);  // every index fits fastDiv's range
     if (d.fastDecode) d.divK = makeFastDiv(uint32_t(v.K)), d.divC = makeFastDiv(uint32_t(v.C)), d.divR = makeFastDiv(uint32_t(v.R)), d.divM = makeFastDiv(uint32_t(v.M));
-    // Both directions from one read of W: layers laid out [outer][inner][K] (dim 0, or dim 1 with nothing between).
-    d.tiled = tiling && d.both && (v.iOutermost || v.M == 1) && v.K <= kTileMaxK;
+    d.tiled = tileable(v, d.both, tiling);
     if (d.tiled) {
       const int64_t outer = v.iOutermost ? v.R : v.C, inner = v.iOutermost ? v.C : v.R, rowLen = inner * v.K;
-      const int64_t segment = v.K * (kTileThreads / v.K) * kTileSteps;
+      const int64_t segment = segmentLength(v.K, tileSteps);
       d.rowBlocks = (outer + kTileRows - 1) / kTileRows;
       d.segments = (rowLen + segment - 1) / segment;
       d.partA = tilePartials;
@@ -97,7 +127,11 @@ CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
                                seg * segment, std::min(rowLen, (seg + 1) * segment), int32_t(rb), int32_t(seg)});
     } else if (v.kind != LayerKind::Vector) {
       fresh->itemsA += v.cols1() + (d.both ? v.cols2() : 0);
-      fresh->itemsB += v.R + (d.both ? v.C : 0);
+      d.parts1 = int32_t((v.cols1() + kRowSpan - 1) / kRowSpan);
+      d.parts2 = d.both ? int32_t((v.cols2() + kRowSpan - 1) / kRowSpan) : 1;
+      fresh->itemsB += v.R * d.parts1 + (d.both ? v.C * d.parts2 : 0);
+      if (d.parts1 > 1) d.tp1 = scratch, scratch += v.R * d.parts1;
+      if (d.parts2 > 1) d.tp2 = scratch, scratch += v.C * d.parts2;
     }
     fresh->weights.push_back(d.w);
     d.firstChunk = int64_t(chunks.size());
