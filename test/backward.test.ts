@@ -71,12 +71,15 @@ forEachBackend((getDevice) => {
   it('layers of many element chunks: forward and backward match the CPU backend, call after call', async () => {
     const device = getDevice()
     const cpu = Device.cpu()
-    // 18432 and 60000 elements span several of the CUDA passes' 16384-element chunks; [5] and [3, 7] fit in one.
-    const shapes = [[64, 32, 3, 3], [300, 200], [5], [3, 7]]
+    // 18432, 60000 and 17017 elements span several of the CUDA passes' 16384-element chunks; [5], [3, 7] and the odd
+    // sizes fit in one. Odd sizes leave elements past the passes' float4 steps; dim 1 of [7, 5, 3, 3] and dim 2 decode
+    // other layouts; [1, 8192] is SNGAN's Linear.
+    const shapes = [[64, 32, 3, 3], [300, 200], [5], [3, 7], [17, 1001], [7, 5, 3, 3], [3, 4, 5, 7], [1, 8192], [13]]
+    const dims = [0, 1, 0, 0, 1, 1, 2, 0, 0]
     const make = (d: Device, base: number) => shapes.map((s, i) => d.tensor(randomArray(s.reduce((a, b) => a * b, 1), base + i), s))
     const [weights, cpuWeights] = [make(device, 80), make(cpu, 80)]
-    using mine = new BSSN(weights, { dims: [0, 1, 0, 0], seed: 5 })
-    using reference = new BSSN(cpuWeights, { dims: [0, 1, 0, 0], seed: 5 })
+    using mine = new BSSN(weights, { dims, seed: 5 })
+    using reference = new BSSN(cpuWeights, { dims, seed: 5 })
     for (let call = 0; call < 3; call++) {
       // New gradients each call: a pass that kept the last call's <G, W> would show.
       const [grads, cpuGrads] = [make(device, 90 + 10 * call), make(cpu, 90 + 10 * call)]
