@@ -156,7 +156,7 @@ forEachBackend((getDevice) => {
   // CUDA reads W once per step for both directions in tiles of 32 outer rows by a row segment (native/cuda/
   // normalize.cuh); these shapes have several row blocks (one partial), several segments, K = 1, 9, 16, 18, 25 and
   // dim 1 (outer = c), beside a K = 49 layer and a 2-D one that keep the per-item kernels in the same batch.
-  it('the tiled passes (CUDA; BSSN_CUDA_TILED=0 turns them off) match the float64 reference, tiled or not, at any segment length', async () => {
+  it('the tiled passes (CUDA; BSSN_CUDA_TILED=0 turns them off) match the float64 reference, tiled or not, at any tile shape', async () => {
     const device = getDevice()
     const cases = [
       { shape: [70, 300, 3, 3], dim: 0 },
@@ -172,9 +172,12 @@ forEachBackend((getDevice) => {
     const dims = cases.map((c) => c.dim)
     const options = { mode: 'bssn' as const, scale: 1.2, dims, seed: 13, warmupIterations: 2 }
     const ref = { mode: 'bssn' as const, scale: 1.2, eps: 1e-12 }
-    // Segments of 1 and 3 steps per thread (BSSN_CUDA_TILE_STEPS) besides the planned ones: more segments per row.
-    for (const [tiled, steps] of [['', ''], ['0', ''], ['', '1'], ['', '3']]) {
+    // Besides the planned tile shape, forced ones (BSSN_CUDA_TILE_ROWS, BSSN_CUDA_TILE_STEPS): 32 and 64 rows (one
+    // and two row groups), 50 (a partial second group), segments of 1 and 3 steps per thread (more per row).
+    const shapes = [['', '', ''], ['0', '', ''], ['', '32', '1'], ['', '64', '3'], ['', '50', '8']]
+    for (const [tiled, rows, steps] of shapes) {
       process.env.BSSN_CUDA_TILED = tiled
+      process.env.BSSN_CUDA_TILE_ROWS = rows
       process.env.BSSN_CUDA_TILE_STEPS = steps
       const weights = cases.map(({ shape }, i) => device.tensor(datas[i], shape))
       try {
@@ -185,7 +188,7 @@ forEachBackend((getDevice) => {
           const sigmas = await bssn.sigmas()
           for (const [i, { shape, dim }] of cases.entries()) {
             const expected = referenceForward(datas[i], shape, dim, ref, states[i], 1)
-            const what = `${tiled === '0' ? 'untiled' : `tiled (steps ${steps || 'auto'})`} step ${step} ${JSON.stringify(shape)} dim ${dim}`
+            const what = `${tiled === '0' ? 'untiled' : `tiled (${rows || 'auto'} rows, ${steps || 'auto'} steps)`} step ${step} ${JSON.stringify(shape)} dim ${dim}`
             expectCloseArray(await outs[i].toArray(), expected.out, OUT_TOL, `${what}: output`)
             expectCloseNumber(sigmas[i].sigma1, expected.sigma1, SIGMA_TOL, `${what}: sigma1`)
             expectCloseNumber(sigmas[i].sigma2, expected.sigma2, SIGMA_TOL, `${what}: sigma2`)
@@ -200,6 +203,7 @@ forEachBackend((getDevice) => {
         }
       } finally {
         delete process.env.BSSN_CUDA_TILED
+        delete process.env.BSSN_CUDA_TILE_ROWS
         delete process.env.BSSN_CUDA_TILE_STEPS
         weights.forEach((w) => w.dispose())
       }

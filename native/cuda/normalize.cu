@@ -11,7 +11,7 @@ constexpr int kWarps = kThreads / kWarp;
 constexpr int kFinishThreads = 1024;
 constexpr int kRowGroup = 8;  // rows reduced at a time by sumRowsByK (bounds its shared memory)
 // tiledMultiplyKernel's static shared memory (vRows, stepSums, sums) must fit a block's 48 KiB.
-static_assert(sizeof(double) * (kTileRows * kTileMaxK + kTileSteps * kThreads + kWarps * kRowGroup * kWarp) <= 48 * 1024,
+static_assert(sizeof(double) * (kTileMaxRows * kTileMaxK + kTileSteps * kThreads + kWarps * kRowGroup * kWarp) <= 48 * 1024,
               "tiled pass shared memory");
 
 __device__ __forceinline__ int layerOfA(const BatchArgs& a, int64_t item) {
@@ -205,8 +205,11 @@ __device__ void sumRowsByK(const double (&acc)[kTileRows], int rows, int K, doub
 // Step 1 of the tiled layers, one tile per block: each W element of the tile is read once for both directions.
 // W_O^T u_O over the tile's rows goes to partA (per row block); W_P^T u_P, complete over the segment for each of
 // the tile's rows and k, to partB (per segment); the tile's max |w| to tileMax. Thread t only ever sees k = t % K.
+// The rows go kTileRows at a time (a group: acc's registers); each thread's W_O^T u_O sums carry across the groups
+// in stepSums, so a tile of kTileMaxRows rows halves partA's traffic.
 __global__ void __launch_bounds__(kThreads, 2) tiledTransposedKernel(BatchArgs a) {
-  BSSN_SHARED(double, uRows, kTileRows);
+  BSSN_SHARED(double, uRows, kTileMaxRows);
+  BSSN_SHARED(double, stepSums, kTileSteps * kThreads);
   BSSN_SHARED(double, sums, kWarps * kRowGroup * kWarp);
   BSSN_SHARED(float, maxes, kWarps);
   for (int64_t tile = blockIdx.x; tile < a.tileCount; tile += gridDim.x) {
@@ -214,37 +217,47 @@ __global__ void __launch_bounds__(kThreads, 2) tiledTransposedKernel(BatchArgs a
     const DeviceLayer& L = a.layers[tl.layer];
     const TileView v = tileView(a, L);
     const int K = v.K, T = K * (kThreads / K), t = threadIdx.x;
-    if (t < tl.rows) uRows[t] = v.uO[tl.row0 + t];
+    for (int r = t; r < tl.rows; r += blockDim.x) uRows[r] = v.uO[tl.row0 + r];
     __syncthreads();
-    double acc[kTileRows];
-#pragma unroll
-    for (int r = 0; r < kTileRows; ++r) acc[r] = 0;
     const float* w = L.w + tl.row0 * v.rowLen;
-    double* partA = a.tilePartials + L.partA + tl.rowBlock * v.rowLen;
     float mx = 0;
-    if (t < T) {
-      // j = p * K + k with k = t % K fixed: p steps by T / K (no division in the loop).
-      int64_t p = (tl.j0 + t) / K;
-      for (int64_t j = tl.j0 + t; j < tl.j1; j += T, p += T / K) {
-        const double up = v.uP[p];
-        double s = 0;
+    double* partB = a.tilePartials + L.partB + (int64_t(tl.segment) * v.outer + tl.row0) * K;
+    for (int g = 0; g < tl.rows; g += kTileRows) {
+      const int rows = tl.rows - g < kTileRows ? tl.rows - g : kTileRows;
+      const float* wg = w + g * v.rowLen;
+      const double* ug = uRows + g;
+      double acc[kTileRows];
 #pragma unroll
-        for (int r = 0; r < kTileRows; ++r) {
-          if (r < tl.rows) {
-            const float wr = w[r * v.rowLen + j];
-            const double x = wr;
-            s += x * uRows[r];
-            acc[r] += x * up;
-            mx = fmax(mx, fabsf(wr));
+      for (int r = 0; r < kTileRows; ++r) acc[r] = 0;
+      if (t < T) {
+        // j = p * K + k with k = t % K fixed: p steps by T / K (no division in the loop).
+        int64_t p = (tl.j0 + t) / K;
+        int n = 0;
+        for (int64_t j = tl.j0 + t; j < tl.j1; j += T, p += T / K, ++n) {
+          const double up = v.uP[p];
+          double s = 0;
+#pragma unroll
+          for (int r = 0; r < kTileRows; ++r) {
+            if (r < rows) {
+              const float wr = wg[r * v.rowLen + j];
+              const double x = wr;
+              s += x * ug[r];
+              acc[r] += x * up;
+              mx = fmax(mx, fabsf(wr));
+            }
           }
+          stepSums[n * kThreads + t] = g == 0 ? s : stepSums[n * kThreads + t] + s;  // this thread's own slot
         }
-        partA[j] = s;
       }
+      sumRowsByK(acc, rows, K, sums, [&](int r, int k, double s) { partB[(g + r) * K + k] = s; });
+    }
+    double* partA = a.tilePartials + L.partA + tl.rowBlock * v.rowLen;
+    if (t < T) {
+      int n = 0;
+      for (int64_t j = tl.j0 + t; j < tl.j1; j += T, ++n) partA[j] = stepSums[n * kThreads + t];
     }
     mx = blockMaxAbs(mx, maxes);
     if (t == 0) a.tileMax[tile] = mx;
-    double* partB = a.tilePartials + L.partB + (int64_t(tl.segment) * v.outer + tl.row0) * K;
-    sumRowsByK(acc, tl.rows, K, sums, [&](int r, int k, double s) { partB[r * K + k] = s; });
   }
 }
 
@@ -253,10 +266,10 @@ __device__ __forceinline__ const float* tileVector(const TileView& v, bool o, co
 
 // Step 2 of the tiled layers: W_O v_O over the segment for each of the tile's rows (partC, per segment) and W_P v_P
 // over the tile's rows for each inner index of the segment (partD, per row block), from one read of the tile. v is
-// training's x (V = double) or eval's v (float), as in multiplyKernel.
+// training's x (V = double) or eval's v (float), as in multiplyKernel. Rows go kTileRows at a time, as in step 1.
 template <typename V>
 __global__ void __launch_bounds__(kThreads, 2) tiledMultiplyKernel(BatchArgs a) {
-  BSSN_SHARED(double, vRows, kTileRows * kTileMaxK);
+  BSSN_SHARED(double, vRows, kTileMaxRows * kTileMaxK);
   BSSN_SHARED(double, stepSums, kTileSteps * kThreads);
   BSSN_SHARED(double, sums, kWarps * kRowGroup * kWarp);
   for (int64_t tile = blockIdx.x; tile < a.tileCount; tile += gridDim.x) {
@@ -268,27 +281,34 @@ __global__ void __launch_bounds__(kThreads, 2) tiledMultiplyKernel(BatchArgs a) 
     const V* vP = tileVector(v, false, static_cast<const V*>(nullptr));
     for (int idx = t; idx < tl.rows * K; idx += blockDim.x) vRows[idx] = vP[tl.row0 * K + idx];
     __syncthreads();
-    double acc[kTileRows];
-#pragma unroll
-    for (int r = 0; r < kTileRows; ++r) acc[r] = 0;
     const float* w = L.w + tl.row0 * v.rowLen;
-    if (t < T) {
-      int n = 0;
-      for (int64_t j = tl.j0 + t; j < tl.j1; j += T, ++n) {
-        const double vo = vO[j];
-        double s = 0;
+    double* partC = a.tilePartials + L.partC + int64_t(tl.segment) * v.outer + tl.row0;
+    for (int g = 0; g < tl.rows; g += kTileRows) {
+      const int rows = tl.rows - g < kTileRows ? tl.rows - g : kTileRows;
+      const float* wg = w + g * v.rowLen;
+      const double* vg = vRows + g * K + k;
+      double acc[kTileRows];
 #pragma unroll
-        for (int r = 0; r < kTileRows; ++r) {
-          if (r < tl.rows) {
-            const double x = w[r * v.rowLen + j];
-            acc[r] += x * vo;
-            s += x * vRows[r * K + k];
+      for (int r = 0; r < kTileRows; ++r) acc[r] = 0;
+      if (t < T) {
+        int n = 0;
+        for (int64_t j = tl.j0 + t; j < tl.j1; j += T, ++n) {
+          const double vo = vO[j];
+          double s = 0;
+#pragma unroll
+          for (int r = 0; r < kTileRows; ++r) {
+            if (r < rows) {
+              const double x = wg[r * v.rowLen + j];
+              acc[r] += x * vo;
+              s += x * vg[r * K];
+            }
           }
+          stepSums[n * kThreads + t] = g == 0 ? s : stepSums[n * kThreads + t] + s;  // this thread's own slot
         }
-        stepSums[n * kThreads + t] = s;
       }
+      sumRowsByK(acc, rows, 1, sums, [&](int r, int, double s) { partC[g + r] = s; });
     }
-    __syncthreads();
+    // (sumRowsByK ended with a barrier: every thread's stepSums are written.)
     // Each inner index p of the segment: its K consecutive threads' sums, in k order.
     const int groups = T / K;
     double* partD = a.tilePartials + L.partD + int64_t(tl.rowBlock) * v.inner;
@@ -300,8 +320,7 @@ __global__ void __launch_bounds__(kThreads, 2) tiledMultiplyKernel(BatchArgs a) 
       for (int kk = 0; kk < K; ++kk) s += stepSums[n * kThreads + q * K + kk];
       partD[p] = s;
     }
-    double* partC = a.tilePartials + L.partC + int64_t(tl.segment) * v.outer + tl.row0;
-    sumRowsByK(acc, tl.rows, 1, sums, [&](int r, int, double s) { partC[r] = s; });
+    // The next tile writes stepSums only after the barrier that follows its vRows: these reads are done by then.
   }
 }
 

@@ -47,11 +47,12 @@ constexpr int64_t kRowSpan = 1024;
 // [outer][inner][K] with K contiguous (dim 0: outer = i, inner = c; dim 1 of a 4-D or larger weight: outer = c,
 // inner = i). Call "O" the direction whose rows run over outer (W1 for dim 0, W2 for dim 1) and "P" the other: a
 // row of W_O is W[o][.][.] as it lies (j = inner * K + k), and W_P's entries for row p are W[.][p][.]. A tile is
-// up to kTileRows outer rows times a segment of the row; one block per tile. Step 1 (x = W^T u) gives W_O^T u_O
+// up to kTileMaxRows outer rows times a segment of the row; one block per tile. Step 1 (x = W^T u) gives W_O^T u_O
 // per row block (partA) and, complete per row, W_P^T u_P per segment (partB); step 2 (t = W v) gives W_O v_O per
 // segment (partC) and W_P v_P per row block (partD). A combining pass adds the partials in a fixed order.
 constexpr int kTileThreads = 256;  // per block; a tiled layer uses K * (256 / K) of them, so each keeps one k
-constexpr int kTileRows = 32;
+constexpr int kTileRows = 32;      // rows a thread accumulates at a time (registers)
+constexpr int kTileMaxRows = 64;   // rows of a tile (the host picks kTileRows for batches with few tiles)
 constexpr int kTileSteps = 8;    // elements of a row per thread and tile: the segment is kTileSteps * threads long
 constexpr int kTileMaxK = 32;    // K up to a warp's width (3x3 and 5x5 kernels); larger K keeps the per-item kernels
 struct Tile {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 
 #include "cuda/cuda_device.h"
 #include "cuda/normalize.cuh"
@@ -49,23 +50,36 @@ bool tileable(const LayerView& v, bool both, bool tiling) { return tiling && bot
 // A tiled layer's row segment: `steps` elements for each of the tile's threads.
 int64_t segmentLength(int64_t K, int steps) { return K * (kTileThreads / K) * steps; }
 
-// The batch's steps per tile: kTileSteps, fewer (down to 1) while its tiles would leave multiprocessors without two
-// blocks each, as small networks' would (on 132 SMs, SNGAN's 68 tiles become 382, ResNet's 40 become 152). More
-// segments cost more partial sums (at one step, about 8 K / 256 bytes per element of W, written and read once), far
-// less than idle multiprocessors at these sizes. BSSN_CUDA_TILE_STEPS overrides it (tests force short segments).
-int segmentSteps(const std::vector<LayerView>& layers, bool bidirectional, bool tiling, int multiprocessors) {
-  if (const char* forced = std::getenv("BSSN_CUDA_TILE_STEPS"); forced && *forced) return std::max(1, std::min(kTileSteps, std::atoi(forced)));
-  int steps = kTileSteps;
-  for (; steps > 1; steps /= 2) {
+// Outer rows and steps per thread of a batch's tiles.
+struct TileShape {
+  int64_t rows;
+  int steps;
+};
+
+// The batch's tile shape: the first of these that gives every multiprocessor two blocks. kTileMaxRows rows halve
+// step 1's per-row-block partials (BigGAN: 751 tiles on 132 SMs), fewer rows and shorter segments give small
+// networks' batches more tiles (on 132 SMs, SNGAN's 68 tiles become 382, ResNet's 40 become 152); those cost more
+// partial sums (at one step, about 8 K / 256 bytes per element of W, written and read once), far less than idle
+// multiprocessors at these sizes. BSSN_CUDA_TILE_ROWS (1 to 64) and BSSN_CUDA_TILE_STEPS (1 to 8) override it
+// (tests force each shape with them).
+TileShape tileShape(const std::vector<LayerView>& layers, bool bidirectional, bool tiling, int multiprocessors) {
+  const TileShape shapes[] = {{kTileMaxRows, kTileSteps}, {kTileRows, kTileSteps}, {kTileRows, 4}, {kTileRows, 2}, {kTileRows, 1}};
+  TileShape chosen = shapes[std::size(shapes) - 1];
+  for (const TileShape& shape : shapes) {
     int64_t tiles = 0;
     for (const LayerView& v : layers) {
       if (!tileable(v, v.kind == LayerKind::Bidirectional && bidirectional, tiling)) continue;
-      const int64_t outer = v.iOutermost ? v.R : v.C, inner = v.iOutermost ? v.C : v.R, segment = segmentLength(v.K, steps);
-      tiles += (outer + kTileRows - 1) / kTileRows * ((inner * v.K + segment - 1) / segment);
+      const int64_t outer = v.iOutermost ? v.R : v.C, inner = v.iOutermost ? v.C : v.R, segment = segmentLength(v.K, shape.steps);
+      tiles += (outer + shape.rows - 1) / shape.rows * ((inner * v.K + segment - 1) / segment);
     }
-    if (tiles >= 2 * int64_t(multiprocessors)) break;
+    if (tiles >= 2 * int64_t(multiprocessors)) {
+      chosen = shape;
+      break;
+    }
   }
-  return steps;
+  if (const char* rows = std::getenv("BSSN_CUDA_TILE_ROWS"); rows && *rows) chosen.rows = std::max(1, std::min(kTileMaxRows, std::atoi(rows)));
+  if (const char* steps = std::getenv("BSSN_CUDA_TILE_STEPS"); steps && *steps) chosen.steps = std::max(1, std::min(kTileSteps, std::atoi(steps)));
+  return chosen;
 }
 
 // The plan of `job`'s batch: built on first use (and again if its weights changed), kept in job.backendCache.
@@ -85,7 +99,7 @@ CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
   int64_t scratch = 0, tilePartials = 0;
   const char* tiledEnv = std::getenv("BSSN_CUDA_TILED");
   const bool tiling = !(tiledEnv && std::strcmp(tiledEnv, "0") == 0);
-  const int tileSteps = segmentSteps(layers, bidirectional, tiling, device.multiprocessors());
+  const TileShape shape = tileShape(layers, bidirectional, tiling, device.multiprocessors());
   for (size_t i = 0; i < layers.size(); ++i) {
     const LayerView& v = layers[i];
     DeviceLayer& d = table[i];
@@ -113,8 +127,8 @@ CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
     d.tiled = tileable(v, d.both, tiling);
     if (d.tiled) {
       const int64_t outer = v.iOutermost ? v.R : v.C, inner = v.iOutermost ? v.C : v.R, rowLen = inner * v.K;
-      const int64_t segment = segmentLength(v.K, tileSteps);
-      d.rowBlocks = (outer + kTileRows - 1) / kTileRows;
+      const int64_t segment = segmentLength(v.K, shape.steps), tileRows = shape.rows;
+      d.rowBlocks = (outer + tileRows - 1) / tileRows;
       d.segments = (rowLen + segment - 1) / segment;
       d.partA = tilePartials;
       d.partB = d.partA + d.rowBlocks * rowLen;
@@ -126,7 +140,7 @@ CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
       d.firstTile = int64_t(tiles.size());
       for (int64_t rb = 0; rb < d.rowBlocks; ++rb)
         for (int64_t seg = 0; seg < d.segments; ++seg)
-          tiles.push_back(Tile{int32_t(i), int32_t(std::min<int64_t>(kTileRows, outer - rb * kTileRows)), rb * kTileRows,
+          tiles.push_back(Tile{int32_t(i), int32_t(std::min<int64_t>(tileRows, outer - rb * tileRows)), rb * tileRows,
                                seg * segment, std::min(rowLen, (seg + 1) * segment), int32_t(rb), int32_t(seg)});
     } else if (v.kind != LayerKind::Vector) {
       fresh->itemsA += v.cols1() + (d.both ? v.cols2() : 0);
