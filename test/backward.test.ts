@@ -71,27 +71,36 @@ forEachBackend((getDevice) => {
   it('layers of many element chunks: forward and backward match the CPU backend, call after call', async () => {
     const device = getDevice()
     const cpu = Device.cpu()
-    // 18432, 60000 and 17017 elements span several of the CUDA passes' 16384-element chunks; [5], [3, 7] and the odd
-    // sizes fit in one. Odd sizes leave elements past the passes' float4 steps; dim 1 of [7, 5, 3, 3] and dim 2 decode
-    // other layouts; [1, 8192] is SNGAN's Linear.
+    // 18432, 60000 and 17017 elements span several of the CUDA passes' chunks (16384 elements, fewer where a batch
+    // has few; forced to 2044 with BSSN_CUDA_CHUNK_ELEMENTS: up to 30 per layer); [5], [3, 7] and the odd
+    // sizes fit in one. Odd sizes leave elements past the passes' float4 steps; dim 1 of [7, 5, 3, 3] and dim 2
+    // decode other layouts; [1, 8192] is SNGAN's Linear.
     const shapes = [[64, 32, 3, 3], [300, 200], [5], [3, 7], [17, 1001], [7, 5, 3, 3], [3, 4, 5, 7], [1, 8192], [13]]
     const dims = [0, 1, 0, 0, 1, 1, 2, 0, 0]
     const make = (d: Device, base: number) => shapes.map((s, i) => d.tensor(randomArray(s.reduce((a, b) => a * b, 1), base + i), s))
-    const [weights, cpuWeights] = [make(device, 80), make(cpu, 80)]
-    using mine = new BSSN(weights, { dims, seed: 5 })
-    using reference = new BSSN(cpuWeights, { dims, seed: 5 })
-    for (let call = 0; call < 3; call++) {
-      // New gradients each call: a pass that kept the last call's <G, W> would show.
-      const [grads, cpuGrads] = [make(device, 90 + 10 * call), make(cpu, 90 + 10 * call)]
-      const [outs, refOuts] = [mine.forward(), reference.forward()]
-      const [dws, refDws] = [mine.backward(grads), reference.backward(cpuGrads)]
-      for (let i = 0; i < shapes.length; i++) {
-        expectCloseArray(await outs[i].toArray(), await refOuts[i].toArray(), 1e-5, `call ${call} forward layer ${i}`)
-        expectCloseArray(await dws[i].toArray(), await refDws[i].toArray(), 1e-5, `call ${call} backward layer ${i}`)
+    for (const chunk of ['', '2044']) {
+      process.env.BSSN_CUDA_CHUNK_ELEMENTS = chunk
+      const [weights, cpuWeights] = [make(device, 80), make(cpu, 80)]
+      try {
+        using mine = new BSSN(weights, { dims, seed: 5 })
+        using reference = new BSSN(cpuWeights, { dims, seed: 5 })
+        for (let call = 0; call < 3; call++) {
+          // New gradients each call: a pass that kept the last call's <G, W> would show.
+          const [grads, cpuGrads] = [make(device, 90 + 10 * call), make(cpu, 90 + 10 * call)]
+          const [outs, refOuts] = [mine.forward(), reference.forward()]
+          const [dws, refDws] = [mine.backward(grads), reference.backward(cpuGrads)]
+          for (let i = 0; i < shapes.length; i++) {
+            const what = `chunks ${chunk || 'auto'} call ${call}`
+            expectCloseArray(await outs[i].toArray(), await refOuts[i].toArray(), 1e-5, `${what} forward layer ${i}`)
+            expectCloseArray(await dws[i].toArray(), await refDws[i].toArray(), 1e-5, `${what} backward layer ${i}`)
+          }
+          for (const t of [...grads, ...cpuGrads]) t.dispose()
+        }
+      } finally {
+        delete process.env.BSSN_CUDA_CHUNK_ELEMENTS
+        for (const t of [...weights, ...cpuWeights]) t.dispose()
       }
-      for (const t of [...grads, ...cpuGrads]) t.dispose()
     }
-    for (const t of [...weights, ...cpuWeights]) t.dispose()
   })
 
   it('batched backward equals per-layer backward, and the gradient tensors are reused', async () => {

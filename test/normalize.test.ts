@@ -153,7 +153,7 @@ forEachBackend((getDevice) => {
     reference.forEach((w) => w.dispose())
   })
 
-  // CUDA reads W once per step for both directions in tiles of 32 outer rows by a row segment (native/cuda/
+  // CUDA reads W once per step for both directions in tiles of up to 64 outer rows by a row segment (native/cuda/
   // normalize.cuh); these shapes have several row blocks (one partial), several segments, K = 1, 9, 16, 18, 25 and
   // dim 1 (outer = c), beside a K = 49 layer and a 2-D one that keep the per-item kernels in the same batch.
   it('the tiled passes (CUDA; BSSN_CUDA_TILED=0 turns them off) match the float64 reference, tiled or not, at any tile shape', async () => {

@@ -63,9 +63,11 @@ struct Tile {
   int32_t rowBlock, segment;
 };
 
-// The element passes (scale, backward) work in chunks of at most kChunkElements of one layer, from a table the
-// host builds once per batch: a block finds its layer and per-layer factors once, not per element.
+// The element passes (scale, backward) work in chunks of at most kChunkElements of one layer (fewer, down to
+// kMinChunkElements, where a batch would leave SMs idle), from a table the host builds once per batch: a block finds
+// its layer and per-layer factors once, not per element.
 constexpr int64_t kChunkElements = 16384;
+constexpr int64_t kMinChunkElements = 2048;
 struct ElementChunk {
   int32_t layer;
   int32_t reserved;
