@@ -212,11 +212,13 @@ forEachBackend((getDevice) => {
 
   // CUDA splits a W v row longer than 1024 entries over warps (here the [1, 8192] Linear of SNGAN, rows read as they
   // lie and rows decoded, K = 49 and dim 2), a W^T u sum over many rows into ranges of at most 64 (2500 rows), and
-  // finishes each layer in one wide block; beside them odd sizes and many small layers in the same batch.
+  // finishes each layer in one block sized to the batch's longest vector (9000 entries: 1024 threads); beside them
+  // odd sizes and many small layers in the same batch.
   it('long rows, tall layers, odd sizes and many small layers match the float64 reference, tiled or not', async () => {
     const device = getDevice()
     const cases = [
       { shape: [1, 8192], dim: 0 },
+      { shape: [2, 9000], dim: 0 },
       { shape: [3, 2500], dim: 1 },
       { shape: [30, 6, 7, 7], dim: 0 },
       { shape: [40, 9, 10, 5], dim: 2 },

@@ -8,7 +8,6 @@ namespace {
 constexpr int kThreads = 256;
 static_assert(kThreads == kTileThreads, "the host plans tiles for this block size");
 constexpr int kWarps = kThreads / kWarp;
-constexpr int kFinishThreads = 1024;
 constexpr int kRowGroup = 8;  // rows reduced at a time by sumRowsByK (bounds its shared memory)
 // tiledMultiplyKernel's static shared memory (vRows, stepSums, sums) must fit a block's 48 KiB.
 static_assert(sizeof(double) * (kTileMaxRows * kTileMaxK + kTileSteps * kThreads + kWarps * kRowGroup * kWarp) <= 48 * 1024,
@@ -425,10 +424,11 @@ __device__ void combineParts(double* t, const double* tp, int64_t rows, int part
 }
 
 // One block per layer: sigmas and divisor (and, in training, the normalized v and u). A non-finite weight gives
-// sigma NaN (so the output is NaN, as PyTorch's) and counts a step in the layer's non-finite slot. A wide block, so
-// that each thread's share of a layer's vectors stays short (13824 entries, BigGAN's widest, are 14 each).
-__global__ void __launch_bounds__(kFinishThreads) finishKernel(BatchArgs a, int training) {
-  BSSN_SHARED(double, partial, kFinishThreads / kWarp);
+// sigma NaN (so the output is NaN, as PyTorch's) and counts a step in the layer's non-finite slot. Blocks of
+// a.finishThreads, so that each thread's share of a layer's vectors stays short (BigGAN's widest, 13824 entries, are
+// 14 each of 1024 threads).
+__global__ void __launch_bounds__(kMaxFinishThreads) finishKernel(BatchArgs a, int training) {
+  BSSN_SHARED(double, partial, kMaxFinishThreads / kWarp);
   BSSN_SHARED(double, broadcast, 1);
   const DeviceLayer L = a.layers[blockIdx.x];  // a copy: the state and scratch stores cannot make it reload
   double s1, s2;
@@ -638,7 +638,7 @@ void launchMultiply(const BatchArgs& args, bool training, cudaStream_t stream) {
 }
 
 void launchFinish(const BatchArgs& args, bool training, cudaStream_t stream) {
-  BSSN_LAUNCH(finishKernel, unsigned(args.layerCount), kFinishThreads, 0, stream, args, training ? 1 : 0);
+  BSSN_LAUNCH(finishKernel, unsigned(args.layerCount), unsigned(args.finishThreads), 0, stream, args, training ? 1 : 0);
 }
 
 void launchScale(const BatchArgs& args, cudaStream_t stream) {

@@ -102,7 +102,12 @@ struct BatchArgs {
   float eps;
   float scale;                // c, or 1 for sn/bsn
   int bidirectional;          // bsn/bssn: divisor is the mean of sigma1 and sigma2
+  int finishThreads;          // the finish kernel's block: kMinFinishThreads to kMaxFinishThreads, a power of two
 };
+// The finish kernel's block is sized to the batch's longest vector (the host: about 16 entries per thread), so that
+// no thread walks a long share of a layer and small batches do not launch idle threads.
+constexpr int kMinFinishThreads = 128;
+constexpr int kMaxFinishThreads = 1024;
 
 struct BackwardArgs {
   const DeviceLayer* layers;  // device memory

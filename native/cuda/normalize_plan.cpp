@@ -98,6 +98,15 @@ int64_t chunkElements(const std::vector<LayerView>& layers, int multiprocessors)
   return size;
 }
 
+// The finish kernel's block for `layers` (normalize.cuh): about 16 entries of the longest vector per thread.
+int finishThreadsFor(const std::vector<LayerView>& layers) {
+  int64_t longest = 0;
+  for (const LayerView& v : layers) longest = std::max({longest, v.kind == LayerKind::Vector ? v.numel : 0, v.R, v.C, v.cols1(), v.cols2()});
+  int threads = kMinFinishThreads;
+  while (threads < kMaxFinishThreads && threads * int64_t(16) < longest) threads *= 2;
+  return threads;
+}
+
 // The plan of `job`'s batch: built on first use (and again if its weights changed), kept in job.backendCache.
 CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
   const std::vector<LayerView>& layers = *job.layers;
@@ -189,6 +198,7 @@ CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
     fresh->tileMax = device.allocate(tiles.size() * sizeof(float));
   }
   fresh->splitA = splitFor(device, fresh->itemsA, table);
+  fresh->finishThreads = finishThreadsFor(layers);
   if (fresh->splitA > 1) fresh->partialA = device.allocate(size_t(fresh->splitA * fresh->itemsA) * sizeof(double));
   if (fresh->itemsA > 0) fresh->maxA = device.allocate(size_t(fresh->splitA * fresh->itemsA) * sizeof(float));
   fresh->arrivals = device.allocate(layers.size() * sizeof(unsigned));
@@ -234,6 +244,7 @@ void streamedForward(CudaDevice& device, CudaPlan& plan, const NormalizeJob& job
   args.chunks = static_cast<const ElementChunk*>(plan.chunks->data());
   args.chunkCount = plan.chunkCount;
   args.splitA = plan.splitA;
+  args.finishThreads = plan.finishThreads;
   args.partialA = plan.partialA ? static_cast<double*>(plan.partialA->data()) : nullptr;
   args.tiles = plan.tiles ? static_cast<const Tile*>(plan.tiles->data()) : nullptr;
   args.tileCount = plan.tileCount;

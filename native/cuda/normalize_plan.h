@@ -38,6 +38,7 @@ struct CudaPlan {
   BufferPtr arrivals;     // an unsigned per layer, zero between backward calls
   int64_t chunkCount = 0;
   int splitA = 1;         // row ranges per W^T u sum (BatchArgs::splitA)
+  int finishThreads = 0;  // BatchArgs::finishThreads
   BufferPtr partialA;     // their partial sums
   BufferPtr maxA;         // per W^T u item and row range, max |w| (BatchArgs::maxA)
   BufferPtr tiles;        // Tile per tile of the tiled layers
