@@ -141,6 +141,8 @@ export interface NativeEmulatorAccessCost {
   sectors: number
   /** Sectors touched at least once by a launch, summed over launches (DRAM traffic if re-reads hit L2). */
   distinctSectors: number
+  /** Bytes the lanes asked for: sectors * 128 / bytes is 4 for coalesced fp32 or float4 accesses, 32 for scattered fp32. */
+  bytes: number
 }
 
 /** One counted kernel run. */

@@ -57,13 +57,13 @@ struct Range {
 };
 
 struct AccessCounts {
-  int64_t warpAccesses = 0, sectors = 0, distinct = 0;
+  int64_t warpAccesses = 0, sectors = 0, distinct = 0, bytes = 0;
   void add(const AccessCounts& o) {
-    warpAccesses += o.warpAccesses, sectors += o.sectors, distinct += o.distinct;
+    warpAccesses += o.warpAccesses, sectors += o.sectors, distinct += o.distinct, bytes += o.bytes;
   }
 };
 
-BssnEmuAccessCost toApi(const AccessCounts& c) { return {c.warpAccesses, c.sectors, c.distinct}; }
+BssnEmuAccessCost toApi(const AccessCounts& c) { return {c.warpAccesses, c.sectors, c.distinct, c.bytes}; }
 
 struct LaunchRecord {
   std::string kernel;
@@ -143,6 +143,7 @@ __attribute__((noinline)) void record(uintptr_t p, size_t bytes, unsigned direct
   const uint64_t t = s->thread.x + uint64_t(s->blockDims.x) * (s->thread.y + uint64_t(s->blockDims.y) * s->thread.z);
   if (t >= w.threadAccesses.size()) return;
   ++w.threadAccesses[t];
+  w.access[direction].bytes += int64_t(bytes);
   const uint64_t occurrence = w.occurrences[{t, site}]++;
   std::vector<uint64_t>& group = w.groups[{occurrence << 6 | (t >> 5) << 1 | direction, site}];
   std::atomic<uint64_t>* bits = r->bitmap(direction);

@@ -54,6 +54,7 @@ Napi::Object toObject(Napi::Env env, const BssnEmuAccessCost& c) {
   r.Set("warpAccesses", double(c.warpAccesses));
   r.Set("sectors", double(c.sectors));
   r.Set("distinctSectors", double(c.distinctSectors));
+  r.Set("bytes", double(c.bytes));
   return r;
 }
 

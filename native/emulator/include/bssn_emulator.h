@@ -48,6 +48,7 @@ struct BssnEmuAccessCost {
   int64_t warpAccesses;     // warp-wide accesses: a warp's lanes at the same load or store (site and occurrence)
   int64_t sectors;          // the 32-byte sectors each warp-wide access touches, summed (L2 traffic)
   int64_t distinctSectors;  // sectors touched at least once by a launch (DRAM traffic if re-reads hit L2), summed over launches
+  int64_t bytes;            // bytes the lanes asked for: sectors * 128 / bytes is 4 for coalesced fp32 or float4 accesses
 };
 struct BssnEmuLaunchCost {
   const char* kernel;  // valid until the next bssnEmuCountingStart
