@@ -54,10 +54,11 @@ for (const workload of workloads.filter((w) => !values.workload || w.name.starts
     const t0 = performance.now()
     const { figures: f, kernels } = countCall(lib, emulator, workload, call)
     results[workload.name][call] = f
+    console.error(`${workload.name}, ${call}: counted in ${fmt((performance.now() - t0) / 1e3, 1)} s`)
     rows.push([workload.name, call, fmt(f.distinctPasses), fmt(f.totalPasses), fmt(f.distinctReadPasses), fmt(f.distinctWritePasses),
       fmt(f.sectorsPerWarpAccess), fmt(f.sectorsPerFp32WarpAccess), String(f.graphNodes), String(f.launches), String(f.synchronizations), String(f.allocations),
       `${f.fewestSmsUsed}/${smCount}`, String(f.maxThreadAccesses)])
-    details.push(`${workload.name}, ${call} (counted in ${fmt((performance.now() - t0) / 1e3, 1)} s):\n` +
+    details.push(`${workload.name}, ${call}:\n` +
       kernels.map((k) => `  ${k.kernel}: ${k.blocks} blocks (${k.smsUsed}/${smCount} SMs), ${fmt(k.distinctPasses)} distinct / ` +
         `${fmt(k.totalPasses)} total passes, ${fmt(k.sectorsPerWarpAccess)} sectors/warp access (${fmt(k.sectorsPerFp32WarpAccess)} per 128 B), longest thread ${k.maxThreadAccesses}`).join('\n'))
   }
