@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "counting.h"
 #include "fiber.h"
 #include "runtime.h"
 
@@ -323,15 +324,19 @@ struct GridJob {
   std::atomic<bool> failed{false};
   std::mutex mutex;
   std::string error;
+  cost::Launch* counted = nullptr;  // while counting is on
 
   void work() {
     BlockRunner& runner = BlockRunner::runner();
+    const cost::WorkerScope counting(counted);
     for (;;) {
       if (failed.load(std::memory_order_relaxed)) return;
       const uint64_t b = next.fetch_add(1);
       if (b >= total) return;
       const uint3 index{unsigned(b % grid.x), unsigned(b / grid.x % grid.y), unsigned(b / (uint64_t(grid.x) * grid.y))};
+      cost::blockBegin(block.x * block.y * block.z);
       std::string message = runner.run(name, index, grid, block, sharedBytes, *body, ((b + launch) & 1) != 0);
+      cost::blockEnd();
       if (!message.empty()) {
         std::lock_guard<std::mutex> lock(mutex);
         if (error.empty()) error = std::move(message);
@@ -406,7 +411,9 @@ void runGrid(const char* name, dim3 grid, dim3 block, size_t sharedBytes, Kernel
   job.total = uint64_t(grid.x) * grid.y * grid.z;
   static std::atomic<uint64_t> launches{0};
   job.launch = launches++;
+  job.counted = cost::beginLaunch(name, grid, block);
   pool().run(job);
+  cost::endLaunch(job.counted);
   if (job.failed) setSticky(cudaErrorLaunchFailure, job.error);
 }
 

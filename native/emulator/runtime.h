@@ -10,6 +10,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "bssn_emulator.h"
 #include "cuda_runtime.h"
@@ -31,6 +33,11 @@ Stats& stats();
 // A kernel that breaks the execution model (a barrier or warp collective not every thread reaches) becomes the
 // sticky cudaErrorLaunchFailure with a message naming the kernel, block and threads.
 void runGrid(const char* name, dim3 grid, dim3 block, size_t sharedBytes, KernelBody& body);
+
+// Every live device allocation as (base, bytes), for counting (counting.cpp).
+void deviceRanges(std::vector<std::pair<uintptr_t, size_t>>& out);
+// Waits until every stream has run the work enqueued so far (cudaDeviceSynchronize without its checks).
+void drainDevice();
 
 }  // namespace bssn::emu
 
