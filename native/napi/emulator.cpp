@@ -156,6 +156,9 @@ Napi::Object defineEmulator(Napi::Env env) {
                                                                    int(toInteger(info[2], "replays", 1, 1000)),
                                                                    int(toInteger(info[3], "launch count", 1, 1000000))));
              }));
+  probes.Set("cooperative", fn(env, "cooperative", [](const Napi::CallbackInfo& info) -> Napi::Value {
+               return toObject(info.Env(), emu::probes::cooperative());
+             }));
   o.Set("probes", probes);
   return o;
 }
