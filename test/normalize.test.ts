@@ -203,6 +203,56 @@ forEachBackend((getDevice) => {
     }
   })
 
+  // CUDA splits a W v row longer than 1024 entries over warps (here the [1, 8192] Linear of SNGAN, rows read as they
+  // lie and rows decoded, K = 49 and dim 2), a W^T u sum over many rows into ranges of at most 64 (2500 rows), and
+  // finishes each layer in one wide block; beside them odd sizes and many small layers in the same batch.
+  it('long rows, tall layers, odd sizes and many small layers match the float64 reference, tiled or not', async () => {
+    const device = getDevice()
+    const cases = [
+      { shape: [1, 8192], dim: 0 },
+      { shape: [3, 2500], dim: 1 },
+      { shape: [30, 6, 7, 7], dim: 0 },
+      { shape: [40, 9, 10, 5], dim: 2 },
+      { shape: [7, 13, 3, 3], dim: 0 },
+      { shape: [5, 3, 1, 1], dim: 1 },
+      { shape: [11], dim: 0 },
+      ...Array.from({ length: 40 }, (_, i) => ({ shape: i % 2 ? [3, 2] : [2, 3, 1, 1], dim: 0 })),
+    ]
+    const datas = cases.map(({ shape }, i) => randomArray(shape.reduce((a, b) => a * b, 1), 700 + i))
+    const dims = cases.map((c) => c.dim)
+    for (const mode of ['bssn', 'ssn'] as const) {
+      for (const tiled of ['', '0']) {
+        process.env.BSSN_CUDA_TILED = tiled
+        const weights = cases.map(({ shape }, i) => device.tensor(datas[i], shape))
+        try {
+          using bssn = new BSSN(weights, { mode, scale: 1.3, dims, seed: 17, warmupIterations: 1 })
+          const states = await Promise.all(cases.map(async (_, i) => toRefState(await bssn.getState(i))))
+          const ref = { mode, scale: 1.3, eps: 1e-12 }
+          for (let step = 0; step < 2; step++) {
+            const outs = bssn.forward()
+            const sigmas = await bssn.sigmas()
+            for (const [i, { shape, dim }] of cases.entries()) {
+              const expected = referenceForward(datas[i], shape, dim, ref, states[i], 1)
+              const what = `${mode} ${tiled === '0' ? 'untiled' : 'tiled'} step ${step} layer ${i} ${JSON.stringify(shape)} dim ${dim}`
+              expectCloseArray(await outs[i].toArray(), expected.out, OUT_TOL, `${what}: output`)
+              expectCloseNumber(sigmas[i].sigma1, expected.sigma1, SIGMA_TOL, `${what}: sigma1`)
+              if (mode === 'bssn') expectCloseNumber(sigmas[i].sigma2, expected.sigma2, SIGMA_TOL, `${what}: sigma2`)
+            }
+          }
+          for (const [i] of cases.entries()) {
+            const got = await bssn.getState(i)
+            expectCloseArray(got.u, states[i].u1, STATE_TOL, `${mode} layer ${i} u`)
+            expectCloseArray(got.v, states[i].v1, STATE_TOL, `${mode} layer ${i} v`)
+            if (got.u2) expectCloseArray(got.u2, states[i].u2!, STATE_TOL, `${mode} layer ${i} u2`)
+          }
+        } finally {
+          delete process.env.BSSN_CUDA_TILED
+          weights.forEach((w) => w.dispose())
+        }
+      }
+    }
+  })
+
   it('weights with huge sigmas (1e20 and up) normalize as their unscaled selves: no overflow in the products', async () => {
     const device = getDevice()
     const shape = [8, 6, 3, 3]

@@ -15,7 +15,7 @@
 #include "cuda/elementwise.cuh"
 #include "cuda/fill.cuh"
 #include "cuda/graph.h"
-#include "cuda/normalize.cuh"
+#include "cuda/normalize_plan.h"
 #include "cuda/optim.cuh"
 
 namespace bssn::cuda {
@@ -160,43 +160,6 @@ class TimestampFence : public Fence {
   std::shared_ptr<TimeAnchor> anchor_;
   cudaEvent_t event_;  // null when this timestamp is itself the anchor
   std::shared_ptr<double> ms_;
-};
-
-// A device array of per-layer pointers, re-uploaded only when the pointers change.
-struct PointerTable {
-  BufferPtr buffer;
-  std::vector<void*> current;
-};
-
-// Per-normalizer device data, built on its first use: the layer table, the scratch for W v products, the
-// per-layer dots of the backward, and the pointer tables of outputs and gradients.
-static_assert(kSigmaSlots == kSigmaStride && kNonFiniteSigmaSlot == kNonFiniteSlot, "the kernels' sigma layout");
-
-struct CudaPlan {
-  BufferPtr table;
-  BufferPtr scratch;
-  BufferPtr dots;
-  BufferPtr chunks;       // ElementChunk per chunk of every layer
-  BufferPtr partialDots;  // a double per chunk
-  BufferPtr arrivals;     // an unsigned per layer, zero between backward calls
-  int64_t chunkCount = 0;
-  int splitA = 1;         // row ranges per W^T u sum (BatchArgs::splitA)
-  BufferPtr partialA;     // their partial sums
-  BufferPtr maxA;         // per W^T u item and row range, max |w| (BatchArgs::maxA)
-  BufferPtr tiles;        // Tile per tile of the tiled layers
-  int64_t tileCount = 0, itemsX = 0, itemsT = 0;
-  BufferPtr tilePartials, tileMax;
-  PointerTable outputs, grads, gradOutputs;
-  std::vector<const void*> weights;
-  int64_t itemsA = 0, itemsB = 0;
-  std::unique_ptr<LaunchGraphs> graphs;  // the forward's and backward's launch sequences, captured on first use
-};
-
-// What a captured forward depends on besides device memory: its arguments, iterations and whether it scales.
-struct ForwardGraphKey {
-  BatchArgs args;
-  int32_t iterations;
-  int32_t scale;
 };
 
 }  // namespace
@@ -581,139 +544,16 @@ std::shared_ptr<Fence> CudaDevice::timestamp(std::shared_ptr<double> ms) {
   return std::make_shared<TimestampFence>(self, anchor_, event, std::move(ms));
 }
 
-// How many row ranges each W^T u sum is split into: enough threads to fill the GPU (a resident block's worth per
-// multiprocessor, 2048 threads) when the batch has few, long sums (small networks), none when it has many. Ranges
-// stay at least 16 rows long. BSSN_CUDA_SPLIT_ROWS overrides it (tests force both paths with it).
-static int splitFor(const CudaDevice& device, int64_t itemsA, const std::vector<DeviceLayer>& layers) {
-  if (const char* forced = std::getenv("BSSN_CUDA_SPLIT_ROWS"); forced && *forced) return std::max(1, std::min(64, std::atoi(forced)));
-  if (itemsA == 0) return 1;
-  int64_t longest = 0;  // the longest sum of the per-item kernel (tiled layers have none there)
-  for (const DeviceLayer& d : layers)
-    if (d.kind != 0 && !d.tiled) longest = std::max({longest, d.R, d.both ? d.C : 0});
-  const int64_t wanted = (int64_t(device.multiprocessors()) * 2048 + itemsA - 1) / itemsA;
-  return int(std::max<int64_t>(1, std::min<int64_t>({wanted, 16, longest / 16})));
-}
-
-// The plan of `job`'s batch: built on first use (and again if its weights changed), kept in job.backendCache.
-static CudaPlan& planFor(CudaDevice& device, const NormalizeJob& job) {
-  const std::vector<LayerView>& layers = *job.layers;
-  auto* plan = static_cast<CudaPlan*>(job.backendCache->get());
-  bool stale = !plan || plan->weights.size() != layers.size();
-  for (size_t i = 0; !stale && i < layers.size(); ++i) stale = plan->weights[i] != job.weights[i]->data();
-  if (!stale) return *plan;
-
-  const bool bidirectional = modeIsBidirectional(job.params.mode);
-  auto fresh = std::make_shared<CudaPlan>();
-  std::vector<DeviceLayer> table(layers.size());
-  std::vector<ElementChunk> chunks;
-  std::vector<Tile> tiles;
-  int64_t scratch = 0, tilePartials = 0;
-  const char* tiledEnv = std::getenv("BSSN_CUDA_TILED");
-  const bool tiling = !(tiledEnv && std::strcmp(tiledEnv, "0") == 0);
-  for (size_t i = 0; i < layers.size(); ++i) {
-    const LayerView& v = layers[i];
-    DeviceLayer& d = table[i];
-    d.w = job.weights[i]->f32();
-    d.kind = int32_t(v.kind);
-    d.both = v.kind == LayerKind::Bidirectional && bidirectional;
-    d.iOutermost = v.iOutermost;
-    d.R = v.R, d.C = v.C, d.M = v.M, d.K = v.K;
-    d.strideI = v.strideI, d.strideC = v.strideC, d.strideM = v.strideM;
-    d.numel = v.numel;
-    d.u1 = v.u1, d.v1 = v.v1, d.u2 = v.u2, d.v2 = v.v2;
-    d.t1 = scratch;
-    d.t2 = d.t1 + v.R;
-    d.x1 = d.t2 + v.C;
-    d.x2 = d.x1 + v.cols1();
-    scratch = d.x2 + v.cols2();
-    d.beginA = fresh->itemsA;
-    d.beginB = fresh->itemsB;
-    d.beginX = fresh->itemsX;
-    d.beginT = fresh->itemsT;
-    d.fastDecode = v.numel > 0 && v.numel < (int64_t(1) << 31);  // every index fits fastDiv's range
-    if (d.fastDecode) d.divK = makeFastDiv(uint32_t(v.K)), d.divC = makeFastDiv(uint32_t(v.C)), d.divR = makeFastDiv(uint32_t(v.R)), d.divM = makeFastDiv(uint32_t(v.M));
-    // Both directions from one read of W: layers laid out [outer][inner][K] (dim 0, or dim 1 with nothing between).
-    d.tiled = tiling && d.both && (v.iOutermost || v.M == 1) && v.K <= kTileMaxK;
-    if (d.tiled) {
-      const int64_t outer = v.iOutermost ? v.R : v.C, inner = v.iOutermost ? v.C : v.R, rowLen = inner * v.K;
-      const int64_t segment = v.K * (kTileThreads / v.K) * kTileSteps;
-      d.rowBlocks = (outer + kTileRows - 1) / kTileRows;
-      d.segments = (rowLen + segment - 1) / segment;
-      d.partA = tilePartials;
-      d.partB = d.partA + d.rowBlocks * rowLen;
-      d.partC = d.partB + d.segments * outer * v.K;
-      d.partD = d.partC + d.segments * outer;
-      tilePartials = d.partD + d.rowBlocks * inner;
-      fresh->itemsX += rowLen + outer * v.K;
-      fresh->itemsT += outer + inner;
-      d.firstTile = int64_t(tiles.size());
-      for (int64_t rb = 0; rb < d.rowBlocks; ++rb)
-        for (int64_t seg = 0; seg < d.segments; ++seg)
-          tiles.push_back(Tile{int32_t(i), int32_t(std::min<int64_t>(kTileRows, outer - rb * kTileRows)), rb * kTileRows,
-                               seg * segment, std::min(rowLen, (seg + 1) * segment), int32_t(rb), int32_t(seg)});
-    } else if (v.kind != LayerKind::Vector) {
-      fresh->itemsA += v.cols1() + (d.both ? v.cols2() : 0);
-      fresh->itemsB += v.R + (d.both ? v.C : 0);
-    }
-    fresh->weights.push_back(d.w);
-    d.firstChunk = int64_t(chunks.size());
-    for (int64_t begin = 0; begin < v.numel; begin += kChunkElements)
-      chunks.push_back(ElementChunk{int32_t(i), 0, begin, std::min(begin + kChunkElements, v.numel)});
-    d.chunks = int64_t(chunks.size()) - d.firstChunk;
-  }
-  fresh->table = device.allocate(table.size() * sizeof(DeviceLayer));
-  device.upload(fresh->table, 0, table.data(), table.size() * sizeof(DeviceLayer));
-  fresh->scratch = device.allocate(size_t(scratch) * sizeof(double));
-  fresh->dots = device.allocate(layers.size() * sizeof(double));
-  fresh->chunkCount = int64_t(chunks.size());
-  fresh->chunks = device.allocate(chunks.size() * sizeof(ElementChunk));
-  device.upload(fresh->chunks, 0, chunks.data(), chunks.size() * sizeof(ElementChunk));
-  fresh->partialDots = device.allocate(chunks.size() * sizeof(double));
-  fresh->tileCount = int64_t(tiles.size());
-  if (!tiles.empty()) {
-    fresh->tiles = device.allocate(tiles.size() * sizeof(Tile));
-    device.upload(fresh->tiles, 0, tiles.data(), tiles.size() * sizeof(Tile));
-    fresh->tilePartials = device.allocate(size_t(tilePartials) * sizeof(double));
-    fresh->tileMax = device.allocate(tiles.size() * sizeof(float));
-  }
-  fresh->splitA = splitFor(device, fresh->itemsA, table);
-  if (fresh->splitA > 1) fresh->partialA = device.allocate(size_t(fresh->splitA * fresh->itemsA) * sizeof(double));
-  if (fresh->itemsA > 0) fresh->maxA = device.allocate(size_t(fresh->splitA * fresh->itemsA) * sizeof(float));
-  fresh->arrivals = device.allocate(layers.size() * sizeof(unsigned));
-  device.fill(fresh->arrivals, layers.size(), 0.0f);  // all-zero bits
-  fresh->outputs.buffer = device.allocate(layers.size() * sizeof(void*));
-  fresh->grads.buffer = device.allocate(layers.size() * sizeof(void*));
-  fresh->gradOutputs.buffer = device.allocate(layers.size() * sizeof(void*));
-  fresh->graphs = std::make_unique<LaunchGraphs>(device.index());
-  *job.backendCache = fresh;
-  return *fresh;
-}
-
-// The device address of a table holding `buffers`' pointers (uploaded in stream order when they changed).
-static void* pointersOf(CudaDevice& device, PointerTable& table, const std::vector<BufferPtr>& buffers) {
-  std::vector<void*> pointers;
-  for (const BufferPtr& b : buffers) pointers.push_back(b->data());
-  if (pointers != table.current) {
-    device.upload(table.buffer, 0, pointers.data(), pointers.size() * sizeof(void*));
-    table.current = std::move(pointers);
-  }
-  return table.buffer->data();
-}
-
-// Forwards with more power iterations than this launch kernel by kernel (warm-ups run once; a graph would not pay).
-constexpr int kMaxGraphIterations = 4;
-
-template <typename Key, typename Launches>
-void CudaDevice::launchSequence(LaunchGraphs& graphs, const Key& key, Launches&& launches) {
+void CudaDevice::launchSequence(LaunchGraphs& graphs, const void* key, size_t keyBytes, const std::function<void()>& launches) {
   if (!graphs_ || kernelTiming()) return launches();  // timing brackets each kernel with events
-  cudaGraphExec_t exec = graphs.find(&key, sizeof key);
+  cudaGraphExec_t exec = graphs.find(key, keyBytes);
   if (!exec) {
     {
       std::lock_guard<std::mutex> lock(captureMutex_);
       exec = captureGraph(stream_, launches);
     }
     if (!exec) return launches();  // a launch failed: again, directly, for the caller's launch check to report
-    graphs.add(&key, sizeof key, exec);
+    graphs.add(key, keyBytes, exec);
   }
   const cudaError_t st = cudaGraphLaunch(exec, stream_);
   if (st == cudaSuccess) return;
@@ -723,73 +563,13 @@ void CudaDevice::launchSequence(LaunchGraphs& graphs, const Key& key, Launches&&
 
 void CudaDevice::normalize(const NormalizeJob& job) {
   enter();
-  CudaPlan& plan = planFor(*this, job);
-  ForwardGraphKey key;
-  std::memset(&key, 0, sizeof key);  // padding too: the key is compared as bytes
-  BatchArgs& args = key.args;
-  args.layers = static_cast<const DeviceLayer*>(plan.table->data());
-  args.layerCount = int(job.layers->size());
-  args.state = job.state->f32();
-  args.scratch = static_cast<double*>(plan.scratch->data());
-  args.sigmas = job.sigmas->f32();
-  args.divisors = static_cast<double*>(job.divisors->data());
-  args.maxA = plan.maxA ? plan.maxA->f32() : nullptr;
-  args.tileMax = plan.tileMax ? plan.tileMax->f32() : nullptr;
-  args.itemsA = plan.itemsA;
-  args.itemsB = plan.itemsB;
-  args.chunks = static_cast<const ElementChunk*>(plan.chunks->data());
-  args.chunkCount = plan.chunkCount;
-  args.splitA = plan.splitA;
-  args.partialA = plan.partialA ? static_cast<double*>(plan.partialA->data()) : nullptr;
-  args.tiles = plan.tiles ? static_cast<const Tile*>(plan.tiles->data()) : nullptr;
-  args.tileCount = plan.tileCount;
-  args.tilePartials = plan.tilePartials ? static_cast<double*>(plan.tilePartials->data()) : nullptr;
-  args.itemsX = plan.itemsX;
-  args.itemsT = plan.itemsT;
-  args.eps = job.params.eps;
-  args.scale = modeIsScaled(job.params.mode) ? job.params.scale : 1.0f;
-  args.bidirectional = modeIsBidirectional(job.params.mode) ? 1 : 0;
-  // The output pointers are read from a device table (uploaded before the launches when they changed).
-  if (!job.outputs.empty()) args.outputs = static_cast<float* const*>(pointersOf(*this, plan.outputs, job.outputs));
-  key.iterations = job.iterations;
-  key.scale = job.outputs.empty() ? 0 : 1;
-
-  const bool training = job.iterations > 0;
-  auto launches = [&] {
-    for (int it = 0; it < std::max(job.iterations, 1); ++it) {
-      if (training) timed("multiplyTransposed", [&] { launchMultiplyTransposed(args, stream_); });
-      timed("multiply", [&] { launchMultiply(args, training, stream_); });
-      timed("finish", [&] { launchFinish(args, training, stream_); });
-    }
-    if (key.scale) timed("scale", [&] { launchScale(args, stream_); });
-  };
-  if (job.iterations <= kMaxGraphIterations) launchSequence(*plan.graphs, key, launches);
-  else launches();
+  normalizeBatch(*this, job);
   checkLaunch("normalize");
 }
 
 void CudaDevice::normalizeBackward(const NormalizeJob& job) {
   enter();
-  CudaPlan& plan = planFor(*this, job);
-  BackwardArgs args;
-  std::memset(&args, 0, sizeof args);  // the graph key
-  args.layers = static_cast<const DeviceLayer*>(plan.table->data());
-  args.layerCount = int(job.layers->size());
-  args.state = job.state->f32();
-  args.divisors = static_cast<const double*>(job.divisors->data());
-  args.grads = static_cast<const float* const*>(pointersOf(*this, plan.grads, job.grads));
-  args.outputs = static_cast<float* const*>(pointersOf(*this, plan.gradOutputs, job.outputs));
-  args.dots = static_cast<double*>(plan.dots->data());
-  args.partialDots = static_cast<double*>(plan.partialDots->data());
-  args.arrivals = static_cast<unsigned*>(plan.arrivals->data());
-  args.chunks = static_cast<const ElementChunk*>(plan.chunks->data());
-  args.chunkCount = plan.chunkCount;
-  args.scale = modeIsScaled(job.params.mode) ? job.params.scale : 1.0f;
-  args.bidirectional = modeIsBidirectional(job.params.mode) ? 1 : 0;
-  launchSequence(*plan.graphs, args, [&] {
-    timed("gradDots", [&] { launchGradDots(args, stream_); });
-    timed("backward", [&] { launchBackwardElements(args, stream_); });
-  });
+  normalizeBackwardBatch(*this, job);
   checkLaunch("normalize backward");
 }
 

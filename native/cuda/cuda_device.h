@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -97,6 +98,22 @@ class CudaDevice : public Device {
   cudaStream_t stream() const { return stream_; }
   int multiprocessors() const { return multiprocessors_; }
   PinnedPool& pinned() { return pinned_; }
+  // Runs `launch`, bracketed by timing events when kernel timing is on.
+  template <typename Launch>
+  void timed(const char* name, Launch&& launch) {
+    if (!kernelTiming()) return launch();
+    const cudaEvent_t start = recordEvent(cudaEventDefault);
+    try {
+      launch();
+      timedLaunches_.push_back({name, start, recordEvent(cudaEventDefault)});
+    } catch (...) {
+      cudaEventDestroy(start);
+      throw;
+    }
+  }
+  // Runs the kernels `launches` enqueues: replayed from the graph captured for `key` (the launch arguments' bytes;
+  // captured now on first use), or launched one by one when graphs are off or kernels are being timed.
+  void launchSequence(LaunchGraphs& graphs, const void* key, size_t keyBytes, const std::function<void()>& launches);
   // Records a failure seen off the JS thread (a fence); sticky ones make every later call throw.
   void noteFailure(cudaError_t status, const std::string& message);
 
@@ -113,25 +130,8 @@ class CudaDevice : public Device {
   void checkLaunch(const char* what);
   // A new event recorded on the stream (the caller destroys it). Throws Error.
   cudaEvent_t recordEvent(unsigned flags);
-  // Runs `launch`, bracketed by timing events when kernel timing is on.
-  template <typename Launch>
-  void timed(const char* name, Launch&& launch) {
-    if (!kernelTiming()) return launch();
-    const cudaEvent_t start = recordEvent(cudaEventDefault);
-    try {
-      launch();
-      timedLaunches_.push_back({name, start, recordEvent(cudaEventDefault)});
-    } catch (...) {
-      cudaEventDestroy(start);
-      throw;
-    }
-  }
   // Frees the shareable memory whose importers have all closed it.
   void sweepSharedFrees() noexcept;
-  // Runs the kernels `launches` enqueues: replayed from the graph captured for `key` (captured now on first use),
-  // or launched one by one when graphs are off or kernels are being timed.
-  template <typename Key, typename Launches>
-  void launchSequence(LaunchGraphs& graphs, const Key& key, Launches&& launches);
 
   int index_;
   std::string name_;

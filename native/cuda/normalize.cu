@@ -8,6 +8,7 @@ namespace {
 constexpr int kThreads = 256;
 static_assert(kThreads == kTileThreads, "the host plans tiles for this block size");
 constexpr int kWarps = kThreads / kWarp;
+constexpr int kFinishThreads = 1024;
 constexpr int kRowGroup = 8;  // rows reduced at a time by sumRowsByK (bounds its shared memory)
 // tiledMultiplyKernel's static shared memory (vRows, stepSums, sums) must fit a block's 48 KiB.
 static_assert(sizeof(double) * (kTileRows * kTileMaxK + kTileSteps * kThreads + kWarps * kRowGroup * kWarp) <= 48 * 1024,
@@ -42,7 +43,7 @@ __global__ void multiplyTransposedKernel(BatchArgs a) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t work = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; work < a.itemsA * a.splitA; work += stride) {
     const int64_t part = work / a.itemsA, item = work - part * a.itemsA;
-    const DeviceLayer& L = a.layers[layerOfA(a, item)];
+    const DeviceLayer L = a.layers[layerOfA(a, item)];  // a copy: the stores below cannot make it reload
     const int64_t local = item - L.beginA;
     const int64_t cols1 = L.C * L.M * L.K;
     double s = 0;
@@ -74,15 +75,21 @@ __global__ void multiplyTransposedKernel(BatchArgs a) {
   }
 }
 
-// The split sums of step 1, added in row-range order into the scratch.
+// The split sums of step 1, added in row-range order into the scratch; a W1 item's max |w| over its ranges goes to
+// its first range's slot (the finish kernel reads only that one).
 __global__ void sumPartialsKernel(BatchArgs a) {
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t item = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; item < a.itemsA; item += stride) {
-    const DeviceLayer& L = a.layers[layerOfA(a, item)];
+    const DeviceLayer L = a.layers[layerOfA(a, item)];
     const int64_t local = item - L.beginA, cols1 = L.C * L.M * L.K;
     double s = 0;
     for (int part = 0; part < a.splitA; ++part) s += a.partialA[part * a.itemsA + item];
     a.scratch[local < cols1 ? L.x1 + local : L.x2 + (local - cols1)] = s;
+    if (local < cols1) {
+      float mx = 0;
+      for (int part = 0; part < a.splitA; ++part) mx = fmax(mx, a.maxA[part * a.itemsA + item]);
+      a.maxA[item] = mx;
+    }
   }
 }
 
@@ -95,29 +102,33 @@ __device__ __forceinline__ const float* stepVector(const BatchArgs& a, const Dev
   return a.state + (first ? L.v1 : L.v2);
 }
 
-// Step 2: t1[i] = sum_j1 W1[i][j1] v1[j1] and t2[c] = sum_j2 W2[c][j2] v2[j2] into scratch, one warp per entry,
-// with v of type V (double: training's x; float: eval's v). Where the layout makes the row contiguous in memory
-// (W1's rows for dim 0; W2's rows for dim 1 of a 4-D weight), it is read as it lies, with no index decoding.
+// Step 2: t1[i] = sum_j1 W1[i][j1] v1[j1] and t2[c] = sum_j2 W2[c][j2] v2[j2], one warp per part of a row (at most
+// kRowSpan entries, DeviceLayer::parts1/parts2), its sum into the scratch's tp1/tp2; v of type V (double:
+// training's x; float: eval's v). Where the layout makes the row contiguous in memory (W1's rows for dim 0; W2's
+// rows for dim 1 of a 4-D weight), it is read as it lies, with no index decoding.
 template <typename V>
 __global__ void multiplyKernel(BatchArgs a) {
   const int lane = threadIdx.x % kWarp;
   const int64_t warps = int64_t(gridDim.x) * blockDim.x / kWarp;
   for (int64_t item = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / kWarp; item < a.itemsB; item += warps) {
-    const DeviceLayer& L = a.layers[layerOfB(a, item)];
+    const DeviceLayer L = a.layers[layerOfB(a, item)];  // a copy: the store below cannot make it reload
     const int64_t local = item - L.beginB;
-    const bool first = local < L.R;
+    const bool first = local < L.R * L.parts1;
+    const int64_t parts = first ? L.parts1 : L.parts2, entry = first ? local : local - L.R * L.parts1;
+    const int64_t r = entry / parts, part = entry - r * parts;  // the row (i or c) and its part
     const int64_t n = first ? L.C * L.M * L.K : L.R * L.M * L.K;
+    const int64_t end = (part + 1) * kRowSpan < n ? (part + 1) * kRowSpan : n;
     const V* v = stepVector(a, L, first, static_cast<const V*>(nullptr));
-    const float* row = first ? (L.iOutermost ? L.w + local * L.strideI : nullptr)
-                             : (!L.iOutermost && L.M == 1 ? L.w + (local - L.R) * L.strideC : nullptr);
+    const float* row = first ? (L.iOutermost ? L.w + r * L.strideI : nullptr)
+                             : (!L.iOutermost && L.M == 1 ? L.w + r * L.strideC : nullptr);
     double s = 0;
     if (row) {
-      for (int64_t j = lane; j < n; j += kWarp) s += double(row[j]) * v[j];
+      for (int64_t j = part * kRowSpan + lane; j < end; j += kWarp) s += double(row[j]) * v[j];
     } else {
       // Row entries (q, m, k) with q = c (W1's rows) or i (W2's): decoded per element, by fastDiv where it fits.
-      const float* base = L.w + (first ? local * L.strideI : (local - L.R) * L.strideC);
+      const float* base = L.w + (first ? r * L.strideI : r * L.strideC);
       const int64_t strideQ = first ? L.strideC : L.strideI;
-      for (int64_t j = lane; j < n; j += kWarp) {
+      for (int64_t j = part * kRowSpan + lane; j < end; j += kWarp) {
         int64_t k, m, q;
         if (L.fastDecode) {
           const uint32_t qm = fastDiv(uint32_t(j), L.divK), qq = fastDiv(qm, L.divM);
@@ -130,7 +141,7 @@ __global__ void multiplyKernel(BatchArgs a) {
       }
     }
     s = warpSum(s);
-    if (lane == 0) a.scratch[first ? L.t1 + local : L.t2 + (local - L.R)] = s;
+    if (lane == 0) a.scratch[(first ? L.tp1 : L.tp2) + entry] = s;
   }
 }
 
@@ -357,12 +368,14 @@ __device__ double finishDirection(float* u, float* v, const double* x, int64_t n
   const double tNorm = sqrt(blockTotal(n, [&](int64_t k) { return t[k] * t[k]; }, partial, broadcast)) / xDenom;
   if (!usable(tNorm)) return unusable(tNorm);
   const double tDenom = fmax(tNorm, floor);
-  for (int64_t k = threadIdx.x; k < nv; k += blockDim.x) v[k] = float(x[k] / xDenom);
-  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) u[k] = float(t[k] / xDenom / tDenom);
+  const double vFactor = 1.0 / xDenom, uFactor = vFactor / tDenom;  // two divisions, not one per element
+  for (int64_t k = threadIdx.x; k < nv; k += blockDim.x) v[k] = float(x[k] * vFactor);
+  for (int64_t k = threadIdx.x; k < n; k += blockDim.x) u[k] = float(t[k] * uFactor);
   return tNorm * tNorm / tDenom;
 }
 
-// The layer's max |w|, from step 1's notes: its W1 items' (per-item pass) or its tiles' (tiled pass).
+// The layer's max |w|, from step 1's notes: its W1 items' (per-item pass; over all row ranges in the first's slot,
+// sumPartialsKernel) or its tiles' (tiled pass).
 __device__ double layerMaxAbs(const BatchArgs& a, const DeviceLayer& L, double* partial, double* broadcast) {
   float m = 0;
   if (L.tiled) {
@@ -370,10 +383,7 @@ __device__ double layerMaxAbs(const BatchArgs& a, const DeviceLayer& L, double* 
     for (int64_t k = threadIdx.x; k < tiles; k += blockDim.x) m = fmax(m, a.tileMax[L.firstTile + k]);
   } else {
     const int64_t cols1 = L.C * L.M * L.K;
-    for (int64_t k = threadIdx.x; k < cols1 * a.splitA; k += blockDim.x) {
-      const int64_t part = k / cols1, local = k - part * cols1;
-      m = fmax(m, a.maxA[part * a.itemsA + L.beginA + local]);
-    }
+    for (int64_t k = threadIdx.x; k < cols1; k += blockDim.x) m = fmax(m, a.maxA[L.beginA + k]);
   }
   float* shared = reinterpret_cast<float*>(partial);  // one float per warp fits where one double does
   m = blockMaxAbs(m, shared);
@@ -384,13 +394,29 @@ __device__ double layerMaxAbs(const BatchArgs& a, const DeviceLayer& L, double* 
   return total;
 }
 
+// A row's parts of the W v pass (DeviceLayer::parts1/parts2), added in order into t.
+__device__ void combineParts(double* t, const double* tp, int64_t rows, int parts) {
+  if (parts == 1) return;  // tp is t
+  for (int64_t k = threadIdx.x; k < rows; k += blockDim.x) {
+    double s = 0;
+    for (int p = 0; p < parts; ++p) s += tp[k * parts + p];
+    t[k] = s;
+  }
+  __syncthreads();
+}
+
 // One block per layer: sigmas and divisor (and, in training, the normalized v and u). A non-finite weight gives
-// sigma NaN (so the output is NaN, as PyTorch's) and counts a step in the layer's non-finite slot.
-__global__ void finishKernel(BatchArgs a, int training) {
-  BSSN_SHARED(double, partial, kThreads / kWarp);
+// sigma NaN (so the output is NaN, as PyTorch's) and counts a step in the layer's non-finite slot. A wide block, so
+// that each thread's share of a layer's vectors stays short (13824 entries, BigGAN's widest, are 14 each).
+__global__ void __launch_bounds__(kFinishThreads) finishKernel(BatchArgs a, int training) {
+  BSSN_SHARED(double, partial, kFinishThreads / kWarp);
   BSSN_SHARED(double, broadcast, 1);
-  const DeviceLayer& L = a.layers[blockIdx.x];
+  const DeviceLayer L = a.layers[blockIdx.x];  // a copy: the state and scratch stores cannot make it reload
   double s1, s2;
+  if (L.kind != 0) {
+    combineParts(a.scratch + L.t1, a.scratch + L.tp1, L.R, L.parts1);
+    if (L.both) combineParts(a.scratch + L.t2, a.scratch + L.tp2, L.C, L.parts2);
+  }
   if (L.kind == 0) {
     s1 = s2 = sqrt(blockTotal(L.numel, [&](int64_t k) { return double(L.w[k]) * L.w[k]; }, partial, broadcast));
     if (!isFinite(s1)) s1 = s2 = nan("");
@@ -564,7 +590,7 @@ void launchMultiply(const BatchArgs& args, bool training, cudaStream_t stream) {
 }
 
 void launchFinish(const BatchArgs& args, bool training, cudaStream_t stream) {
-  BSSN_LAUNCH(finishKernel, unsigned(args.layerCount), kThreads, 0, stream, args, training ? 1 : 0);
+  BSSN_LAUNCH(finishKernel, unsigned(args.layerCount), kFinishThreads, 0, stream, args, training ? 1 : 0);
 }
 
 void launchScale(const BatchArgs& args, cudaStream_t stream) {

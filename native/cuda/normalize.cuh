@@ -20,9 +20,10 @@ struct DeviceLayer {
   int64_t numel;
   int64_t u1, v1, u2, v2;  // offsets in the state buffer
   int64_t t1, t2;          // offsets in the scratch buffer (W v products)
+  int64_t tp1, tp2;        // the per-item W v pass's partial sums of t1 and t2, [row][part] (t1, t2 when one part)
   int64_t x1, x2;          // offsets in the scratch buffer (training: x = W^T u, unnormalized, cols1 and cols2)
   int64_t beginA;          // first item of this layer in the W^T u pass (cols1 [+ cols2] items)
-  int64_t beginB;          // first item in the W v pass (R [+ C] items)
+  int64_t beginB;          // first item in the W v pass (R * parts1 [+ C * parts2] items)
   int64_t firstChunk;      // this layer's element chunks: [firstChunk, firstChunk + chunks)
   int64_t chunks;
   // Tiled layers: partial sums of the row blocks and segments of their tiles (offsets in the partial buffers),
@@ -35,8 +36,12 @@ struct DeviceLayer {
   // Element decoding of the backward by 32-bit multiply-shift division, when numel < 2^31 (fastDecode).
   FastDiv divK, divC, divR, divM;
   int32_t fastDecode;
+  // The per-item W v pass splits a row into parts of at most kRowSpan elements, a warp each (so no lane walks more
+  // than kRowSpan / 32 elements); the finish kernel adds a row's parts in order.
+  int32_t parts1, parts2;
   int32_t reserved;
 };
+constexpr int64_t kRowSpan = 1024;
 
 // The tiled passes read W once per power-iteration step for both directions. A tiled layer's memory is
 // [outer][inner][K] with K contiguous (dim 0: outer = i, inner = c; dim 1 of a 4-D or larger weight: outer = c,

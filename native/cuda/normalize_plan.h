@@ -1,0 +1,57 @@
+// Normalization's host side on the CUDA backend: a batch's plan (its layer table, scratch, tiles and chunks,
+// built on first use and kept in the job's backend cache), the kernel path the plan chooses, and the launch
+// sequences of the forward and backward. The CPU backend's counterpart is cpu/normalize.cpp.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/normalize_plan.h"
+#include "cuda/graph.h"
+
+namespace bssn::cuda {
+
+class CudaDevice;
+
+// The kernels a batch runs. Chosen once, when its plan is built (choosePath in normalize_plan.cpp), and nowhere else.
+enum class NormalizePath : int32_t {
+  // normalize.cu: a launch per phase, each streaming W from global memory; any size. Layers it can tile (see
+  // DeviceLayer::tiled) take the tiled passes unless BSSN_CUDA_TILED=0.
+  Streamed = 0,
+};
+
+// A device array of per-layer pointers, re-uploaded only when the pointers change.
+struct PointerTable {
+  BufferPtr buffer;
+  std::vector<void*> current;
+};
+
+// Per-normalizer device data, built on its first use: the layer table, the scratch for W v products, the
+// per-layer dots of the backward, and the pointer tables of outputs and gradients.
+struct CudaPlan {
+  NormalizePath path = NormalizePath::Streamed;
+  BufferPtr table;
+  BufferPtr scratch;
+  BufferPtr dots;
+  BufferPtr chunks;       // ElementChunk per chunk of every layer
+  BufferPtr partialDots;  // a double per chunk
+  BufferPtr arrivals;     // an unsigned per layer, zero between backward calls
+  int64_t chunkCount = 0;
+  int splitA = 1;         // row ranges per W^T u sum (BatchArgs::splitA)
+  BufferPtr partialA;     // their partial sums
+  BufferPtr maxA;         // per W^T u item and row range, max |w| (BatchArgs::maxA)
+  BufferPtr tiles;        // Tile per tile of the tiled layers
+  int64_t tileCount = 0, itemsX = 0, itemsT = 0;
+  BufferPtr tilePartials, tileMax;
+  PointerTable outputs, grads, gradOutputs;
+  std::vector<const void*> weights;
+  int64_t itemsA = 0, itemsB = 0;
+  std::unique_ptr<LaunchGraphs> graphs;  // the forward's and backward's launch sequences, captured on first use
+};
+
+// Enqueue `job`'s forward (its power iterations, then the outputs when it has any) and backward on `device`'s
+// stream, by the path of the batch's plan. The caller checks the launches.
+void normalizeBatch(CudaDevice& device, const NormalizeJob& job);
+void normalizeBackwardBatch(CudaDevice& device, const NormalizeJob& job);
+
+}  // namespace bssn::cuda
