@@ -105,6 +105,18 @@ __device__ __forceinline__ double blockSum(double x, double* shared) {
   return x;
 }
 
+// The largest |x| over the block, in thread 0 (`shared`: one float per warp). fmax drops NaN: a non-finite weight
+// shows in the products' norms instead.
+__device__ __forceinline__ float blockMaxAbs(float m, float* shared) {
+  for (int off = kWarp / 2; off > 0; off /= 2) m = fmax(m, __shfl_down_sync(0xffffffffu, m, off));
+  if (threadIdx.x % kWarp == 0) shared[threadIdx.x / kWarp] = m;
+  __syncthreads();
+  if (threadIdx.x == 0)
+    for (int w = 1; w < int(blockDim.x + kWarp - 1) / kWarp; ++w) m = fmax(m, shared[w]);
+  __syncthreads();  // `shared` may be reused right after
+  return m;
+}
+
 // Sum over the block of f(k) for k < n, returned to every thread. `partial` holds one double per warp.
 template <typename F>
 __device__ double blockTotal(int64_t n, F f, double* partial, double* broadcast) {

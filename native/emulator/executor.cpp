@@ -127,6 +127,7 @@ class BlockRunner {
       switch (t.wait) {
         case Wait::Done:
           ++done;
+          if (!t.stack->intact() && error_.empty()) error_ = where(i) + " overflowed its fiber stack";
           releaseStack(t.stack);
           t.stack = nullptr;
           // A collective waits only for lanes that have not exited: this one's exit may complete it.

@@ -281,9 +281,11 @@ suite(`the CUDA backend with grid-stride loops forced to wrap (grids capped at 3
   })
 
   // Two SNGAN steps with BSSN on D, from the same seeds on both backends: every training op (cuDNN and cuBLAS
-  // calls, elementwise, bias, batch norm, sums, Adam, BSSN forward and backward) against the CPU reference.
-  it('two SNGAN training steps with BSSN match the CPU backend', async () => {
+  // calls, elementwise, bias, batch norm, sums, Adam, BSSN forward and backward) against the CPU reference; with
+  // the fused training forward (D fits on chip) and with the streamed kernels (BSSN_CUDA_FUSED=0).
+  it.each(['', '0'])('two SNGAN training steps with BSSN match the CPU backend (BSSN_CUDA_FUSED=%s)', async (fused) => {
     const run = async (device: Device) => {
+      process.env.BSSN_CUDA_FUSED = fused
       const G = snganCnnGenerator({ device, seed: 1 })
       const D = snganCnnDiscriminator({ device, seed: 2 })
       const sn = new SpectralNorm(D, { mode: 'bssn' })
@@ -301,6 +303,7 @@ suite(`the CUDA backend with grid-stride loops forced to wrap (grids capped at 3
       }
       const params = await Promise.all([...G.parameters(), ...D.parameters()].map((p) => p.toArray()))
       ;[sn, optG, optD, G, D, real].forEach((x) => x.dispose())
+      delete process.env.BSSN_CUDA_FUSED
       return { losses, params }
     }
     const cpu = await run(Device.cpu())
@@ -331,10 +334,13 @@ suite(`the CUDA backend with grid-stride loops forced to wrap (grids capped at 3
     cuda.forEach((a, i) => expectCloseArray(a, cpu[i], 1e-5, `output ${i}`))
   })
 
-  it('BSSN eval mode and updateSigmas on mixed layers match the CPU backend', async () => {
+  // updateSigmas is a training forward without outputs: fused, and streamed (BSSN_CUDA_FUSED=0; the [900, 4] layer's
+  // W^T u sums split over row ranges).
+  it.each(['', '0'])('BSSN eval mode and updateSigmas on mixed layers match the CPU backend (BSSN_CUDA_FUSED=%s)', async (fused) => {
     const shapes = [[16, 3, 3, 3], [900, 4], [10], [6, 9, 1, 1]]
     const make = (device: Device) => shapes.map((s, i) => device.tensor(randomArray(s.reduce((a, b) => a * b, 1), 40 + i, 0.1), s))
     const run = async (device: Device) => {
+      process.env.BSSN_CUDA_FUSED = fused
       const ws = make(device)
       const norm = new BSSN(ws, { mode: 'bssn', scale: 1.3 })
       norm.updateSigmas()
@@ -343,6 +349,7 @@ suite(`the CUDA backend with grid-stride loops forced to wrap (grids capped at 3
       const sigmas = await norm.sigmas()
       norm.dispose()
       ws.forEach((w) => w.dispose())
+      delete process.env.BSSN_CUDA_FUSED
       return { out, sigmas }
     }
     const cpu = await run(Device.cpu())

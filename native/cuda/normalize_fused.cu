@@ -1,0 +1,235 @@
+#include "cuda/normalize_fused.cuh"
+
+#include "cuda/common.cuh"
+#include "cuda/normalize.cuh"
+#include "cuda/normalize_sigmas.cuh"
+
+namespace bssn::cuda {
+
+namespace {
+
+constexpr int kFusedWarps = kFusedThreads / kWarp;
+
+__device__ __forceinline__ bool finite64(double x) { return fabs(x) <= 1.7976931348623157e308; }
+
+// The tile's shared memory (normalize_fused.cuh, fusedSharedBytes): W, then x1 and x2 slices, then u1 and u2's.
+struct TileMemory {
+  float* w;
+  double *x1, *x2;
+  float *u1, *u2;
+};
+__host__ __device__ __forceinline__ int64_t weightFloats(int64_t rows, int64_t cols) { return (rows * cols + 1) / 2 * 2; }
+
+__device__ TileMemory tileMemory(float* shared, const FusedTile& T, const FusedLayer& L) {
+  TileMemory m;
+  m.w = shared;
+  m.x1 = reinterpret_cast<double*>(shared + weightFloats(T.rows, T.cols));
+  m.x2 = m.x1 + T.cols;
+  m.u1 = reinterpret_cast<float*>(m.x2 + (L.both ? T.rows * L.K : 0));
+  m.u2 = m.u1 + T.rows;
+  return m;
+}
+
+// [lo, hi): the share of n entries that tile `index` of `tiles` owns (sums and writes).
+__device__ __forceinline__ void owned(int64_t n, int index, int tiles, int64_t& lo, int64_t& hi) {
+  lo = n * index / tiles;
+  hi = n * (index + 1) / tiles;
+}
+
+// Owner step: dst[e] = sum over p < parts of partials[p][e] (in p order) for the entries this tile owns; returns the
+// sum of their squares (valid in thread 0).
+__device__ double ownerSum(double* dst, const double* partials, int64_t n, int parts, int index, int tiles, double* shared) {
+  int64_t lo, hi;
+  owned(n, index, tiles, lo, hi);
+  double squares = 0;
+  for (int64_t e = lo + threadIdx.x; e < hi; e += blockDim.x) {
+    double s = 0;
+    for (int p = 0; p < parts; ++p) s += partials[p * n + e];
+    dst[e] = s;
+    squares += s * s;
+  }
+  return blockSum(squares, shared);
+}
+
+// One direction's finish, as finishDirection in normalize.cu (same math, same eps floor), from the layer's sums of
+// squares; the tile writes v and u for the entries it owns. Every thread of every tile of the layer takes the same
+// branches (the sums are the same everywhere).
+__device__ double finishOwned(float* u, float* v, const double* x, int64_t nv, const double* t, int64_t n, double xSquares,
+                              double tSquares, double floor, int index, int tiles) {
+  const double xNorm = sqrt(xSquares);
+  if (!(finite64(xNorm) && xNorm > 0)) return finite64(xNorm) ? 0.0 : nan("");
+  const double xDenom = fmax(xNorm, floor);
+  const double tNorm = sqrt(tSquares) / xDenom;
+  if (!(finite64(tNorm) && tNorm > 0)) return finite64(tNorm) ? 0.0 : nan("");
+  const double tDenom = fmax(tNorm, floor);
+  const double vFactor = 1.0 / xDenom, uFactor = vFactor / tDenom;
+  int64_t lo, hi;
+  owned(nv, index, tiles, lo, hi);
+  for (int64_t e = lo + threadIdx.x; e < hi; e += blockDim.x) v[e] = float(x[e] * vFactor);
+  owned(n, index, tiles, lo, hi);
+  for (int64_t e = lo + threadIdx.x; e < hi; e += blockDim.x) u[e] = float(t[e] * uFactor);
+  return tNorm * tNorm / tDenom;
+}
+
+// The whole training forward of a batch that fits on chip: one block per tile, grid barriers between the phases
+// of each power-iteration step. Deterministic: every sum runs in a fixed order.
+__global__ void __launch_bounds__(kFusedThreads) fusedForwardKernel(FusedArgs a) {
+  BSSN_DYNAMIC_SHARED(float, shared);
+  BSSN_SHARED(double, partial, kFusedWarps);
+  BSSN_SHARED(double, totals, 5);
+  const FusedTile T = a.tiles[blockIdx.x];
+  const FusedLayer L = a.layers[T.layer];
+  const TileMemory m = tileMemory(shared, T, L);
+  const bool matrix = L.kind != 0;
+  const int64_t n = T.rows * T.cols, cb = T.j0 / L.K, cn = T.cols / L.K;  // the tile's W2 rows: [cb, cb + cn)
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  double* const s = a.scratch;
+  double* const norms = s + L.norms + 4 * T.index;
+
+  // W is read once: into shared memory, coalesced along each row's columns; its max |w| (fmax drops NaN, which
+  // shows in the products instead) and, for a vector layer, its sum of squares.
+  float mx = 0;
+  double squares = 0;
+  for (int64_t e = threadIdx.x; e < n; e += blockDim.x) {
+    const int64_t i = int64_t(uint32_t(e) / uint32_t(T.cols)), j = e - i * T.cols;
+    const float x = L.w[(T.r0 + i) * L.cols + T.j0 + j];
+    m.w[e] = x;
+    mx = fmax(mx, fabsf(x));
+    squares += double(x) * x;
+  }
+  squares = blockSum(squares, partial);
+  mx = float(blockMaxAbs(mx, reinterpret_cast<float*>(partial)));
+  if (threadIdx.x == 0) {
+    s[L.maxes + T.index] = mx;
+    if (!matrix) norms[0] = squares;
+  }
+
+  double divisor = 0;
+  for (int it = 0; it < a.iterations; ++it) {
+    // Phase 1: the tile's partial sums of x1 = W1^T u1 (over its rows) and x2 = W2^T u2 (over its W2 rows).
+    if (matrix) {
+      for (int64_t i = threadIdx.x; i < T.rows; i += blockDim.x) m.u1[i] = a.state[L.u1 + T.r0 + i];
+      if (L.both)
+        for (int64_t c = threadIdx.x; c < cn; c += blockDim.x) m.u2[c] = a.state[L.u2 + cb + c];
+      __syncthreads();
+      for (int64_t j = threadIdx.x; j < T.cols; j += blockDim.x) {
+        double acc = 0;
+        for (int64_t i = 0; i < T.rows; ++i) acc += double(m.w[i * T.cols + j]) * m.u1[i];
+        s[L.xp1 + T.rowTile * L.cols + T.j0 + j] = acc;
+      }
+      if (L.both)
+        for (int64_t e = threadIdx.x; e < T.rows * L.K; e += blockDim.x) {
+          const int64_t i = e / L.K, k = e - i * L.K;
+          double acc = 0;
+          for (int64_t c = 0; c < cn; ++c) acc += double(m.w[i * T.cols + c * L.K + k]) * m.u2[c];
+          s[L.xp2 + T.colTile * (L.R * L.K) + T.r0 * L.K + e] = acc;
+        }
+    }
+    gridSync();
+    // Phase 2: owners add the partials (x1, x2) and their squares.
+    if (matrix) {
+      const double q1 = ownerSum(s + L.x1, s + L.xp1, L.cols, L.rowTiles, T.index, L.tiles, partial);
+      const double q2 = L.both ? ownerSum(s + L.x2, s + L.xp2, L.R * L.K, L.colTiles, T.index, L.tiles, partial) : 0.0;
+      if (threadIdx.x == 0) norms[0] = q1, norms[1] = q2;
+    }
+    gridSync();
+    // Phase 3: the tile's partial sums of t1 = W1 x1 (over its columns) and t2 = W2 x2, a warp per row.
+    if (matrix) {
+      for (int64_t j = threadIdx.x; j < T.cols; j += blockDim.x) m.x1[j] = s[L.x1 + T.j0 + j];
+      if (L.both)
+        for (int64_t e = threadIdx.x; e < T.rows * L.K; e += blockDim.x) m.x2[e] = s[L.x2 + T.r0 * L.K + e];
+      __syncthreads();
+      for (int64_t i = warp; i < T.rows; i += kFusedWarps) {
+        double acc = 0;
+        for (int64_t j = lane; j < T.cols; j += kWarp) acc += double(m.w[i * T.cols + j]) * m.x1[j];
+        acc = warpSum(acc);
+        if (lane == 0) s[L.tp1 + T.colTile * L.R + T.r0 + i] = acc;
+      }
+      if (L.both)
+        for (int64_t c = warp; c < cn; c += kFusedWarps) {
+          double acc = 0;
+          for (int64_t e = lane; e < T.rows * L.K; e += kWarp) {
+            const int64_t i = e / L.K, k = e - i * L.K;
+            acc += double(m.w[i * T.cols + c * L.K + k]) * m.x2[e];
+          }
+          acc = warpSum(acc);
+          if (lane == 0) s[L.tp2 + T.rowTile * L.C + cb + c] = acc;
+        }
+    }
+    gridSync();
+    // Phase 4: owners add the partials (t1, t2) and their squares.
+    if (matrix) {
+      const double q1 = ownerSum(s + L.t1, s + L.tp1, L.R, L.colTiles, T.index, L.tiles, partial);
+      const double q2 = L.both ? ownerSum(s + L.t2, s + L.tp2, L.C, L.rowTiles, T.index, L.tiles, partial) : 0.0;
+      if (threadIdx.x == 0) norms[2] = q1, norms[3] = q2;
+    }
+    gridSync();
+    // Phase 5: every tile of the layer adds the per-tile sums in tile order (the same values everywhere); the
+    // owners write v and u; tile 0 the sigmas.
+    if (threadIdx.x == 0) {
+      double sums[4] = {0, 0, 0, 0};
+      float maxAbs = 0;
+      for (int t = 0; t < L.tiles; ++t) {
+        for (int q = 0; q < 4; ++q) sums[q] += s[L.norms + 4 * t + q];
+        maxAbs = fmax(maxAbs, float(s[L.maxes + t]));
+      }
+      for (int q = 0; q < 4; ++q) totals[q] = sums[q];
+      totals[4] = maxAbs;
+    }
+    __syncthreads();
+    double s1, s2;
+    if (!matrix) {
+      s1 = s2 = sqrt(totals[0]);
+      if (!finite64(s1)) s1 = s2 = nan("");
+    } else {
+      const double floor = double(a.eps) * totals[4];
+      s1 = finishOwned(a.state + L.u1, a.state + L.v1, s + L.x1, L.cols, s + L.t1, L.R, totals[0], totals[2], floor, T.index, L.tiles);
+      s2 = L.both ? finishOwned(a.state + L.u2, a.state + L.v2, s + L.x2, L.R * L.K, s + L.t2, L.C, totals[1], totals[3], floor,
+                                T.index, L.tiles)
+                  : s1;
+      if (!finite64(s1) || !finite64(s2)) s1 = s2 = nan("");
+    }
+    divisor = layerDivisor(s1, s2, a.bidirectional);
+    if (T.index == 0 && threadIdx.x == 0) writeSigmas(a.sigmas, a.divisors, T.layer, s1, s2, a.bidirectional);
+    __syncthreads();  // `totals` is rewritten by the next step
+    if (it + 1 < a.iterations) gridSync();  // the next step reads the u the owners wrote
+  }
+
+  // W_hat = c W / divisor from shared memory (the divisor is the same in every tile of the layer), as scaleKernel
+  // computes it: a float factor, or in double where the factor is not a normal float.
+  if (!a.outputs) return;
+  const double exact = divisor != 0.0 ? double(a.scale) / divisor : 0.0;
+  const float factor = float(exact);
+  const bool wide = factor != 0.0f && !(fabsf(factor) >= 1.17549435e-38f && fabsf(factor) <= 3.40282347e38f);
+  float* out = a.outputs[T.layer];
+  for (int64_t e = threadIdx.x; e < n; e += blockDim.x) {
+    const int64_t i = int64_t(uint32_t(e) / uint32_t(T.cols)), j = e - i * T.cols;
+    out[(T.r0 + i) * L.cols + T.j0 + j] = wide ? float(double(m.w[e]) * exact) : m.w[e] * factor;
+  }
+}
+
+}  // namespace
+
+size_t fusedSharedBytes(int64_t rows, int64_t cols, int64_t K, bool both) {
+  return sizeof(float) * size_t(weightFloats(rows, cols)) + sizeof(double) * size_t(cols + (both ? rows * K : 0)) +
+         sizeof(float) * size_t(rows + (both ? cols / K : 0));
+}
+
+int fusedBlocksPerMultiprocessor(size_t sharedBytes) {
+  if (cudaFuncSetAttribute(fusedForwardKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kFusedMaxShared)) != cudaSuccess) {
+    cudaGetLastError();  // not an error of anything launched: the fused path is just not taken
+    return 0;
+  }
+  int blocks = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, fusedForwardKernel, kFusedThreads, sharedBytes) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return blocks;
+}
+
+cudaError_t launchFusedForward(const FusedArgs& args, int tileCount, size_t sharedBytes, cudaStream_t stream) {
+  return BSSN_LAUNCH_COOPERATIVE(fusedForwardKernel, unsigned(tileCount), kFusedThreads, sharedBytes, stream, args);
+}
+
+}  // namespace bssn::cuda

@@ -1,0 +1,67 @@
+// The on-chip training forward (issue 23): for a batch whose weights fit in the shared memory of the card's
+// multiprocessors, one cooperative launch does every power iteration and the outputs. Each block loads one tile of
+// one layer into shared memory once; the phases of a step are separated by grid-wide barriers, and only small
+// vectors (partial sums over a tile's rows or columns, their owners' sums, per-tile norms) go through global memory.
+// W_hat is written from shared memory at the end: W is read once and W_hat written once.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace bssn::cuda {
+
+constexpr int kFusedThreads = 512;
+// The dynamic shared memory the fused kernel may take: an H100's 227 KiB opt-in less room for its static arrays.
+constexpr size_t kFusedMaxShared = 232448 - 1024;
+
+// A layer of a fused batch as a row-major R x cols matrix (W1: rows i, columns j = c * K + k; a vector layer is one
+// row of numel), cut into rowTiles x colTiles tiles (tile column boundaries are multiples of K). Offsets of its
+// vectors: in the state buffer (floats) and in the fused scratch buffer (doubles).
+struct FusedLayer {
+  const float* w;
+  int32_t kind;  // LayerKind: 0 vector, 1 matrix, 2 bidirectional
+  int32_t both;  // runs the W2 direction too (rows c, columns (i, k))
+  int64_t R, C, K, cols;
+  int32_t rowTiles, colTiles;
+  int32_t firstTile, tiles;
+  int64_t u1, v1, u2, v2;  // state
+  // Scratch: partial sums [rowTiles][cols] of x1 = W1^T u1, [colTiles][R * K] of x2 = W2^T u2, [colTiles][R] of
+  // t1 = W1 x1, [rowTiles][C] of t2 = W2 x2; the owners' sums x1, x2, t1, t2; per tile 4 sums of squares (x1, x2,
+  // t1, t2 over what it owns; a vector layer's tile: its elements' in the first) and its max |w|.
+  int64_t xp1, xp2, tp1, tp2;
+  int64_t x1, x2, t1, t2;
+  int64_t norms, maxes;
+};
+
+struct FusedTile {
+  int32_t layer;
+  int32_t index;   // in its layer: rowTile * colTiles + colTile
+  int32_t rowTile, colTile;
+  int64_t r0, rows;  // rows [r0, r0 + rows)
+  int64_t j0, cols;  // columns [j0, j0 + cols), multiples of K
+};
+
+struct FusedArgs {
+  const FusedLayer* layers;
+  const FusedTile* tiles;  // one per block
+  float* state;
+  double* scratch;
+  float* sigmas;  // kSigmaSlots per layer, as the streamed kernels write them
+  double* divisors;
+  float* const* outputs;  // null: no outputs (power iterations only)
+  int iterations;
+  float eps;
+  float scale;
+  int bidirectional;
+};
+
+// Shared memory of a tile: its weights, then its slices of x1 and x2 (double) and of u1 and u2.
+size_t fusedSharedBytes(int64_t rows, int64_t cols, int64_t K, bool both);
+
+// The blocks of kFusedThreads one multiprocessor holds with `sharedBytes` each (after opting the kernel in).
+int fusedBlocksPerMultiprocessor(size_t sharedBytes);
+
+// One cooperative launch of args.iterations training steps (and the outputs): one block per tile.
+cudaError_t launchFusedForward(const FusedArgs& args, int tileCount, size_t sharedBytes, cudaStream_t stream);
+
+}  // namespace bssn::cuda
