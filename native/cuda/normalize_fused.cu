@@ -30,6 +30,23 @@ __device__ TileMemory tileMemory(float* shared, const FusedTile& T, const FusedL
   return m;
 }
 
+// A warp's dot product of the tile's row i of W1 with m.x1 (its columns' slice), in every lane.
+__device__ __forceinline__ double rowDot(const TileMemory& m, const FusedTile& T, int64_t i, int lane) {
+  double acc = 0;
+  for (int64_t j = lane; j < T.cols; j += kWarp) acc += double(m.w[i * T.cols + j]) * m.x1[j];
+  return warpSum(acc);
+}
+
+// A warp's dot product of the tile's part of W2's row c (entries (i, k) of channel c) with m.x2 (its rows' slice).
+__device__ __forceinline__ double channelDot(const TileMemory& m, const FusedTile& T, int64_t K, int64_t c, int lane) {
+  double acc = 0;
+  for (int64_t e = lane; e < T.rows * K; e += kWarp) {
+    const int64_t i = e / K, k = e - i * K;
+    acc += double(m.w[i * T.cols + c * K + k]) * m.x2[e];
+  }
+  return warpSum(acc);
+}
+
 // [lo, hi): the share of n entries that tile `index` of `tiles` owns (sums and writes).
 __device__ __forceinline__ void owned(int64_t n, int index, int tiles, int64_t& lo, int64_t& hi) {
   lo = n * index / tiles;
@@ -71,8 +88,53 @@ __device__ double finishOwned(float* u, float* v, const double* x, int64_t nv, c
   return tNorm * tNorm / tDenom;
 }
 
-// The whole training forward of a batch that fits on chip: one block per tile, grid barriers between the phases
-// of each power-iteration step. Deterministic: every sum runs in a fixed order.
+// Eval (stored u and v): sigma = u^T W v per direction. Each tile adds its share (its rows dotted with v over its
+// columns, times u, a warp per row; likewise per W2 row), and every tile of the layer adds the shares in tile
+// order. Returns the divisor; tile 0 writes the sigmas (a non-finite step counted, as the streamed finish does).
+__device__ double evalSigmas(const FusedArgs& a, const FusedTile& T, const FusedLayer& L, const TileMemory& m, double* norms,
+                             double* partial, double* totals) {
+  const bool matrix = L.kind != 0;
+  const int64_t cb = T.j0 / L.K, cn = T.cols / L.K;
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  if (matrix) {
+    for (int64_t i = threadIdx.x; i < T.rows; i += blockDim.x) m.u1[i] = a.state[L.u1 + T.r0 + i];
+    for (int64_t j = threadIdx.x; j < T.cols; j += blockDim.x) m.x1[j] = a.state[L.v1 + T.j0 + j];
+    if (L.both) {
+      for (int64_t c = threadIdx.x; c < cn; c += blockDim.x) m.u2[c] = a.state[L.u2 + cb + c];
+      for (int64_t e = threadIdx.x; e < T.rows * L.K; e += blockDim.x) m.x2[e] = a.state[L.v2 + T.r0 * L.K + e];
+    }
+    __syncthreads();
+    double share1 = 0, share2 = 0;
+    for (int64_t i = warp; i < T.rows; i += kFusedWarps) {
+      const double dot = rowDot(m, T, i, lane);
+      if (lane == 0) share1 += dot * m.u1[i];
+    }
+    if (L.both)
+      for (int64_t c = warp; c < cn; c += kFusedWarps) {
+        const double dot = channelDot(m, T, L.K, c, lane);
+        if (lane == 0) share2 += dot * m.u2[c];
+      }
+    share1 = blockSum(share1, partial);
+    share2 = blockSum(share2, partial);
+    if (threadIdx.x == 0) norms[0] = share1, norms[1] = share2;
+  }
+  gridSync();
+  if (threadIdx.x == 0) {
+    double sums[2] = {0, 0};
+    for (int t = 0; t < L.tiles; ++t)
+      for (int q = 0; q < 2; ++q) sums[q] += a.scratch[L.norms + 4 * t + q];
+    totals[0] = sums[0], totals[1] = sums[1];
+  }
+  __syncthreads();
+  double s1 = matrix ? totals[0] : sqrt(totals[0]);  // a vector layer's tiles hold their sums of squares
+  double s2 = matrix && L.both ? totals[1] : s1;
+  if (!finite64(s1) || !finite64(s2)) s1 = s2 = nan("");
+  if (T.index == 0 && threadIdx.x == 0) writeSigmas(a.sigmas, a.divisors, T.layer, s1, s2, a.bidirectional);
+  return layerDivisor(s1, s2, a.bidirectional);
+}
+
+// The whole forward of a batch that fits on chip: one block per tile, grid barriers between the phases of each
+// power-iteration step (iterations 0: eval, one barrier). Deterministic: every sum runs in a fixed order.
 __global__ void __launch_bounds__(kFusedThreads) fusedForwardKernel(FusedArgs a) {
   BSSN_DYNAMIC_SHARED(float, shared);
   BSSN_SHARED(double, partial, kFusedWarps);
@@ -104,7 +166,7 @@ __global__ void __launch_bounds__(kFusedThreads) fusedForwardKernel(FusedArgs a)
     if (!matrix) norms[0] = squares;
   }
 
-  double divisor = 0;
+  double divisor = a.iterations == 0 ? evalSigmas(a, T, L, m, norms, partial, totals) : 0.0;
   for (int it = 0; it < a.iterations; ++it) {
     // Phase 1: the tile's partial sums of x1 = W1^T u1 (over its rows) and x2 = W2^T u2 (over its W2 rows).
     if (matrix) {
@@ -140,20 +202,13 @@ __global__ void __launch_bounds__(kFusedThreads) fusedForwardKernel(FusedArgs a)
         for (int64_t e = threadIdx.x; e < T.rows * L.K; e += blockDim.x) m.x2[e] = s[L.x2 + T.r0 * L.K + e];
       __syncthreads();
       for (int64_t i = warp; i < T.rows; i += kFusedWarps) {
-        double acc = 0;
-        for (int64_t j = lane; j < T.cols; j += kWarp) acc += double(m.w[i * T.cols + j]) * m.x1[j];
-        acc = warpSum(acc);
-        if (lane == 0) s[L.tp1 + T.colTile * L.R + T.r0 + i] = acc;
+        const double dot = rowDot(m, T, i, lane);
+        if (lane == 0) s[L.tp1 + T.colTile * L.R + T.r0 + i] = dot;
       }
       if (L.both)
         for (int64_t c = warp; c < cn; c += kFusedWarps) {
-          double acc = 0;
-          for (int64_t e = lane; e < T.rows * L.K; e += kWarp) {
-            const int64_t i = e / L.K, k = e - i * L.K;
-            acc += double(m.w[i * T.cols + c * L.K + k]) * m.x2[e];
-          }
-          acc = warpSum(acc);
-          if (lane == 0) s[L.tp2 + T.rowTile * L.C + cb + c] = acc;
+          const double dot = channelDot(m, T, L.K, c, lane);
+          if (lane == 0) s[L.tp2 + T.rowTile * L.C + cb + c] = dot;
         }
     }
     gridSync();

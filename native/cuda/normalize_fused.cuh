@@ -1,8 +1,17 @@
-// The on-chip training forward (issue 23): for a batch whose weights fit in the shared memory of the card's
-// multiprocessors, one cooperative launch does every power iteration and the outputs. Each block loads one tile of
+// The on-chip forward (issue 23): for a batch whose weights fit in the shared memory of the card's
+// multiprocessors, one cooperative launch does every power iteration (or eval's sigmas) and the outputs. Each block loads one tile of
 // one layer into shared memory once; the phases of a step are separated by grid-wide barriers, and only small
 // vectors (partial sums over a tile's rows or columns, their owners' sums, per-tile norms) go through global memory.
 // W_hat is written from shared memory at the end: W is read once and W_hat written once.
+//
+// Traffic beyond those two passes (a model of this design's accesses per training forward, one step; not yet
+// counted by the emulator): partial sums of x1, x2, t1, t2 written by every tile, read by their owners, the sums
+// read back by the tiles (3 x 8 bytes per partial entry), the per-tile sums, and the finish's reads of x, t and
+// writes of u, v. With 45000-element tiles shaped by tileShape (normalize_plan.cpp): MLP-2D D 0.11 pass, SNGAN
+// CNN D 0.32, SNGAN ResNet D 0.31. Issue 23's 0.1 holds for one-direction layers (about 12 / sqrt(tile elements))
+// but not for 3x3 convolutions in both directions (about 12 (K + 1) / sqrt(K tile elements) >= 0.17 at 227 KiB of
+// shared memory): meeting it needs the partials kept on chip (thread-block clusters' distributed shared memory)
+// or stored narrower.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -48,8 +57,8 @@ struct FusedArgs {
   double* scratch;
   float* sigmas;  // kSigmaSlots per layer, as the streamed kernels write them
   double* divisors;
-  float* const* outputs;  // null: no outputs (power iterations only)
-  int iterations;
+  float* const* outputs;  // null: no outputs (sigmas only)
+  int iterations;         // 0: eval
   float eps;
   float scale;
   int bidirectional;
@@ -61,7 +70,8 @@ size_t fusedSharedBytes(int64_t rows, int64_t cols, int64_t K, bool both);
 // The blocks of kFusedThreads one multiprocessor holds with `sharedBytes` each (after opting the kernel in).
 int fusedBlocksPerMultiprocessor(size_t sharedBytes);
 
-// One cooperative launch of args.iterations training steps (and the outputs): one block per tile.
+// One cooperative launch of args.iterations training steps (0: eval, sigma from the stored u and v), and the
+// outputs where args.outputs is set: one block per tile.
 cudaError_t launchFusedForward(const FusedArgs& args, int tileCount, size_t sharedBytes, cudaStream_t stream);
 
 }  // namespace bssn::cuda

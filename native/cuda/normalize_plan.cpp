@@ -40,12 +40,15 @@ bool fusable(const LayerView& v) {
 }
 
 // The tile shape of an R x cols layer (columns in multiples of K) within `elements`: the whole layer where it fits,
-// otherwise about square (the partial sums through global memory per pass over W are about 6/rows + 6/cols of
-// it, so neither side short), then widened where all rows fit.
-void tileShape(int64_t R, int64_t cols, int64_t K, int64_t elements, int64_t& rows, int64_t& width) {
+// otherwise the shape with the least partial-sum traffic. Per step a tile writes, and the owners read and pass on,
+// partial sums (double) of x1 over its columns and t1 over its rows, and with both directions of x2 over its rows
+// times K and t2 over its channels: about 6/rows + 6/cols of a pass over W for one direction (a square tile), and
+// 6/rows + 6/channels (K + 1)/K for both (rows = channels: square in (i, c)). Widened where all rows fit.
+void tileShape(int64_t R, int64_t cols, int64_t K, bool both, int64_t elements, int64_t& rows, int64_t& width) {
   rows = R, width = cols;
   if (R * cols <= elements) return;
-  width = std::min(cols, std::max(K, int64_t(std::sqrt(double(elements))) / K * K));
+  const int64_t unit = both ? K : 1;  // columns per unit of the tile's side
+  width = std::min(cols, std::max(K, int64_t(std::sqrt(double(elements) / double(unit))) * unit / K * K));
   rows = std::min(R, std::max<int64_t>(1, elements / width));
   if (rows == R) width = std::min(cols, std::max(K, elements / R / K * K));
 }
@@ -77,7 +80,7 @@ bool planFused(CudaDevice& device, const NormalizeJob& job, bool bidirectional, 
     f.cols = vector ? v.numel : v.C * v.K;
     f.u1 = v.u1, f.v1 = v.v1, f.u2 = v.u2, f.v2 = v.v2;
     int64_t rows, width;
-    tileShape(f.R, f.cols, f.K, elements, rows, width);
+    tileShape(f.R, f.cols, f.K, f.both, elements, rows, width);
     f.rowTiles = int32_t((f.R + rows - 1) / rows);
     f.colTiles = int32_t((f.cols + width - 1) / width);
     f.tiles = f.rowTiles * f.colTiles;
@@ -325,7 +328,8 @@ struct FusedGraphKey {
   uint64_t shared;
 };
 
-// The fused path: the training forward (every power iteration and the outputs) as one cooperative launch.
+// The fused path: the forward (every power iteration, or eval's sigmas from the stored state, and the outputs when
+// there are any) as one cooperative launch.
 void fusedForward(CudaDevice& device, CudaPlan& plan, const NormalizeJob& job) {
   FusedGraphKey key;
   std::memset(&key, 0, sizeof key);  // padding too: the key is compared as bytes
@@ -380,7 +384,7 @@ void normalizeBatch(CudaDevice& device, const NormalizeJob& job) {
   CudaPlan& plan = planFor(device, job);
   switch (plan.path) {
     case NormalizePath::Streamed: return streamedForward(device, plan, job);
-    case NormalizePath::Fused: return job.iterations > 0 ? fusedForward(device, plan, job) : streamedForward(device, plan, job);
+    case NormalizePath::Fused: return fusedForward(device, plan, job);
   }
 }
 

@@ -18,9 +18,10 @@ enum class NormalizePath : int32_t {
   // normalize.cu: a launch per phase, each streaming W from global memory; any size. Layers it can tile (see
   // DeviceLayer::tiled) take the tiled passes unless BSSN_CUDA_TILED=0.
   Streamed = 0,
-  // normalize_fused.cu: the training forward as one cooperative launch that keeps each tile of W in shared memory
-  // across the power iteration (weights up to kFusedMaxBatchBytes whose tiles the card holds resident; matrices
-  // laid out [R][C][K]). Eval forwards and the backward take the streamed kernels. BSSN_CUDA_FUSED=0: never.
+  // normalize_fused.cu: the forward (training or eval, with or without outputs) as one cooperative launch that keeps
+  // each tile of W in shared memory across the power iteration (weights up to kFusedMaxBatchBytes whose tiles the
+  // card holds resident; matrices laid out [R][C][K]). The backward takes the streamed kernels. BSSN_CUDA_FUSED=0:
+  // never.
   Fused = 1,
 };
 

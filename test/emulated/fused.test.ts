@@ -1,4 +1,4 @@
-// The fused training forward (issue 23; native/cuda/normalize_fused.cu) on the emulated device: one cooperative
+// The fused forward (issue 23; native/cuda/normalize_fused.cu) on the emulated device: one cooperative
 // launch per forward where the batch fits on chip, checked against the float64 reference with layers cut into many
 // tiles (BSSN_CUDA_FUSED_TILE), against the streamed kernels (BSSN_CUDA_FUSED=0) on bad numbers, and for the same
 // bits every run. The emulator's launch counts by kernel name show which path ran.
@@ -52,11 +52,11 @@ afterEach(() => {
   delete process.env.BSSN_CUDA_FUSED_TILE
 })
 
-suite(`the fused training forward${reason}`, () => {
+suite(`the fused forward${reason}`, () => {
   // Tiles of 60 elements: the [20, 30] layer is 3 x 5 tiles, [12, 8, 3, 3] 2 x 8 (columns in whole K = 9), the
   // [1, 70] row and [70, 1] column are several; the whole batch is one launch.
   it.each(['bssn', 'ssn', 'bsn', 'sn'] as NormalizationMode[])(
-    'mode %s: one launch per forward, layers cut into many tiles, matching the float64 reference',
+    'mode %s: one launch per training and eval forward, layers cut into many tiles, matching the float64 reference',
     async (mode) => {
       const device = Device.cuda(0)
       process.env.BSSN_CUDA_FUSED_TILE = '60'
@@ -67,7 +67,9 @@ suite(`the fused training forward${reason}`, () => {
         using bssn = new BSSN(weights, { mode, scale, dims: layers.map((l) => l.dim), seed: 23, warmupIterations: 2 })
         const states = await Promise.all(layers.map(async (_, i) => toRefState(await bssn.getState(i))))
         const ref = { mode, scale, eps: 1e-12 }
-        for (let step = 0; step < 2; step++) {
+        // Two training steps, then an eval forward (sigma = u^T W v from the stored state, one grid barrier).
+        for (let step = 0; step < 3; step++) {
+          if (step === 2) bssn.eval()
           const before = launches()
           const outs = bssn.forward()
           const sigmas = await bssn.sigmas()
@@ -75,8 +77,8 @@ suite(`the fused training forward${reason}`, () => {
           expect(ran.fusedForwardKernel, 'one fused launch per forward').toBe(1)
           for (const name of STREAMED) expect(ran[name], name).toBeUndefined()
           for (const [i, { shape, dim }] of layers.entries()) {
-            const expected = referenceForward(datas[i], shape, dim, ref, states[i], 1)
-            const what = `${mode} step ${step} ${JSON.stringify(shape)}`
+            const expected = referenceForward(datas[i], shape, dim, ref, states[i], step === 2 ? 0 : 1)
+            const what = `${mode} ${step === 2 ? 'eval' : `step ${step}`} ${JSON.stringify(shape)}`
             expectCloseArray(await outs[i].toArray(), expected.out, OUT_TOL, `${what}: output`)
             expectCloseNumber(sigmas[i].sigma1, expected.sigma1, SIGMA_TOL, `${what}: sigma1`)
             if (mode === 'bssn' || mode === 'bsn') expectCloseNumber(sigmas[i].sigma2, expected.sigma2, SIGMA_TOL, `${what}: sigma2`)
