@@ -97,9 +97,9 @@ suite(`cuda graphs${reason ? ` (skipped: ${reason})` : ''}`, () => {
   })
 
   const emulatedOnly = emulated ? it : it.skip
-  // The training forward of the fused path is one cooperative kernel; BSSN_CUDA_FUSED=0 keeps the streamed ones.
+  // The fused path's forward and backward are a cooperative kernel each; BSSN_CUDA_FUSED=0 keeps the streamed ones.
   emulatedOnly.each([
-    ['', ['fusedForwardKernel', 'gradDotKernel', 'backwardKernel']],
+    ['', ['fusedForwardKernel', 'fusedBackwardKernel']],
     ['0', ['multiplyTransposedKernel', 'multiplyKernel', 'finishKernel', 'scaleKernel', 'gradDotKernel', 'backwardKernel']],
   ])('a steady-state forward is one graph launch (emulated device statistics; BSSN_CUDA_FUSED=%s)', (fused, kernels) => {
     const device = Device.cuda(0)

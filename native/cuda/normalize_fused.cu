@@ -88,21 +88,27 @@ __device__ double finishOwned(float* u, float* v, const double* x, int64_t nv, c
   return tNorm * tNorm / tDenom;
 }
 
+// The tile's slices of the stored u1, v1 (and u2, v2) into m.u1, m.x1 (m.u2, m.x2): its rows, columns, channels
+// and (row, k) entries. The caller synchronizes the block before reading them.
+__device__ void loadStoredState(const float* state, const FusedTile& T, const FusedLayer& L, const TileMemory& m) {
+  const int64_t cb = T.j0 / L.K, cn = T.cols / L.K;
+  for (int64_t i = threadIdx.x; i < T.rows; i += blockDim.x) m.u1[i] = state[L.u1 + T.r0 + i];
+  for (int64_t j = threadIdx.x; j < T.cols; j += blockDim.x) m.x1[j] = state[L.v1 + T.j0 + j];
+  if (!L.both) return;
+  for (int64_t c = threadIdx.x; c < cn; c += blockDim.x) m.u2[c] = state[L.u2 + cb + c];
+  for (int64_t e = threadIdx.x; e < T.rows * L.K; e += blockDim.x) m.x2[e] = state[L.v2 + T.r0 * L.K + e];
+}
+
 // Eval (stored u and v): sigma = u^T W v per direction. Each tile adds its share (its rows dotted with v over its
 // columns, times u, a warp per row; likewise per W2 row), and every tile of the layer adds the shares in tile
 // order. Returns the divisor; tile 0 writes the sigmas (a non-finite step counted, as the streamed finish does).
 __device__ double evalSigmas(const FusedArgs& a, const FusedTile& T, const FusedLayer& L, const TileMemory& m, double* norms,
                              double* partial, double* totals) {
   const bool matrix = L.kind != 0;
-  const int64_t cb = T.j0 / L.K, cn = T.cols / L.K;
+  const int64_t cn = T.cols / L.K;
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
   if (matrix) {
-    for (int64_t i = threadIdx.x; i < T.rows; i += blockDim.x) m.u1[i] = a.state[L.u1 + T.r0 + i];
-    for (int64_t j = threadIdx.x; j < T.cols; j += blockDim.x) m.x1[j] = a.state[L.v1 + T.j0 + j];
-    if (L.both) {
-      for (int64_t c = threadIdx.x; c < cn; c += blockDim.x) m.u2[c] = a.state[L.u2 + cb + c];
-      for (int64_t e = threadIdx.x; e < T.rows * L.K; e += blockDim.x) m.x2[e] = a.state[L.v2 + T.r0 * L.K + e];
-    }
+    loadStoredState(a.state, T, L, m);
     __syncthreads();
     double share1 = 0, share2 = 0;
     for (int64_t i = warp; i < T.rows; i += kFusedWarps) {
@@ -263,6 +269,58 @@ __global__ void __launch_bounds__(kFusedThreads) fusedForwardKernel(FusedArgs a)
   }
 }
 
+// The backward of a batch that fits on chip: each tile reads G (kept in shared memory) and W once for its share of
+// <G, W>; after the grid barrier every tile adds the shares in tile order and writes dW from G and the state
+// (a vector layer's ds/dw = w / s reads its W again: vectors are small).
+__global__ void __launch_bounds__(kFusedThreads) fusedBackwardKernel(FusedBackwardArgs a) {
+  BSSN_DYNAMIC_SHARED(float, shared);
+  BSSN_SHARED(double, partial, kFusedWarps);
+  BSSN_SHARED(double, total, 1);
+  const FusedTile T = a.tiles[blockIdx.x];
+  const FusedLayer L = a.layers[T.layer];
+  const TileMemory m = tileMemory(shared, T, L);  // m.w holds G; m.x1, m.x2 the tile's slices of v1, v2
+  const int64_t n = T.rows * T.cols;
+  const float* g = a.grads[T.layer];
+  double dot = 0;
+  for (int64_t e = threadIdx.x; e < n; e += blockDim.x) {
+    const int64_t i = int64_t(uint32_t(e) / uint32_t(T.cols)), j = e - i * T.cols;
+    const int64_t at = (T.r0 + i) * L.cols + T.j0 + j;
+    const float x = g[at];
+    m.w[e] = x;
+    dot += double(x) * L.w[at];
+  }
+  dot = blockSum(dot, partial);
+  if (threadIdx.x == 0) a.scratch[L.norms + 4 * T.index] = dot;
+  if (L.kind != 0) loadStoredState(a.state, T, L, m);  // read after the grid barrier below
+  gridSync();
+  if (threadIdx.x == 0) {
+    double sum = 0;
+    for (int t = 0; t < L.tiles; ++t) sum += a.scratch[L.norms + 4 * t];
+    *total = sum;
+  }
+  __syncthreads();
+  float* out = a.outputs[T.layer];
+  const double s = a.divisors[T.layer];
+  const double coefG = s != 0 ? double(a.scale) / s : 0.0, coefS = s != 0 ? double(a.scale) / (s * s) * *total : 0.0;
+  for (int64_t e = threadIdx.x; e < n; e += blockDim.x) {
+    const int64_t i = int64_t(uint32_t(e) / uint32_t(T.cols)), j = e - i * T.cols;
+    const int64_t at = (T.r0 + i) * L.cols + T.j0 + j;
+    if (s == 0) {  // the forward wrote zeros whatever W was
+      out[at] = 0.0f;
+      continue;
+    }
+    double ds;
+    if (L.kind == 0) {
+      ds = L.w[at] / s;  // s = ||w||
+    } else {
+      const int64_t c = j / L.K, k = j - c * L.K;
+      ds = double(m.u1[i]) * m.x1[j];
+      if (L.both) ds = 0.5 * (ds + double(m.u2[c]) * m.x2[i * L.K + k]);
+    }
+    out[at] = float(coefG * m.w[e] - coefS * ds);
+  }
+}
+
 }  // namespace
 
 size_t fusedSharedBytes(int64_t rows, int64_t cols, int64_t K, bool both) {
@@ -271,7 +329,8 @@ size_t fusedSharedBytes(int64_t rows, int64_t cols, int64_t K, bool both) {
 }
 
 int fusedBlocksPerMultiprocessor(size_t sharedBytes) {
-  if (cudaFuncSetAttribute(fusedForwardKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kFusedMaxShared)) != cudaSuccess) {
+  if (cudaFuncSetAttribute(fusedForwardKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kFusedMaxShared)) != cudaSuccess ||
+      cudaFuncSetAttribute(fusedBackwardKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kFusedMaxShared)) != cudaSuccess) {
     cudaGetLastError();  // not an error of anything launched: the fused path is just not taken
     return 0;
   }
@@ -281,6 +340,10 @@ int fusedBlocksPerMultiprocessor(size_t sharedBytes) {
     return 0;
   }
   return blocks;
+}
+
+cudaError_t launchFusedBackward(const FusedBackwardArgs& args, int tileCount, size_t sharedBytes, cudaStream_t stream) {
+  return BSSN_LAUNCH_COOPERATIVE(fusedBackwardKernel, unsigned(tileCount), kFusedThreads, sharedBytes, stream, args);
 }
 
 cudaError_t launchFusedForward(const FusedArgs& args, int tileCount, size_t sharedBytes, cudaStream_t stream) {

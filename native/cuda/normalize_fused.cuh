@@ -64,11 +64,27 @@ struct FusedArgs {
   int bidirectional;
 };
 
+// The backward on the same tiles: dW = (c/s) G - (c/s^2) <G, W> ds/dW (as backwardKernel), G kept in shared memory
+// across the grid barrier after the dot, so G and W are read once and dW written once.
+struct FusedBackwardArgs {
+  const FusedLayer* layers;
+  const FusedTile* tiles;
+  const float* state;
+  const double* divisors;     // per layer, from the forward
+  const float* const* grads;  // dL/dW_hat per layer
+  float* const* outputs;      // dL/dW per layer
+  double* scratch;            // the fused scratch: each tile's share of <G, W>
+  float scale;
+  int bidirectional;
+};
+
 // Shared memory of a tile: its weights, then its slices of x1 and x2 (double) and of u1 and u2.
 size_t fusedSharedBytes(int64_t rows, int64_t cols, int64_t K, bool both);
 
 // The blocks of kFusedThreads one multiprocessor holds with `sharedBytes` each (after opting the kernel in).
 int fusedBlocksPerMultiprocessor(size_t sharedBytes);
+
+cudaError_t launchFusedBackward(const FusedBackwardArgs& args, int tileCount, size_t sharedBytes, cudaStream_t stream);
 
 // One cooperative launch of args.iterations training steps (0: eval, sigma from the stored u and v), and the
 // outputs where args.outputs is set: one block per tile.

@@ -355,6 +355,24 @@ void fusedForward(CudaDevice& device, CudaPlan& plan, const NormalizeJob& job) {
   else launch();
 }
 
+// The fused path's backward: one cooperative launch on the forward's tiles.
+void fusedBackward(CudaDevice& device, CudaPlan& plan, const NormalizeJob& job) {
+  FusedBackwardArgs args;
+  std::memset(&args, 0, sizeof args);  // the graph key
+  args.layers = static_cast<const FusedLayer*>(plan.fusedLayers->data());
+  args.tiles = static_cast<const FusedTile*>(plan.fusedTiles->data());
+  args.state = job.state->f32();
+  args.divisors = static_cast<const double*>(job.divisors->data());
+  args.grads = static_cast<const float* const*>(pointersOf(device, plan.grads, job.grads));
+  args.outputs = static_cast<float* const*>(pointersOf(device, plan.gradOutputs, job.outputs));
+  args.scratch = static_cast<double*>(plan.fusedScratch->data());
+  args.scale = modeIsScaled(job.params.mode) ? job.params.scale : 1.0f;
+  args.bidirectional = modeIsBidirectional(job.params.mode) ? 1 : 0;
+  device.launchSequence(*plan.graphs, &args, sizeof args, [&] {
+    device.timed("fusedBackward", [&] { (void)launchFusedBackward(args, plan.fusedTileCount, plan.fusedShared, device.stream()); });
+  });
+}
+
 void streamedBackward(CudaDevice& device, CudaPlan& plan, const NormalizeJob& job) {
   const cudaStream_t stream = device.stream();
   BackwardArgs args;
@@ -391,8 +409,8 @@ void normalizeBatch(CudaDevice& device, const NormalizeJob& job) {
 void normalizeBackwardBatch(CudaDevice& device, const NormalizeJob& job) {
   CudaPlan& plan = planFor(device, job);
   switch (plan.path) {
-    case NormalizePath::Streamed:
-    case NormalizePath::Fused: return streamedBackward(device, plan, job);
+    case NormalizePath::Streamed: return streamedBackward(device, plan, job);
+    case NormalizePath::Fused: return fusedBackward(device, plan, job);
   }
 }
 

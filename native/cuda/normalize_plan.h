@@ -20,8 +20,8 @@ enum class NormalizePath : int32_t {
   Streamed = 0,
   // normalize_fused.cu: the forward (training or eval, with or without outputs) as one cooperative launch that keeps
   // each tile of W in shared memory across the power iteration (weights up to kFusedMaxBatchBytes whose tiles the
-  // card holds resident; matrices laid out [R][C][K]). The backward takes the streamed kernels. BSSN_CUDA_FUSED=0:
-  // never.
+  // card holds resident; matrices laid out [R][C][K]), and the backward as one more on the same tiles.
+  // BSSN_CUDA_FUSED=0: never.
   Fused = 1,
 };
 

@@ -140,6 +140,38 @@ suite(`the fused forward${reason}`, () => {
     }
   })
 
+  it('the backward is one launch on the same tiles, and gives the streamed kernels\' gradients within tolerance', async () => {
+    const device = Device.cuda(0)
+    process.env.BSSN_CUDA_FUSED_TILE = '60'
+    const datas = layers.map(({ shape }, i) => randomArray(shape.reduce((a, b) => a * b, 1), 500 + i))
+    const gradDatas = layers.map(({ shape }, i) => randomArray(shape.reduce((a, b) => a * b, 1), 600 + i))
+    const run = async (fused: boolean, mode: NormalizationMode) => {
+      process.env.BSSN_CUDA_FUSED = fused ? '' : '0'
+      const weights = layers.map(({ shape }, i) => device.tensor(datas[i], shape))
+      const grads = layers.map(({ shape }, i) => device.tensor(gradDatas[i], shape))
+      try {
+        using bssn = new BSSN(weights, { mode, ...(mode === 'bssn' ? { scale: 1.2 } : {}), seed: 9, warmupIterations: 2 })
+        bssn.forward()
+        const before = launches()
+        const dW = bssn.backward(grads)
+        const result = await Promise.all(dW.map((t) => t.toArray()))
+        const ran = launchesSince(before)
+        expect(ran.fusedBackwardKernel, `fused ${fused}`).toBe(fused ? 1 : undefined)
+        expect(ran.backwardKernel, `fused ${fused}`).toBe(fused ? undefined : 1)
+        return result
+      } finally {
+        weights.forEach((w) => w.dispose())
+        grads.forEach((g) => g.dispose())
+      }
+    }
+    for (const mode of ['bssn', 'sn'] as NormalizationMode[]) {
+      const fused = await run(true, mode)
+      expect(await run(true, mode), 'the same bits every run').toEqual(fused)
+      const streamed = await run(false, mode)
+      for (const [i] of layers.entries()) expectCloseArray(fused[i], streamed[i], OUT_TOL, `${mode} layer ${i} dW`)
+    }
+  })
+
   it('non-finite and all-zero weights: as the streamed kernels (NaN sigma counted, state kept; zeros out)', async () => {
     const device = Device.cuda(0)
     process.env.BSSN_CUDA_FUSED_TILE = '60'
