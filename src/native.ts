@@ -120,7 +120,66 @@ export interface NativeEmulator {
     graphFault(input: Float32Array | number[], scalars: number[], replays: number, failAt: number): NativeEmulatorReport
     // Cooperative launches and the grid barrier (native/emulator/probes.h).
     cooperative(): NativeEmulatorReport
+    // Planted kernels and host calls of known cost (native/emulator/probes.h, "counting").
+    costKernel(which: 'copy' | 'strided' | 'readTwice' | 'copy4' | 'sharedOnly' | 'serialSum', input: Float32Array | number[]): number[]
+    costHostCalls(bytes: number): void
   }
+  /** Counting what a GPU would pay (native/emulator/README.md). */
+  cost: {
+    /** False in the AddressSanitizer build, whose kernels cannot carry the counting instrumentation. */
+    available: boolean
+    /** Waits for the work already enqueued (uncounted), clears the counts and starts counting. */
+    start(): void
+    /** Waits for every stream's work (counted; the wait itself is not), stops counting and returns the counts. */
+    stop(): NativeEmulatorCost
+  }
+}
+
+/** Global accesses of one direction (native/emulator/include/bssn_emulator.h, BssnEmuAccessCost). */
+export interface NativeEmulatorAccessCost {
+  /** The lanes of a warp at the same load or store: one access. */
+  warpAccesses: number
+  /** 32-byte sectors each warp-wide access touches, summed (L2 traffic). */
+  sectors: number
+  /** Sectors touched at least once by a launch, summed over launches (DRAM traffic if re-reads hit L2). */
+  distinctSectors: number
+  /** Bytes the lanes asked for: sectors * 128 / bytes is 4 for coalesced fp32 or float4 accesses, 32 for scattered fp32. */
+  bytes: number
+}
+
+/** One counted kernel run. */
+export interface NativeEmulatorLaunchCost {
+  kernel: string
+  /** The graph replay that ran it (1, 2, ... since start()), 0 for a plain launch. */
+  replay: number
+  grid: number[]
+  block: number[]
+  blocks: number
+  loads: NativeEmulatorAccessCost
+  stores: NativeEmulatorAccessCost
+  /** The most global loads and stores made by one thread of the launch. */
+  maxThreadAccesses: number
+}
+
+/** What counting gathered between start() and stop() (BssnEmuCost). */
+export interface NativeEmulatorCost {
+  /** Kernels run, graph nodes included. */
+  launches: number
+  graphLaunches: number
+  graphNodes: number
+  blocks: number
+  loads: NativeEmulatorAccessCost
+  stores: NativeEmulatorAccessCost
+  maxThreadAccesses: number
+  /** Host waits on the device: stream, device and event synchronize, blocking copies, cudaFree / cudaFreeHost. */
+  synchronizations: number
+  deviceAllocations: number
+  pinnedAllocations: number
+  bytesToDevice: number
+  bytesToHost: number
+  bytesDeviceToDevice: number
+  /** Each launch in the order they ended (the first 65536). */
+  kernels: NativeEmulatorLaunchCost[]
 }
 
 /** What an emulator graph probe saw: each call's status (its CUDA error name) or message, and the values it read. */

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "counting.h"
 #include "fiber.h"
 #include "runtime.h"
 
@@ -402,15 +403,19 @@ struct GridJob {
   std::atomic<bool> failed{false};
   std::mutex mutex;
   std::string error;
+  cost::Launch* counted = nullptr;  // while counting is on
 
   void work() {
     BlockRunner& runner = BlockRunner::runner();
+    const cost::WorkerScope counting(counted);
     for (;;) {
       if (failed.load(std::memory_order_relaxed)) return;
       const uint64_t b = next.fetch_add(1);
       if (b >= total) return;
       const uint3 index{unsigned(b % grid.x), unsigned(b / grid.x % grid.y), unsigned(b / (uint64_t(grid.x) * grid.y))};
+      cost::blockBegin(block.x * block.y * block.z);
       std::string message = runner.run(name, index, grid, block, sharedBytes, *body, ((b + launch) & 1) != 0, sharedLimit);
+      cost::blockEnd();
       if (!message.empty()) {
         std::lock_guard<std::mutex> lock(mutex);
         if (error.empty()) error = std::move(message);
@@ -540,7 +545,16 @@ std::string runCooperative(const char* name, dim3 grid, dim3 block, size_t share
 void runGrid(const char* name, dim3 grid, dim3 block, size_t sharedBytes, KernelBody& body, size_t sharedLimit, bool cooperative) {
   const uint64_t launch = gridLaunches++;
   if (cooperative) {
-    const std::string error = runCooperative(name, grid, block, sharedBytes, sharedLimit, body, launch);
+    // Counted as one grid-wide block: its blocks' threads interleave on this OS thread.
+    cost::Launch* counted = cost::beginLaunch(name, grid, block);
+    std::string error;
+    {
+      const cost::WorkerScope counting(counted);
+      cost::gridBegin(block.x * block.y * block.z, grid.x * grid.y * grid.z);
+      error = runCooperative(name, grid, block, sharedBytes, sharedLimit, body, launch);
+      cost::gridEnd(grid.x * grid.y * grid.z);
+    }
+    cost::endLaunch(counted);
     if (!error.empty()) setSticky(cudaErrorLaunchFailure, error);
     return;
   }
@@ -549,7 +563,9 @@ void runGrid(const char* name, dim3 grid, dim3 block, size_t sharedBytes, Kernel
   job.grid = grid, job.block = block, job.sharedBytes = sharedBytes, job.sharedLimit = sharedLimit, job.body = &body;
   job.total = uint64_t(grid.x) * grid.y * grid.z;
   job.launch = launch;
+  job.counted = cost::beginLaunch(name, grid, block);
   pool().run(job);
+  cost::endLaunch(job.counted);
   if (job.failed) setSticky(cudaErrorLaunchFailure, job.error);
 }
 

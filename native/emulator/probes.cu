@@ -745,3 +745,102 @@ Report graphFault(const std::vector<float>& input, const std::vector<float>& sca
 }
 
 }  // namespace bssn::emu::probes
+
+// ---- counting (README.md, "Counting what a GPU would pay"): planted kernels whose global traffic is known
+
+namespace bssn::emu::probes {
+
+namespace {
+
+__global__ void costCopyKernel(float* out, const float* in, int n) {
+  const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i < n) out[i] = in[i];
+}
+
+// Lane i reads in[8 i]: every lane of a warp in a sector of its own.
+__global__ void costStridedKernel(float* out, const float* in, int n) {
+  const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i < n) out[i] = in[size_t(i) * 8];
+}
+
+// Reads its input twice (forwards, then mirrored), so twice the sectors of a copy and the same distinct ones.
+__global__ void costReadTwiceKernel(float* out, const float* in, int n) {
+  const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i < n) out[i] = 2.0f * in[i] + in[n - 1 - i];
+}
+
+__global__ void costCopy4Kernel(float4* out, const float4* in, int n4) {
+  const int i = int(blockIdx.x * blockDim.x + threadIdx.x);
+  if (i < n4) out[i] = in[i];
+}
+
+// Reverses a tile through shared memory and keeps the result there: no global access at all.
+__global__ void costSharedOnlyKernel(int n) {
+  BSSN_SHARED(float, tile, 256);
+  BSSN_SHARED(float, result, 256);
+  const int t = int(threadIdx.x);
+  tile[t] = float(t * n);
+  __syncthreads();
+  result[t] = tile[blockDim.x - 1 - t];
+}
+
+// One thread walks the whole input: n dependent loads and one store by a single thread.
+__global__ void costSerialSumKernel(float* out, const float* in, int n) {
+  if (threadIdx.x != 0) return;
+  double sum = 0;
+  for (int i = 0; i < n; ++i) sum += in[i];
+  out[0] = float(sum);
+}
+
+}  // namespace
+
+std::vector<double> costKernel(const std::string& which, const std::vector<float>& input) {
+  const int n = int(input.size());
+  size_t outputs = size_t(n);
+  if (which == "strided") outputs = size_t(n) / 8;
+  else if (which == "serialSum") outputs = 1;
+  else if (which == "sharedOnly") outputs = 0;
+  else if (which != "copy" && which != "readTwice" && which != "copy4") throw std::invalid_argument("unknown cost probe " + which);
+  if (which == "copy4" && n % 4) throw std::invalid_argument("copy4 needs a multiple of 4 values");
+  float* in = deviceArray<float>(size_t(n));
+  float* out = deviceArray<float>(outputs ? outputs : 1);  // fresh device memory holds NaN bytes: a missed write shows
+  check(cudaMemcpy(in, input.data(), size_t(n) * sizeof(float), cudaMemcpyHostToDevice), "cudaMemcpy");
+  const int threads = 256, m = int(outputs ? outputs : 1);
+  const unsigned blocks = unsigned((m + threads - 1) / threads);
+  if (which == "copy") BSSN_LAUNCH(costCopyKernel, blocks, threads, 0, nullptr, out, in, n);
+  if (which == "strided") BSSN_LAUNCH(costStridedKernel, blocks, threads, 0, nullptr, out, in, m);
+  if (which == "readTwice") BSSN_LAUNCH(costReadTwiceKernel, blocks, threads, 0, nullptr, out, in, n);
+  if (which == "copy4")
+    BSSN_LAUNCH(costCopy4Kernel, unsigned((n / 4 + threads - 1) / threads), threads, 0, nullptr, reinterpret_cast<float4*>(out),
+                reinterpret_cast<const float4*>(in), n / 4);
+  if (which == "sharedOnly") BSSN_LAUNCH(costSharedOnlyKernel, 4u, threads, 0, nullptr, n);
+  if (which == "serialSum") BSSN_LAUNCH(costSerialSumKernel, 1u, 64, 0, nullptr, out, in, n);
+  check(cudaGetLastError(), "launch");
+  std::vector<float> result = outputs ? download(out, outputs) : std::vector<float>();
+  check(cudaFree(in), "cudaFree");
+  check(cudaFree(out), "cudaFree");
+  return std::vector<double>(result.begin(), result.end());
+}
+
+void costHostCalls(size_t bytes) {
+  cudaStream_t s = nullptr;
+  check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  void *pinned = nullptr, *device = nullptr;
+  check(cudaHostAlloc(&pinned, bytes, cudaHostAllocDefault), "cudaHostAlloc");
+  check(cudaMallocAsync(&device, bytes, s), "cudaMallocAsync");
+  std::memset(pinned, 1, bytes);
+  check(cudaMemcpyAsync(device, pinned, bytes, cudaMemcpyHostToDevice, s), "cudaMemcpyAsync");
+  check(cudaMemcpyAsync(pinned, device, bytes, cudaMemcpyDeviceToHost, s), "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(s), "cudaStreamSynchronize");
+  cudaEvent_t e = nullptr;
+  check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+  check(cudaEventRecord(e, s), "cudaEventRecord");
+  check(cudaEventSynchronize(e), "cudaEventSynchronize");
+  check(cudaEventDestroy(e), "cudaEventDestroy");
+  check(cudaFreeAsync(device, s), "cudaFreeAsync");
+  check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  check(cudaFreeHost(pinned), "cudaFreeHost");
+  check(cudaStreamDestroy(s), "cudaStreamDestroy");
+}
+
+}  // namespace bssn::emu::probes

@@ -67,4 +67,15 @@ Report graphLifetime(const std::vector<float>& input, const std::vector<float>& 
 // the outputs, read directly from the emulated device memory (the context is dead). Only for a process of its own.
 Report graphFault(const std::vector<float>& input, const std::vector<float>& scalars, int replays, int failAt);
 
+// ---- counting (README.md, "Counting what a GPU would pay"); run them between bssnEmuCountingStart and Stop.
+
+// Runs the planted kernel `which` on `input` (n floats) and returns its output: copy (out = in, coalesced),
+// strided (out[i] = in[8 i], n / 8 outputs), readTwice (out[i] = 2 in[i] + in[n - 1 - i]), copy4 (a float4 copy),
+// sharedOnly (4 blocks of 256 threads that touch only shared memory; no output), serialSum (one thread sums the
+// input). Around it: two cudaMalloc, a blocking upload and download of the floats, two cudaFree.
+std::vector<double> costKernel(const std::string& which, const std::vector<float>& input);
+// Host calls of known cost, on a stream of its own: cudaHostAlloc and cudaMallocAsync of `bytes`, an asynchronous
+// upload and download of them, stream, event and device synchronize (cudaFreeAsync between), cudaFreeHost.
+void costHostCalls(size_t bytes);
+
 }  // namespace bssn::emu::probes

@@ -27,6 +27,7 @@
 #define BSSN_EMU_ASAN 0
 #endif
 
+#include "counting.h"
 #include "runtime.h"
 
 using namespace bssn::emu;
@@ -279,6 +280,7 @@ cudaError_t allocateDevice(void** ptr, size_t bytes, bool shareable) {
   std::memset(p, 0xFF, bytes);
   m.live[reinterpret_cast<uintptr_t>(p)] = a;
   *ptr = p;
+  cost::count(&cost::HostCounts::deviceAllocations);
   return cudaSuccess;
 }
 
@@ -431,6 +433,14 @@ Stats& stats() {
   static Stats* s = new Stats();
   return *s;
 }
+
+void deviceRanges(std::vector<std::pair<uintptr_t, size_t>>& out) {
+  std::lock_guard<std::mutex> lock(memory().mutex);
+  for (const auto& [base, a] : memory().live)
+    if (a.device) out.emplace_back(base, a.bytes);
+}
+
+void drainDevice() { synchronizeDevice(); }
 
 }  // namespace bssn::emu
 
@@ -807,6 +817,7 @@ cudaError_t cudaDeviceGetAttribute(int* value, enum cudaDeviceAttr attr, int dev
 cudaError_t cudaDeviceSynchronize(void) {
   BSSN_EMU_ENTER();
   BSSN_EMU_CHECK(refuseUnsafe());
+  cost::count(&cost::HostCounts::synchronizations);
   synchronizeDevice();
   return afterWait();
 }
@@ -887,6 +898,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   BSSN_EMU_ENTER();
   BSSN_EMU_CHECK(refuseUnsafe());
   BSSN_EMU_CHECK(captureConflict(stream));  // a capturing stream has nothing to wait for: its work is not enqueued
+  cost::count(&cost::HostCounts::synchronizations);
   streamOf(stream).synchronize();
   return afterWait();
 }
@@ -936,6 +948,7 @@ cudaError_t cudaEventQuery(cudaEvent_t event) {
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   BSSN_EMU_ENTER();
   if (!event) return fail(cudaErrorInvalidResourceHandle);
+  cost::count(&cost::HostCounts::synchronizations);
   event->state->wait(event->state->latest());
   return afterWait();
 }
@@ -1019,6 +1032,7 @@ cudaError_t cudaFree(void* ptr) {
   const size_t bytes = beginFree(ptr);
   if (!bytes) return fail(cudaErrorInvalidValue);
   // cudaFree synchronizes with the device: every stream's earlier work may still use the memory.
+  cost::count(&cost::HostCounts::synchronizations);
   synchronizeDevice();
   releaseDevice(ptr);
   return cudaSuccess;
@@ -1119,6 +1133,7 @@ cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned int flags) {
   std::lock_guard<std::mutex> lock(memory().mutex);
   memory().live[reinterpret_cast<uintptr_t>(p)] = {bytes ? bytes : 1, false};
   *ptr = p;
+  cost::count(&cost::HostCounts::pinnedAllocations);
   return cudaSuccess;
 }
 
@@ -1132,6 +1147,7 @@ cudaError_t cudaFreeHost(void* ptr) {
     if (it == memory().live.end() || it->second.device) return fail(cudaErrorInvalidValue);
     memory().live.erase(it);
   }
+  cost::count(&cost::HostCounts::synchronizations);
   synchronizeDevice();  // cudaFreeHost synchronizes with the device
   std::free(ptr);
   return cudaSuccess;
@@ -1172,6 +1188,8 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, enum cudaM
   BSSN_EMU_CHECK(captureConflict(stream));  // CUDA would capture a copy node; the emulator does not
   // Into pageable memory the copy is synchronous (below): unsafe during a capture, as cudaMemcpy.
   if (!dstDevice && d != Space::Pinned) BSSN_EMU_CHECK(refuseUnsafe());
+  if (dstDevice != srcDevice) cost::count(dstDevice ? &cost::HostCounts::bytesToDevice : &cost::HostCounts::bytesToHost, int64_t(bytes));
+  else if (dstDevice) cost::count(&cost::HostCounts::bytesDeviceToDevice, int64_t(bytes));
   CUstream_st& st = streamOf(stream);
   if (!srcDevice && s != Space::Pinned) {
     // Pageable source: staged before the call returns, so the caller may reuse it at once (CUDA's behaviour).
@@ -1185,6 +1203,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, enum cudaM
     if (stickyError() == cudaSuccess) std::memcpy(dst, src, bytes);
   });
   if (!dstDevice && d != Space::Pinned) {  // into pageable memory: synchronous, as in CUDA
+    cost::count(&cost::HostCounts::synchronizations);
     st.synchronize();
     return afterWait();
   }
@@ -1196,7 +1215,11 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, enum cudaMemcpy
   BSSN_EMU_CHECK(refuseUnsafe());
   const cudaError_t st = cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
   if (st != cudaSuccess) return st;
-  return cudaStreamSynchronize(nullptr);
+  // Into pageable memory cudaMemcpyAsync waited (and counted) already; one blocking copy is one synchronization.
+  if (bytes && spaceOf(dst, bytes) == Space::None && spaceOf(src, bytes) != Space::None) return cudaSuccess;
+  cost::count(&cost::HostCounts::synchronizations);
+  defaultStream().synchronize();
+  return afterWait();
 }
 
 cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t stream) {
@@ -1425,6 +1448,7 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream) {
   // executable, which may be destroyed before it runs.
   streamOf(stream).enqueue([exec, faults, ticket] {
     exec->run(ticket, [&] {
+      const cost::ReplayScope replay(exec->nodes.size());
       for (size_t i = 0; i < exec->nodes.size(); ++i)
         if (!runLaunch(exec->nodes[i], faults[i])) return;  // a fault stops the later nodes
     });

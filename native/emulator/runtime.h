@@ -10,6 +10,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "bssn_emulator.h"
 #include "cuda_runtime.h"
@@ -32,6 +34,11 @@ Stats& stats();
 // sticky cudaErrorLaunchFailure with a message naming the kernel, block and threads. sharedLimit: the static plus
 // dynamic shared bytes a block may use. A cooperative grid has every block resident at once (grid.sync()).
 void runGrid(const char* name, dim3 grid, dim3 block, size_t sharedBytes, KernelBody& body, size_t sharedLimit, bool cooperative);
+
+// Every live device allocation as (base, bytes), for counting (counting.cpp).
+void deviceRanges(std::vector<std::pair<uintptr_t, size_t>>& out);
+// Waits until every stream has run the work enqueued so far (cudaDeviceSynchronize without its checks).
+void drainDevice();
 
 }  // namespace bssn::emu
 

@@ -49,6 +49,53 @@ std::vector<float> toFloats(Napi::Value value, const char* what) {
   return std::vector<float>(a.Data(), a.Data() + a.ElementLength());
 }
 
+Napi::Object toObject(Napi::Env env, const BssnEmuAccessCost& c) {
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("warpAccesses", double(c.warpAccesses));
+  r.Set("sectors", double(c.sectors));
+  r.Set("distinctSectors", double(c.distinctSectors));
+  r.Set("bytes", double(c.bytes));
+  return r;
+}
+
+Napi::Array toArray(Napi::Env env, const uint32_t (&v)[3]) { return toArray(env, std::vector<double>{double(v[0]), double(v[1]), double(v[2])}); }
+
+// What counting gathered (bssn_emulator.h, BssnEmuCost), with each launch's share in `kernels`.
+Napi::Object costReport(Napi::Env env, const BssnEmuCost& c) {
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("launches", double(c.launches));
+  r.Set("graphLaunches", double(c.graphLaunches));
+  r.Set("graphNodes", double(c.graphNodes));
+  r.Set("blocks", double(c.blocks));
+  r.Set("loads", toObject(env, c.loads));
+  r.Set("stores", toObject(env, c.stores));
+  r.Set("maxThreadAccesses", double(c.maxThreadAccesses));
+  r.Set("synchronizations", double(c.synchronizations));
+  r.Set("deviceAllocations", double(c.deviceAllocations));
+  r.Set("pinnedAllocations", double(c.pinnedAllocations));
+  r.Set("bytesToDevice", double(c.bytesToDevice));
+  r.Set("bytesToHost", double(c.bytesToHost));
+  r.Set("bytesDeviceToDevice", double(c.bytesDeviceToDevice));
+  std::vector<BssnEmuLaunchCost> launches(bssnEmuLaunchCosts(nullptr, 0));
+  launches.resize(std::min(launches.size(), bssnEmuLaunchCosts(launches.data(), launches.size())));
+  Napi::Array kernels = Napi::Array::New(env, launches.size());
+  for (size_t i = 0; i < launches.size(); ++i) {
+    const BssnEmuLaunchCost& l = launches[i];
+    Napi::Object k = Napi::Object::New(env);
+    k.Set("kernel", l.kernel);
+    k.Set("replay", double(l.replay));
+    k.Set("grid", toArray(env, l.grid));
+    k.Set("block", toArray(env, l.block));
+    k.Set("blocks", double(l.blocks));
+    k.Set("loads", toObject(env, l.loads));
+    k.Set("stores", toObject(env, l.stores));
+    k.Set("maxThreadAccesses", double(l.maxThreadAccesses));
+    kernels.Set(uint32_t(i), k);
+  }
+  r.Set("kernels", kernels);
+  return r;
+}
+
 int toMode(Napi::Value value) { return int(toInteger(value, "capture mode", 0, 2)); }
 
 std::string toName(const Napi::CallbackInfo& info) {
@@ -96,6 +143,19 @@ Napi::Object defineEmulator(Napi::Env env) {
           r.Set("kernelLaunches", perKernel);
           return r;
         }));
+  // Counting what a GPU would pay (native/emulator/README.md): available, start(), stop() -> the counts.
+  Napi::Object cost = Napi::Object::New(env);
+  cost.Set("available", Napi::Boolean::New(env, bssnEmuCountingAvailable() != 0));
+  cost.Set("start", fn(env, "start", [](const Napi::CallbackInfo& info) -> Napi::Value {
+             bssnEmuCountingStart();
+             return info.Env().Undefined();
+           }));
+  cost.Set("stop", fn(env, "stop", [](const Napi::CallbackInfo& info) -> Napi::Value {
+             BssnEmuCost c{};
+             bssnEmuCountingStop(&c);
+             return costReport(info.Env(), c);
+           }));
+  o.Set("cost", cost);
   Napi::Object probes = Napi::Object::New(env);
   probes.Set("blockSums", fn(env, "blockSums", [](const Napi::CallbackInfo& info) -> Napi::Value {
                return toArray(info.Env(), emu::probes::blockSums());
@@ -158,6 +218,13 @@ Napi::Object defineEmulator(Napi::Env env) {
              }));
   probes.Set("cooperative", fn(env, "cooperative", [](const Napi::CallbackInfo& info) -> Napi::Value {
                return toObject(info.Env(), emu::probes::cooperative());
+             }));
+  probes.Set("costKernel", fn(env, "costKernel", [](const Napi::CallbackInfo& info) -> Napi::Value {
+               return toArray(info.Env(), emu::probes::costKernel(toName(info), toFloats(info[1], "input")));
+             }));
+  probes.Set("costHostCalls", fn(env, "costHostCalls", [](const Napi::CallbackInfo& info) -> Napi::Value {
+               emu::probes::costHostCalls(size_t(toInteger(info[0], "bytes", 1, 1 << 30)));
+               return info.Env().Undefined();
              }));
   o.Set("probes", probes);
   return o;

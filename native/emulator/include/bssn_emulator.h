@@ -41,6 +41,44 @@ BSSN_EMU_API void bssnEmuStats(BssnEmuStats* out);
 BSSN_EMU_API size_t bssnEmuKernelLaunches(const char** names, int64_t* counts, size_t capacity);
 // The context's sticky fault message, empty when none.
 BSSN_EMU_API const char* bssnEmuStickyMessage(void);
+
+// ---- Counting what a GPU would pay (README.md): measured from the global accesses kernels really make.
+// Global accesses of one direction (loads or stores) by the kernels counted.
+struct BssnEmuAccessCost {
+  int64_t warpAccesses;     // warp-wide accesses: a warp's lanes at the same load or store (site and occurrence)
+  int64_t sectors;          // the 32-byte sectors each warp-wide access touches, summed (L2 traffic)
+  int64_t distinctSectors;  // sectors touched at least once by a launch (DRAM traffic if re-reads hit L2), summed over launches
+  int64_t bytes;            // bytes the lanes asked for: sectors * 128 / bytes is 4 for coalesced fp32 or float4 accesses
+};
+struct BssnEmuLaunchCost {
+  const char* kernel;  // valid until the next bssnEmuCountingStart
+  int64_t replay;      // the graph replay that ran it (1, 2, ... since the start), 0 for a plain launch
+  uint32_t grid[3], block[3];
+  int64_t blocks;
+  BssnEmuAccessCost loads, stores;
+  int64_t maxThreadAccesses;  // the most global loads and stores made by one thread of the launch
+};
+struct BssnEmuCost {
+  int64_t launches;       // kernels run (graph nodes included)
+  int64_t graphLaunches;  // graph replays run
+  int64_t graphNodes;     // kernels run by those replays
+  int64_t blocks;
+  BssnEmuAccessCost loads, stores;  // summed over the launches
+  int64_t maxThreadAccesses;        // the most of any launch
+  int64_t synchronizations;   // host waits on the device: stream, device and event synchronize, blocking copies, cudaFree(Host)
+  int64_t deviceAllocations;  // cudaMalloc, cudaMallocAsync
+  int64_t pinnedAllocations;  // cudaHostAlloc
+  int64_t bytesToDevice, bytesToHost, bytesDeviceToDevice;  // copied by cudaMemcpy(Async)
+};
+// 1 where the kernels are instrumented (the emulated build), 0 where they cannot be (the AddressSanitizer build).
+BSSN_EMU_API int bssnEmuCountingAvailable(void);
+// Waits for the work already enqueued (uncounted), clears every count and starts counting: kernels that run from
+// now on, and host calls made from now on.
+BSSN_EMU_API void bssnEmuCountingStart(void);
+// Waits for every stream's work to finish (counted; the wait itself is not), stops counting and fills `totals`.
+BSSN_EMU_API void bssnEmuCountingStop(BssnEmuCost* totals);
+// Each counted launch in the order they ended (up to 65536 are kept): fills up to `capacity`, returns how many.
+BSSN_EMU_API size_t bssnEmuLaunchCosts(BssnEmuLaunchCost* out, size_t capacity);
 }
 
 namespace bssn::emu {
