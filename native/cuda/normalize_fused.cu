@@ -47,6 +47,38 @@ __device__ __forceinline__ double channelDot(const TileMemory& m, const FusedTil
   return warpSum(acc);
 }
 
+// The block's tile and its layer, read by thread 0 and shared (every thread reading the tables would cost a sector
+// per field and warp: a tenth of a pass over W for MLP-2D D, as counted).
+__device__ void tileOf(const FusedTile* tiles, const FusedLayer* layers, FusedTile& T, FusedLayer& L) {
+  BSSN_SHARED(FusedTile, tile, 1);
+  BSSN_SHARED(FusedLayer, layer, 1);
+  if (threadIdx.x == 0) {
+    *tile = tiles[blockIdx.x];
+    *layer = layers[tile->layer];
+  }
+  __syncthreads();
+  T = *tile;
+  L = *layer;
+}
+
+// Calls f(e, at, i, j) for every element of the tile: e its index in the tile (row-major), at in the layer, (i, j)
+// its row and column in the tile. Coalesced: a whole-width tile is one contiguous range, walked flat; a narrower
+// one a warp per row segment (whose start tileShape aligns to 128 bytes), so no warp access straddles two rows.
+template <typename F>
+__device__ __forceinline__ void forTile(const FusedTile& T, const FusedLayer& L, F f) {
+  if (T.cols == L.cols) {
+    const int64_t base = T.r0 * L.cols, n = T.rows * T.cols;
+    for (int64_t e = threadIdx.x; e < n; e += blockDim.x) {
+      const int64_t i = int64_t(uint32_t(e) / uint32_t(T.cols));
+      f(e, base + e, i, e - i * T.cols);
+    }
+    return;
+  }
+  const int lane = threadIdx.x % kWarp;
+  for (int64_t i = threadIdx.x / kWarp; i < T.rows; i += kFusedWarps)
+    for (int64_t j = lane; j < T.cols; j += kWarp) f(i * T.cols + j, (T.r0 + i) * L.cols + T.j0 + j, i, j);
+}
+
 // [lo, hi): the share of n entries that tile `index` of `tiles` owns (sums and writes).
 __device__ __forceinline__ void owned(int64_t n, int index, int tiles, int64_t& lo, int64_t& hi) {
   lo = n * index / tiles;
@@ -145,11 +177,12 @@ __global__ void __launch_bounds__(kFusedThreads) fusedForwardKernel(FusedArgs a)
   BSSN_DYNAMIC_SHARED(float, shared);
   BSSN_SHARED(double, partial, kFusedWarps);
   BSSN_SHARED(double, totals, 5);
-  const FusedTile T = a.tiles[blockIdx.x];
-  const FusedLayer L = a.layers[T.layer];
+  FusedTile T;
+  FusedLayer L;
+  tileOf(a.tiles, a.layers, T, L);
   const TileMemory m = tileMemory(shared, T, L);
   const bool matrix = L.kind != 0;
-  const int64_t n = T.rows * T.cols, cb = T.j0 / L.K, cn = T.cols / L.K;  // the tile's W2 rows: [cb, cb + cn)
+  const int64_t cb = T.j0 / L.K, cn = T.cols / L.K;  // the tile's W2 rows: [cb, cb + cn)
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
   double* const s = a.scratch;
   double* const norms = s + L.norms + 4 * T.index;
@@ -158,13 +191,12 @@ __global__ void __launch_bounds__(kFusedThreads) fusedForwardKernel(FusedArgs a)
   // shows in the products instead) and, for a vector layer, its sum of squares.
   float mx = 0;
   double squares = 0;
-  for (int64_t e = threadIdx.x; e < n; e += blockDim.x) {
-    const int64_t i = int64_t(uint32_t(e) / uint32_t(T.cols)), j = e - i * T.cols;
-    const float x = L.w[(T.r0 + i) * L.cols + T.j0 + j];
+  forTile(T, L, [&](int64_t e, int64_t at, int64_t, int64_t) {
+    const float x = L.w[at];
     m.w[e] = x;
     mx = fmax(mx, fabsf(x));
     squares += double(x) * x;
-  }
+  });
   squares = blockSum(squares, partial);
   mx = float(blockMaxAbs(mx, reinterpret_cast<float*>(partial)));
   if (threadIdx.x == 0) {
@@ -263,10 +295,7 @@ __global__ void __launch_bounds__(kFusedThreads) fusedForwardKernel(FusedArgs a)
   const float factor = float(exact);
   const bool wide = factor != 0.0f && !(fabsf(factor) >= 1.17549435e-38f && fabsf(factor) <= 3.40282347e38f);
   float* out = a.outputs[T.layer];
-  for (int64_t e = threadIdx.x; e < n; e += blockDim.x) {
-    const int64_t i = int64_t(uint32_t(e) / uint32_t(T.cols)), j = e - i * T.cols;
-    out[(T.r0 + i) * L.cols + T.j0 + j] = wide ? float(double(m.w[e]) * exact) : m.w[e] * factor;
-  }
+  forTile(T, L, [&](int64_t e, int64_t at, int64_t, int64_t) { out[at] = wide ? float(double(m.w[e]) * exact) : m.w[e] * factor; });
 }
 
 // The backward of a batch that fits on chip: each tile reads G (kept in shared memory) and W once for its share of
@@ -276,19 +305,17 @@ __global__ void __launch_bounds__(kFusedThreads) fusedBackwardKernel(FusedBackwa
   BSSN_DYNAMIC_SHARED(float, shared);
   BSSN_SHARED(double, partial, kFusedWarps);
   BSSN_SHARED(double, total, 1);
-  const FusedTile T = a.tiles[blockIdx.x];
-  const FusedLayer L = a.layers[T.layer];
+  FusedTile T;
+  FusedLayer L;
+  tileOf(a.tiles, a.layers, T, L);
   const TileMemory m = tileMemory(shared, T, L);  // m.w holds G; m.x1, m.x2 the tile's slices of v1, v2
-  const int64_t n = T.rows * T.cols;
   const float* g = a.grads[T.layer];
   double dot = 0;
-  for (int64_t e = threadIdx.x; e < n; e += blockDim.x) {
-    const int64_t i = int64_t(uint32_t(e) / uint32_t(T.cols)), j = e - i * T.cols;
-    const int64_t at = (T.r0 + i) * L.cols + T.j0 + j;
+  forTile(T, L, [&](int64_t e, int64_t at, int64_t, int64_t) {
     const float x = g[at];
     m.w[e] = x;
     dot += double(x) * L.w[at];
-  }
+  });
   dot = blockSum(dot, partial);
   if (threadIdx.x == 0) a.scratch[L.norms + 4 * T.index] = dot;
   if (L.kind != 0) loadStoredState(a.state, T, L, m);  // read after the grid barrier below
@@ -302,12 +329,10 @@ __global__ void __launch_bounds__(kFusedThreads) fusedBackwardKernel(FusedBackwa
   float* out = a.outputs[T.layer];
   const double s = a.divisors[T.layer];
   const double coefG = s != 0 ? double(a.scale) / s : 0.0, coefS = s != 0 ? double(a.scale) / (s * s) * *total : 0.0;
-  for (int64_t e = threadIdx.x; e < n; e += blockDim.x) {
-    const int64_t i = int64_t(uint32_t(e) / uint32_t(T.cols)), j = e - i * T.cols;
-    const int64_t at = (T.r0 + i) * L.cols + T.j0 + j;
+  forTile(T, L, [&](int64_t e, int64_t at, int64_t i, int64_t j) {
     if (s == 0) {  // the forward wrote zeros whatever W was
       out[at] = 0.0f;
-      continue;
+      return;
     }
     double ds;
     if (L.kind == 0) {
@@ -318,7 +343,7 @@ __global__ void __launch_bounds__(kFusedThreads) fusedBackwardKernel(FusedBackwa
       if (L.both) ds = 0.5 * (ds + double(m.u2[c]) * m.x2[i * L.K + k]);
     }
     out[at] = float(coefG * m.w[e] - coefS * ds);
-  }
+  });
 }
 
 }  // namespace

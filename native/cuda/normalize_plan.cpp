@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <numeric>
 
 #include "cuda/cuda_device.h"
 #include "cuda/normalize.cuh"
@@ -48,9 +49,12 @@ void tileShape(int64_t R, int64_t cols, int64_t K, bool both, int64_t elements, 
   rows = R, width = cols;
   if (R * cols <= elements) return;
   const int64_t unit = both ? K : 1;  // columns per unit of the tile's side
-  width = std::min(cols, std::max(K, int64_t(std::sqrt(double(elements) / double(unit))) * unit / K * K));
+  // Column boundaries on whole K and, where the layer is wide enough, on 128 bytes (a warp's coalesced fp32 access,
+  // forTile in normalize_fused.cu): a segment that starts mid-sector costs a fifth more sectors.
+  const int64_t step = std::lcm(K, int64_t(32)) <= cols / 2 ? std::lcm(K, int64_t(32)) : K;
+  width = std::min(cols, std::max(step, int64_t(std::sqrt(double(elements) / double(unit))) * unit / step * step));
   rows = std::min(R, std::max<int64_t>(1, elements / width));
-  if (rows == R) width = std::min(cols, std::max(K, elements / R / K * K));
+  if (rows == R) width = std::min(cols, std::max(step, elements / R / step * step));
 }
 
 // Plans the fused path for `job`'s batch into `plan`; false (nothing planned) where the batch does not fit it.
