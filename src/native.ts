@@ -118,6 +118,8 @@ export interface NativeEmulator {
     captureWhileOthersWait(input: Float32Array | number[], rounds: number, mode: number): NativeEmulatorReport
     graphLifetime(input: Float32Array | number[], scalars: number[]): NativeEmulatorReport
     graphFault(input: Float32Array | number[], scalars: number[], replays: number, failAt: number): NativeEmulatorReport
+    // Cooperative launches and the grid barrier (native/emulator/probes.h).
+    cooperative(): NativeEmulatorReport
     // Planted kernels and host calls of known cost (native/emulator/probes.h, "counting").
     costKernel(which: 'copy' | 'strided' | 'readTwice' | 'copy4' | 'sharedOnly' | 'serialSum', input: Float32Array | number[]): number[]
     costHostCalls(bytes: number): void

@@ -97,9 +97,14 @@ suite(`cuda graphs${reason ? ` (skipped: ${reason})` : ''}`, () => {
   })
 
   const emulatedOnly = emulated ? it : it.skip
-  emulatedOnly('a steady-state forward is one graph launch (emulated device statistics)', () => {
+  // The fused path's forward and backward are a cooperative kernel each; BSSN_CUDA_FUSED=0 keeps the streamed ones.
+  emulatedOnly.each([
+    ['', ['fusedForwardKernel', 'fusedBackwardKernel']],
+    ['0', ['multiplyTransposedKernel', 'multiplyKernel', 'finishKernel', 'scaleKernel', 'gradDotKernel', 'backwardKernel']],
+  ])('a steady-state forward is one graph launch (emulated device statistics; BSSN_CUDA_FUSED=%s)', (fused, kernels) => {
     const device = Device.cuda(0)
     const weights = shapes.map((s, i) => device.tensor(randomArray(s.reduce((a, b) => a * b, 1), 20 + i), s))
+    process.env.BSSN_CUDA_FUSED = fused
     using norm = new BSSN(weights)
     norm.forward() // captures
     norm.backward(weights) // captures
@@ -112,8 +117,8 @@ suite(`cuda graphs${reason ? ` (skipped: ${reason})` : ''}`, () => {
     const after = stats()
     expect(after.graphLaunches - before.graphLaunches).toBe(6)
     expect(after.captures - before.captures, 'nothing captured again').toBe(0)
-    for (const kernel of ['multiplyTransposedKernel', 'multiplyKernel', 'finishKernel', 'scaleKernel', 'gradDotKernel', 'backwardKernel'])
-      expect((after.kernelLaunches[kernel] ?? 0) - (before.kernelLaunches[kernel] ?? 0), kernel).toBe(3)
+    for (const kernel of kernels) expect((after.kernelLaunches[kernel] ?? 0) - (before.kernelLaunches[kernel] ?? 0), kernel).toBe(3)
+    delete process.env.BSSN_CUDA_FUSED
     for (const t of weights) t.dispose()
   })
 

@@ -6,7 +6,7 @@ import { native } from '../src/native.js'
 import { forEachBackend } from './helpers/backends.js'
 import { expectCloseArray, expectCloseNumber } from './helpers/expect.js'
 import { randomArray } from './helpers/random.js'
-import { referenceForward, toRefState, type RefState } from './helpers/reference.js'
+import { expectStatesClose, referenceForward, toRefState, type RefState } from './helpers/reference.js'
 
 const SIGMA_TOL = 2e-6
 const OUT_TOL = 5e-6
@@ -194,13 +194,7 @@ forEachBackend((getDevice) => {
             expectCloseNumber(sigmas[i].sigma2, expected.sigma2, SIGMA_TOL, `${what}: sigma2`)
           }
         }
-        for (const [i] of cases.entries()) {
-          const got = await bssn.getState(i)
-          expectCloseArray(got.u, states[i].u1, STATE_TOL, `layer ${i} u`)
-          expectCloseArray(got.v, states[i].v1, STATE_TOL, `layer ${i} v`)
-          if (got.u2) expectCloseArray(got.u2, states[i].u2!, STATE_TOL, `layer ${i} u2`)
-          if (got.v2) expectCloseArray(got.v2, states[i].v2!, STATE_TOL, `layer ${i} v2`)
-        }
+        await expectStatesClose(bssn, states, STATE_TOL)
       } finally {
         delete process.env.BSSN_CUDA_TILED
         delete process.env.BSSN_CUDA_TILE_ROWS

@@ -3,7 +3,12 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <tuple>
+#include <type_traits>
 #include <utility>
+#if !defined(BSSN_CUDA_EMULATED)
+#include <cooperative_groups.h>
+#endif
 
 #include "cuda/fast_div.h"
 
@@ -27,6 +32,41 @@ inline void launchKernel(const char* name, void (*kernel)(Params...), dim3 grid,
 }
 #define BSSN_LAUNCH(kernel, grid, block, sharedBytes, stream, ...) \
   ::bssn::cuda::launchKernel(#kernel, kernel, grid, block, sharedBytes, stream, __VA_ARGS__)
+
+// A cooperative launch (every block resident at once, so that gridSync() may hold them all): with nvcc
+// cudaLaunchCooperativeKernel with the arguments converted to the kernel's parameter types; on the emulator its
+// cooperative launcher (native/emulator/README.md). Returns the launch's error (also left for cudaGetLastError):
+// cudaErrorCooperativeLaunchTooLarge when the card cannot hold the grid resident.
+template <typename... Params, typename... Args>
+inline cudaError_t launchCooperativeKernel(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, size_t sharedBytes,
+                                           cudaStream_t stream, Args&&... args) {
+  static_assert(sizeof...(Params) == sizeof...(Args), "kernel launched with the wrong number of arguments");
+#if defined(BSSN_CUDA_EMULATED)
+  return ::bssn::emu::launchCooperative(name, kernel, grid, block, sharedBytes, stream, std::forward<Args>(args)...);
+#else
+  (void)name;
+  std::tuple<std::decay_t<Params>...> values(std::forward<Args>(args)...);
+  return std::apply(
+      [&](auto&... v) {
+        void* pointers[] = {static_cast<void*>(&v)...};
+        return cudaLaunchCooperativeKernel(kernel, grid, block, pointers, sharedBytes, stream);
+      },
+      values);
+#endif
+}
+#define BSSN_LAUNCH_COOPERATIVE(kernel, grid, block, sharedBytes, stream, ...) \
+  ::bssn::cuda::launchCooperativeKernel(#kernel, kernel, grid, block, sharedBytes, stream, __VA_ARGS__)
+
+// The grid-wide barrier of a cooperative launch: every thread of every block arrives before any goes on, and
+// global memory written before it is visible after it. nvcc compiles cooperative_groups' grid sync without -rdc
+// (CUDA 11 and later).
+__device__ __forceinline__ void gridSync() {
+#if defined(BSSN_CUDA_EMULATED)
+  bssnEmuGridSync();
+#else
+  cooperative_groups::this_grid().sync();
+#endif
+}
 
 // A block's `__shared__ type name[count]`, used as a `type*` (write it instead of `__shared__`). In the emulated
 // build each block gets it fresh, filled with NaN bytes so a read before any write shows, and sized exactly so
@@ -63,6 +103,18 @@ __device__ __forceinline__ double blockSum(double x, double* shared) {
   if (warp == 0) x = warpSum(x);
   __syncthreads();  // `shared` may be reused right after
   return x;
+}
+
+// The largest |x| over the block, in thread 0 (`shared`: one float per warp). fmax drops NaN: a non-finite weight
+// shows in the products' norms instead.
+__device__ __forceinline__ float blockMaxAbs(float m, float* shared) {
+  for (int off = kWarp / 2; off > 0; off /= 2) m = fmax(m, __shfl_down_sync(0xffffffffu, m, off));
+  if (threadIdx.x % kWarp == 0) shared[threadIdx.x / kWarp] = m;
+  __syncthreads();
+  if (threadIdx.x == 0)
+    for (int w = 1; w < int(blockDim.x + kWarp - 1) / kWarp; ++w) m = fmax(m, shared[w]);
+  __syncthreads();  // `shared` may be reused right after
+  return m;
 }
 
 // Sum over the block of f(k) for k < n, returned to every thread. `partial` holds one double per warp.

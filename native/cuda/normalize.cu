@@ -1,5 +1,6 @@
 #include "cuda/common.cuh"
 #include "cuda/normalize.cuh"
+#include "cuda/normalize_sigmas.cuh"
 
 namespace bssn::cuda {
 
@@ -18,18 +19,6 @@ __device__ __forceinline__ int layerOfA(const BatchArgs& a, int64_t item) {
 }
 __device__ __forceinline__ int layerOfB(const BatchArgs& a, int64_t item) {
   return findSegment(a.layerCount, item, [&](int i) { return a.layers[i].beginB; });
-}
-
-// The largest |x| over the block, in thread 0 (`shared`: one float per warp). fmax drops NaN: a non-finite weight
-// shows in the products' norms instead.
-__device__ float blockMaxAbs(float m, float* shared) {
-  for (int off = kWarp / 2; off > 0; off /= 2) m = fmax(m, __shfl_down_sync(0xffffffffu, m, off));
-  if (threadIdx.x % kWarp == 0) shared[threadIdx.x / kWarp] = m;
-  __syncthreads();
-  if (threadIdx.x == 0)
-    for (int w = 1; w < int(blockDim.x + kWarp - 1) / kWarp; ++w) m = fmax(m, shared[w]);
-  __syncthreads();  // `shared` may be reused right after
-  return m;
 }
 
 __device__ __forceinline__ bool isFinite(double x) { return fabs(x) <= 1.7976931348623157e308; }
@@ -449,15 +438,7 @@ __global__ void __launch_bounds__(kMaxFinishThreads) finishKernel(BatchArgs a, i
                 : s1;
     if (!isFinite(s1) || !isFinite(s2)) s1 = s2 = nan("");
   }
-  if (threadIdx.x == 0) {
-    const double divisor = a.bidirectional ? 0.5 * (s1 + s2) : s1;
-    float* out = a.sigmas + blockIdx.x * kSigmaSlots;
-    out[0] = float(s1);
-    out[1] = a.bidirectional ? float(s2) : 0.0f;
-    out[2] = float(divisor);
-    if (s1 != s1) ++reinterpret_cast<unsigned*>(out)[kNonFiniteSigmaSlot];  // NaN
-    a.divisors[blockIdx.x] = divisor;
-  }
+  if (threadIdx.x == 0) writeSigmas(a.sigmas, a.divisors, int(blockIdx.x), s1, s2, a.bidirectional);
 }
 
 __device__ __forceinline__ bool aligned16(const void* a, const void* b) {

@@ -18,7 +18,15 @@ enum class NormalizePath : int32_t {
   // normalize.cu: a launch per phase, each streaming W from global memory; any size. Layers it can tile (see
   // DeviceLayer::tiled) take the tiled passes unless BSSN_CUDA_TILED=0.
   Streamed = 0,
+  // normalize_fused.cu: the forward (training or eval, with or without outputs) as one cooperative launch that keeps
+  // each tile of W in shared memory across the power iteration (weights up to kFusedMaxBatchBytes whose tiles the
+  // card holds resident; matrices laid out [R][C][K]), and the backward as one more on the same tiles.
+  // BSSN_CUDA_FUSED=0: never.
+  Fused = 1,
 };
+
+// The largest batch (sum of W bytes) the fused path takes: what an H100 or H200's 132 SMs hold on chip.
+constexpr int64_t kFusedMaxBatchBytes = int64_t(24) << 20;
 
 // A device array of per-layer pointers, re-uploaded only when the pointers change.
 struct PointerTable {
@@ -48,6 +56,10 @@ struct CudaPlan {
   std::vector<const void*> weights;
   int64_t itemsA = 0, itemsB = 0;
   std::unique_ptr<LaunchGraphs> graphs;  // the forward's and backward's launch sequences, captured on first use
+  // The fused path's tiles (NormalizePath::Fused): FusedLayer per layer, FusedTile per block, their scratch.
+  BufferPtr fusedLayers, fusedTiles, fusedScratch;
+  int fusedTileCount = 0;
+  size_t fusedShared = 0;  // dynamic shared bytes per block
 };
 
 // Enqueue `job`'s forward (its power iterations, then the outputs when it has any) and backward on `device`'s

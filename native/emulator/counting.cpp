@@ -122,6 +122,7 @@ struct Worker {
   Range* last = nullptr;  // the allocation of the previous access: most accesses hit it again
   AccessCounts access[2];
   int64_t blocks = 0, maxThreadAccesses = 0;
+  uint64_t blockStride = 0;  // in a cooperative grid: threads per block (thread indices are the grid's)
   // This block's: accesses per thread, occurrences per (thread, site), and the sectors of each warp-wide access
   // keyed by (occurrence << 6 | warp << 1 | direction, site).
   std::vector<int64_t> threadAccesses;
@@ -140,7 +141,8 @@ __attribute__((noinline)) void record(uintptr_t p, size_t bytes, unsigned direct
     if (!r) return;  // not device memory
     w.last = r;
   }
-  const uint64_t t = s->thread.x + uint64_t(s->blockDims.x) * (s->thread.y + uint64_t(s->blockDims.y) * s->thread.z);
+  uint64_t t = s->thread.x + uint64_t(s->blockDims.x) * (s->thread.y + uint64_t(s->blockDims.y) * s->thread.z);
+  if (w.blockStride) t += w.blockStride * (s->block.x + uint64_t(s->gridDims.x) * (s->block.y + uint64_t(s->gridDims.y) * s->block.z));
   if (t >= w.threadAccesses.size()) return;
   ++w.threadAccesses[t];
   w.access[direction].bytes += int64_t(bytes);
@@ -231,6 +233,19 @@ void blockEnd() {
   else w.groups.clear();
   if (w.occurrences.size() > 4096) decltype(w.occurrences)().swap(w.occurrences);
   else w.occurrences.clear();
+}
+
+void gridBegin(unsigned threadsPerBlock, unsigned blocks) {
+  if (!worker.launch) return;
+  worker.threadAccesses.assign(size_t(threadsPerBlock) * blocks, 0);
+  worker.blockStride = threadsPerBlock;
+}
+
+void gridEnd(unsigned blocks) {
+  if (!worker.launch) return;
+  blockEnd();
+  worker.blocks += int64_t(blocks) - 1;
+  worker.blockStride = 0;
 }
 
 ReplayScope::ReplayScope(size_t nodes) {

@@ -44,6 +44,10 @@ class WorkerScope {
 // Around each block a worker runs: its warp-wide accesses are grouped per block.
 void blockBegin(unsigned threads);
 void blockEnd();
+// Around a cooperative grid, whose blocks' threads interleave on one OS thread: counted as one block of all their
+// threads (a thread's index in the grid, so warps stay apart where blocks are whole warps), `blocks` blocks.
+void gridBegin(unsigned threadsPerBlock, unsigned blocks);
+void gridEnd(unsigned blocks);
 
 // Held on the stream's thread while a graph replay runs its `nodes` kernels: they are tagged with the replay.
 class ReplayScope {

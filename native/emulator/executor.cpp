@@ -31,7 +31,7 @@ thread_local const ThreadState* current = nullptr;
 
 namespace {
 
-enum class Wait { Ready, Barrier, Warp, Done };
+enum class Wait { Ready, Barrier, Warp, Done, Grid };
 const char* kCollectiveNames[] = {"__shfl_sync", "__shfl_up_sync", "__shfl_down_sync", "__shfl_xor_sync", "__ballot_sync",
                                   "__syncwarp"};
 
@@ -58,8 +58,23 @@ std::string hexMask(unsigned m) {
 class BlockRunner {
  public:
   // Runs one block; returns an error message, or "" when it completed.
-  std::string run(const char* name, uint3 blockIndex, dim3 grid, dim3 block, size_t sharedBytes, KernelBody& body, bool reversed) {
+  std::string run(const char* name, uint3 blockIndex, dim3 grid, dim3 block, size_t sharedBytes, KernelBody& body, bool reversed,
+                  size_t sharedLimit) {
+    begin(name, blockIndex, grid, block, sharedBytes, body, reversed, false, sharedLimit);
+    advance();
+    if (error_.empty() && done_ < int(threads_.size())) error_ = diagnoseStall();
+    return end();
+  }
+
+  // A block in three steps, so that a cooperative grid can hold all of its blocks at once: begin() makes its
+  // threads, advance() runs them until none can go on (finished, or waiting at a barrier or the grid barrier),
+  // end() abandons what is left and returns the error.
+  void begin(const char* name, uint3 blockIndex, dim3 grid, dim3 block, size_t sharedBytes, KernelBody& body, bool reversed,
+             bool cooperative, size_t sharedLimit) {
     name_ = name;
+    sharedLimit_ = sharedLimit;
+    blockIndex_ = blockIndex;
+    cooperative_ = cooperative;
     body_ = &body;
     error_.clear();
     const int n = int(block.x * block.y * block.z);
@@ -87,8 +102,16 @@ class BlockRunner {
       t.context.fakeStack = nullptr;  // a new thread: AddressSanitizer must not resume its predecessor's fake stack
       ready_.push_back(reversed ? n - 1 - i : i);
     }
+    done_ = atBarrier_ = atGrid_ = 0;
+  }
+
+  void advance() {
+    BlockRunner* const outer = active;
+    active = this;
     initThreadContext(scheduler_);
-    int done = 0, atBarrier = 0;
+    const int n = int(threads_.size());
+    int& done = done_;
+    int& atBarrier = atBarrier_;
     while (!ready_.empty() && error_.empty()) {
       const int i = ready_.front();
       ready_.pop_front();
@@ -105,6 +128,7 @@ class BlockRunner {
       switch (t.wait) {
         case Wait::Done:
           ++done;
+          if (!t.stack->intact() && error_.empty()) error_ = where(i) + " overflowed its fiber stack";
           releaseStack(t.stack);
           t.stack = nullptr;
           // A collective waits only for lanes that have not exited: this one's exit may complete it.
@@ -123,11 +147,41 @@ class BlockRunner {
         case Wait::Warp:
           arriveAtCollective(i);
           break;
+        case Wait::Grid:
+          ++atGrid_;
+          break;
         case Wait::Ready:
           break;
       }
     }
-    if (error_.empty() && done < n) error_ = diagnoseStall(n, done, atBarrier);
+    active = outer;
+  }
+
+  int threadCount() const { return int(threads_.size()); }
+  int exited() const { return done_; }
+  bool finished() const { return done_ == threadCount(); }
+  // Every thread that has not exited waits at the grid barrier.
+  bool atGridBarrier() const { return atGrid_ > 0 && atGrid_ + done_ == threadCount(); }
+  bool failed() const { return !error_.empty(); }
+  void fail(std::string message) { error_ = std::move(message); }
+  std::string stall() const { return diagnoseStall(); }
+  std::string firstExited() const {
+    for (const GpuThread& t : threads_)
+      if (t.wait == Wait::Done) return dims(t.state.thread);
+    return "";
+  }
+  // The grid barrier released: this block's threads go on, in its order.
+  void releaseGrid() {
+    const int n = threadCount();
+    atGrid_ = 0;
+    for (int k = 0; k < n; ++k) {
+      const int i = reversed_ ? n - 1 - k : k;
+      if (threads_[size_t(i)].wait == Wait::Grid) ready_.push_back(i);
+    }
+  }
+
+  std::string end() {
+    const int n = threadCount();
     // Fibers left suspended by an error are abandoned; their stacks are reused (prepare() resets them).
     for (GpuThread& t : threads_)
       if (t.stack) {
@@ -137,7 +191,7 @@ class BlockRunner {
       }
     stats().blocks++;
     stats().threads += n;
-    if (!error_.empty()) error_ = "kernel " + std::string(name_) + ", block " + dims(blockIndex) + ": " + error_;
+    if (!error_.empty()) error_ = "kernel " + std::string(name_) + ", block " + dims(blockIndex_) + ": " + error_;
     return error_;
   }
 
@@ -148,13 +202,25 @@ class BlockRunner {
     switchTo(t.context, scheduler_);
   }
 
+  void gridBarrier() {
+    GpuThread& t = threads_[size_t(running_)];
+    if (!cooperative_) {
+      // On a GPU, grid.sync() in a grid not launched cooperatively is undefined (it may hang or trap).
+      if (error_.empty()) error_ = "grid.sync() in a kernel not launched with cudaLaunchCooperativeKernel (" + where(running_) + ")";
+      t.wait = Wait::Ready;  // nothing resumes it: the error ends the block
+    } else {
+      t.wait = Wait::Grid;
+    }
+    switchTo(t.context, scheduler_);
+  }
+
   void* sharedArray(const void* key, size_t bytes, size_t align) {
     for (const SharedArray& a : shared_)
       if (a.key == key) return a.memory.get();
     sharedBytes_ += bytes;
-    if (sharedBytes_ + dynamicSharedBytes_ > (48u << 10) && error_.empty())
+    if ((sharedBytes_ > (48u << 10) || sharedBytes_ + dynamicSharedBytes_ > sharedLimit_) && error_.empty())
       error_ = "shared memory of " + std::to_string(sharedBytes_) + " static + " + std::to_string(dynamicSharedBytes_) +
-               " dynamic bytes exceeds the 48 KiB a block may use";
+               " dynamic bytes exceeds the " + std::to_string(sharedLimit_) + " bytes this block may use (static at most 48 KiB)";
     // new[] of exactly `bytes`: AddressSanitizer's redzones border it. Alignment up to 16 comes with operator new.
     (void)align;
     shared_.push_back({key, std::unique_ptr<char[]>(new char[bytes ? bytes : 1])});
@@ -172,7 +238,7 @@ class BlockRunner {
 
  private:
   static void entry() {
-    BlockRunner& self = runner();
+    BlockRunner& self = running();
     GpuThread& t = self.threads_[size_t(self.running_)];
     fiberStarted(t.context);
     try {
@@ -249,7 +315,8 @@ class BlockRunner {
   }
 
   // Nothing can run, yet some threads have not finished: say who waits for whom.
-  std::string diagnoseStall(int n, int done, int atBarrier) const {
+  std::string diagnoseStall() const {
+    const int n = threadCount(), done = done_, atBarrier = atBarrier_;
     for (int i = 0; i < n; ++i) {
       const GpuThread& t = threads_[size_t(i)];
       if (t.wait != Wait::Warp) continue;
@@ -271,7 +338,8 @@ class BlockRunner {
       if (threads_[size_t(i)].wait == Wait::Done && listed++ < 4) exited += (exited.empty() ? "" : ", ") + dims(threads_[size_t(i)].state.thread);
     if (listed > 4) exited += " and " + std::to_string(listed - 4) + " more";
     return "__syncthreads() reached by " + std::to_string(atBarrier) + " of " + std::to_string(n) + " threads; " +
-           std::to_string(done) + " exited without reaching it (threadIdx " + exited + ")";
+           (atGrid_ ? std::to_string(atGrid_) + " wait at grid.sync(); " : "") + std::to_string(done) +
+           " exited without reaching it (threadIdx " + exited + ")";
   }
 
   FiberStack* acquireStack() {
@@ -290,6 +358,11 @@ class BlockRunner {
     static thread_local BlockRunner r;
     return r;
   }
+  // The block whose threads run on this OS thread now (a cooperative grid's blocks take turns on one).
+  static BlockRunner& running() { return active ? *active : runner(); }
+
+ private:
+  static thread_local BlockRunner* active;
 
  private:
   const char* name_ = "";
@@ -305,18 +378,24 @@ class BlockRunner {
   };
   std::vector<SharedArray> shared_;  // this block's BSSN_SHARED arrays
   size_t sharedBytes_ = 0;
+  size_t sharedLimit_ = 48u << 10;  // static + dynamic shared bytes allowed (more with the opt-in attribute)
   bool reversed_ = false;
   std::vector<std::unique_ptr<FiberStack>> stacks_;
   std::vector<FiberStack*> freeStacks_;
   Context scheduler_;
   int running_ = 0;
+  uint3 blockIndex_{0, 0, 0};
+  bool cooperative_ = false;
+  int done_ = 0, atBarrier_ = 0, atGrid_ = 0;  // threads exited, at __syncthreads, at grid.sync()
 };
+
+thread_local BlockRunner* BlockRunner::active = nullptr;
 
 // The blocks of one grid, claimed by whoever is free: the stream's thread and the pool's workers.
 struct GridJob {
   const char* name;
   dim3 grid, block;
-  size_t sharedBytes;
+  size_t sharedBytes, sharedLimit;
   KernelBody* body;
   uint64_t total;
   uint64_t launch;  // alternates the thread order between launches too (single-block kernels get both)
@@ -335,7 +414,7 @@ struct GridJob {
       if (b >= total) return;
       const uint3 index{unsigned(b % grid.x), unsigned(b / grid.x % grid.y), unsigned(b / (uint64_t(grid.x) * grid.y))};
       cost::blockBegin(block.x * block.y * block.z);
-      std::string message = runner.run(name, index, grid, block, sharedBytes, *body, ((b + launch) & 1) != 0);
+      std::string message = runner.run(name, index, grid, block, sharedBytes, *body, ((b + launch) & 1) != 0, sharedLimit);
       cost::blockEnd();
       if (!message.empty()) {
         std::lock_guard<std::mutex> lock(mutex);
@@ -404,13 +483,86 @@ Pool& pool() {
 
 }  // namespace
 
-void runGrid(const char* name, dim3 grid, dim3 block, size_t sharedBytes, KernelBody& body) {
+std::atomic<uint64_t> gridLaunches{0};
+
+// A cooperative grid: every block resident at once, all on the calling OS thread. Each round runs every block
+// until none of its threads can go on; when every thread of every block waits at grid.sync(), all are released
+// (each block in its order). Blocks take turns in an order that alternates between launches, like threads, so a
+// missing grid barrier shows whichever block writes first. A grid barrier some thread never reaches (it exited, or
+// waits at __syncthreads) is reported instead of hanging.
+std::string runCooperative(const char* name, dim3 grid, dim3 block, size_t sharedBytes, size_t sharedLimit, KernelBody& body,
+                           uint64_t launch) {
+  // Runners are kept per OS thread across launches, with their fiber stacks.
+  static thread_local std::vector<std::unique_ptr<BlockRunner>> runners;
+  const size_t total = size_t(grid.x) * grid.y * grid.z;
+  while (runners.size() < total) runners.push_back(std::make_unique<BlockRunner>());
+  const bool backwards = (launch & 1) != 0;
+  const auto at = [&](size_t k) -> BlockRunner& { return *runners[backwards ? total - 1 - k : k]; };
+  for (size_t b = 0; b < total; ++b) {
+    const uint3 index{unsigned(b % grid.x), unsigned(b / grid.x % grid.y), unsigned(b / (uint64_t(grid.x) * grid.y))};
+    runners[b]->begin(name, index, grid, block, sharedBytes, body, ((b + launch) & 1) != 0, true, sharedLimit);
+  }
+  BlockRunner* failed = nullptr;
+  for (;;) {
+    for (size_t k = 0; k < total && !failed; ++k) {
+      at(k).advance();
+      if (at(k).failed()) failed = &at(k);
+    }
+    if (failed) break;
+    size_t finished = 0, waiting = 0;
+    BlockRunner* exited = nullptr;
+    for (size_t k = 0; k < total; ++k) {
+      BlockRunner& r = at(k);
+      if (r.finished()) ++finished;
+      else if (r.atGridBarrier()) ++waiting;
+      else {  // stalled at __syncthreads or a warp collective
+        r.fail(r.stall());
+        failed = &r;
+        break;
+      }
+      if (r.exited() && !exited) exited = &r;
+    }
+    if (failed || finished == total) break;
+    if (exited) {
+      const size_t threads = total * size_t(exited->threadCount());
+      size_t gone = 0;
+      for (size_t k = 0; k < total; ++k) gone += size_t(at(k).exited());
+      exited->fail("grid.sync() reached by " + std::to_string(threads - gone) + " of " + std::to_string(threads) + " threads of the grid; " +
+                   std::to_string(gone) + " exited without reaching it (this block's threadIdx " + exited->firstExited() + " first)");
+      failed = exited;
+      break;
+    }
+    for (size_t k = 0; k < total; ++k) at(k).releaseGrid();
+  }
+  std::string error;
+  for (size_t b = 0; b < total; ++b) {
+    std::string message = runners[b]->end();
+    if (runners[b].get() == failed) error = std::move(message);
+  }
+  return error;
+}
+
+void runGrid(const char* name, dim3 grid, dim3 block, size_t sharedBytes, KernelBody& body, size_t sharedLimit, bool cooperative) {
+  const uint64_t launch = gridLaunches++;
+  if (cooperative) {
+    // Counted as one grid-wide block: its blocks' threads interleave on this OS thread.
+    cost::Launch* counted = cost::beginLaunch(name, grid, block);
+    std::string error;
+    {
+      const cost::WorkerScope counting(counted);
+      cost::gridBegin(block.x * block.y * block.z, grid.x * grid.y * grid.z);
+      error = runCooperative(name, grid, block, sharedBytes, sharedLimit, body, launch);
+      cost::gridEnd(grid.x * grid.y * grid.z);
+    }
+    cost::endLaunch(counted);
+    if (!error.empty()) setSticky(cudaErrorLaunchFailure, error);
+    return;
+  }
   GridJob job;
   job.name = name;
-  job.grid = grid, job.block = block, job.sharedBytes = sharedBytes, job.body = &body;
+  job.grid = grid, job.block = block, job.sharedBytes = sharedBytes, job.sharedLimit = sharedLimit, job.body = &body;
   job.total = uint64_t(grid.x) * grid.y * grid.z;
-  static std::atomic<uint64_t> launches{0};
-  job.launch = launches++;
+  job.launch = launch;
   job.counted = cost::beginLaunch(name, grid, block);
   pool().run(job);
   cost::endLaunch(job.counted);
@@ -421,14 +573,16 @@ void runGrid(const char* name, dim3 grid, dim3 block, size_t sharedBytes, Kernel
 
 extern "C" {
 
-void bssnEmuSyncThreads(void) { bssn::emu::BlockRunner::runner().barrier(); }
+void bssnEmuSyncThreads(void) { bssn::emu::BlockRunner::running().barrier(); }
+
+void bssnEmuGridSync(void) { bssn::emu::BlockRunner::running().gridBarrier(); }
 
 void* bssnEmuSharedArray(const void* key, size_t bytes, size_t align) {
-  return bssn::emu::BlockRunner::runner().sharedArray(key, bytes, align);
+  return bssn::emu::BlockRunner::running().sharedArray(key, bytes, align);
 }
 
 uint64_t bssnEmuWarpCollective(unsigned int mask, int op, uint64_t value, int arg, int width) {
-  return bssn::emu::BlockRunner::runner().collective(mask, op, value, arg, width);
+  return bssn::emu::BlockRunner::running().collective(mask, op, value, arg, width);
 }
 
 }  // extern "C"

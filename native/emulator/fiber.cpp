@@ -6,7 +6,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <mutex>
 #include <new>
+#include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -25,22 +28,49 @@ namespace {
 constexpr size_t kStackBytes = BSSN_EMU_ASAN ? size_t(512) << 10 : size_t(128) << 10;
 }  // namespace
 
+namespace {
+// Stacks come from slabs of kSlabStacks: a cooperative grid holds a stack for every one of its threads at once,
+// and a mapping (plus a guard page's) per stack would exceed Linux's default 65530 mappings per process at about
+// 30000 threads. A slab has a guard page below its lowest stack; the others end in a canary that
+// FiberStack::intact() checks, so an overflow into a neighbour is reported rather than silent.
+constexpr size_t kSlabStacks = 64;
+constexpr uint64_t kCanary = 0x5bd1e995c0ffee11ull;
+constexpr size_t kCanaryWords = 8;
+std::mutex slabMutex;
+std::vector<void*>& freeStacks() {
+  static auto* v = new std::vector<void*>();  // never destroyed: stacks outlive static destruction order
+  return *v;
+}
+}  // namespace
+
 FiberStack::FiberStack() {
-  const size_t page = size_t(sysconf(_SC_PAGESIZE));
   size_ = kStackBytes;
-  mapping_ = mmap(nullptr, size_ + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (mapping_ == MAP_FAILED) throw std::bad_alloc();
-  mprotect(mapping_, page, PROT_NONE);  // an overflowing kernel thread faults instead of corrupting a neighbour
-  base_ = static_cast<char*>(mapping_) + page;
+  std::lock_guard<std::mutex> lock(slabMutex);
+  if (freeStacks().empty()) {
+    const size_t page = size_t(sysconf(_SC_PAGESIZE));
+    void* slab = mmap(nullptr, page + kSlabStacks * size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (slab == MAP_FAILED) throw std::bad_alloc();
+    mprotect(slab, page, PROT_NONE);  // the slab's lowest stack faults on overflow
+    for (size_t i = kSlabStacks; i-- > 0;) freeStacks().push_back(static_cast<char*>(slab) + page + i * size_);
+  }
+  base_ = freeStacks().back();
+  freeStacks().pop_back();
+  std::fill_n(static_cast<uint64_t*>(base_), kCanaryWords, kCanary);
 }
 
 FiberStack::~FiberStack() {
 #if BSSN_EMU_ASAN
-  // AddressSanitizer keeps shadow across munmap: the stack frames' redzones would poison whatever the next mmap
-  // puts at this address (a CPU tensor, reported as a stack-buffer-underflow in a CI run).
-  if (base_) __asan_unpoison_memory_region(base_, size_);
+  // AddressSanitizer keeps its shadow for the memory: the stack frames' redzones would poison whatever runs on it
+  // next (reported as a stack-buffer-underflow).
+  __asan_unpoison_memory_region(base_, size_);
 #endif
-  if (mapping_) munmap(mapping_, size_ + size_t(sysconf(_SC_PAGESIZE)));
+  std::lock_guard<std::mutex> lock(slabMutex);
+  freeStacks().push_back(base_);  // slabs stay mapped, for the next stacks
+}
+
+bool FiberStack::intact() const {
+  const auto* words = static_cast<const uint64_t*>(base_);
+  return std::all_of(words, words + kCanaryWords, [](uint64_t w) { return w == kCanary; });
 }
 
 #if defined(__x86_64__)

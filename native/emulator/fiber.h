@@ -7,7 +7,7 @@
 
 namespace bssn::emu {
 
-// A fiber's stack, reused across the threads of many blocks. Guard page below it.
+// A fiber's stack, reused across the threads of many blocks; from a slab of stacks (fiber.cpp).
 class FiberStack {
  public:
   FiberStack();
@@ -18,9 +18,10 @@ class FiberStack {
   size_t size() const { return size_; }
   // Set when a fiber was abandoned on it mid-kernel: its frames' AddressSanitizer redzones are all still there.
   bool abandoned = false;
+  // False when a fiber overflowed it (its canary at the bottom is overwritten).
+  bool intact() const;
 
  private:
-  void* mapping_ = nullptr;
   void* base_ = nullptr;
   size_t size_ = 0;
 };

@@ -266,7 +266,7 @@ std::string fatal(const std::string& which) {
   else if (which == "maskMismatch") BSSN_LAUNCH(maskMismatchKernel, 1, 32, 0, nullptr, out);
   else if (which == "maskWithoutSelf") BSSN_LAUNCH(maskWithoutSelfKernel, 1, 32, 0, nullptr, out);
   else if (which == "barrierInOneWarp") BSSN_LAUNCH(barrierInOneWarpKernel, 1, 64, 0, nullptr, out);
-  else throw std::invalid_argument("unknown probe " + which);
+  else if (!launchFatalCooperative(which, out)) throw std::invalid_argument("unknown probe " + which);
   // A fast failure may already be the context's sticky error when the launch is checked: the same report.
   const cudaError_t launch = cudaGetLastError();
   if (launch != cudaSuccess && launch != cudaErrorLaunchFailure) return std::string("launch: ") + cudaGetErrorString(launch);

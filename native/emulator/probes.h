@@ -23,7 +23,7 @@ std::vector<std::pair<std::string, std::string>> launchLimits();
 // {value before waiting, value after}.
 std::vector<double> staleRead();
 // Runs a kernel that breaks the execution model (`which`: divergentBarrier, missingLane, maskMismatch,
-// maskWithoutSelf, barrierInOneWarp) and returns what the next synchronization reports. Leaves the context with
+// maskWithoutSelf, barrierInOneWarp, or a cooperative one of launchFatalCooperative) and returns what the next synchronization reports. Leaves the context with
 // a sticky fault: only for a process of its own.
 std::string fatal(const std::string& which);
 
@@ -42,6 +42,14 @@ Report graphReplay(const std::vector<float>& input, const std::vector<float>& sc
 // Begins a capture (`mode`) on a stream, launches a kernel, makes the call `op` (see probes.cu), launches again, ends
 // the capture, then launches out = in * 2 + 1 on the same stream as plain work: its result and every status.
 Report captureError(const std::string& op, int mode, const std::vector<float>& input);
+// Cooperative launches (probes_cooperative.cu): the device's residency attributes, the opt-in for dynamic shared
+// memory, the occupancy calculator, the grids a cooperative launch refuses and takes, and an exchange between
+// blocks across grid barriers (with the launch helper, cudaLaunchCooperativeKernel, a graph's replays, and without
+// its barrier): statuses, and values (attributes, occupancies, wrong results per run).
+Report cooperative();
+// Launches the cooperative `which` of fatal() (gridMissingArrival, gridSyncNotCooperative, gridSyncBesideBarrier);
+// false for another name.
+bool launchFatalCooperative(const std::string& which, float* out);
 // Misuse of the capture and graph calls (begin twice, end when not capturing, null handles, ...): their statuses.
 Report captureMisuse();
 // Begins a capture (`mode`) on this thread and ends it from another thread, then from this one.

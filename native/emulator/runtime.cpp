@@ -61,6 +61,32 @@ cudaError_t fail(cudaError_t error) {
     if (check_ != cudaSuccess) return fail(check_);        \
   } while (0)
 
+// The card whose residency limits the emulator checks: an H100 (SXM), 132 SMs.
+constexpr int kMultiprocessors = 132;
+constexpr size_t kSharedPerSM = 233472, kSharedPerBlockOptin = 232448, kReservedSharedPerBlock = 1024;
+
+// Kernels' cudaFuncAttributeMaxDynamicSharedMemorySize, by entry address (48 KiB where never set).
+std::mutex functionsMutex;
+std::map<const void*, size_t>& maxDynamicShared() {
+  static auto* m = new std::map<const void*, size_t>();
+  return *m;
+}
+size_t dynamicSharedLimit(const void* entry) {
+  std::lock_guard<std::mutex> lock(functionsMutex);
+  const auto it = maxDynamicShared().find(entry);
+  return it == maxDynamicShared().end() ? size_t(48u << 10) : it->second;
+}
+
+// Blocks of `threads` threads and `sharedBytes` dynamic shared memory one SM holds at once, as the occupancy
+// calculator says for an H100: 2048 threads in whole warps, 32 blocks, and 228 KiB of shared memory with 1 KiB
+// reserved per block, in 128-byte units. Registers and static shared memory are not modelled.
+int residentBlocks(unsigned threads, size_t sharedBytes) {
+  if (threads == 0 || threads > 1024) return 0;
+  const unsigned warps = (threads + 31) / 32;
+  const size_t perBlock = (sharedBytes + kReservedSharedPerBlock + 127) / 128 * 128;
+  return int(std::min<size_t>({32, 64 / warps, kSharedPerSM / perBlock}));
+}
+
 int64_t envBytes(const char* name, int64_t fallback) {
   const char* v = std::getenv(name);
   return v && *v ? std::strtoll(v, nullptr, 10) : fallback;
@@ -327,6 +353,8 @@ struct GraphNode {
   dim3 grid, block;
   size_t sharedBytes;
   std::shared_ptr<KernelBody> body;
+  size_t sharedLimit = 48u << 10;  // static + dynamic shared bytes a block may use (runGrid)
+  bool cooperative = false;        // every block resident at once (cudaLaunchCooperativeKernel)
 };
 
 struct Capture {
@@ -640,6 +668,7 @@ const char* cudaGetErrorName(cudaError_t error) {
     BSSN_EMU_NAME(cudaErrorInvalidAddressSpace)
     BSSN_EMU_NAME(cudaErrorInvalidPc)
     BSSN_EMU_NAME(cudaErrorLaunchFailure)
+    BSSN_EMU_NAME(cudaErrorCooperativeLaunchTooLarge)
     BSSN_EMU_NAME(cudaErrorNotSupported)
     BSSN_EMU_NAME(cudaErrorStreamCaptureUnsupported)
     BSSN_EMU_NAME(cudaErrorStreamCaptureInvalidated)
@@ -682,6 +711,7 @@ const char* cudaGetErrorString(cudaError_t error) {
     case cudaErrorLaunchTimeout: return "the launch timed out and was terminated";
     case cudaErrorAssert: return "device-side assert triggered";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorCooperativeLaunchTooLarge: return "too many blocks in cooperative launch";
     case cudaErrorNotSupported: return "operation not supported";
     case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
     case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
@@ -746,8 +776,16 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
   prop->maxThreadsDim[0] = 1024, prop->maxThreadsDim[1] = 1024, prop->maxThreadsDim[2] = 64;
   prop->maxGridSize[0] = 2147483647, prop->maxGridSize[1] = 65535, prop->maxGridSize[2] = 65535;
   prop->major = 9, prop->minor = 0;
-  prop->multiProcessorCount = int(std::thread::hardware_concurrency());
+  // An H100's: what cooperative launches and the occupancy calculator are checked against (the blocks of an
+  // ordinary grid still run on the executor's workers, one per core).
+  prop->multiProcessorCount = kMultiprocessors;
   prop->memoryPoolsSupported = 1;
+  prop->sharedMemPerMultiprocessor = kSharedPerSM;
+  prop->sharedMemPerBlockOptin = kSharedPerBlockOptin;
+  prop->reservedSharedMemPerBlock = kReservedSharedPerBlock;
+  prop->maxThreadsPerMultiProcessor = 2048;
+  prop->maxBlocksPerMultiProcessor = 32;
+  prop->cooperativeLaunch = 1;
   return cudaSuccess;
 }
 
@@ -765,6 +803,12 @@ cudaError_t cudaDeviceGetAttribute(int* value, enum cudaDeviceAttr attr, int dev
     case cudaDevAttrComputeCapabilityMajor: *value = p.major; break;
     case cudaDevAttrComputeCapabilityMinor: *value = p.minor; break;
     case cudaDevAttrMemoryPoolsSupported: *value = 1; break;
+    case cudaDevAttrMaxThreadsPerMultiProcessor: *value = p.maxThreadsPerMultiProcessor; break;
+    case cudaDevAttrMaxSharedMemoryPerMultiprocessor: *value = int(p.sharedMemPerMultiprocessor); break;
+    case cudaDevAttrCooperativeLaunch: *value = p.cooperativeLaunch; break;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = int(p.sharedMemPerBlockOptin); break;
+    case cudaDevAttrMaxBlocksPerMultiprocessor: *value = p.maxBlocksPerMultiProcessor; break;
+    case cudaDevAttrReservedSharedMemoryPerBlock: *value = int(p.reservedSharedMemPerBlock); break;
     default: return fail(cudaErrorInvalidValue);
   }
   return cudaSuccess;
@@ -1199,13 +1243,38 @@ cudaError_t bssnEmuFuncGetAttributes(cudaFuncAttributes* attributes, const void*
   return cudaSuccess;
 }
 
+cudaError_t bssnEmuFuncSetAttribute(const void* entry, enum cudaFuncAttribute attr, int value) {
+  BSSN_EMU_ENTER();
+  if (!entry) return fail(cudaErrorInvalidDeviceFunction);
+  if (attr != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 || size_t(value) > kSharedPerBlockOptin)
+    return fail(cudaErrorInvalidValue);
+  std::lock_guard<std::mutex> lock(functionsMutex);
+  maxDynamicShared()[entry] = size_t(value);
+  return cudaSuccess;
+}
+
+cudaError_t bssnEmuOccupancyMaxActiveBlocksPerMultiprocessor(int* numBlocks, const void* entry, int blockSize, size_t dynamicSMemSize) {
+  BSSN_EMU_ENTER();
+  if (!numBlocks || blockSize <= 0) return fail(cudaErrorInvalidValue);
+  if (!entry) return fail(cudaErrorInvalidDeviceFunction);
+  *numBlocks = dynamicSMemSize > dynamicSharedLimit(entry) ? 0 : residentBlocks(unsigned(blockSize), dynamicSMemSize);
+  return cudaSuccess;
+}
+
 namespace {
-bool validLaunch(dim3 grid, dim3 block, size_t sharedBytes) {
+bool validLaunch(const void* entry, dim3 grid, dim3 block, size_t sharedBytes) {
   const uint64_t threads = uint64_t(block.x) * block.y * block.z;
   if (block.x == 0 || block.y == 0 || block.z == 0 || grid.x == 0 || grid.y == 0 || grid.z == 0) return false;
   if (block.x > 1024 || block.y > 1024 || block.z > 64 || threads > 1024) return false;
   if (grid.x > 2147483647u || grid.y > 65535 || grid.z > 65535) return false;
-  return sharedBytes <= (48u << 10);
+  return sharedBytes <= dynamicSharedLimit(entry);
+}
+
+// The static + dynamic shared bytes a block of `entry` may use: 48 KiB, or with the opt-in attribute the rest of
+// the 227 KiB beside its dynamic maximum (the static part is known only when the kernel runs).
+size_t sharedLimitOf(const void* entry, size_t sharedBytes) {
+  const size_t optIn = dynamicSharedLimit(entry);
+  return optIn > (48u << 10) ? kSharedPerBlockOptin - optIn + sharedBytes : size_t(48u << 10);
 }
 }  // namespace
 
@@ -1231,21 +1300,26 @@ bool runLaunch(const GraphNode& launch, bool injectFault) {
     setSticky(cudaErrorLaunchFailure, "kernel " + launch.kernel + " faulted (injected by bssnEmuFailLaunch)");
     return false;
   }
-  runGrid(launch.kernel.c_str(), launch.grid, launch.block, launch.sharedBytes, *launch.body);
+  runGrid(launch.kernel.c_str(), launch.grid, launch.block, launch.sharedBytes, *launch.body, launch.sharedLimit, launch.cooperative);
   return stickyError() == cudaSuccess;
 }
 
-}  // namespace
-
-extern "C" {
-
-cudaError_t bssnEmuLaunch(const char* name, const void* entry, dim3 grid, dim3 block, size_t sharedBytes, cudaStream_t stream,
-                          KernelBody* body) {
+// A launch, ordinary or cooperative: checked, then captured or enqueued.
+cudaError_t launchGrid(const char* name, const void* entry, dim3 grid, dim3 block, size_t sharedBytes, cudaStream_t stream,
+                       KernelBody* body, bool cooperative) {
   GraphNode launch{name, grid, block, sharedBytes, std::shared_ptr<KernelBody>(body)};
-  (void)entry;
   BSSN_EMU_ENTER();
+  launch.sharedLimit = sharedLimitOf(entry, sharedBytes);
+  launch.cooperative = cooperative;
   // Launch errors are reported by the launch (cudaGetLastError), not by the stream, and are not sticky.
-  const bool valid = validLaunch(grid, block, sharedBytes);
+  const bool valid = validLaunch(entry, grid, block, sharedBytes);
+  // A cooperative grid must be resident at once: every SM holding as many blocks as its threads and shared
+  // memory allow. CUDA checks the configuration first.
+  const cudaError_t invalid = !valid ? cudaErrorInvalidConfiguration
+                              : cooperative && uint64_t(grid.x) * grid.y * grid.z >
+                                                   uint64_t(kMultiprocessors) * residentBlocks(block.x * block.y * block.z, sharedBytes)
+                                  ? cudaErrorCooperativeLaunchTooLarge
+                                  : cudaSuccess;
   if (isLegacy(stream)) {
     BSSN_EMU_CHECK(captureConflict(stream));  // while a blocking stream captures
   } else if (capturingStreams.load() != 0) {
@@ -1254,15 +1328,29 @@ cudaError_t bssnEmuLaunch(const char* name, const void* entry, dim3 grid, dim3 b
       Capture& c = it->second;
       if (c.invalidated) return fail(cudaErrorStreamCaptureInvalidated);
       // A launch that fails invalidates the capture, as in CUDA; it returns its own error.
-      if (!valid) c.invalidated = true;
+      if (invalid != cudaSuccess) c.invalidated = true;
       else c.nodes.push_back(std::move(launch));  // recorded, not run, and not counted: a replay is the launch
-      return valid ? cudaSuccess : fail(cudaErrorInvalidConfiguration);
+      return invalid == cudaSuccess ? cudaSuccess : fail(invalid);
     }
   }
-  if (!valid) return fail(cudaErrorInvalidConfiguration);
+  if (invalid != cudaSuccess) return fail(invalid);
   const bool injectFault = countLaunch(launch.kernel);
   streamOf(stream).enqueue([launch = std::move(launch), injectFault] { runLaunch(launch, injectFault); });
   return cudaSuccess;
+}
+
+}  // namespace
+
+extern "C" {
+
+cudaError_t bssnEmuLaunch(const char* name, const void* entry, dim3 grid, dim3 block, size_t sharedBytes, cudaStream_t stream,
+                          KernelBody* body) {
+  return launchGrid(name, entry, grid, block, sharedBytes, stream, body, false);
+}
+
+cudaError_t bssnEmuLaunchCooperative(const char* name, const void* entry, dim3 grid, dim3 block, size_t sharedBytes, cudaStream_t stream,
+                                     KernelBody* body) {
+  return launchGrid(name, entry, grid, block, sharedBytes, stream, body, true);
 }
 
 // ---- stream capture and graphs

@@ -31,8 +31,9 @@ Stats& stats();
 
 // Runs the grid of one launch on the calling (stream) thread, spreading blocks over the executor's workers.
 // A kernel that breaks the execution model (a barrier or warp collective not every thread reaches) becomes the
-// sticky cudaErrorLaunchFailure with a message naming the kernel, block and threads.
-void runGrid(const char* name, dim3 grid, dim3 block, size_t sharedBytes, KernelBody& body);
+// sticky cudaErrorLaunchFailure with a message naming the kernel, block and threads. sharedLimit: the static plus
+// dynamic shared bytes a block may use. A cooperative grid has every block resident at once (grid.sync()).
+void runGrid(const char* name, dim3 grid, dim3 block, size_t sharedBytes, KernelBody& body, size_t sharedLimit, bool cooperative);
 
 // Every live device allocation as (base, bytes), for counting (counting.cpp).
 void deviceRanges(std::vector<std::pair<uintptr_t, size_t>>& out);

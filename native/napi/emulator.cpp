@@ -216,6 +216,9 @@ Napi::Object defineEmulator(Napi::Env env) {
                                                                    int(toInteger(info[2], "replays", 1, 1000)),
                                                                    int(toInteger(info[3], "launch count", 1, 1000000))));
              }));
+  probes.Set("cooperative", fn(env, "cooperative", [](const Napi::CallbackInfo& info) -> Napi::Value {
+               return toObject(info.Env(), emu::probes::cooperative());
+             }));
   probes.Set("costKernel", fn(env, "costKernel", [](const Napi::CallbackInfo& info) -> Napi::Value {
                return toArray(info.Env(), emu::probes::costKernel(toName(info), toFloats(info[1], "input")));
              }));

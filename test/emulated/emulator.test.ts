@@ -99,6 +99,80 @@ suite(`the execution model${reason}`, () => {
   })
 })
 
+suite(`cooperative launches and the grid barrier${reason}`, () => {
+  // An H100's residency: 132 SMs, 2048 threads and 32 blocks each, 228 KiB of shared memory with 1 KiB reserved
+  // per block, 227 KiB per block with the opt-in.
+  it('the device reports an H100\'s residency limits, and the occupancy calculator follows them', () => {
+    const { values } = emu().probes.cooperative()
+    expect(values).toMatchObject({
+      multiProcessorCount: [132],
+      cooperativeLaunch: [1],
+      maxSharedMemoryPerMultiprocessor: [233472],
+      maxSharedMemoryPerBlockOptin: [232448],
+      reservedSharedMemoryPerBlock: [1024],
+      maxThreadsPerMultiProcessor: [2048],
+      maxBlocksPerMultiprocessor: [32],
+      'occupancy 64 threads': [32],
+      'occupancy 256 threads': [8],
+      'occupancy 1024 threads': [2],
+      'occupancy 32 threads, 115712 B': [2],
+      'occupancy 32 threads, 115713 B': [1],
+      'occupancy 32 threads, 232448 B': [1],
+      'occupancy beyond the opt-in': [0],
+    })
+  })
+
+  it('dynamic shared memory past 48 KiB needs the opt-in; a grid the card cannot hold resident is refused', () => {
+    const { statuses } = emu().probes.cooperative()
+    expect(statuses).toMatchObject({
+      'set 232449 bytes': 'cudaErrorInvalidValue',
+      '100000 bytes before the opt-in': 'cudaErrorInvalidConfiguration',
+      'opt in 100000 bytes': 'cudaSuccess',
+      'opt in 232448 bytes': 'cudaSuccess',
+      'cooperative 133 blocks of 232448 B': 'cudaErrorCooperativeLaunchTooLarge',
+      'cudaGetLastError after it': 'cudaErrorCooperativeLaunchTooLarge',
+      'cooperative 265 blocks of 1024 threads': 'cudaErrorCooperativeLaunchTooLarge',
+      'cooperative 1025 threads': 'cudaErrorInvalidConfiguration',
+      'cooperative 132 blocks of 232448 B': 'cudaSuccess',
+      'cooperative 264 blocks of 115712 B': 'cudaSuccess',
+      synchronize: 'cudaSuccess',
+      // Refused while capturing: the capture is invalidated, as by any failed launch.
+      'exchange captured': 'cudaSuccess',
+      'too large captured': 'cudaErrorCooperativeLaunchTooLarge',
+      'end capture after a refused launch': 'cudaErrorStreamCaptureInvalidated',
+    })
+  })
+
+  it('the grid barrier orders every block\'s writes before every read, and shared memory lives across it', () => {
+    const { statuses, values } = emu().probes.cooperative()
+    expect(statuses).toMatchObject({
+      'exchange (helper)': 'cudaSuccess',
+      'exchange synchronize': 'cudaSuccess',
+      'exchange (cudaLaunchCooperativeKernel)': 'cudaSuccess',
+      'exchange without the barrier': 'cudaSuccess',
+      'last error at the end': 'cudaSuccess',
+    })
+    expect(values).toMatchObject({
+      'wrong (helper)': [0],
+      'wrong (cudaLaunchCooperativeKernel)': [0],
+      'wrong (graph replay 0)': [0],
+      'wrong (graph replay 1)': [0],
+    })
+    // The same kernel without its barrier: blocks run ahead and read values not yet written (NaN).
+    expect(values['wrong (no barrier)']![0]).toBeGreaterThan(0)
+  })
+
+  it.each([
+    ['gridMissingArrival', /gridMissingArrivalKernel, block \(2,0,0\): grid.sync\(\) reached by 192 of 256 threads of the grid; 64 exited/],
+    ['gridSyncNotCooperative', /gridSyncNotCooperativeKernel, block \(\d,0,0\): grid.sync\(\) in a kernel not launched with cudaLaunchCooperativeKernel/],
+    ['gridSyncBesideBarrier', /gridSyncBesideBarrierKernel, block \(\d,0,0\): __syncthreads\(\) reached by 32 of 64 threads; 32 wait at grid.sync\(\)/],
+  ])('a grid barrier that cannot complete (%s) is a sticky launch failure naming it, not a hang', (which, pattern) => {
+    const { result } = inChild(`emit(addon.emulator.probes.fatal(${JSON.stringify(which)}))`)
+    expect(result).toMatch(/^cudaErrorLaunchFailure: unspecified launch failure \[emulator: kernel /)
+    expect(result).toMatch(pattern)
+  })
+})
+
 suite(`faults on demand reach JS as errors${reason}`, () => {
   it('out of memory at the n-th allocation: an Error naming the call and size, nothing leaked, the device usable', async () => {
     const device = Device.cuda(0)
@@ -207,9 +281,11 @@ suite(`the CUDA backend with grid-stride loops forced to wrap (grids capped at 3
   })
 
   // Two SNGAN steps with BSSN on D, from the same seeds on both backends: every training op (cuDNN and cuBLAS
-  // calls, elementwise, bias, batch norm, sums, Adam, BSSN forward and backward) against the CPU reference.
-  it('two SNGAN training steps with BSSN match the CPU backend', async () => {
+  // calls, elementwise, bias, batch norm, sums, Adam, BSSN forward and backward) against the CPU reference; with
+  // the fused training forward (D fits on chip) and with the streamed kernels (BSSN_CUDA_FUSED=0).
+  it.each(['', '0'])('two SNGAN training steps with BSSN match the CPU backend (BSSN_CUDA_FUSED=%s)', async (fused) => {
     const run = async (device: Device) => {
+      process.env.BSSN_CUDA_FUSED = fused
       const G = snganCnnGenerator({ device, seed: 1 })
       const D = snganCnnDiscriminator({ device, seed: 2 })
       const sn = new SpectralNorm(D, { mode: 'bssn' })
@@ -227,6 +303,7 @@ suite(`the CUDA backend with grid-stride loops forced to wrap (grids capped at 3
       }
       const params = await Promise.all([...G.parameters(), ...D.parameters()].map((p) => p.toArray()))
       ;[sn, optG, optD, G, D, real].forEach((x) => x.dispose())
+      delete process.env.BSSN_CUDA_FUSED
       return { losses, params }
     }
     const cpu = await run(Device.cpu())
@@ -257,10 +334,13 @@ suite(`the CUDA backend with grid-stride loops forced to wrap (grids capped at 3
     cuda.forEach((a, i) => expectCloseArray(a, cpu[i], 1e-5, `output ${i}`))
   })
 
-  it('BSSN eval mode and updateSigmas on mixed layers match the CPU backend', async () => {
+  // updateSigmas is a training forward without outputs: fused, and streamed (BSSN_CUDA_FUSED=0; the [900, 4] layer's
+  // W^T u sums split over row ranges).
+  it.each(['', '0'])('BSSN eval mode and updateSigmas on mixed layers match the CPU backend (BSSN_CUDA_FUSED=%s)', async (fused) => {
     const shapes = [[16, 3, 3, 3], [900, 4], [10], [6, 9, 1, 1]]
     const make = (device: Device) => shapes.map((s, i) => device.tensor(randomArray(s.reduce((a, b) => a * b, 1), 40 + i, 0.1), s))
     const run = async (device: Device) => {
+      process.env.BSSN_CUDA_FUSED = fused
       const ws = make(device)
       const norm = new BSSN(ws, { mode: 'bssn', scale: 1.3 })
       norm.updateSigmas()
@@ -269,6 +349,7 @@ suite(`the CUDA backend with grid-stride loops forced to wrap (grids capped at 3
       const sigmas = await norm.sigmas()
       norm.dispose()
       ws.forEach((w) => w.dispose())
+      delete process.env.BSSN_CUDA_FUSED
       return { out, sigmas }
     }
     const cpu = await run(Device.cpu())

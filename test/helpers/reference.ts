@@ -1,6 +1,7 @@
 // The float64 reference of the normalization semantics, written from the specification and independent of
 // the native code: W1 and W2 are built as dense matrices by explicitly permuting the weight's axes.
 import type { NormalizationMode } from '../../src/index.js'
+import { expectCloseArray } from './expect.js'
 
 export interface Matrix {
   rows: number
@@ -77,8 +78,21 @@ export interface RefState {
   v2?: Float64Array
 }
 
+type LayerState = { u: Float32Array; v: Float32Array; u2?: Float32Array; v2?: Float32Array }
+
+/** Expects every layer's state of `norm` (getState) within `tolerance` of the reference's `states`. */
+export async function expectStatesClose(norm: { getState(i: number): Promise<LayerState> }, states: RefState[], tolerance: number): Promise<void> {
+  for (const [i, want] of states.entries()) {
+    const got = await norm.getState(i)
+    expectCloseArray(got.u, want.u1, tolerance, `layer ${i} u`)
+    expectCloseArray(got.v, want.v1, tolerance, `layer ${i} v`)
+    if (got.u2) expectCloseArray(got.u2, want.u2!, tolerance, `layer ${i} u2`)
+    if (got.v2) expectCloseArray(got.v2, want.v2!, tolerance, `layer ${i} v2`)
+  }
+}
+
 /** A BSSN layer state (float32, as getState returns it) as the reference's float64 state. */
-export function toRefState(s: { u: Float32Array; v: Float32Array; u2?: Float32Array; v2?: Float32Array }): RefState {
+export function toRefState(s: LayerState): RefState {
   return { u1: Float64Array.from(s.u), v1: Float64Array.from(s.v), u2: s.u2 && Float64Array.from(s.u2), v2: s.v2 && Float64Array.from(s.v2) }
 }
 

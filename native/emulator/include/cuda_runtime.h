@@ -51,7 +51,14 @@ extern "C" {
 // grid on `stream`. Takes ownership of `body`.
 BSSN_EMU_API cudaError_t bssnEmuLaunch(const char* name, const void* entry, dim3 grid, dim3 block, size_t sharedBytes,
                                        cudaStream_t stream, bssn::emu::KernelBody* body);
+// A cooperative launch (cudaLaunchCooperativeKernel): every block of the grid is resident at once, so that
+// bssnEmuGridSync can hold them all. Refused with cudaErrorCooperativeLaunchTooLarge when the card could not hold
+// the grid resident (multiProcessorCount times the occupancy of one SM). Returns the launch's error.
+BSSN_EMU_API cudaError_t bssnEmuLaunchCooperative(const char* name, const void* entry, dim3 grid, dim3 block, size_t sharedBytes,
+                                                  cudaStream_t stream, bssn::emu::KernelBody* body);
 BSSN_EMU_API void bssnEmuSyncThreads(void);
+// cooperative_groups::this_grid().sync(): every thread of every block of a cooperative grid must arrive.
+BSSN_EMU_API void bssnEmuGridSync(void);
 // The running block's shared array declared at `key` (BSSN_SHARED): the same memory for every thread of the
 // block, fresh and NaN-filled for each block.
 BSSN_EMU_API void* bssnEmuSharedArray(const void* key, size_t bytes, size_t align);
@@ -75,12 +82,30 @@ class BoundKernel final : public KernelBody {
   std::tuple<std::decay_t<Params>...> params_;
 };
 
+// Launches `kernel` with `args` bound through `launcher` (bssnEmuLaunch or bssnEmuLaunchCooperative).
+template <typename... Params, typename... Args>
+cudaError_t launchWith(decltype(&bssnEmuLaunch) launcher, const char* name, void (*kernel)(Params...), dim3 grid, dim3 block,
+                       size_t sharedBytes, cudaStream_t stream, Args&&... args) {
+  static_assert(sizeof...(Params) == sizeof...(Args), "kernel launched with the wrong number of arguments");
+  return launcher(name, reinterpret_cast<const void*>(kernel), grid, block, sharedBytes, stream,
+                  new BoundKernel<Params...>(kernel, std::forward<Args>(args)...));
+}
 template <typename... Params, typename... Args>
 cudaError_t launch(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, size_t sharedBytes, cudaStream_t stream,
                    Args&&... args) {
-  static_assert(sizeof...(Params) == sizeof...(Args), "kernel launched with the wrong number of arguments");
-  return bssnEmuLaunch(name, reinterpret_cast<const void*>(kernel), grid, block, sharedBytes, stream,
-                       new BoundKernel<Params...>(kernel, std::forward<Args>(args)...));
+  return launchWith(&bssnEmuLaunch, name, kernel, grid, block, sharedBytes, stream, std::forward<Args>(args)...);
+}
+template <typename... Params, typename... Args>
+cudaError_t launchCooperative(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block, size_t sharedBytes, cudaStream_t stream,
+                              Args&&... args) {
+  return launchWith(&bssnEmuLaunchCooperative, name, kernel, grid, block, sharedBytes, stream, std::forward<Args>(args)...);
+}
+
+template <typename... Params, size_t... I>
+cudaError_t launchCooperativeFromPointers(void (*kernel)(Params...), dim3 grid, dim3 block, void** args, size_t sharedBytes,
+                                          cudaStream_t stream, std::index_sequence<I...>) {
+  return launchCooperative("(cudaLaunchCooperativeKernel)", kernel, grid, block, sharedBytes, stream,
+                           *static_cast<std::decay_t<Params>*>(args[I])...);
 }
 
 template <typename T>
@@ -113,6 +138,13 @@ inline T atomicAddBits(T* address, T value) {
 }
 
 }  // namespace bssn::emu
+
+// The runtime's typed cudaLaunchCooperativeKernel: args[i] points at the i-th parameter, as with nvcc.
+template <typename... Params>
+inline cudaError_t cudaLaunchCooperativeKernel(void (*kernel)(Params...), dim3 grid, dim3 block, void** args, size_t sharedBytes,
+                                               cudaStream_t stream) {
+  return bssn::emu::launchCooperativeFromPointers(kernel, grid, block, args, sharedBytes, stream, std::index_sequence_for<Params...>{});
+}
 
 #define threadIdx (::bssn::emu::current->thread)
 #define blockIdx (::bssn::emu::current->block)

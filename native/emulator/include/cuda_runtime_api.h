@@ -43,6 +43,7 @@ enum cudaError {
   cudaErrorInvalidAddressSpace = 717,
   cudaErrorInvalidPc = 718,
   cudaErrorLaunchFailure = 719,
+  cudaErrorCooperativeLaunchTooLarge = 720,
   cudaErrorNotSupported = 801,
   cudaErrorStreamCaptureUnsupported = 900,
   cudaErrorStreamCaptureInvalidated = 901,
@@ -70,9 +71,19 @@ enum cudaDeviceAttr {
   cudaDevAttrMaxSharedMemoryPerBlock = 8,
   cudaDevAttrWarpSize = 10,
   cudaDevAttrMultiProcessorCount = 16,
+  cudaDevAttrMaxThreadsPerMultiProcessor = 39,
   cudaDevAttrComputeCapabilityMajor = 75,
   cudaDevAttrComputeCapabilityMinor = 76,
+  cudaDevAttrMaxSharedMemoryPerMultiprocessor = 81,
+  cudaDevAttrCooperativeLaunch = 95,
+  cudaDevAttrMaxSharedMemoryPerBlockOptin = 97,
+  cudaDevAttrMaxBlocksPerMultiprocessor = 106,
+  cudaDevAttrReservedSharedMemoryPerBlock = 111,
   cudaDevAttrMemoryPoolsSupported = 115,
+};
+
+enum cudaFuncAttribute {
+  cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
 };
 
 enum cudaMemPoolAttr {
@@ -144,6 +155,13 @@ struct cudaDeviceProp {
   int minor;
   int multiProcessorCount;
   int memoryPoolsSupported;
+  // An H100's residency limits (what cooperative launches and the occupancy calculator are checked against).
+  size_t sharedMemPerMultiprocessor;
+  size_t sharedMemPerBlockOptin;
+  size_t reservedSharedMemPerBlock;
+  int maxThreadsPerMultiProcessor;
+  int maxBlocksPerMultiProcessor;
+  int cooperativeLaunch;
 };
 
 struct cudaFuncAttributes {
@@ -217,11 +235,25 @@ BSSN_EMU_API cudaError_t cudaIpcGetMemHandle(cudaIpcMemHandle_t* handle, void* d
 BSSN_EMU_API cudaError_t cudaIpcOpenMemHandle(void** devPtr, cudaIpcMemHandle_t handle, unsigned int flags);
 BSSN_EMU_API cudaError_t cudaIpcCloseMemHandle(void* devPtr);
 
-// Emulator-internal: attributes of a kernel by its address (the template below is what callers use).
+// Emulator-internal: attributes of a kernel by its address (the templates below are what callers use).
 BSSN_EMU_API cudaError_t bssnEmuFuncGetAttributes(cudaFuncAttributes* attributes, const void* entry);
+BSSN_EMU_API cudaError_t bssnEmuFuncSetAttribute(const void* entry, enum cudaFuncAttribute attr, int value);
+BSSN_EMU_API cudaError_t bssnEmuOccupancyMaxActiveBlocksPerMultiprocessor(int* numBlocks, const void* entry, int blockSize,
+                                                                         size_t dynamicSMemSize);
 }
 
 template <typename T>
 inline cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attributes, T* entry) {
   return bssnEmuFuncGetAttributes(attributes, reinterpret_cast<const void*>(entry));
+}
+// cudaFuncAttributeMaxDynamicSharedMemorySize: the kernel's dynamic shared memory may exceed 48 KiB up to this
+// (at most sharedMemPerBlockOptin), as on sm_70+.
+template <typename T>
+inline cudaError_t cudaFuncSetAttribute(T* entry, enum cudaFuncAttribute attr, int value) {
+  return bssnEmuFuncSetAttribute(reinterpret_cast<const void*>(entry), attr, value);
+}
+// Blocks of `entry` an SM holds at once, from the threads and the shared memory (registers are not modelled).
+template <typename T>
+inline cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* numBlocks, T* entry, int blockSize, size_t dynamicSMemSize) {
+  return bssnEmuOccupancyMaxActiveBlocksPerMultiprocessor(numBlocks, reinterpret_cast<const void*>(entry), blockSize, dynamicSMemSize);
 }
