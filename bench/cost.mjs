@@ -52,7 +52,7 @@ for (const workload of workloads.filter((w) => !values.workload || w.name.starts
   results[workload.name] = {}
   for (const call of costCalls) {
     const t0 = performance.now()
-    const { figures: f, kernels } = countCall(lib, emulator, workload, call)
+    const { figures: f, kernels } = await countCall(lib, emulator, workload, call)
     results[workload.name][call] = f
     console.error(`${workload.name}, ${call}: counted in ${fmt((performance.now() - t0) / 1e3, 1)} s`)
     rows.push([workload.name, call, fmt(f.distinctPasses), fmt(f.totalPasses), fmt(f.distinctReadPasses), fmt(f.distinctWritePasses),

@@ -49,4 +49,4 @@ interface Library {
   Device: unknown
   BSSN: unknown
 }
-export declare function countCall(lib: Library, emulator: NativeEmulator, workload: { shapes: number[][] }, call: CostCall): CallCost
+export declare function countCall(lib: Library, emulator: NativeEmulator, workload: { shapes: number[][] }, call: CostCall): Promise<CallCost>

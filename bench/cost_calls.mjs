@@ -12,9 +12,10 @@ const sectorBytes = 32
  * Runs `call` once as a warm-up (plans, graphs and pools are made once per object), then once counted, on
  * weights of `workload` (randn, std 0.02, seeded) on `lib.Device.cuda(0)` of the emulated build; `emulator` is
  * its native().emulator. Returns the counts as numbers (passes over W = bytes / sum of the weights' fp32 bytes)
- * and each counted launch.
+ * and each counted launch. Asynchronous until the counted call: the warm-up is awaited, so only the counted call's
+ * work is waited for synchronously (by `emulator.cost.stop()`), and a test's worker stays responsive.
  */
-export function countCall(lib, emulator, workload, call) {
+export async function countCall(lib, emulator, workload, call) {
   if (!costCalls.includes(call)) throw new Error(`unknown call ${call}: one of ${costCalls.join(', ')}`)
   const device = lib.Device.cuda(0)
   if (!device.emulated) throw new Error(`${device.name} is not the emulated CUDA device: counting needs it`)
@@ -33,6 +34,7 @@ export function countCall(lib, emulator, workload, call) {
     if (call === 'backward') bssn.forward()
     run()
     if (call === 'backward') bssn.forward()
+    await device.synchronize() // outside the counted window: the warm-up's wait is not the call's
     emulator.cost.start()
     try {
       run()

@@ -13,7 +13,7 @@ namespace bssn::cuda {
 
 class CudaDevice;
 
-// The kernels a batch runs. Chosen once, when its plan is built (choosePath in normalize_plan.cpp), and nowhere else.
+// The kernels a batch runs. Chosen once, when its plan is built (planFor in normalize_plan.cpp), and nowhere else.
 enum class NormalizePath : int32_t {
   // normalize.cu: a launch per phase, each streaming W from global memory; any size. Layers it can tile (see
   // DeviceLayer::tiled) take the tiled passes unless BSSN_CUDA_TILED=0.
@@ -61,6 +61,18 @@ struct CudaPlan {
   int fusedTileCount = 0;
   size_t fusedShared = 0;  // dynamic shared bytes per block
 };
+
+// The device address of a table holding `buffers`' pointers (uploaded in stream order when they changed).
+void* pointersOf(CudaDevice& device, PointerTable& table, const std::vector<BufferPtr>& buffers);
+
+// Forwards with more power iterations than this launch kernel by kernel (warm-ups run once; a graph would not pay).
+constexpr int kMaxGraphIterations = 4;
+
+// The fused path (normalize_fused_plan.cpp): plans `job`'s batch into `plan` and returns true where it fits on chip
+// (nothing planned otherwise); enqueues a planned batch's forward and backward.
+bool planFused(CudaDevice& device, const NormalizeJob& job, bool bidirectional, CudaPlan& plan);
+void fusedForward(CudaDevice& device, CudaPlan& plan, const NormalizeJob& job);
+void fusedBackward(CudaDevice& device, CudaPlan& plan, const NormalizeJob& job);
 
 // Enqueue `job`'s forward (its power iterations, then the outputs when it has any) and backward on `device`'s
 // stream, by the path of the batch's plan. The caller checks the launches.

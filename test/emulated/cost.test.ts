@@ -151,8 +151,8 @@ suite(`counting what a GPU would pay${reason}`, () => {
 // The helper the budgets of issue 23 are asserted with (test/helpers/cost.ts): facts any correct normalization has,
 // whatever its kernels; the budgets themselves belong with the kernels that meet them.
 suite(`a workload's call, counted${reason}`, () => {
-  it('MLP-2D D: the forward reads W and writes W_hat at least once, the scale-only forward writes no W_hat; the figures add up', () => {
-    const forward = callCost(mlp2dD, 'training forward')
+  it('MLP-2D D: the forward reads W and writes W_hat at least once, the scale-only forward writes no W_hat; the figures add up', async () => {
+    const forward = await callCost(mlp2dD, 'training forward')
     console.log(`MLP-2D D, training forward:\n${describeKernels(forward)}`)
     expect(forward.figures.distinctReadPasses).toBeGreaterThanOrEqual(1)
     expect(forward.figures.distinctWritePasses).toBeGreaterThanOrEqual(1)
@@ -164,7 +164,7 @@ suite(`a workload's call, counted${reason}`, () => {
     expect(raw.kernels.length).toBe(forward.figures.launches)
     // Replays and plain launches together are every launch.
     expect(forward.figures.graphNodes).toBeLessThanOrEqual(forward.figures.launches)
-    const scaleOnly = callCost(mlp2dD, 'scale-only')
+    const scaleOnly = await callCost(mlp2dD, 'scale-only')
     expect(scaleOnly.figures.distinctReadPasses).toBeGreaterThanOrEqual(1)
     expect(scaleOnly.figures.distinctWritePasses).toBeLessThan(0.5)
   })

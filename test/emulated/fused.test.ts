@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 
 import { BSSN, Device, type NormalizationMode } from '../../src/index.js'
 import { native, type NativeEmulator } from '../../src/native.js'
-import { mlp2dD } from '../../src/cli/workloads.js'
+import { mlp2dD, workloads } from '../../src/cli/workloads.js'
 import { emulated } from '../helpers/backends.js'
 import { callCost, costSkipReason, describeKernels } from '../helpers/cost.js'
 import { expectCloseArray, expectCloseNumber } from '../helpers/expect.js'
@@ -214,25 +214,43 @@ suite(`the fused forward${reason}`, () => {
   })
 
   // Issue 23's budgets for weights on chip, as counted (native/emulator/README.md): one node per call, coalesced,
-  // eval forward <= 2.1 passes over W and backward <= 3.1. The training forward meets 2.1 in distinct sectors
-  // (DRAM) for MLP-2D D; its total (L2) and the convolution networks' partial sums exceed it (2.23 to 2.38 for the
-  // SNGAN discriminators: normalize_fused.cuh says why), so those are held where they are now.
-  it.skipIf(costSkipReason() !== undefined)('MLP-2D D on chip: one node per call, coalesced, within the pass budgets', () => {
-    const budgets = {
-      'training forward': { distinct: 2.1, total: 2.2 },
-      'eval forward': { distinct: 2.1, total: 2.1 },
-      'scale-only': { distinct: 1.1, total: 1.2 },
-      backward: { distinct: 3.1, total: 3.1 },
-    } as const
-    for (const [call, budget] of Object.entries(budgets)) {
-      const cost = callCost(mlp2dD, call as keyof typeof budgets)
-      const what = `${call}:\n${describeKernels(cost)}`
-      expect(cost.figures.graphNodes + (cost.figures.graphLaunches ? 0 : cost.figures.launches), what).toBe(1)
-      expect(cost.kernels.map((k) => k.kernel), what).toEqual([call === 'backward' ? 'fusedBackwardKernel' : 'fusedForwardKernel'])
-      expect(cost.figures.distinctPasses, what).toBeLessThanOrEqual(budget.distinct)
-      expect(cost.figures.totalPasses, what).toBeLessThanOrEqual(budget.total)
-      expect(cost.figures.sectorsPerFp32WarpAccess, what).toBeLessThanOrEqual(4.5)
-      expect(cost.figures.synchronizations + cost.figures.allocations, what).toBe(0)
-    }
-  }, 120_000)
+  // eval forward <= 2.1 passes over W and backward <= 3.1, no synchronization or allocation. The training forward
+  // meets 2.1 in distinct sectors (DRAM) for MLP-2D D only; its total (L2) and the convolution networks' partial sums
+  // exceed it (2.23 to 2.38 for the SNGAN discriminators, counted at 3343cda: normalize_fused.cuh says why), and the
+  // scale-only forward (updateSigmas: W read once, no W_hat) the same partials over 1.1: those are held where they
+  // are now, so that a regression fails here.
+  const onChip = [
+    {
+      workload: mlp2dD,
+      budgets: {
+        'training forward': { distinct: 2.1, total: 2.2 },
+        'eval forward': { distinct: 2.1, total: 2.1 },
+        'scale-only': { distinct: 1.1, total: 1.2 },
+        backward: { distinct: 3.1, total: 3.1 },
+      },
+    },
+    ...[workloads.find((w) => w.name.startsWith('SNGAN CNN'))!, workloads.find((w) => w.name.startsWith('SNGAN ResNet'))!].map((workload) => ({
+      workload,
+      budgets: {
+        'training forward': { distinct: 2.3, total: 2.45 },
+        'eval forward': { distinct: 2.1, total: 2.1 },
+        'scale-only': { distinct: 1.3, total: 1.45 },
+        backward: { distinct: 3.1, total: 3.1 },
+      },
+    })),
+  ]
+  for (const { workload, budgets } of onChip) {
+    it.skipIf(costSkipReason() !== undefined)(`${workload.name} on chip: one node per call, coalesced, within the pass budgets`, async () => {
+      for (const [call, budget] of Object.entries(budgets)) {
+        const cost = await callCost(workload, call as keyof typeof budgets)
+        const what = `${workload.name}, ${call}:\n${describeKernels(cost)}`
+        expect(cost.figures.graphNodes + (cost.figures.graphLaunches ? 0 : cost.figures.launches), what).toBe(1)
+        expect(cost.kernels.map((k) => k.kernel), what).toEqual([call === 'backward' ? 'fusedBackwardKernel' : 'fusedForwardKernel'])
+        expect(cost.figures.distinctPasses, what).toBeLessThanOrEqual(budget.distinct)
+        expect(cost.figures.totalPasses, what).toBeLessThanOrEqual(budget.total)
+        expect(cost.figures.sectorsPerFp32WarpAccess, what).toBeLessThanOrEqual(4.5)
+        expect(cost.figures.synchronizations + cost.figures.allocations, what).toBe(0)
+      }
+    }, 600_000)
+  }
 })

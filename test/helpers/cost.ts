@@ -18,7 +18,7 @@ export function costSkipReason(): string | undefined {
 }
 
 /** One counted `call` of `workload` (after a warm-up call): its figures and each launch's. */
-export function callCost(workload: Workload, call: CostCall): CallCost {
+export async function callCost(workload: Workload, call: CostCall): Promise<CallCost> {
   const reason = costSkipReason()
   if (reason) throw new Error(`cannot count: ${reason}`)
   return countCall({ BSSN, Device }, native().emulator!, workload, call)
