@@ -85,6 +85,8 @@ export interface NativeCudaStatus {
 export interface NativeEmulator {
   failAllocation(n: number): void
   failLaunch(n: number): void
+  /** The next n cooperative launches are refused with cudaErrorCooperativeLaunchTooLarge (0: off). */
+  refuseCooperative(n: number): void
   setMaxGridBlocks(n: number): number
   stats(): {
     launches: number

@@ -53,6 +53,15 @@ struct FusedGraphKey {
   uint64_t shared;
 };
 
+// Whether the last fused launch was accepted. A refusal as too large (not sticky: nothing ran) is cleared, so that
+// the caller's launch check does not report it and the batch can take the streamed kernels instead. (A refused
+// launch inside a capture invalidates it; launchSequence then launches directly, and that status is the one seen.)
+bool accepted(cudaError_t status) {
+  if (status != cudaErrorCooperativeLaunchTooLarge) return true;
+  (void)cudaGetLastError();
+  return false;
+}
+
 }  // namespace
 
 // Plans the fused path for `job`'s batch into `plan`; false (nothing planned) where the batch does not fit it.
@@ -113,6 +122,8 @@ bool planFused(CudaDevice& device, const NormalizeJob& job, bool bidirectional, 
   plan.fusedTiles = device.allocate(tiles.size() * sizeof(FusedTile));
   device.upload(plan.fusedTiles, 0, tiles.data(), tiles.size() * sizeof(FusedTile));
   plan.fusedScratch = device.allocate(size_t(scratch) * sizeof(double));
+  // Vector layers leave some norm slots unwritten that the kernels add (unused): zeros, never uninitialised memory.
+  device.fill(plan.fusedScratch, size_t(scratch) * 2, 0.0f);
   plan.fusedTileCount = int(tiles.size());
   plan.fusedShared = shared;
   return true;
@@ -120,7 +131,7 @@ bool planFused(CudaDevice& device, const NormalizeJob& job, bool bidirectional, 
 
 // The fused path: the forward (every power iteration, or eval's sigmas from the stored state, and the outputs when
 // there are any) as one cooperative launch.
-void fusedForward(CudaDevice& device, CudaPlan& plan, const NormalizeJob& job) {
+bool fusedForward(CudaDevice& device, CudaPlan& plan, const NormalizeJob& job) {
   FusedGraphKey key;
   std::memset(&key, 0, sizeof key);  // padding too: the key is compared as bytes
   FusedArgs& args = key.args;
@@ -137,16 +148,18 @@ void fusedForward(CudaDevice& device, CudaPlan& plan, const NormalizeJob& job) {
   args.bidirectional = modeIsBidirectional(job.params.mode) ? 1 : 0;
   key.tiles = plan.fusedTileCount;
   key.shared = plan.fusedShared;
-  // The launch's status is also the last error, which the caller's launch check reports.
+  // The launch's status is also the last error, which the caller's launch check reports (a refusal, below, aside).
+  cudaError_t status = cudaSuccess;
   auto launch = [&] {
-    device.timed("fused", [&] { (void)launchFusedForward(args, plan.fusedTileCount, plan.fusedShared, device.stream()); });
+    device.timed("fused", [&] { status = launchFusedForward(args, plan.fusedTileCount, plan.fusedShared, device.stream()); });
   };
   if (job.iterations <= kMaxGraphIterations) device.launchSequence(*plan.graphs, &key, sizeof key, launch);
   else launch();
+  return accepted(status);
 }
 
 // The fused path's backward: one cooperative launch on the forward's tiles.
-void fusedBackward(CudaDevice& device, CudaPlan& plan, const NormalizeJob& job) {
+bool fusedBackward(CudaDevice& device, CudaPlan& plan, const NormalizeJob& job) {
   FusedBackwardArgs args;
   std::memset(&args, 0, sizeof args);  // the graph key
   args.layers = static_cast<const FusedLayer*>(plan.fusedLayers->data());
@@ -158,9 +171,11 @@ void fusedBackward(CudaDevice& device, CudaPlan& plan, const NormalizeJob& job) 
   args.scratch = static_cast<double*>(plan.fusedScratch->data());
   args.scale = modeIsScaled(job.params.mode) ? job.params.scale : 1.0f;
   args.bidirectional = modeIsBidirectional(job.params.mode) ? 1 : 0;
+  cudaError_t status = cudaSuccess;
   device.launchSequence(*plan.graphs, &args, sizeof args, [&] {
-    device.timed("fusedBackward", [&] { (void)launchFusedBackward(args, plan.fusedTileCount, plan.fusedShared, device.stream()); });
+    device.timed("fusedBackward", [&] { status = launchFusedBackward(args, plan.fusedTileCount, plan.fusedShared, device.stream()); });
   });
+  return accepted(status);
 }
 
 }  // namespace bssn::cuda

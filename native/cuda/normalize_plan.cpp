@@ -294,20 +294,20 @@ void* pointersOf(CudaDevice& device, PointerTable& table, const std::vector<Buff
   return table.buffer->data();
 }
 
+// A fused launch the card refuses at run time (it holds fewer blocks resident than when the batch was planned: MPS,
+// green contexts) moves the batch to the streamed kernels for good, whose tables every plan has.
 void normalizeBatch(CudaDevice& device, const NormalizeJob& job) {
   CudaPlan& plan = planFor(device, job);
-  switch (plan.path) {
-    case NormalizePath::Streamed: return streamedForward(device, plan, job);
-    case NormalizePath::Fused: return fusedForward(device, plan, job);
-  }
+  if (plan.path == NormalizePath::Fused && fusedForward(device, plan, job)) return;
+  plan.path = NormalizePath::Streamed;
+  streamedForward(device, plan, job);
 }
 
 void normalizeBackwardBatch(CudaDevice& device, const NormalizeJob& job) {
   CudaPlan& plan = planFor(device, job);
-  switch (plan.path) {
-    case NormalizePath::Streamed: return streamedBackward(device, plan, job);
-    case NormalizePath::Fused: return fusedBackward(device, plan, job);
-  }
+  if (plan.path == NormalizePath::Fused && fusedBackward(device, plan, job)) return;
+  plan.path = NormalizePath::Streamed;
+  streamedBackward(device, plan, job);
 }
 
 }  // namespace bssn::cuda

@@ -69,10 +69,11 @@ void* pointersOf(CudaDevice& device, PointerTable& table, const std::vector<Buff
 constexpr int kMaxGraphIterations = 4;
 
 // The fused path (normalize_fused_plan.cpp): plans `job`'s batch into `plan` and returns true where it fits on chip
-// (nothing planned otherwise); enqueues a planned batch's forward and backward.
+// (nothing planned otherwise); enqueues a planned batch's forward and backward: false, with nothing enqueued and the
+// error cleared, where the card refuses the cooperative launch as too large.
 bool planFused(CudaDevice& device, const NormalizeJob& job, bool bidirectional, CudaPlan& plan);
-void fusedForward(CudaDevice& device, CudaPlan& plan, const NormalizeJob& job);
-void fusedBackward(CudaDevice& device, CudaPlan& plan, const NormalizeJob& job);
+bool fusedForward(CudaDevice& device, CudaPlan& plan, const NormalizeJob& job);
+bool fusedBackward(CudaDevice& device, CudaPlan& plan, const NormalizeJob& job);
 
 // Enqueue `job`'s forward (its power iterations, then the outputs when it has any) and backward on `device`'s
 // stream, by the path of the batch's plan. The caller checks the launches.

@@ -130,6 +130,7 @@ Memory& memory() {
 }
 
 std::atomic<int64_t> failLaunchIn{0};
+std::atomic<int64_t> refuseCooperativeIn{0};  // bssnEmuRefuseCooperative
 
 void* alignedAlloc(size_t bytes) {
   void* p = nullptr;
@@ -1319,6 +1320,10 @@ cudaError_t launchGrid(const char* name, const void* entry, dim3 grid, dim3 bloc
                               : cooperative && uint64_t(grid.x) * grid.y * grid.z >
                                                    uint64_t(kMultiprocessors) * residentBlocks(block.x * block.y * block.z, sharedBytes)
                                   ? cudaErrorCooperativeLaunchTooLarge
+                              // A card that holds fewer blocks at run time than its plan expected (MPS, green
+                              // contexts, another process's work): injected by bssnEmuRefuseCooperative.
+                              : cooperative && refuseCooperativeIn.load() > 0 && refuseCooperativeIn.fetch_sub(1) > 0
+                                  ? cudaErrorCooperativeLaunchTooLarge
                                   : cudaSuccess;
   if (isLegacy(stream)) {
     BSSN_EMU_CHECK(captureConflict(stream));  // while a blocking stream captures
@@ -1497,6 +1502,7 @@ void bssnEmuFault(cudaError_t error, const char* message) { setSticky(error, mes
 void bssnEmuFailAllocation(int64_t n) { memory().failAllocationIn.store(n); }
 
 void bssnEmuFailLaunch(int64_t n) { failLaunchIn.store(n); }
+void bssnEmuRefuseCooperative(int64_t n) { refuseCooperativeIn.store(n); }
 
 void bssnEmuStats(BssnEmuStats* out) {
   out->launches = stats().launches.load();

@@ -116,6 +116,11 @@ Napi::Object defineEmulator(Napi::Env env) {
           bssnEmuFailLaunch(toInteger(info[0], "launch count", 0, 1000000000));
           return info.Env().Undefined();
         }));
+  // refuseCooperative(n): the next n cooperative launches are refused as too large (0: off).
+  o.Set("refuseCooperative", fn(env, "refuseCooperative", [](const Napi::CallbackInfo& info) -> Napi::Value {
+          bssnEmuRefuseCooperative(toInteger(info[0], "launch count", 0, 1000000000));
+          return info.Env().Undefined();
+        }));
   // setMaxGridBlocks(n): caps grid-stride launches at n blocks (so their loops wrap); returns the old cap.
   o.Set("setMaxGridBlocks", fn(env, "setMaxGridBlocks", [](const Napi::CallbackInfo& info) -> Napi::Value {
           const unsigned old = cuda::maxGridBlocks();

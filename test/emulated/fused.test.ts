@@ -174,6 +174,43 @@ suite(`the fused forward${reason}`, () => {
     }
   })
 
+  it('a cooperative launch the card refuses at run time moves the batch to the streamed kernels, with their results and no error', async () => {
+    const device = Device.cuda(0)
+    process.env.BSSN_CUDA_FUSED_TILE = '60'
+    const datas = layers.map(({ shape }, i) => randomArray(shape.reduce((a, b) => a * b, 1), 700 + i))
+    const gradDatas = layers.map(({ shape }, i) => randomArray(shape.reduce((a, b) => a * b, 1), 800 + i))
+    const run = async (refused: boolean) => {
+      const weights = layers.map(({ shape }, i) => device.tensor(datas[i], shape))
+      const grads = layers.map(({ shape }, i) => device.tensor(gradDatas[i], shape))
+      if (refused) emu().refuseCooperative(1_000_000)  // every cooperative launch from here on, as a card that holds fewer blocks
+      try {
+        const before = launches()
+        using bssn = new BSSN(weights, { mode: 'bssn', scale: 1.3, dims: layers.map((l) => l.dim), seed: 4, warmupIterations: 2 })
+        const outs = await Promise.all(bssn.forward().map((o) => o.toArray()))
+        const dW = await Promise.all(bssn.backward(grads).map((t) => t.toArray()))
+        const again = await Promise.all(bssn.forward().map((o) => o.toArray()))
+        const ran = launchesSince(before)
+        if (refused) expect(ran.fusedForwardKernel, 'refused').toBeUndefined()
+        else expect(ran.fusedForwardKernel, 'not refused').toBeGreaterThanOrEqual(2)  // the warm-up's, then two forwards
+        expect(ran.fusedBackwardKernel, `refused ${refused}`).toBe(refused ? undefined : 1)
+        expect(ran.finishKernel !== undefined && ran.backwardKernel === 1, `refused ${refused}: streamed kernels ran`).toBe(refused)
+        return { outs, dW, again, sigmas: await bssn.sigmas() }
+      } finally {
+        emu().refuseCooperative(0)
+        weights.forEach((w) => w.dispose())
+        grads.forEach((g) => g.dispose())
+      }
+    }
+    const fused = await run(false)
+    const refused = await run(true)
+    for (const [i] of layers.entries()) {
+      expectCloseArray(refused.outs[i], fused.outs[i], OUT_TOL, `layer ${i} output`)
+      expectCloseArray(refused.dW[i], fused.dW[i], OUT_TOL, `layer ${i} dW`)
+      expectCloseArray(refused.again[i], fused.again[i], OUT_TOL, `layer ${i} second output`)
+      expectCloseNumber(refused.sigmas[i].sigma1, fused.sigmas[i].sigma1, SIGMA_TOL, `layer ${i} sigma1`)
+    }
+  })
+
   it('non-finite and all-zero weights: as the streamed kernels (NaN sigma counted, state kept; zeros out)', async () => {
     const device = Device.cuda(0)
     process.env.BSSN_CUDA_FUSED_TILE = '60'

@@ -25,6 +25,9 @@ BSSN_EMU_API void bssnEmuFailAllocation(int64_t n);
 // The n-th kernel launch from now faults on the device with the sticky cudaErrorLaunchFailure. A graph's kernel
 // nodes count as launches, decided at cudaGraphLaunch; a kernel captured into a graph is not a launch.
 BSSN_EMU_API void bssnEmuFailLaunch(int64_t n);
+// The next n cooperative launches are refused with cudaErrorCooperativeLaunchTooLarge (not sticky), as a card that
+// holds fewer blocks resident at run time than when the launch was planned refuses them (0: off).
+BSSN_EMU_API void bssnEmuRefuseCooperative(int64_t n);
 
 struct BssnEmuStats {
   int64_t launches;        // kernels launched (a graph's kernel nodes count at each cudaGraphLaunch)
