@@ -7,7 +7,7 @@
 // Traffic beyond those two passes, per training step: partial sums of x1, x2, t1, t2 written by every tile, read
 // by their owners, the sums read back by the tiles (3 x 8 bytes per partial entry), the per-tile sums, and the
 // finish's reads of x, t and writes of u, v. As counted on the emulator (bench/RESULTS.md) with 45000-element
-// tiles shaped by tileShape (normalize_plan.cpp), the training forward is 2.09 distinct passes for MLP-2D D, 2.23
+// tiles shaped by tileShape (normalize_fused_plan.cpp), the training forward is 2.09 distinct passes for MLP-2D D, 2.23
 // for SNGAN CNN D, 2.24 for SNGAN ResNet D. Issue 23's 2.1 holds for one-direction layers (partials about
 // 12 / sqrt(tile elements) of a pass) but not for 3x3 convolutions in both directions (about
 // 12 (K + 1) / sqrt(K tile elements) >= 0.17 at 227 KiB of shared memory): meeting it needs the partials kept on
