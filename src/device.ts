@@ -98,6 +98,11 @@ export class Device {
     return new Tensor(this.handle.zeros(checkShape(shape)), this)
   }
 
+  /** A tensor with every element `value`, filled on the device (no copy from the host). */
+  full(shape: readonly number[], value: number): Tensor {
+    return new Tensor(this.handle.zeros(checkShape(shape), checkNumber(value, 'value')), this)
+  }
+
   /** @internal A tensor whose contents are undefined, for outputs an op overwrites entirely. */
   empty(shape: readonly number[]): Tensor {
     return new Tensor(this.handle.empty(checkShape(shape)), this)

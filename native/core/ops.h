@@ -92,6 +92,10 @@ class Ops {
   virtual void sumToBias(const BufferPtr& dy, const BufferPtr& db, size_t outer, size_t channels, size_t inner) = 0;
   // out[0] = scale * sum(x[0..n)).
   virtual void sum(const BufferPtr& x, size_t n, const BufferPtr& out, float scale) = 0;
+  // out[0] = scale * sum(relu(1 + sign * x[i])): a hinge loss term (sign -1 for real scores, +1 for fake).
+  virtual void hingeSum(const BufferPtr& x, size_t n, float sign, float scale, const BufferPtr& out) = 0;
+  // dx[i] = g[0] * scale * sign where 1 + sign * x[i] > 0, else 0.
+  virtual void hingeSumBackward(const BufferPtr& x, const BufferPtr& g, size_t n, float sign, float scale, const BufferPtr& dx) = 0;
   // out[i] = scale * scalar[0] for i < n.
   virtual void broadcast(const BufferPtr& scalar, const BufferPtr& out, size_t n, float scale) = 0;
   virtual void gemm(const GemmArgs& args) = 0;

@@ -90,6 +90,15 @@ void CpuDevice::randn(const BufferPtr& dst, size_t count, uint64_t seed, float s
   }, held(dst));
 }
 
+void CpuDevice::randnFromTable(const BufferPtr& dst, size_t count, const BufferPtr& table, size_t index, float std) {
+  stream_.enqueue([dst, count, table, index, std] {
+    uint64_t seed;
+    std::memcpy(&seed, static_cast<const char*>(table->data()) + index * sizeof(uint64_t), sizeof seed);
+    float* p = dst->f32();
+    for (size_t k = 0; k < count; ++k) p[k] = std * normalAt(seed, k);
+  }, held(dst, table));
+}
+
 void CpuDevice::rand(const BufferPtr& dst, size_t count, uint64_t seed, float low, float high) {
   stream_.enqueue([dst, count, seed, low, high] {
     float* p = dst->f32();
@@ -198,6 +207,14 @@ void CpuDevice::sumToBias(const BufferPtr& dy, const BufferPtr& db, size_t outer
 
 void CpuDevice::sum(const BufferPtr& x, size_t n, const BufferPtr& out, float scale) {
   stream_.enqueue([=] { cpu::sum(x->f32(), n, out->f32(), scale); }, held(x, out));
+}
+
+void CpuDevice::hingeSum(const BufferPtr& x, size_t n, float sign, float scale, const BufferPtr& out) {
+  stream_.enqueue([=] { cpu::hingeSum(x->f32(), n, sign, scale, out->f32()); }, held(x, out));
+}
+
+void CpuDevice::hingeSumBackward(const BufferPtr& x, const BufferPtr& g, size_t n, float sign, float scale, const BufferPtr& dx) {
+  stream_.enqueue([=] { cpu::hingeSumBackward(x->f32(), g->f32(), n, sign, scale, dx->f32()); }, held(x, g, dx));
 }
 
 void CpuDevice::broadcast(const BufferPtr& scalar, const BufferPtr& out, size_t n, float scale) {

@@ -25,6 +25,7 @@ class CpuDevice : public Device {
   void copy(const BufferPtr& dst, size_t dstOffset, const BufferPtr& src, size_t srcOffset, size_t bytes) override;
   void fill(const BufferPtr& dst, size_t count, float value) override;
   void randn(const BufferPtr& dst, size_t count, uint64_t seed, float std) override;
+  void randnFromTable(const BufferPtr& dst, size_t count, const BufferPtr& table, size_t index, float std) override;
   void rand(const BufferPtr& dst, size_t count, uint64_t seed, float low, float high) override;
   void normalize(const NormalizeJob& job) override;
   void normalizeBackward(const NormalizeJob& job) override;
@@ -35,6 +36,8 @@ class CpuDevice : public Device {
   void addBias(const BufferPtr& x, const BufferPtr& bias, const BufferPtr& out, size_t outer, size_t channels, size_t inner) override;
   void sumToBias(const BufferPtr& dy, const BufferPtr& db, size_t outer, size_t channels, size_t inner) override;
   void sum(const BufferPtr& x, size_t n, const BufferPtr& out, float scale) override;
+  void hingeSum(const BufferPtr& x, size_t n, float sign, float scale, const BufferPtr& out) override;
+  void hingeSumBackward(const BufferPtr& x, const BufferPtr& g, size_t n, float sign, float scale, const BufferPtr& dx) override;
   void broadcast(const BufferPtr& scalar, const BufferPtr& out, size_t n, float scale) override;
   void gemm(const GemmArgs& args) override;
   void adam(const AdamArgs& args) override;

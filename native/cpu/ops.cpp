@@ -100,6 +100,20 @@ void sum(const float* x, size_t n, float* out, float scale) {
   out[0] = float(s * scale);
 }
 
+void hingeSum(const float* x, size_t n, float sign, float scale, float* out) {
+  double s = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const float h = 1.0f + sign * x[i];
+    s += h > 0 ? h : 0.0f;
+  }
+  out[0] = float(s * scale);
+}
+
+void hingeSumBackward(const float* x, const float* g, size_t n, float sign, float scale, float* dx) {
+  const float d = g[0] * scale * sign;
+  for (size_t i = 0; i < n; ++i) dx[i] = 1.0f + sign * x[i] > 0 ? d : 0.0f;
+}
+
 void broadcast(const float* scalar, float* out, size_t n, float scale) {
   const float v = scalar[0] * scale;
   for (size_t i = 0; i < n; ++i) out[i] = v;

@@ -14,6 +14,8 @@ void addBias(const float* x, const float* bias, float* out, size_t outer, size_t
 void sumToBias(const float* dy, float* db, size_t outer, size_t channels, size_t inner);
 void sum(const float* x, size_t n, float* out, float scale);
 void broadcast(const float* scalar, float* out, size_t n, float scale);
+void hingeSum(const float* x, size_t n, float sign, float scale, float* out);
+void hingeSumBackward(const float* x, const float* g, size_t n, float sign, float scale, float* dx);
 // On the CPU BLAS when one is loaded (cpu/blas.h), else the reference loops below.
 void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, const float* b, float beta, float* c);
 // The reference: float64 accumulation, row by row.

@@ -179,6 +179,36 @@ Napi::Object defineOps(Napi::Env env) {
     d.sum(x->buffer(), size_t(x->numel()), out->buffer(), float(toNumber(info[2], "scale")));
   });
 
+  // randnFromTable(out, table, index, std): out = std * normal samples of the uint64 seed table[index], read on the
+  // device (the table is a float32 tensor holding the seeds' bits, two elements per seed)
+  def(env, ops, "randnFromTable", [](const Napi::CallbackInfo& info) {
+    const TensorPtr &out = tensorArg(info, 0, "out"), &table = tensorArg(info, 1, "table");
+    Device& d = sameDevice({{&out, "out"}, {&table, "table"}});
+    const int64_t seeds = table->numel() / 2;
+    const int64_t index = toInteger(info[2], "index", 0, std::max<int64_t>(seeds - 1, 0));
+    if (index >= seeds) throwRangeError("randnFromTable: the table holds no seed " + std::to_string(index));
+    const double std = toNumber(info[3], "std");
+    if (!std::isfinite(std)) throwRangeError("expected std to be finite");
+    d.randnFromTable(out->buffer(), size_t(out->numel()), table->buffer(), size_t(index), float(std));
+  });
+
+  // hingeSum(x, out, sign, scale): out[0] = scale * sum(relu(1 + sign * x))
+  def(env, ops, "hingeSum", [](const Napi::CallbackInfo& info) {
+    const TensorPtr &x = tensorArg(info, 0, "x"), &out = tensorArg(info, 1, "out");
+    Device& d = sameDevice({{&x, "x"}, {&out, "out"}});
+    if (out->numel() != 1) throwRangeError("hingeSum: expected a one-element output, got shape " + shapeToString(out->shape()));
+    d.hingeSum(x->buffer(), size_t(x->numel()), float(toNumber(info[2], "sign")), float(toNumber(info[3], "scale")), out->buffer());
+  });
+
+  // hingeSumBackward(x, g, dx, sign, scale): dx = g[0] * scale * sign where 1 + sign * x > 0
+  def(env, ops, "hingeSumBackward", [](const Napi::CallbackInfo& info) {
+    const TensorPtr &x = tensorArg(info, 0, "x"), &g = tensorArg(info, 1, "g"), &dx = tensorArg(info, 2, "dx");
+    Device& d = sameDevice({{&x, "x"}, {&g, "g"}, {&dx, "dx"}});
+    if (g->numel() != 1) throwRangeError("hingeSumBackward: expected a one-element gradient, got shape " + shapeToString(g->shape()));
+    if (dx->numel() != x->numel()) throwRangeError("hingeSumBackward: dx has " + std::to_string(dx->numel()) + " elements, expected " + std::to_string(x->numel()));
+    d.hingeSumBackward(x->buffer(), g->buffer(), size_t(x->numel()), float(toNumber(info[3], "sign")), float(toNumber(info[4], "scale")), dx->buffer());
+  });
+
   // broadcast(scalar, out, scale): out[i] = scale * scalar[0]
   def(env, ops, "broadcast", [](const Napi::CallbackInfo& info) {
     const TensorPtr &s = tensorArg(info, 0, "scalar"), &out = tensorArg(info, 1, "out");

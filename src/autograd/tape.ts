@@ -8,12 +8,27 @@ import { keep } from './scope.js'
 import { checkFunction } from '../validate.js'
 import { rangeError, typeError } from '../errors.js'
 
+/** How a single-output op's inputs get their gradients. */
 export interface GradNode {
   readonly name: string
   readonly inputs: readonly Tensor[]
+  readonly outputCount?: undefined
   // Gradients of the inputs given the output's (undefined where an input needs none). New tensors.
   backward(gradOutput: Tensor): Array<Tensor | undefined>
 }
+
+/**
+ * An op with several outputs (a batched normalization's weights): one node, run once after every output's gradient
+ * is complete, with one gradient per output (undefined for an output no gradient reached).
+ */
+export interface MultiGradNode {
+  readonly name: string
+  readonly inputs: readonly Tensor[]
+  readonly outputCount: number
+  backward(gradOutputs: ReadonlyArray<Tensor | undefined>): Array<Tensor | undefined>
+}
+
+export type AnyGradNode = GradNode | MultiGradNode
 
 let gradEnabled_ = true
 
@@ -33,11 +48,27 @@ export function needsGrad(inputs: readonly Tensor[]): boolean {
   return gradEnabled_ && inputs.some((t) => t.requiresGrad)
 }
 
+/**
+ * @internal Attaches one node to every output when any input needs a gradient (output i is the node's output i).
+ * Returns whether it did.
+ */
+export function recordMulti(outputs: readonly Tensor[], inputs: readonly Tensor[], name: string, backward: MultiGradNode['backward']): boolean {
+  if (!needsGrad(inputs)) return false
+  const node: MultiGradNode = { name, inputs, outputCount: outputs.length, backward }
+  outputs.forEach((output, i) => {
+    output.requiresGrad = true
+    output.gradFn = node
+    output.gradSlot = i
+  })
+  return true
+}
+
 /** @internal Attaches a node to `output` when any input needs a gradient. */
 export function record(output: Tensor, inputs: readonly Tensor[], name: string, backward: GradNode['backward']): Tensor {
   if (needsGrad(inputs)) {
     output.requiresGrad = true
     output.gradFn = { name, inputs, backward }
+    output.gradSlot = 0
   }
   return output
 }
@@ -54,23 +85,7 @@ export function runBackward(root: Tensor, gradient?: Tensor): void {
   if (gradient && gradient.size !== root.size)
     throw rangeError(`the gradient has shape [${gradient.shape.join(', ')}], expected [${root.shape.join(', ')}]`)
 
-  // Reverse topological order of the nodes reachable from root (iterative DFS: graphs can be deep).
-  const order: Tensor[] = []
-  const seen = new Set<Tensor>()
-  const stack: Array<[Tensor, boolean]> = [[root, false]]
-  while (stack.length) {
-    const [t, done] = stack.pop()!
-    if (done) {
-      order.push(t)
-      continue
-    }
-    if (seen.has(t) || !t.gradFn) continue
-    seen.add(t)
-    stack.push([t, true])
-    for (const input of t.gradFn.inputs) if (input.gradFn && !seen.has(input)) stack.push([input, false])
-  }
-
-  const seed = gradient ? gradient.clone() : root.device.tensor([1], root.shape)
+  const seed = gradient ? gradient.clone() : root.device.full(root.shape, 1)
   if (!root.gradFn) {
     // a leaf: its own gradient
     if (root.grad) {
@@ -81,26 +96,52 @@ export function runBackward(root: Tensor, gradient?: Tensor): void {
     }
     return
   }
-  const grads = new Map<Tensor, Tensor>([[root, seed]])
+
+  // Reverse topological order of the nodes reachable from root (iterative DFS: graphs can be deep). A node with
+  // several outputs runs once, after all of them have their gradients.
+  const order: AnyGradNode[] = []
+  const seen = new Set<AnyGradNode>()
+  const holders: Tensor[] = [root] // the tensors whose nodes this backward releases
+  const stack: Array<[AnyGradNode, boolean]> = [[root.gradFn, false]]
+  while (stack.length) {
+    const [node, done] = stack.pop()!
+    if (done) {
+      order.push(node)
+      continue
+    }
+    if (seen.has(node)) continue
+    seen.add(node)
+    stack.push([node, true])
+    for (const input of node.inputs)
+      if (input.gradFn) {
+        holders.push(input)
+        if (!seen.has(input.gradFn)) stack.push([input.gradFn, false])
+      }
+  }
+
+  const slotsOf = (node: AnyGradNode) => new Array<Tensor | undefined>(node.outputCount ?? 1)
+  const grads = new Map<AnyGradNode, Array<Tensor | undefined>>([[root.gradFn, slotsOf(root.gradFn)]])
+  grads.get(root.gradFn)![root.gradSlot] = seed
   for (let n = order.length - 1; n >= 0; n--) {
-    const t = order[n]
-    const node = t.gradFn!
-    const g = grads.get(t)
-    grads.delete(t)
-    if (!g) continue
-    const inputGrads = node.backward(g)
-    g.dispose()
+    const node = order[n]
+    const gs = grads.get(node)
+    grads.delete(node)
+    if (!gs || gs.every((g) => !g)) continue
+    const inputGrads = node.outputCount === undefined ? node.backward(gs[0]!) : node.backward(gs)
+    gs.forEach((g) => g?.dispose())
     node.inputs.forEach((input, i) => {
       const gi = inputGrads[i]
       if (!gi) return
       if (!input.requiresGrad) return gi.dispose()
       if (input.gradFn) {
-        const existing = grads.get(input)
+        let slots = grads.get(input.gradFn)
+        if (!slots) grads.set(input.gradFn, (slots = slotsOf(input.gradFn)))
+        const existing = slots[input.gradSlot]
         if (existing) {
           accumulate(existing, gi)
           gi.dispose()
         } else {
-          grads.set(input, gi)
+          slots[input.gradSlot] = gi
         }
       } else if (input.grad) {
         accumulate(input.grad, gi)
@@ -111,5 +152,5 @@ export function runBackward(root: Tensor, gradient?: Tensor): void {
     })
   }
   // Release the graph: its saved tensors can now be disposed or collected.
-  for (const t of order) t.gradFn = undefined
+  for (const t of holders) t.gradFn = undefined
 }

@@ -69,6 +69,26 @@ function reduce(x: Tensor, factor: number, name: string): Tensor {
   })
 }
 
+/** scale * the sum of all elements (a 0-D tensor): one launch where sum then scale would be two. */
+export const scaledSum = (x: Tensor, scale: number): Tensor => reduce(x, checkNumber(scale, 'scale'), 'scaledSum')
+
+/**
+ * scale * sum(relu(1 + sign * x)) (a 0-D tensor), sign +1 or -1: a hinge loss term in one launch forward and one
+ * backward.
+ */
+export function hingeSum(x: Tensor, sign: 1 | -1, scale: number): Tensor {
+  checkTensor(x, 'x')
+  if (sign !== 1 && sign !== -1) throw rangeError(`hingeSum: expected sign 1 or -1, got ${describe(sign)}`)
+  checkNumber(scale, 'scale')
+  const out = x.device.empty([])
+  ops().hingeSum(x.handle, out.handle, sign, scale)
+  return record(out, [x], 'hingeSum', (g) => {
+    const gx = x.device.empty(x.shape)
+    ops().hingeSumBackward(x.handle, g.handle, gx.handle, sign, scale)
+    return [gx]
+  })
+}
+
 /** The sum of all elements (a 0-D tensor). */
 export const sum = (x: Tensor): Tensor => reduce(x, 1, 'sum')
 /** The mean of all elements (a 0-D tensor). */

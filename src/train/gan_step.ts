@@ -26,7 +26,9 @@ export interface GanParts {
   afterDiscriminatorBackward?: () => void
 }
 
-/** Runs one step; returns the losses as 1-element tensors the caller disposes (reading them waits for the step). */
+/**
+ * Runs one step; after it, D's parameters hold the gradients of the last discriminator step (the generator step
+ * computes none for them). Returns the losses as 1-element tensors the caller disposes (reading them waits for the step). */
 export function ganStep(p: GanParts): { lossD: Tensor; lossG: Tensor } {
   checkParts(p)
   return tidy(() => {
@@ -41,13 +43,28 @@ export function ganStep(p: GanParts): { lossD: Tensor; lossG: Tensor } {
       p.afterDiscriminatorBackward?.()
       p.optD.step()
     }
-    p.normalization?.forward()
-    const lossG = hingeLossG(p.discriminator.forward(p.generator.forward(p.sampleZ())))
+    // The generator step needs D's input gradient only: D's parameters are frozen for it (their gradients would be
+    // dropped by the next optD.zeroGrad() anyway), which skips D's weight and bias gradients and BSSN's backward.
+    const lossG = frozen(p.discriminator, () => {
+      p.normalization?.forward()
+      return hingeLossG(p.discriminator.forward(p.generator.forward(p.sampleZ())))
+    })
     p.optG.zeroGrad()
     lossG.backward()
     p.optG.step()
     return { lossD: lossD!, lossG }
   })
+}
+
+/** Runs `fn` (which records the graph) with `module`'s trainable parameters not requiring gradients. */
+function frozen<T>(module: Module, fn: () => T): T {
+  const params = module.parameters().filter((t) => t.requiresGrad)
+  params.forEach((t) => (t.requiresGrad = false))
+  try {
+    return fn()
+  } finally {
+    params.forEach((t) => (t.requiresGrad = true))
+  }
 }
 
 function checkParts(p: GanParts): void {

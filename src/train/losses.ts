@@ -1,15 +1,22 @@
 // GAN and regression losses, composed from differentiable ops.
-import { add, addScalar, mean, mul, neg, relu, sub } from '../nn/functional.js'
-import type { Tensor } from '../tensor.js'
+import { add, hingeSum, mean, mul, scaledSum, sub } from '../nn/functional.js'
+import { checkTensor, type Tensor } from '../tensor.js'
 
 /** Discriminator hinge loss: mean(relu(1 - D(real))) + mean(relu(1 + D(fake))). */
 export function hingeLossD(realScores: Tensor, fakeScores: Tensor): Tensor {
-  return add(mean(relu(addScalar(neg(realScores), 1))), mean(relu(addScalar(fakeScores, 1))))
+  checkTensor(realScores, 'realScores')
+  checkTensor(fakeScores, 'fakeScores')
+  const real = hingeSum(realScores, -1, 1 / Math.max(realScores.size, 1))
+  const fake = hingeSum(fakeScores, 1, 1 / Math.max(fakeScores.size, 1))
+  const loss = add(real, fake)
+  if (!loss.requiresGrad) [real, fake].forEach((t) => t.dispose())
+  return loss
 }
 
 /** Generator hinge loss: -mean(D(fake)). */
 export function hingeLossG(fakeScores: Tensor): Tensor {
-  return neg(mean(fakeScores))
+  checkTensor(fakeScores, 'fakeScores')
+  return scaledSum(fakeScores, -1 / Math.max(fakeScores.size, 1))
 }
 
 /** Mean squared error. */
