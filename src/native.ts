@@ -20,6 +20,7 @@ export interface NativeTensorHandle {
   toArray(): Promise<Float32Array>
   clone(): NativeTensorHandle
   copyFrom(source: NativeTensorHandle): void
+  write(data: Float32Array): void
   reshape(shape: readonly number[]): NativeTensorHandle
   /** Native side of tensor.share(): the opaque token and this call's publication number. */
   share(): { token: string; publication: number }
@@ -36,13 +37,17 @@ export interface NativeDeviceHandle {
   synchronize(): Promise<void>
   timestamp(): Promise<number>
   fromData(data: Float32Array, shape: readonly number[]): NativeTensorHandle
-  zeros(shape: readonly number[]): NativeTensorHandle
+  zeros(shape: readonly number[], value?: number): NativeTensorHandle
   empty(shape: readonly number[]): NativeTensorHandle
   randn(shape: readonly number[], seed: number, std: number): NativeTensorHandle
   rand(shape: readonly number[], seed: number, low: number, high: number): NativeTensorHandle
   open(token: string, shape: readonly number[], publication: number): NativeTensorHandle
   profileKernels(on: boolean): void
   kernelTimes(): Promise<Array<{ kernel: string; ms: number }>>
+  beginCapture(): void
+  endCapture(): number
+  replay(id: number): void
+  releaseCapture(id: number): void
 }
 
 export interface NativeNormalizerOptions {
@@ -223,6 +228,9 @@ export interface NativeOps {
   sumToBias(dy: H, db: H, channelAxis: number): void
   sum(x: H, out: H, scale: number): void
   broadcast(scalar: H, out: H, scale: number): void
+  hingeSum(x: H, out: H, sign: number, scale: number): void
+  randnFromTable(out: H, table: H, index: number, std: number): void
+  hingeSumBackward(x: H, g: H, dx: H, sign: number, scale: number): void
   gemm(a: H, b: H, c: H, transA: boolean, transB: boolean, alpha: number, beta: number): void
   adam(param: H, grad: H, m: H, v: H, options: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number }): void
   /** Convolution input -> output with `weight` [cOut, cIn, kh, kw]; each call overwrites its third tensor role:

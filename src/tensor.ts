@@ -1,6 +1,6 @@
 // Tensor: a shape and dtype over device memory that JS never sees directly (an opaque native handle).
 import { track } from './autograd/scope.js'
-import { record, runBackward, type GradNode } from './autograd/tape.js'
+import { record, runBackward, type AnyGradNode } from './autograd/tape.js'
 import { Device } from './device.js'
 import { bssnError, rangeError, typeError } from './errors.js'
 import type { NativeTensorHandle } from './native.js'
@@ -38,7 +38,9 @@ export class Tensor {
   /** The accumulated gradient of a leaf tensor after backward() (zero it between steps with an optimizer). */
   grad: Tensor | undefined
   /** @internal The op that produced this tensor, for backward(). */
-  gradFn: GradNode | undefined
+  gradFn: AnyGradNode | undefined
+  /** @internal Which of gradFn's outputs this tensor is (0 unless the op has several). */
+  gradSlot = 0
 
   readonly #handle: NativeTensorHandle
   readonly #owner: string | undefined
@@ -115,6 +117,15 @@ export class Tensor {
     this.#checkAlive()
     checkTensor(source, 'source')
     this.#handle.copyFrom(source.handle)
+    return this
+  }
+
+  /** Overwrites this tensor with host values (one copy to the device, in stream order; no allocation). */
+  write(data: Float32Array): this {
+    this.#checkAlive()
+    if (!(data instanceof Float32Array)) throw typeError(`expected data to be a Float32Array, got ${describe(data)}`)
+    if (data.length !== this.size) throw rangeError(`expected ${this.size} values for shape [${this.shape.join(', ')}], got ${data.length}`)
+    this.#handle.write(data)
     return this
   }
 

@@ -25,6 +25,10 @@ bool poisonAllocations() {
 
 BufferPtr Device::allocate(size_t bytes) {
   // Zero-byte tensors still get a distinct (one-element) allocation so every buffer has a valid pointer.
+  if (auto [owned, owner] = allocateOwned(bytes == 0 ? 4 : bytes); owned) {
+    if (poisonAllocations() && bytes > 0) poisonRaw(owned, bytes);
+    return counted(std::make_shared<Buffer>(shared_from_this(), owned, bytes, std::move(owner)));
+  }
   void* data = allocateRaw(bytes == 0 ? 4 : bytes);
   if (poisonAllocations() && bytes > 0) {
     try {
@@ -54,6 +58,14 @@ BufferPtr Device::counted(BufferPtr buffer) {
   while (now > peak && !peakBytes_.compare_exchange_weak(peak, now)) {
   }
   return buffer;
+}
+
+void Device::beginCapture() {
+  throw Error(ErrorKind::Error, "capturing work into a graph needs a CUDA device, not " + name(), ErrorCode::Capture);
+}
+
+std::shared_ptr<CapturedWork> Device::endCapture() {
+  throw Error(ErrorKind::Error, "no capture is in progress on " + name(), ErrorCode::Capture);
 }
 
 MemoryStats Device::memoryStats() const {

@@ -72,6 +72,14 @@ class Fence {
   virtual void wait() = 0;
 };
 
+// A sequence of the device's work recorded once and replayed (a CUDA graph): replay() enqueues all of it again, on
+// the same memory, in one launch.
+class CapturedWork {
+ public:
+  virtual ~CapturedWork() = default;
+  virtual void replay() = 0;
+};
+
 // A device: memory, one stream, and the ops (core/ops.h) every backend implements.
 class Device : public std::enable_shared_from_this<Device>, public Ops {
  public:
@@ -97,6 +105,9 @@ class Device : public std::enable_shared_from_this<Device>, public Ops {
   virtual void fill(const BufferPtr& dst, size_t count, float value) = 0;
   // dst[i] = std * (standard normal sample i of stream `seed`, core/random.h): identical on every backend.
   virtual void randn(const BufferPtr& dst, size_t count, uint64_t seed, float std) = 0;
+  // randn with the seed read on the device, from the uint64 `table[index]` at run time: a captured graph's replays
+  // draw new noise from the seeds copied into the table before each replay.
+  virtual void randnFromTable(const BufferPtr& dst, size_t count, const BufferPtr& table, size_t index, float std) = 0;
   // dst[i] = low + (high - low) * (uniform sample i of stream `seed` in [0, 1)), identical on every backend.
   virtual void rand(const BufferPtr& dst, size_t count, uint64_t seed, float low, float high) = 0;
   virtual void normalize(const NormalizeJob& job) = 0;
@@ -109,6 +120,13 @@ class Device : public std::enable_shared_from_this<Device>, public Ops {
   // When the stream reaches this point, *ms is set to milliseconds since the device was opened (CUDA: from
   // events, so it measures device time); valid once the fence has been waited on.
   virtual std::shared_ptr<Fence> timestamp(std::shared_ptr<double> ms) = 0;
+
+  // Capture (CUDA only; others throw ERR_BSSN_CAPTURE): between begin and end, the stream's work is recorded, not
+  // run; memory allocated meanwhile comes from a pool private to the capture, kept while its work or buffers live.
+  // A host read, a synchronization or an upload of caller data inside a capture throws ERR_BSSN_CAPTURE.
+  virtual void beginCapture();
+  virtual std::shared_ptr<CapturedWork> endCapture();
+  virtual bool capturing() const { return false; }
 
   // Stops the stream at environment teardown; later calls throw.
   virtual void shutdown() {}
@@ -139,6 +157,9 @@ class Device : public std::enable_shared_from_this<Device>, public Ops {
  protected:
   friend class Buffer;
   virtual void* allocateRaw(size_t bytes) = 0;  // throws Error naming the call and the cause
+  // Memory for `bytes` that its owner (the returned storage, e.g. a capture's private pool) frees, or {nullptr,
+  // nullptr} for the ordinary allocator.
+  virtual std::pair<void*, std::shared_ptr<void>> allocateOwned(size_t) { return {nullptr, nullptr}; }
   // Bytes held from the system (the allocator's cache included); by default what is allocated.
   virtual int64_t reservedBytes() const { return allocatedBytes_.load(); }
   int64_t allocatedBytes() const { return allocatedBytes_.load(); }

@@ -15,8 +15,10 @@
 #include "cuda/elementwise.cuh"
 #include "cuda/fill.cuh"
 #include "cuda/graph.h"
+#include "cuda/loss.cuh"
 #include "cuda/normalize_plan.h"
 #include "cuda/optim.cuh"
+#include "cuda/step_capture.h"
 
 namespace bssn::cuda {
 
@@ -343,6 +345,7 @@ void CudaDevice::shutdown() {
 
 void CudaDevice::emptyCache() {
   enter();
+  refuseInCapture("emptying the memory cache");
   // Releases what the pool holds beyond the live allocations (frees still queued on the stream stay pooled).
   if (usePool_) BSSN_CUDA_TRY(cudaMemPoolTrimTo(pool_, 0));
 }
@@ -401,10 +404,24 @@ void* CudaDevice::allocateRaw(size_t bytes) {
   return p;
 }
 
+std::pair<void*, std::shared_ptr<void>> CudaDevice::allocateOwned(size_t bytes) {
+  if (!capture_) return {nullptr, nullptr};
+  enter();
+  return {capture_->pool->allocate(bytes), capture_->pool};
+}
+
 void CudaDevice::freeRaw(void* data, size_t) noexcept {
   // Stream-ordered: the memory returns to the pool after the work already enqueued has run.
   cudaSetDevice(index_);
   std::lock_guard<std::mutex> lock(captureMutex_);
+  if (capturePool_) {  // a step is being captured, and its graph may read this memory at every replay
+    try {
+      capturePool_->deferFree(data);
+      return;
+    } catch (...) {
+      // out of host memory for the list: free it in stream order after all
+    }
+  }
   const cudaError_t st = usePool_ ? cudaFreeAsync(data, stream_) : cudaFree(data);
   if (st != cudaSuccess) {
     cudaGetLastError();  // nobody to throw to from a destructor: keep it from surfacing at the next launch
@@ -418,6 +435,14 @@ void CudaDevice::upload(const BufferPtr& dst, size_t dstOffset, const void* src,
   enter();
   if (bytes == 0) return;
   char* target = static_cast<char*>(dst->data()) + dstOffset;
+  if (capture_) {
+    // Inside a captured step (a normalization's pointer tables, say): the bytes are a constant of the graph, in
+    // host memory it keeps, which its memcpy node reads at every replay.
+    void* constant = capture_->pool->hostConstant(bytes);
+    std::memcpy(constant, src, bytes);
+    BSSN_CUDA_TRY(cudaMemcpyAsync(target, constant, bytes, cudaMemcpyHostToDevice, stream_));
+    return;
+  }
   if (bytes > PinnedPool::kMaxPooledBytes) {
     // Large uploads copy from pageable memory directly (the driver may wait for the stream).
     BSSN_CUDA_TRY(cudaMemcpyAsync(target, src, bytes, cudaMemcpyHostToDevice, stream_));
@@ -450,6 +475,12 @@ void CudaDevice::randn(const BufferPtr& dst, size_t count, uint64_t seed, float 
   checkLaunch("randn");
 }
 
+void CudaDevice::randnFromTable(const BufferPtr& dst, size_t count, const BufferPtr& table, size_t index, float std) {
+  enter();
+  launchRandnFromTable(dst->f32(), count, static_cast<const uint64_t*>(table->data()) + index, std, stream_);
+  checkLaunch("randnFromTable");
+}
+
 void CudaDevice::rand(const BufferPtr& dst, size_t count, uint64_t seed, float low, float high) {
   enter();
   launchRand(dst->f32(), count, seed, low, high, stream_);
@@ -458,6 +489,7 @@ void CudaDevice::rand(const BufferPtr& dst, size_t count, uint64_t seed, float l
 
 std::shared_ptr<Fence> CudaDevice::download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) {
   enter();
+  refuseInCapture("reading a tensor to the host");
   auto self = std::static_pointer_cast<CudaDevice>(shared_from_this());
   if (bytes > PinnedPool::kMaxPooledBytes) {
     BufferPtr staged = allocate(bytes);
@@ -526,12 +558,14 @@ cudaEvent_t CudaDevice::recordEvent(unsigned flags) {
 
 std::shared_ptr<Fence> CudaDevice::fence() {
   enter();
+  refuseInCapture("waiting for the device");
   auto self = std::static_pointer_cast<CudaDevice>(shared_from_this());
   return std::make_shared<CudaFence>(self, recordEvent(cudaEventDisableTiming | cudaEventBlockingSync), nullptr, nullptr, 0);
 }
 
 std::shared_ptr<Fence> CudaDevice::timestamp(std::shared_ptr<double> ms) {
   enter();
+  refuseInCapture("a timestamp");
   const cudaEvent_t event = recordEvent(cudaEventBlockingSync);
   auto self = std::static_pointer_cast<CudaDevice>(shared_from_this());
   // A second after the anchor, this timestamp becomes the next one (it keeps its parent until its time is known).
@@ -545,7 +579,8 @@ std::shared_ptr<Fence> CudaDevice::timestamp(std::shared_ptr<double> ms) {
 }
 
 void CudaDevice::launchSequence(LaunchGraphs& graphs, const void* key, size_t keyBytes, const std::function<void()>& launches) {
-  if (!graphs_ || kernelTiming()) return launches();  // timing brackets each kernel with events
+  // Timing brackets each kernel with events; a step being captured records the kernels themselves.
+  if (!graphs_ || kernelTiming() || capture_) return launches();
   cudaGraphExec_t exec = graphs.find(key, keyBytes);
   if (!exec) {
     {
@@ -610,6 +645,18 @@ void CudaDevice::sum(const BufferPtr& x, size_t n, const BufferPtr& out, float s
   enter();
   launchSum(x->f32(), n, out->f32(), scale, stream_);
   checkLaunch("sum");
+}
+
+void CudaDevice::hingeSum(const BufferPtr& x, size_t n, float sign, float scale, const BufferPtr& out) {
+  enter();
+  launchHingeSum(x->f32(), n, sign, scale, out->f32(), stream_);
+  checkLaunch("hingeSum");
+}
+
+void CudaDevice::hingeSumBackward(const BufferPtr& x, const BufferPtr& g, size_t n, float sign, float scale, const BufferPtr& dx) {
+  enter();
+  launchHingeSumBackward(x->f32(), g->f32(), n, sign, scale, dx->f32(), stream_);
+  checkLaunch("hingeSumBackward");
 }
 
 void CudaDevice::broadcast(const BufferPtr& scalar, const BufferPtr& out, size_t n, float scale) {

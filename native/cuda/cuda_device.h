@@ -57,6 +57,7 @@ class CudaDevice : public Device {
   void copy(const BufferPtr& dst, size_t dstOffset, const BufferPtr& src, size_t srcOffset, size_t bytes) override;
   void fill(const BufferPtr& dst, size_t count, float value) override;
   void randn(const BufferPtr& dst, size_t count, uint64_t seed, float std) override;
+  void randnFromTable(const BufferPtr& dst, size_t count, const BufferPtr& table, size_t index, float std) override;
   void rand(const BufferPtr& dst, size_t count, uint64_t seed, float low, float high) override;
   void normalize(const NormalizeJob& job) override;
   void normalizeBackward(const NormalizeJob& job) override;
@@ -67,6 +68,8 @@ class CudaDevice : public Device {
   void addBias(const BufferPtr& x, const BufferPtr& bias, const BufferPtr& out, size_t outer, size_t channels, size_t inner) override;
   void sumToBias(const BufferPtr& dy, const BufferPtr& db, size_t outer, size_t channels, size_t inner) override;
   void sum(const BufferPtr& x, size_t n, const BufferPtr& out, float scale) override;
+  void hingeSum(const BufferPtr& x, size_t n, float sign, float scale, const BufferPtr& out) override;
+  void hingeSumBackward(const BufferPtr& x, const BufferPtr& g, size_t n, float sign, float scale, const BufferPtr& dx) override;
   void broadcast(const BufferPtr& scalar, const BufferPtr& out, size_t n, float scale) override;
   void gemm(const GemmArgs& args) override;
   void adam(const AdamArgs& args) override;
@@ -114,11 +117,18 @@ class CudaDevice : public Device {
   // Runs the kernels `launches` enqueues: replayed from the graph captured for `key` (the launch arguments' bytes;
   // captured now on first use), or launched one by one when graphs are off or kernels are being timed.
   void launchSequence(LaunchGraphs& graphs, const void* key, size_t keyBytes, const std::function<void()>& launches);
+  // Whole-step capture (cuda/step_capture.cpp).
+  void beginCapture() override;
+  std::shared_ptr<CapturedWork> endCapture() override;
+  bool capturing() const override { return capture_ != nullptr; }
+  // Throws ERR_BSSN_CAPTURE naming `what` while a capture is in progress (a host read, a synchronization...).
+  void refuseInCapture(const char* what) const;
   // Records a failure seen off the JS thread (a fence); sticky ones make every later call throw.
   void noteFailure(cudaError_t status, const std::string& message);
 
  protected:
   void* allocateRaw(size_t bytes) override;
+  std::pair<void*, std::shared_ptr<void>> allocateOwned(size_t bytes) override;
   void freeRaw(void* data, size_t bytes) noexcept override;
   void poisonRaw(void* data, size_t bytes) override;
   int64_t reservedBytes() const override;
@@ -156,6 +166,10 @@ class CudaDevice : public Device {
   std::string fault_;  // non-empty once a sticky error happened
   bool shutDown_ = false;
   std::vector<TimedLaunch> timedLaunches_;  // since the last takeKernelTimes (JS thread only)
+  std::unique_ptr<struct StepCapture> capture_;  // while beginCapture..endCapture (JS thread only)
+  // The capture's pool, for frees from any thread (under captureMutex_): they must not enqueue into the capture.
+  std::shared_ptr<class CapturePool> capturePool_;
+  friend class CudaCapturedWork;
   std::mutex sharedMutex_;
   std::vector<std::pair<void*, std::shared_ptr<ShareRegion>>> sharedFrees_;  // waiting for importers to close
   std::atomic<bool> sharedFreesPending_{false};  // sharedFrees_ is not empty (read without the lock)

@@ -15,6 +15,12 @@ __global__ void randnKernel(float* dst, size_t count, uint64_t seed, float std) 
     dst[i] = std * normalAt(seed, i);
 }
 
+__global__ void randnFromTableKernel(float* dst, size_t count, const uint64_t* seed, float std) {
+  const uint64_t s = *seed;
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x)
+    dst[i] = std * normalAt(s, i);
+}
+
 __global__ void randKernel(float* dst, size_t count, uint64_t seed, float low, float high) {
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < count; i += size_t(gridDim.x) * blockDim.x)
     dst[i] = low + (high - low) * uniformAt(seed, i);
@@ -35,6 +41,11 @@ void launchFill(float* dst, size_t count, float value, cudaStream_t stream) {
 void launchRandn(float* dst, size_t count, uint64_t seed, float std, cudaStream_t stream) {
   if (count == 0) return;
   BSSN_LAUNCH(randnKernel, gridFor(int64_t(count), 256), 256, 0, stream, dst, count, seed, std);
+}
+
+void launchRandnFromTable(float* dst, size_t count, const uint64_t* seed, float std, cudaStream_t stream) {
+  if (count == 0) return;
+  BSSN_LAUNCH(randnFromTableKernel, gridFor(int64_t(count), 256), 256, 0, stream, dst, count, seed, std);
 }
 
 cudaError_t probeKernelImage() {

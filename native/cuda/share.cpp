@@ -75,6 +75,7 @@ std::shared_ptr<ShareRegion> CudaDevice::createShareRegion(size_t bytes) {
 
 void CudaDevice::moveToShared(const BufferPtr& buffer, const std::shared_ptr<ShareRegion>& region) {
   enter();
+  refuseInCapture("sharing a tensor");
   const size_t bytes = buffer->bytes();
   const std::string detail = "shareable memory of " + std::to_string(bytes) + " bytes on " + name_;
   void* data = nullptr;

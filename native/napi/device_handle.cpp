@@ -24,7 +24,10 @@ Napi::Function DeviceHandle::define(Napi::Env env) {
                       InstanceMethod<&DeviceHandle::Empty>("empty"),
                       InstanceMethod<&DeviceHandle::Randn>("randn"), InstanceMethod<&DeviceHandle::Rand>("rand"),
                       InstanceMethod<&DeviceHandle::Open>("open"), InstanceMethod<&DeviceHandle::ProfileKernels>("profileKernels"),
-                      InstanceMethod<&DeviceHandle::KernelTimes>("kernelTimes")});
+                      InstanceMethod<&DeviceHandle::KernelTimes>("kernelTimes"),
+                      InstanceMethod<&DeviceHandle::BeginCapture>("beginCapture"),
+                      InstanceMethod<&DeviceHandle::EndCapture>("endCapture"), InstanceMethod<&DeviceHandle::Replay>("replay"),
+                      InstanceMethod<&DeviceHandle::ReleaseCapture>("releaseCapture")});
 }
 
 DeviceHandle::DeviceHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceHandle>(info) {
@@ -110,6 +113,11 @@ Napi::Value DeviceHandle::Timestamp(const Napi::CallbackInfo& info) {
 Napi::Value DeviceHandle::FromData(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     checkThis<DeviceHandle>(info, "DeviceHandle");
+    if (device_->capturing())
+      throw Error(ErrorKind::Error,
+                  "a tensor made from host data inside a captured step would hold the same values at every replay: copy "
+                  "new data into a tensor made before the capture instead",
+                  ErrorCode::Capture);
     Napi::Float32Array data = toFloat32Array(info[0], "data");
     const Shape shape = toShape(info[1], "shape");
     const int64_t numel = checkedNumel(shape);
@@ -126,7 +134,9 @@ Napi::Value DeviceHandle::Zeros(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     checkThis<DeviceHandle>(info, "DeviceHandle");
     TensorPtr t = Tensor::create(device_, toShape(info[0], "shape"));
-    device_->fill(t->buffer(), size_t(t->numel()), 0.0f);
+    // An optional fill value: a constant made on the device (one fill launch, no upload from the host).
+    const float value = info.Length() > 1 && !info[1].IsUndefined() ? float(toNumber(info[1], "value")) : 0.0f;
+    device_->fill(t->buffer(), size_t(t->numel()), value);
     return Addon::of(info.Env()).wrapTensor(info.Env(), std::move(t));
   });
 }
@@ -205,6 +215,46 @@ Napi::Value DeviceHandle::KernelTimes(const Napi::CallbackInfo& info) {
           return list;
         },
         {info.This()});
+  });
+}
+
+// beginCapture(): the device's work is recorded from here on, not run (CUDA only).
+Napi::Value DeviceHandle::BeginCapture(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    device_->beginCapture();
+    return info.Env().Undefined();
+  });
+}
+
+// endCapture(): the id of the graph of what was recorded since beginCapture().
+Napi::Value DeviceHandle::EndCapture(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    std::shared_ptr<CapturedWork> work = device_->endCapture();
+    const uint32_t id = nextCapture_++;
+    captured_.emplace(id, std::move(work));
+    return Napi::Number::New(info.Env(), id);
+  });
+}
+
+// replay(id): enqueues the captured work again.
+Napi::Value DeviceHandle::Replay(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    const auto it = captured_.find(uint32_t(toInteger(info[0], "capture id", 0, UINT32_MAX)));
+    if (it == captured_.end()) throw Error(ErrorKind::Error, "this captured step was released", ErrorCode::Disposed);
+    it->second->replay();
+    return info.Env().Undefined();
+  });
+}
+
+// releaseCapture(id): frees the graph (its memory once no buffer from it is left). Releasing twice is allowed.
+Napi::Value DeviceHandle::ReleaseCapture(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    captured_.erase(uint32_t(toInteger(info[0], "capture id", 0, UINT32_MAX)));
+    return info.Env().Undefined();
   });
 }
 

@@ -2,6 +2,10 @@
 #pragma once
 #include <napi.h>
 
+#include <cstdint>
+#include <map>
+#include <memory>
+
 #include "core/device.h"
 
 namespace bssn::napi {
@@ -31,8 +35,15 @@ class DeviceHandle : public Napi::ObjectWrap<DeviceHandle> {
   Napi::Value Open(const Napi::CallbackInfo& info);
   Napi::Value ProfileKernels(const Napi::CallbackInfo& info);
   Napi::Value KernelTimes(const Napi::CallbackInfo& info);
+  Napi::Value BeginCapture(const Napi::CallbackInfo& info);
+  Napi::Value EndCapture(const Napi::CallbackInfo& info);
+  Napi::Value Replay(const Napi::CallbackInfo& info);
+  Napi::Value ReleaseCapture(const Napi::CallbackInfo& info);
 
   DevicePtr device_;
+  // Captured steps by id (JS holds the ids; releaseCapture, or this handle's end, frees them).
+  std::map<uint32_t, std::shared_ptr<CapturedWork>> captured_;
+  uint32_t nextCapture_ = 1;
 };
 
 }  // namespace bssn::napi

@@ -15,7 +15,7 @@ Napi::Function TensorHandle::define(Napi::Env env) {
                       InstanceMethod<&TensorHandle::Dispose>("dispose"), InstanceMethod<&TensorHandle::ToArray>("toArray"),
                       InstanceMethod<&TensorHandle::Clone>("clone"), InstanceMethod<&TensorHandle::CopyFrom>("copyFrom"),
                       InstanceMethod<&TensorHandle::Reshape>("reshape"), InstanceMethod<&TensorHandle::Share>("share"),
-                      InstanceMethod<&TensorHandle::Opened>("opened")});
+                      InstanceMethod<&TensorHandle::Opened>("opened"), InstanceMethod<&TensorHandle::Write>("write")});
 }
 
 TensorHandle::TensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TensorHandle>(info) {
@@ -100,6 +100,22 @@ Napi::Value TensorHandle::CopyFrom(const Napi::CallbackInfo& info) {
     if (source->shape() != tensor_->shape())
       throwRangeError("copyFrom: expected a source of shape " + shapeToString(tensor_->shape()) + ", got " + shapeToString(source->shape()));
     tensor_->device()->copy(tensor_->buffer(), 0, source->buffer("source tensor"), 0, tensor_->bytes());
+    return info.This();
+  });
+}
+
+// write(data): overwrites the tensor with host data (one host-to-device copy, in stream order; no allocation).
+Napi::Value TensorHandle::Write(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<TensorHandle>(info, "TensorHandle");
+    Napi::Float32Array data = toFloat32Array(info[0], "data");
+    if (int64_t(data.ElementLength()) != tensor_->numel())
+      throwRangeError("write: expected " + std::to_string(tensor_->numel()) + " values, got " + std::to_string(data.ElementLength()));
+    const DevicePtr& device = tensor_->device();
+    if (device->capturing())
+      throw Error(ErrorKind::Error, "write: host data written inside a captured step would be the same at every replay: write before it",
+                  ErrorCode::Capture);
+    device->upload(tensor_->buffer(), 0, data.Data(), tensor_->bytes());
     return info.This();
   });
 }

@@ -23,6 +23,7 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   Napi::Value ToArray(const Napi::CallbackInfo& info);
   Napi::Value Clone(const Napi::CallbackInfo& info);
   Napi::Value CopyFrom(const Napi::CallbackInfo& info);
+  Napi::Value Write(const Napi::CallbackInfo& info);
   Napi::Value Reshape(const Napi::CallbackInfo& info);
   Napi::Value Share(const Napi::CallbackInfo& info);
   Napi::Value Opened(const Napi::CallbackInfo& info);

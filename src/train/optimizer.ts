@@ -23,6 +23,22 @@ export abstract class Optimizer {
     }
   }
 
+  /**
+   * @internal Whether a captured graph of step() stays right when replayed: the step count and everything derived
+   * from it live on the device.
+   */
+  get capturable(): boolean {
+    return false
+  }
+
+  /**
+   * @internal A captured graph replayed `n` more of this optimizer's steps: advances what the host knows of the step
+   * count (the device's advanced by itself).
+   */
+  noteReplayedSteps(n: number): void {
+    void n
+  }
+
   /** Frees the optimizer's state tensors. */
   abstract dispose(): void
 

@@ -15,7 +15,7 @@ import type { NormalizationMode } from '../normalize/options.js'
 import type { Tensor } from '../tensor.js'
 import { Adam } from './adam.js'
 import { checkGanCheckpoint, loadGanCheckpoint, saveGanCheckpoint, type GanCheckpointParts } from './checkpoint.js'
-import { ganStep } from './gan_step.js'
+import { GanStepper } from './gan_stepper.js'
 import type { GanNetworks, GanTask, Quality } from './tasks.js'
 import { topSingularValues, type LayerSpectrum } from './spectrum.js'
 
@@ -40,6 +40,11 @@ export interface TrainConfig {
   checkpointEvery?: number
   /** Continue the run saved in this checkpoint (same config): bit-for-bit the run it interrupted. */
   resume?: string
+  /**
+   * Capture the training step into a CUDA graph and replay it (train/gan_stepper.ts): default on CUDA unless
+   * BSSN_CUDA_GRAPHS=0; the same results as eager steps, bit for bit.
+   */
+  capture?: boolean
 }
 
 export interface LayerDiagnostics {
@@ -163,11 +168,29 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
     await saveGanCheckpoint(`${checkpointFile}.partial`, parts, step, runConfig)
     renameSync(`${checkpointFile}.partial`, checkpointFile)
   }
+  const stepper = new GanStepper(
+    {
+      generator: G,
+      discriminator: D,
+      optG,
+      optD,
+      normalization: sn,
+      nDis: config.nDis,
+      zShape: [config.batch, task.zDim],
+      zSeed: (s, draw) => seedOf(config.seed, s, 10 + draw),
+      sampleReal: (s, draw) => task.sampleReal(device, config.batch, seedOf(config.seed, s, 100 + draw)),
+    },
+    { capture: config.capture },
+  )
+  // A captured step's losses are the graph's outputs (overwritten by the next step, never disposed here).
+  const release = (losses: { lossD: Tensor; lossG: Tensor; captured: boolean } | undefined) => {
+    if (losses && !losses.captured) [losses.lossD, losses.lossG].forEach((t) => t.dispose())
+  }
   let gradSquares: Tensor[] = []
   const start = performance.now()
   const startStep = step
   let interrupted = false
-  let unevaluated: { lossD: Tensor; lossG: Tensor } | undefined
+  let unevaluated: { lossD: Tensor; lossG: Tensor; captured: boolean } | undefined
   const record = (r: EvalRecord) => {
     history.push(r)
     if (metricsFile) appendFileSync(metricsFile, JSON.stringify(r) + '\n')
@@ -196,16 +219,7 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
       }
       step++
       const evaluating = step % config.evalEvery === 0 || step === config.steps
-      let draw = 0
-      const { lossD, lossG } = ganStep({
-        generator: G,
-        discriminator: D,
-        optG,
-        optD,
-        normalization: sn,
-        nDis: config.nDis,
-        sampleZ: () => device.randn([config.batch, task.zDim], { seed: seedOf(config.seed, step, 10 + draw++) }),
-        sampleReal: () => task.sampleReal(device, config.batch, seedOf(config.seed, step, 100 + draw++)),
+      const losses = stepper.step(step, {
         afterDiscriminatorBackward: evaluating
           ? () => {
               gradSquares.forEach((t) => t.dispose())
@@ -220,23 +234,22 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
         lastYield = performance.now()
       }
       if (config.checkpointEvery && step % config.checkpointEvery === 0) await checkpoint()
-      unevaluated?.lossD.dispose()
-      unevaluated?.lossG.dispose()
+      release(unevaluated)
       unevaluated = undefined
       if (!evaluating) {
-        unevaluated = { lossD, lossG } // kept for an evaluation at an interruption
+        unevaluated = losses // kept for an evaluation at an interruption
         continue
       }
-      record(await evaluate(step, lossD, lossG))
+      record(await evaluate(step, losses))
     }
     if (config.checkpointEvery && step % config.checkpointEvery !== 0) await checkpoint()
     // An interrupted run is evaluated where it stopped, after its checkpoint (the gradient norms unknown), so its metrics end there.
     if (unevaluated) {
       gradSquares.forEach((t) => t.dispose())
       gradSquares = []
-      const { lossD, lossG } = unevaluated
+      const losses = unevaluated
       unevaluated = undefined
-      record(await evaluate(step, lossD, lossG))
+      record(await evaluate(step, losses))
     }
     const samples = await tidy(() => noGrad(() => G.forward(evalZ))).toArray()
     hooks.onStep?.(step)  // everything before the samples has run
@@ -251,14 +264,15 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
       interrupted,
     }
   } finally {
-    unevaluated?.lossD.dispose()
-    unevaluated?.lossG.dispose()
+    release(unevaluated)
     gradSquares.forEach((t) => t.dispose())
     evalZ.dispose()
+    stepper.dispose()
     disposeParts(parts)
   }
 
-  async function evaluate(step: number, lossD: Tensor, lossG: Tensor): Promise<EvalRecord> {
+  async function evaluate(step: number, losses: { lossD: Tensor; lossG: Tensor; captured: boolean }): Promise<EvalRecord> {
+    const { lossD, lossG } = losses
     const samples = tidy(() => noGrad(() => G.forward(evalZ)))
     const sigmas = sn ? await sn.sigmas() : undefined
     const weights = dLayers.map((l) => l.effectiveWeight) // the normalized weights under a normalization
@@ -270,8 +284,7 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
       Promise.all(weights.map((w) => w.toArray())),
     ])
     samples.dispose()
-    lossD.dispose()
-    lossG.dispose()
+    release(losses)
     const quality = task.quality(points, config.evalSamples)
     const layers = dLayers.map((l, i): LayerDiagnostics => {
       const w = normalized[i]
