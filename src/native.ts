@@ -226,6 +226,10 @@ export interface NativeOps {
   binary(op: BinaryOpCode, a: H, b: H, out: H): void
   addBias(x: H, bias: H, out: H, channelAxis: number): void
   sumToBias(dy: H, db: H, channelAxis: number): void
+  /** y = f(x + bias) along channelAxis, f one of Relu, LeakyRelu (param: slope), Tanh, Sigmoid. */
+  biasActivation(op: UnaryOpCode, param: number, x: H, bias: H, y: H, channelAxis: number): void
+  /** dx = dy * f'(.) from y (a leaky relu's slope >= 0), db (+)= its sum per channel; dx or db null: not computed. */
+  biasActivationBackward(op: UnaryOpCode, param: number, y: H, dy: H, dx: H | null, db: H | null, accumulate: boolean, channelAxis: number): void
   sum(x: H, out: H, scale: number): void
   broadcast(scalar: H, out: H, scale: number): void
   hingeSum(x: H, out: H, sign: number, scale: number): void

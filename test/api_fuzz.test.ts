@@ -98,7 +98,9 @@ const entries: Entry[] = [
   { name: 'F.matmul', args: () => [t([2, 3]), t([3, 4]), { transA: false, transB: false }], call: F.matmul },
   { name: 'F.addBias', args: () => [t([2, 3]), t([3]), 1], call: F.addBias },
   { name: 'F.linear', args: () => [t([2, 3]), t([4, 3]), t([4])], call: F.linear },
+  { name: 'F.linear (activation)', args: () => [t([2, 3]), t([4, 3]), t([4]), { activation: 'leakyRelu', slope: 0.2 }], call: F.linear },
   { name: 'F.conv2d', args: conv, call: F.conv2d },
+  { name: 'F.conv2d (activation)', args: () => [t([1, 2, 5, 5]), t([3, 2, 3, 3]), t([3]), { padding: 1, activation: 'tanh' }], call: F.conv2d },
   { name: 'F.convTranspose2d', args: convT, call: F.convTranspose2d },
   {
     name: 'F.batchNorm',

@@ -138,6 +138,42 @@ const cases: OpCase[] = [
     ref: ([x, w, b]) => matmulRef(false, true, 4, 3, 5)([x, w]).map((v, i) => v + b[i % 5]),
     outShape: [4, 5],
   },
+  // Bias fused with the activation (one node, one launch each way), odd shapes.
+  {
+    name: 'linear + leakyRelu (fused)',
+    shapes: [[5, 3], [7, 3], [7]],
+    op: ([x, w, b]) => F.linear(x, w, b, { activation: 'leakyRelu', slope: 0.1 }),
+    ref: ([x, w, b]) => matmulRef(false, true, 5, 3, 7)([x, w]).map((v, i) => v + b[i % 7]).map((v) => (v > 0 ? v : 0.1 * v)),
+    outShape: [5, 7],
+  },
+  {
+    name: 'linear + sigmoid (fused)',
+    shapes: [[3, 4], [5, 4], [5]],
+    op: ([x, w, b]) => F.linear(x, w, b, { activation: 'sigmoid' }),
+    ref: ([x, w, b]) => matmulRef(false, true, 3, 4, 5)([x, w]).map((v, i) => sigmoid(v + b[i % 5])),
+    outShape: [3, 5],
+  },
+  {
+    name: 'conv2d 3x3 stride 2 pad 1 + bias + relu (fused)',
+    shapes: [[2, 3, 5, 5], [3, 3, 3, 3], [3]],
+    op: ([x, w, b]) => F.conv2d(x, w, b, { stride: 2, padding: 1, activation: 'relu' }),
+    ref: (xs) => convRef(2, 3, 5, 5, 3, 3, 3, 2, 1, true)(xs).map((v) => Math.max(v, 0)),
+    outShape: [2, 3, 3, 3],
+  },
+  {
+    name: 'conv2d 3x3 pad 1 + bias + tanh (fused)',
+    shapes: [[1, 2, 3, 5], [3, 2, 3, 3], [3]],
+    op: ([x, w, b]) => F.conv2d(x, w, b, { padding: 1, activation: 'tanh' }),
+    ref: (xs) => convRef(1, 2, 3, 5, 3, 3, 3, 1, 1, true)(xs).map(Math.tanh),
+    outShape: [1, 3, 3, 5],
+  },
+  {
+    name: 'convTranspose2d 4x4 stride 2 pad 1 + bias + leakyRelu (fused)',
+    shapes: [[1, 3, 3, 3], [3, 2, 4, 4], [2]],
+    op: ([x, w, b]) => F.convTranspose2d(x, w, b, { stride: 2, padding: 1, activation: 'leakyRelu', slope: 0.2 }),
+    ref: ([x, w, b]) => convTransposeRef(1, 3, 3, 3, 2, 4, 4, 2, 1)([x, w]).map((v, i) => v + b[Math.floor(i / 36) % 2]).map((v) => (v > 0 ? v : 0.2 * v)),
+    outShape: [1, 2, 6, 6],
+  },
   { name: 'reshape', shapes: [[2, 6]], op: ([x]) => F.tanh(x.reshape([3, 4])), ref: map(Math.tanh), outShape: [3, 4] },
 ]
 

@@ -90,6 +90,15 @@ class Ops {
                        size_t inner) = 0;
   // db[c] = sum over o, i of dy[o, c, i].
   virtual void sumToBias(const BufferPtr& dy, const BufferPtr& db, size_t outer, size_t channels, size_t inner) = 0;
+  // A layer's bias and activation in one pass: y[o, c, i] = f(x[o, c, i] + bias[c]) for f relu, leaky relu, tanh or
+  // sigmoid, f applied to the float sum (addBias then unary, bit for bit). y may alias x.
+  virtual void biasActivation(UnaryOp op, float param, const BufferPtr& x, const BufferPtr& bias, const BufferPtr& y, size_t outer,
+                              size_t channels, size_t inner) = 0;
+  // Its backward in one pass: dx = dy * f'(.) from y alone (relu and leaky relu from y's sign, so the slope must be
+  // >= 0), and db[c] = sum over o, i of dx, added to db when `accumulate` (db + float(sum), as the unfused path
+  // rounds). dx may be null (not written) or alias dy; db may be null (no sum).
+  virtual void biasActivationBackward(UnaryOp op, float param, const BufferPtr& y, const BufferPtr& dy, const BufferPtr& dx,
+                                      const BufferPtr& db, bool accumulate, size_t outer, size_t channels, size_t inner) = 0;
   // out[0] = scale * sum(x[0..n)).
   virtual void sum(const BufferPtr& x, size_t n, const BufferPtr& out, float scale) = 0;
   // out[0] = scale * sum(relu(1 + sign * x[i])): a hinge loss term (sign -1 for real scores, +1 for fake).

@@ -205,6 +205,18 @@ void CpuDevice::sumToBias(const BufferPtr& dy, const BufferPtr& db, size_t outer
   stream_.enqueue([=] { cpu::sumToBias(dy->f32(), db->f32(), outer, channels, inner); }, held(dy, db));
 }
 
+void CpuDevice::biasActivation(UnaryOp op, float p, const BufferPtr& x, const BufferPtr& bias, const BufferPtr& y, size_t outer,
+                               size_t channels, size_t inner) {
+  stream_.enqueue([=] { cpu::biasActivation(op, p, x->f32(), bias->f32(), y->f32(), outer, channels, inner); }, held(x, bias, y));
+}
+
+void CpuDevice::biasActivationBackward(UnaryOp op, float p, const BufferPtr& y, const BufferPtr& dy, const BufferPtr& dx, const BufferPtr& db,
+                                       bool accumulate, size_t outer, size_t channels, size_t inner) {
+  stream_.enqueue([=] { cpu::biasActivationBackward(op, p, y->f32(), dy->f32(), dx ? dx->f32() : nullptr, db ? db->f32() : nullptr, accumulate,
+                                                    outer, channels, inner); },
+                  held(y, dy, dx, db));
+}
+
 void CpuDevice::sum(const BufferPtr& x, size_t n, const BufferPtr& out, float scale) {
   stream_.enqueue([=] { cpu::sum(x->f32(), n, out->f32(), scale); }, held(x, out));
 }

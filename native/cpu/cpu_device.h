@@ -35,6 +35,10 @@ class CpuDevice : public Device {
   void binary(BinaryOp op, const BufferPtr& a, const BufferPtr& b, const BufferPtr& out, size_t n) override;
   void addBias(const BufferPtr& x, const BufferPtr& bias, const BufferPtr& out, size_t outer, size_t channels, size_t inner) override;
   void sumToBias(const BufferPtr& dy, const BufferPtr& db, size_t outer, size_t channels, size_t inner) override;
+  void biasActivation(UnaryOp op, float param, const BufferPtr& x, const BufferPtr& bias, const BufferPtr& y, size_t outer, size_t channels,
+                      size_t inner) override;
+  void biasActivationBackward(UnaryOp op, float param, const BufferPtr& y, const BufferPtr& dy, const BufferPtr& dx, const BufferPtr& db,
+                              bool accumulate, size_t outer, size_t channels, size_t inner) override;
   void sum(const BufferPtr& x, size_t n, const BufferPtr& out, float scale) override;
   void hingeSum(const BufferPtr& x, size_t n, float sign, float scale, const BufferPtr& out) override;
   void hingeSumBackward(const BufferPtr& x, const BufferPtr& g, size_t n, float sign, float scale, const BufferPtr& dx) override;

@@ -94,6 +94,35 @@ void sumToBias(const float* dy, float* db, size_t outer, size_t channels, size_t
   for (size_t c = 0; c < channels; ++c) db[c] = float(acc[c]);
 }
 
+// Row by row through unary and unaryBackward themselves, so the fused ops are the unfused pair bit for bit.
+void biasActivation(UnaryOp op, float p, const float* x, const float* bias, float* y, size_t outer, size_t channels, size_t inner) {
+  for (size_t o = 0; o < outer; ++o)
+    for (size_t c = 0; c < channels; ++c) {
+      const size_t base = (o * channels + c) * inner;
+      for (size_t i = 0; i < inner; ++i) y[base + i] = x[base + i] + bias[c];
+      unary(op, p, y + base, y + base, inner);
+    }
+}
+
+// Relu and leaky relu (slope >= 0) read the pre-activation's sign from y: y > 0 exactly where x + bias > 0.
+void biasActivationBackward(UnaryOp op, float p, const float* y, const float* dy, float* dx, float* db, bool accumulate, size_t outer,
+                            size_t channels, size_t inner) {
+  std::vector<double> acc(db ? channels : 0, 0.0);
+  std::vector<float> scratch(dx ? 0 : inner);
+  for (size_t o = 0; o < outer; ++o)
+    for (size_t c = 0; c < channels; ++c) {
+      const size_t base = (o * channels + c) * inner;
+      float* g = dx ? dx + base : scratch.data();
+      unaryBackward(op, p, y + base, y + base, dy + base, g, inner);
+      if (!db) continue;
+      double s = 0;  // sumToBias's order
+      for (size_t i = 0; i < inner; ++i) s += g[i];
+      acc[c] += s;
+    }
+  if (db)
+    for (size_t c = 0; c < channels; ++c) db[c] = accumulate ? db[c] + float(acc[c]) : float(acc[c]);
+}
+
 void sum(const float* x, size_t n, float* out, float scale) {
   double s = 0;
   for (size_t i = 0; i < n; ++i) s += x[i];

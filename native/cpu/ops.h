@@ -12,6 +12,9 @@ void unaryBackward(UnaryOp op, float param, const float* x, const float* y, cons
 void binary(BinaryOp op, const float* a, const float* b, float* out, size_t n);
 void addBias(const float* x, const float* bias, float* out, size_t outer, size_t channels, size_t inner);
 void sumToBias(const float* dy, float* db, size_t outer, size_t channels, size_t inner);
+void biasActivation(UnaryOp op, float param, const float* x, const float* bias, float* y, size_t outer, size_t channels, size_t inner);
+void biasActivationBackward(UnaryOp op, float param, const float* y, const float* dy, float* dx, float* db, bool accumulate, size_t outer,
+                            size_t channels, size_t inner);
 void sum(const float* x, size_t n, float* out, float scale);
 void broadcast(const float* scalar, float* out, size_t n, float scale);
 void hingeSum(const float* x, size_t n, float sign, float scale, float* out);

@@ -8,6 +8,7 @@
 
 #include "core/normalize_plan.h"
 #include "cuda/batch_norm.cuh"
+#include "cuda/bias_activation.cuh"
 #include "cuda/check.h"
 #include "cuda/conv.h"
 #include "cuda/cublas.h"
@@ -639,6 +640,21 @@ void CudaDevice::sumToBias(const BufferPtr& dy, const BufferPtr& db, size_t oute
   enter();
   launchSumToBias(dy->f32(), db->f32(), outer, channels, inner, stream_);
   checkLaunch("sumToBias");
+}
+
+void CudaDevice::biasActivation(UnaryOp op, float p, const BufferPtr& x, const BufferPtr& bias, const BufferPtr& y, size_t outer,
+                                size_t channels, size_t inner) {
+  enter();
+  launchBiasActivation(op, p, x->f32(), bias->f32(), y->f32(), outer, channels, inner, stream_);
+  checkLaunch("biasActivation");
+}
+
+void CudaDevice::biasActivationBackward(UnaryOp op, float p, const BufferPtr& y, const BufferPtr& dy, const BufferPtr& dx,
+                                        const BufferPtr& db, bool accumulate, size_t outer, size_t channels, size_t inner) {
+  enter();
+  launchBiasActivationBackward(op, p, y->f32(), dy->f32(), dx ? dx->f32() : nullptr, db ? db->f32() : nullptr, accumulate, outer,
+                               channels, inner, stream_);
+  checkLaunch("biasActivationBackward");
 }
 
 void CudaDevice::sum(const BufferPtr& x, size_t n, const BufferPtr& out, float scale) {

@@ -1,3 +1,4 @@
+#include "cuda/activation.cuh"
 #include "cuda/common.cuh"
 #include "cuda/elementwise.cuh"
 
@@ -10,35 +11,12 @@ constexpr int kThreads = 256;
 #define BSSN_GRID_LOOP(i, n) for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < (n); i += size_t(gridDim.x) * blockDim.x)
 
 __global__ void unaryKernel(UnaryOp op, float p, const float* x, float* y, size_t n) {
-  BSSN_GRID_LOOP(i, n) {
-    const float v = x[i];
-    float r;
-    switch (op) {
-      case UnaryOp::Relu: r = v > 0 ? v : 0.0f; break;
-      case UnaryOp::LeakyRelu: r = v > 0 ? v : p * v; break;
-      case UnaryOp::Tanh: r = tanhf(v); break;
-      case UnaryOp::Sigmoid: r = float(1.0 / (1.0 + exp(-double(v)))); break;
-      case UnaryOp::Scale: r = p * v; break;
-      default: r = v + p; break;  // AddScalar
-    }
-    y[i] = r;
-  }
+  BSSN_GRID_LOOP(i, n) { y[i] = applyUnary(op, p, x[i]); }
 }
 
 __global__ void unaryBackwardKernel(UnaryOp op, float p, const float* x, const float* y, const float* dy, float* dx, size_t n) {
-  BSSN_GRID_LOOP(i, n) {
-    const float g = dy[i];
-    float r;
-    switch (op) {
-      case UnaryOp::Relu: r = x[i] > 0 ? g : 0.0f; break;
-      case UnaryOp::LeakyRelu: r = x[i] > 0 ? g : p * g; break;
-      case UnaryOp::Tanh: r = g * (1.0f - y[i] * y[i]); break;
-      case UnaryOp::Sigmoid: r = g * y[i] * (1.0f - y[i]); break;
-      case UnaryOp::Scale: r = p * g; break;
-      default: r = g; break;  // AddScalar
-    }
-    dx[i] = r;
-  }
+  const bool fromX = op == UnaryOp::Relu || op == UnaryOp::LeakyRelu, fromY = op == UnaryOp::Tanh || op == UnaryOp::Sigmoid;
+  BSSN_GRID_LOOP(i, n) { dx[i] = unaryGrad(op, p, fromX ? x[i] : 0.0f, fromY ? y[i] : 0.0f, dy[i]); }
 }
 
 __global__ void binaryKernel(BinaryOp op, const float* a, const float* b, float* out, size_t n) {

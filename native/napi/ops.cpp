@@ -43,6 +43,8 @@ void sameSize(const TensorPtr& a, const char* an, const TensorPtr& b, const char
 }
 
 UnaryOp unaryOp(Napi::Value v) { return UnaryOp(toInteger(v, "unary op", 0, 5)); }
+// The activations a bias can be fused with: relu, leaky relu, tanh, sigmoid.
+UnaryOp activationOp(Napi::Value v) { return UnaryOp(toInteger(v, "activation op", 0, 3)); }
 
 // [outer, channels, inner] of `shape` around `axis`.
 void splitAt(const Shape& shape, int64_t axis, size_t& outer, size_t& channels, size_t& inner) {
@@ -169,6 +171,44 @@ Napi::Object defineOps(Napi::Env env) {
     if (size_t(db->numel()) != channels)
       throwRangeError("db has " + std::to_string(db->numel()) + " elements, expected " + std::to_string(channels));
     d.sumToBias(dy->buffer(), db->buffer(), outer, channels, inner);
+  });
+
+  // biasActivation(op, param, x, bias, y, channelAxis): y = f(x + bias), f relu, leaky relu, tanh or sigmoid
+  def(env, ops, "biasActivation", [](const Napi::CallbackInfo& info) {
+    const UnaryOp op = activationOp(info[0]);
+    const float param = float(toNumber(info[1], "param"));
+    const TensorPtr &x = tensorArg(info, 2, "x"), &bias = tensorArg(info, 3, "bias"), &y = tensorArg(info, 4, "y");
+    Device& d = sameDevice({{&x, "x"}, {&bias, "bias"}, {&y, "y"}});
+    size_t outer, channels, inner;
+    splitAt(x->shape(), toInteger(info[5], "channel axis", 0, 7), outer, channels, inner);
+    if (size_t(bias->numel()) != channels)
+      throwRangeError("bias has " + std::to_string(bias->numel()) + " elements, expected " + std::to_string(channels) + " (one per channel)");
+    sameSize(x, "x", y, "y");
+    d.biasActivation(op, param, x->buffer(), bias->buffer(), y->buffer(), outer, channels, inner);
+  });
+
+  // biasActivationBackward(op, param, y, dy, dx | null, db | null, accumulate, channelAxis)
+  def(env, ops, "biasActivationBackward", [](const Napi::CallbackInfo& info) {
+    const UnaryOp op = activationOp(info[0]);
+    const float param = float(toNumber(info[1], "param"));
+    // The derivative comes from y's sign, which is the pre-activation's only for a slope >= 0.
+    if (op == UnaryOp::LeakyRelu && param < 0)
+      throwRangeError("biasActivationBackward: leaky relu's slope must be >= 0 (y's sign gives the input's), got " + std::to_string(param));
+    static const TensorPtr none;
+    const auto optional = [&](size_t i, const char* name) -> const TensorPtr& {
+      return info[i].IsNull() || info[i].IsUndefined() ? none : tensorArg(info, i, name);
+    };
+    const TensorPtr &y = tensorArg(info, 2, "y"), &dy = tensorArg(info, 3, "dy");
+    const TensorPtr &dx = optional(4, "dx"), &db = optional(5, "db");
+    Device& d = sameDevice({{&y, "y"}, {&dy, "dy"}, {&dx, "dx"}, {&db, "db"}});
+    size_t outer, channels, inner;
+    splitAt(y->shape(), toInteger(info[7], "channel axis", 0, 7), outer, channels, inner);
+    sameSize(y, "y", dy, "dy");
+    if (dx) sameSize(y, "y", dx, "dx");
+    if (db && size_t(db->numel()) != channels)
+      throwRangeError("db has " + std::to_string(db->numel()) + " elements, expected " + std::to_string(channels));
+    d.biasActivationBackward(op, param, y->buffer(), dy->buffer(), dx ? dx->buffer() : nullptr, db ? db->buffer() : nullptr,
+                             info[6].ToBoolean(), outer, channels, inner);
   });
 
   // sum(x, out, scale): out[0] = scale * sum(x)

@@ -3,7 +3,7 @@ import { Device } from '../device.js'
 import type { Tensor } from '../tensor.js'
 import { checkInteger, checkOptions, describe } from '../validate.js'
 import { typeError } from '../errors.js'
-import { conv2d, convTranspose2d, type Conv2dOptions } from './functional.js'
+import { conv2d, convTranspose2d, type ActivationOptions, type Conv2dOptions } from './functional.js'
 import { initTensor, type InitName } from './init.js'
 import { Module, type NormalizableLayer } from './module.js'
 
@@ -54,7 +54,12 @@ export class Conv2d extends ConvBase {
   }
 
   forward(x: Tensor): Tensor {
-    return conv2d(x, this.effectiveWeight, this.bias, this.options)
+    return this.forwardActivated(x)
+  }
+
+  /** @internal forward() then `activation`, fused with the bias (Sequential's peephole). */
+  forwardActivated(x: Tensor, activation?: ActivationOptions): Tensor {
+    return conv2d(x, this.effectiveWeight, this.bias, { ...this.options, ...activation })
   }
 }
 
@@ -77,6 +82,11 @@ export class ConvTranspose2d extends ConvBase {
   }
 
   forward(x: Tensor): Tensor {
-    return convTranspose2d(x, this.effectiveWeight, this.bias, { ...this.options, outputPadding: this.outputPadding })
+    return this.forwardActivated(x)
+  }
+
+  /** @internal forward() then `activation`, fused with the bias (Sequential's peephole). */
+  forwardActivated(x: Tensor, activation?: ActivationOptions): Tensor {
+    return convTranspose2d(x, this.effectiveWeight, this.bias, { ...this.options, outputPadding: this.outputPadding, ...activation })
   }
 }

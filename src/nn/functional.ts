@@ -145,17 +145,83 @@ export function addBias(x: Tensor, bias: Tensor, axis = 1): Tensor {
   })
 }
 
-/** x [N, in] times weight [out, in] transposed, plus bias [out]: a fully connected layer. */
-export function linear(x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+/** An activation a layer can apply to its output in the same launch as its bias. */
+export type Activation = 'relu' | 'leakyRelu' | 'tanh' | 'sigmoid'
+
+export interface ActivationOptions {
+  /** Applied to the layer's output, fused with the bias add (one launch forward, one backward). */
+  activation?: Activation
+  /** leakyRelu's negative slope (default 0.01, as leakyRelu's). */
+  slope?: number
+}
+
+const activationCodes: Record<Activation, UnaryOpCode> = {
+  relu: UnaryOpCode.Relu,
+  leakyRelu: UnaryOpCode.LeakyRelu,
+  tanh: UnaryOpCode.Tanh,
+  sigmoid: UnaryOpCode.Sigmoid,
+}
+
+function checkActivation(options: ActivationOptions | undefined): { op: UnaryOpCode; param: number; name: Activation } | undefined {
+  const o = checkOptions(options)
+  if (o.activation === undefined) {
+    if (o.slope !== undefined) throw typeError('slope is given without activation: \'leakyRelu\'')
+    return undefined
+  }
+  if (typeof o.activation !== 'string' || !Object.hasOwn(activationCodes, o.activation))
+    throw typeError(`expected activation to be one of ${Object.keys(activationCodes).join(', ')}, got ${describe(o.activation)}`)
+  if (o.slope !== undefined && o.activation !== 'leakyRelu') throw typeError(`slope is leakyRelu's, not ${o.activation}'s`)
+  const param = o.activation === 'leakyRelu' ? checkNumber(o.slope ?? 0.01, 'slope') : 0
+  return { op: activationCodes[o.activation], param, name: o.activation }
+}
+
+function activate(x: Tensor, act: { op: UnaryOpCode; param: number; name: Activation }): Tensor {
+  return unary(x, act.op, act.param, act.name, act.op === UnaryOpCode.Tanh || act.op === UnaryOpCode.Sigmoid)
+}
+
+/**
+ * A layer's output y plus bias, then the activation if one is asked: one node and one launch each way (the fused
+ * backward takes the derivative from the output and sums the bias gradient in the same pass). Disposes y when no
+ * graph holds it.
+ */
+function finish(y: Tensor, bias: Tensor | undefined, act: ReturnType<typeof checkActivation>): Tensor {
   if (bias !== undefined) checkTensor(bias, 'bias')
-  const y = matmul(x, weight, { transB: true })
-  if (!bias) return y
-  const out = addBias(y, bias, 1)
+  let out: Tensor
+  if (!bias) {
+    if (!act) return y
+    out = activate(y, act)
+  } else if (!act) {
+    out = addBias(y, bias, 1)
+  } else if (act.op === UnaryOpCode.LeakyRelu && !(act.param >= 0)) {
+    // y's sign no longer gives the input's: the unfused pair, which keeps the input.
+    const pre = addBias(y, bias, 1)
+    out = activate(pre, act)
+    if (!out.requiresGrad) pre.dispose()
+  } else {
+    out = y.device.empty(y.shape)
+    ops().biasActivation(act.op, act.param, y.handle, bias.handle, out.handle, 1)
+    record(out, [y, bias], `addBias+${act.name}`, (g) => {
+      const gy = y.requiresGrad ? y.device.empty(y.shape) : undefined
+      const gb = bias.requiresGrad ? bias.device.empty(bias.shape) : undefined
+      ops().biasActivationBackward(act.op, act.param, out.handle, g.handle, gy?.handle ?? null, gb?.handle ?? null, false, 1)
+      return [gy, gb]
+    })
+  }
   if (!out.requiresGrad) y.dispose() // no graph holds y: free it now
   return out
 }
 
-export interface Conv2dOptions {
+/**
+ * x [N, in] times weight [out, in] transposed, plus bias [out]: a fully connected layer, with `activation`
+ * applied in the bias's launch.
+ */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor, options?: ActivationOptions): Tensor {
+  if (bias !== undefined) checkTensor(bias, 'bias')
+  const act = checkActivation(options)
+  return finish(matmul(x, weight, { transB: true }), bias, act)
+}
+
+export interface Conv2dOptions extends ActivationOptions {
   stride?: number | readonly [number, number]
   padding?: number | readonly [number, number]
 }
@@ -187,6 +253,8 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor, options: Conv2d
   check4d(x, 'x')
   check4d(weight, 'weight')
   const g = geometry(options)
+  const act = checkActivation(options)
+  if (bias !== undefined) checkTensor(bias, 'bias')
   const outH = Math.floor((x.shape[2] + 2 * g.padH - weight.shape[2]) / g.strideH) + 1
   const outW = Math.floor((x.shape[3] + 2 * g.padW - weight.shape[3]) / g.strideW) + 1
   if (outH < 1 || outW < 1) throw rangeError(`conv2d: kernel [${weight.shape.slice(2).join(', ')}] is larger than the padded input [${x.shape.slice(2).join(', ')}]`)
@@ -205,10 +273,7 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor, options: Conv2d
     }
     return [gx, gw]
   })
-  if (!bias) return y
-  const out = addBias(y, bias, 1)
-  if (!out.requiresGrad) y.dispose()
-  return out
+  return finish(y, bias, act)
 }
 
 /**
@@ -222,6 +287,8 @@ export function convTranspose2d(x: Tensor, weight: Tensor, bias?: Tensor, option
   check4d(weight, 'weight')
   if (weight.shape[0] !== x.shape[1]) throw rangeError(`convTranspose2d: weight [${weight.shape.join(', ')}] expects ${weight.shape[0]} input channels, x has ${x.shape[1]}`)
   const g = geometry(options)
+  const act = checkActivation(options)
+  if (bias !== undefined) checkTensor(bias, 'bias')
   const [opH, opW] = pair(options.outputPadding, 0, 'outputPadding')
   if (opH >= g.strideH || opW >= g.strideW) throw rangeError('expected outputPadding < stride')
   const outH = (x.shape[2] - 1) * g.strideH - 2 * g.padH + weight.shape[2] + opH
@@ -243,10 +310,7 @@ export function convTranspose2d(x: Tensor, weight: Tensor, bias?: Tensor, option
     }
     return [gx, gw]
   })
-  if (!bias) return y
-  const out = addBias(y, bias, 1)
-  if (!out.requiresGrad) y.dispose()
-  return out
+  return finish(y, bias, act)
 }
 
 export interface BatchNormState {

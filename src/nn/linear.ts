@@ -2,7 +2,7 @@
 import { Device } from '../device.js'
 import { checkTensor, type Tensor } from '../tensor.js'
 import { checkInteger, checkOptions } from '../validate.js'
-import { linear } from './functional.js'
+import { linear, type ActivationOptions } from './functional.js'
 import { initTensor, type InitName } from './init.js'
 import { Module, type NormalizableLayer } from './module.js'
 import { rangeError } from '../errors.js'
@@ -38,9 +38,14 @@ export class Linear extends Module implements NormalizableLayer {
   }
 
   forward(x: Tensor): Tensor {
+    return this.forwardActivated(x)
+  }
+
+  /** @internal forward() then `activation`, fused with the bias (Sequential's peephole). */
+  forwardActivated(x: Tensor, activation?: ActivationOptions): Tensor {
     checkTensor(x, 'x')
     if (x.shape.length !== 2 || x.shape[1] !== this.inFeatures)
       throw rangeError(`Linear(${this.inFeatures}, ${this.outFeatures}) expects input [N, ${this.inFeatures}], got [${x.shape.join(', ')}]`)
-    return linear(x, this.effectiveWeight, this.bias)
+    return linear(x, this.effectiveWeight, this.bias, activation)
   }
 }
