@@ -232,9 +232,10 @@ export interface NativeOps {
   biasActivationBackward(op: UnaryOpCode, param: number, y: H, dy: H, dx: H | null, db: H | null, accumulate: boolean, channelAxis: number): void
   sum(x: H, out: H, scale: number): void
   broadcast(scalar: H, out: H, scale: number): void
-  hingeSum(x: H, out: H, sign: number, scale: number): void
+  hinge(x: H, out: H, split: number, scaleReal: number, scaleFake: number): void
+  copyRange(dst: H, dstOffset: number, src: H, srcOffset: number, count: number): void
   randnFromTable(out: H, table: H, index: number, std: number): void
-  hingeSumBackward(x: H, g: H, dx: H, sign: number, scale: number): void
+  hingeBackward(x: H, g: H, dx: H, split: number, scaleReal: number, scaleFake: number): void
   gemm(a: H, b: H, c: H, transA: boolean, transB: boolean, alpha: number, beta: number): void
   adam(param: H, grad: H, m: H, v: H, options: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number }): void
   /** Convolution input -> output with `weight` [cOut, cIn, kh, kw]; each call overwrites its third tensor role:

@@ -101,10 +101,12 @@ class Ops {
                                       const BufferPtr& db, bool accumulate, size_t outer, size_t channels, size_t inner) = 0;
   // out[0] = scale * sum(x[0..n)).
   virtual void sum(const BufferPtr& x, size_t n, const BufferPtr& out, float scale) = 0;
-  // out[0] = scale * sum(relu(1 + sign * x[i])): a hinge loss term (sign -1 for real scores, +1 for fake).
-  virtual void hingeSum(const BufferPtr& x, size_t n, float sign, float scale, const BufferPtr& out) = 0;
-  // dx[i] = g[0] * scale * sign where 1 + sign * x[i] > 0, else 0.
-  virtual void hingeSumBackward(const BufferPtr& x, const BufferPtr& g, size_t n, float sign, float scale, const BufferPtr& dx) = 0;
+  // The discriminator's hinge loss over scores whose first `split` are real, the rest fake:
+  // out[0] = float(scaleReal * sum_{i < split} relu(1 - x[i])) + float(scaleFake * sum_{i >= split} relu(1 + x[i])).
+  virtual void hinge(const BufferPtr& x, size_t n, size_t split, float scaleReal, float scaleFake, const BufferPtr& out) = 0;
+  // Its gradient given g[0]: -g scaleReal where 1 - x > 0 (i < split), g scaleFake where 1 + x > 0 (i >= split), else 0.
+  virtual void hingeBackward(const BufferPtr& x, const BufferPtr& g, size_t n, size_t split, float scaleReal, float scaleFake,
+                             const BufferPtr& dx) = 0;
   // out[i] = scale * scalar[0] for i < n.
   virtual void broadcast(const BufferPtr& scalar, const BufferPtr& out, size_t n, float scale) = 0;
   virtual void gemm(const GemmArgs& args) = 0;

@@ -221,12 +221,13 @@ void CpuDevice::sum(const BufferPtr& x, size_t n, const BufferPtr& out, float sc
   stream_.enqueue([=] { cpu::sum(x->f32(), n, out->f32(), scale); }, held(x, out));
 }
 
-void CpuDevice::hingeSum(const BufferPtr& x, size_t n, float sign, float scale, const BufferPtr& out) {
-  stream_.enqueue([=] { cpu::hingeSum(x->f32(), n, sign, scale, out->f32()); }, held(x, out));
+void CpuDevice::hinge(const BufferPtr& x, size_t n, size_t split, float scaleReal, float scaleFake, const BufferPtr& out) {
+  stream_.enqueue([=] { cpu::hinge(x->f32(), n, split, scaleReal, scaleFake, out->f32()); }, held(x, out));
 }
 
-void CpuDevice::hingeSumBackward(const BufferPtr& x, const BufferPtr& g, size_t n, float sign, float scale, const BufferPtr& dx) {
-  stream_.enqueue([=] { cpu::hingeSumBackward(x->f32(), g->f32(), n, sign, scale, dx->f32()); }, held(x, g, dx));
+void CpuDevice::hingeBackward(const BufferPtr& x, const BufferPtr& g, size_t n, size_t split, float scaleReal, float scaleFake,
+                              const BufferPtr& dx) {
+  stream_.enqueue([=] { cpu::hingeBackward(x->f32(), g->f32(), n, split, scaleReal, scaleFake, dx->f32()); }, held(x, g, dx));
 }
 
 void CpuDevice::broadcast(const BufferPtr& scalar, const BufferPtr& out, size_t n, float scale) {

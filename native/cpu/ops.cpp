@@ -129,18 +129,18 @@ void sum(const float* x, size_t n, float* out, float scale) {
   out[0] = float(s * scale);
 }
 
-void hingeSum(const float* x, size_t n, float sign, float scale, float* out) {
-  double s = 0;
+void hinge(const float* x, size_t n, size_t split, float scaleReal, float scaleFake, float* out) {
+  double real = 0, fake = 0;
   for (size_t i = 0; i < n; ++i) {
-    const float h = 1.0f + sign * x[i];
-    s += h > 0 ? h : 0.0f;
+    const float h = i < split ? 1.0f - x[i] : 1.0f + x[i];
+    (i < split ? real : fake) += h > 0 ? h : 0.0f;
   }
-  out[0] = float(s * scale);
+  out[0] = float(real * scaleReal) + float(fake * scaleFake);
 }
 
-void hingeSumBackward(const float* x, const float* g, size_t n, float sign, float scale, float* dx) {
-  const float d = g[0] * scale * sign;
-  for (size_t i = 0; i < n; ++i) dx[i] = 1.0f + sign * x[i] > 0 ? d : 0.0f;
+void hingeBackward(const float* x, const float* g, size_t n, size_t split, float scaleReal, float scaleFake, float* dx) {
+  const float dReal = -g[0] * scaleReal, dFake = g[0] * scaleFake;
+  for (size_t i = 0; i < n; ++i) dx[i] = i < split ? (1.0f - x[i] > 0 ? dReal : 0.0f) : (1.0f + x[i] > 0 ? dFake : 0.0f);
 }
 
 void broadcast(const float* scalar, float* out, size_t n, float scale) {

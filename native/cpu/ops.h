@@ -17,8 +17,8 @@ void biasActivationBackward(UnaryOp op, float param, const float* y, const float
                             size_t channels, size_t inner);
 void sum(const float* x, size_t n, float* out, float scale);
 void broadcast(const float* scalar, float* out, size_t n, float scale);
-void hingeSum(const float* x, size_t n, float sign, float scale, float* out);
-void hingeSumBackward(const float* x, const float* g, size_t n, float sign, float scale, float* dx);
+void hinge(const float* x, size_t n, size_t split, float scaleReal, float scaleFake, float* out);
+void hingeBackward(const float* x, const float* g, size_t n, size_t split, float scaleReal, float scaleFake, float* dx);
 // On the CPU BLAS when one is loaded (cpu/blas.h), else the reference loops below.
 void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, float alpha, const float* a, const float* b, float beta, float* c);
 // The reference: float64 accumulation, row by row.

@@ -663,16 +663,17 @@ void CudaDevice::sum(const BufferPtr& x, size_t n, const BufferPtr& out, float s
   checkLaunch("sum");
 }
 
-void CudaDevice::hingeSum(const BufferPtr& x, size_t n, float sign, float scale, const BufferPtr& out) {
+void CudaDevice::hinge(const BufferPtr& x, size_t n, size_t split, float scaleReal, float scaleFake, const BufferPtr& out) {
   enter();
-  launchHingeSum(x->f32(), n, sign, scale, out->f32(), stream_);
-  checkLaunch("hingeSum");
+  launchHinge(x->f32(), n, split, scaleReal, scaleFake, out->f32(), stream_);
+  checkLaunch("hinge");
 }
 
-void CudaDevice::hingeSumBackward(const BufferPtr& x, const BufferPtr& g, size_t n, float sign, float scale, const BufferPtr& dx) {
+void CudaDevice::hingeBackward(const BufferPtr& x, const BufferPtr& g, size_t n, size_t split, float scaleReal, float scaleFake,
+                               const BufferPtr& dx) {
   enter();
-  launchHingeSumBackward(x->f32(), g->f32(), n, sign, scale, dx->f32(), stream_);
-  checkLaunch("hingeSumBackward");
+  launchHingeBackward(x->f32(), g->f32(), n, split, scaleReal, scaleFake, dx->f32(), stream_);
+  checkLaunch("hingeBackward");
 }
 
 void CudaDevice::broadcast(const BufferPtr& scalar, const BufferPtr& out, size_t n, float scale) {

@@ -72,8 +72,9 @@ class CudaDevice : public Device {
   void biasActivationBackward(UnaryOp op, float param, const BufferPtr& y, const BufferPtr& dy, const BufferPtr& dx, const BufferPtr& db,
                               bool accumulate, size_t outer, size_t channels, size_t inner) override;
   void sum(const BufferPtr& x, size_t n, const BufferPtr& out, float scale) override;
-  void hingeSum(const BufferPtr& x, size_t n, float sign, float scale, const BufferPtr& out) override;
-  void hingeSumBackward(const BufferPtr& x, const BufferPtr& g, size_t n, float sign, float scale, const BufferPtr& dx) override;
+  void hinge(const BufferPtr& x, size_t n, size_t split, float scaleReal, float scaleFake, const BufferPtr& out) override;
+  void hingeBackward(const BufferPtr& x, const BufferPtr& g, size_t n, size_t split, float scaleReal, float scaleFake,
+                     const BufferPtr& dx) override;
   void broadcast(const BufferPtr& scalar, const BufferPtr& out, size_t n, float scale) override;
   void gemm(const GemmArgs& args) override;
   void adam(const AdamArgs& args) override;

@@ -5,31 +5,34 @@ namespace bssn::cuda {
 
 namespace {
 
-__global__ void hingeSumKernel(const float* x, size_t n, float sign, float scale, float* out) {
+__global__ void hingeKernel(const float* x, size_t n, size_t split, float scaleReal, float scaleFake, float* out) {
   BSSN_SHARED(double, partial, 1024 / kWarp);
-  double s = 0;
+  double real = 0, fake = 0;
   for (size_t i = threadIdx.x; i < n; i += blockDim.x) {
-    const float h = 1.0f + sign * x[i];
-    s += h > 0 ? h : 0.0f;
+    const float h = i < split ? 1.0f - x[i] : 1.0f + x[i];
+    (i < split ? real : fake) += h > 0 ? h : 0.0f;
   }
-  s = blockSum(s, partial);
-  if (threadIdx.x == 0) out[0] = float(s * scale);
+  real = blockSum(real, partial);
+  __syncthreads();  // partial is reused
+  fake = blockSum(fake, partial);
+  if (threadIdx.x == 0) out[0] = float(real * scaleReal) + float(fake * scaleFake);
 }
 
-__global__ void hingeSumBackwardKernel(const float* x, const float* g, size_t n, float sign, float scale, float* dx) {
-  const float d = g[0] * scale * sign;
+__global__ void hingeBackwardKernel(const float* x, const float* g, size_t n, size_t split, float scaleReal, float scaleFake, float* dx) {
+  const float dReal = -g[0] * scaleReal, dFake = g[0] * scaleFake;
   for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x)
-    dx[i] = 1.0f + sign * x[i] > 0 ? d : 0.0f;
+    dx[i] = i < split ? (1.0f - x[i] > 0 ? dReal : 0.0f) : (1.0f + x[i] > 0 ? dFake : 0.0f);
 }
 
 }  // namespace
 
-void launchHingeSum(const float* x, size_t n, float sign, float scale, float* out, cudaStream_t stream) {
-  BSSN_LAUNCH(hingeSumKernel, 1, 1024, 0, stream, x, n, sign, scale, out);
+void launchHinge(const float* x, size_t n, size_t split, float scaleReal, float scaleFake, float* out, cudaStream_t stream) {
+  BSSN_LAUNCH(hingeKernel, 1, 1024, 0, stream, x, n, split, scaleReal, scaleFake, out);
 }
 
-void launchHingeSumBackward(const float* x, const float* g, size_t n, float sign, float scale, float* dx, cudaStream_t stream) {
-  if (n) BSSN_LAUNCH(hingeSumBackwardKernel, gridFor(int64_t(n), 256), 256, 0, stream, x, g, n, sign, scale, dx);
+void launchHingeBackward(const float* x, const float* g, size_t n, size_t split, float scaleReal, float scaleFake, float* dx,
+                         cudaStream_t stream) {
+  if (n) BSSN_LAUNCH(hingeBackwardKernel, gridFor(int64_t(n), 256), 256, 0, stream, x, g, n, split, scaleReal, scaleFake, dx);
 }
 
 }  // namespace bssn::cuda

@@ -1,5 +1,7 @@
-// The hinge terms of the GAN losses: out[0] = scale * sum(relu(1 + sign * x)) and its gradient, one launch each
-// (the unfused chain is four launches forward and four backward per term).
+// The discriminator's hinge loss over scores whose first `split` are real and the rest fake (a D run once on real
+// and fake concatenated, or each part alone with split = n or 0):
+//   out[0] = float(scaleReal * sum_{i < split} relu(1 - x[i])) + float(scaleFake * sum_{i >= split} relu(1 + x[i]))
+// and its gradient, one launch each (the unfused chain is eight launches forward and eight backward).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -8,8 +10,8 @@
 namespace bssn::cuda {
 
 // One block: deterministic (a loss's scores, small).
-void launchHingeSum(const float* x, size_t n, float sign, float scale, float* out, cudaStream_t stream);
-// dx[i] = g[0] * scale * sign where 1 + sign * x[i] > 0, else 0.
-void launchHingeSumBackward(const float* x, const float* g, size_t n, float sign, float scale, float* dx, cudaStream_t stream);
+void launchHinge(const float* x, size_t n, size_t split, float scaleReal, float scaleFake, float* out, cudaStream_t stream);
+void launchHingeBackward(const float* x, const float* g, size_t n, size_t split, float scaleReal, float scaleFake, float* dx,
+                         cudaStream_t stream);
 
 }  // namespace bssn::cuda

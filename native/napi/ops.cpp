@@ -232,21 +232,35 @@ Napi::Object defineOps(Napi::Env env) {
     d.randnFromTable(out->buffer(), size_t(out->numel()), table->buffer(), size_t(index), float(std));
   });
 
-  // hingeSum(x, out, sign, scale): out[0] = scale * sum(relu(1 + sign * x))
-  def(env, ops, "hingeSum", [](const Napi::CallbackInfo& info) {
-    const TensorPtr &x = tensorArg(info, 0, "x"), &out = tensorArg(info, 1, "out");
-    Device& d = sameDevice({{&x, "x"}, {&out, "out"}});
-    if (out->numel() != 1) throwRangeError("hingeSum: expected a one-element output, got shape " + shapeToString(out->shape()));
-    d.hingeSum(x->buffer(), size_t(x->numel()), float(toNumber(info[2], "sign")), float(toNumber(info[3], "scale")), out->buffer());
+  // copyRange(dst, dstOffset, src, srcOffset, count): count elements copied on the device (offsets in elements)
+  def(env, ops, "copyRange", [](const Napi::CallbackInfo& info) {
+    const TensorPtr &dst = tensorArg(info, 0, "dst"), &src = tensorArg(info, 2, "src");
+    Device& d = sameDevice({{&dst, "dst"}, {&src, "src"}});
+    const int64_t dstOffset = toInteger(info[1], "dstOffset", 0, dst->numel());
+    const int64_t srcOffset = toInteger(info[3], "srcOffset", 0, src->numel());
+    const int64_t count = toInteger(info[4], "count", 0, std::min(dst->numel() - dstOffset, src->numel() - srcOffset));
+    d.copy(dst->buffer(), size_t(dstOffset) * sizeof(float), src->buffer("source tensor"), size_t(srcOffset) * sizeof(float),
+           size_t(count) * sizeof(float));
   });
 
-  // hingeSumBackward(x, g, dx, sign, scale): dx = g[0] * scale * sign where 1 + sign * x > 0
-  def(env, ops, "hingeSumBackward", [](const Napi::CallbackInfo& info) {
+  // hinge(x, out, split, scaleReal, scaleFake): the discriminator's hinge loss, x's first `split` scores real
+  def(env, ops, "hinge", [](const Napi::CallbackInfo& info) {
+    const TensorPtr &x = tensorArg(info, 0, "x"), &out = tensorArg(info, 1, "out");
+    Device& d = sameDevice({{&x, "x"}, {&out, "out"}});
+    if (out->numel() != 1) throwRangeError("hinge: expected a one-element output, got shape " + shapeToString(out->shape()));
+    d.hinge(x->buffer(), size_t(x->numel()), size_t(toInteger(info[2], "split", 0, x->numel())), float(toNumber(info[3], "scaleReal")),
+            float(toNumber(info[4], "scaleFake")), out->buffer());
+  });
+
+  // hingeBackward(x, g, dx, split, scaleReal, scaleFake)
+  def(env, ops, "hingeBackward", [](const Napi::CallbackInfo& info) {
     const TensorPtr &x = tensorArg(info, 0, "x"), &g = tensorArg(info, 1, "g"), &dx = tensorArg(info, 2, "dx");
     Device& d = sameDevice({{&x, "x"}, {&g, "g"}, {&dx, "dx"}});
-    if (g->numel() != 1) throwRangeError("hingeSumBackward: expected a one-element gradient, got shape " + shapeToString(g->shape()));
-    if (dx->numel() != x->numel()) throwRangeError("hingeSumBackward: dx has " + std::to_string(dx->numel()) + " elements, expected " + std::to_string(x->numel()));
-    d.hingeSumBackward(x->buffer(), g->buffer(), size_t(x->numel()), float(toNumber(info[3], "sign")), float(toNumber(info[4], "scale")), dx->buffer());
+    if (g->numel() != 1) throwRangeError("hingeBackward: expected a one-element gradient, got shape " + shapeToString(g->shape()));
+    if (dx->numel() != x->numel())
+      throwRangeError("hingeBackward: dx has " + std::to_string(dx->numel()) + " elements, expected " + std::to_string(x->numel()));
+    d.hingeBackward(x->buffer(), g->buffer(), size_t(x->numel()), size_t(toInteger(info[3], "split", 0, x->numel())),
+                    float(toNumber(info[4], "scaleReal")), float(toNumber(info[5], "scaleFake")), dx->buffer());
   });
 
   // broadcast(scalar, out, scale): out[i] = scale * scalar[0]

@@ -3,7 +3,7 @@
 import { record } from '../autograd/tape.js'
 import { BinaryOpCode, native, UnaryOpCode } from '../native.js'
 import { checkTensor, type Tensor } from '../tensor.js'
-import { checkBoolean, checkNumber, checkOptions, describe } from '../validate.js'
+import { checkBoolean, checkInteger, checkNumber, checkOptions, describe } from '../validate.js'
 import { typeError, rangeError } from '../errors.js'
 
 const ops = () => native().ops
@@ -73,20 +73,50 @@ function reduce(x: Tensor, factor: number, name: string): Tensor {
 export const scaledSum = (x: Tensor, scale: number): Tensor => reduce(x, checkNumber(scale, 'scale'), 'scaledSum')
 
 /**
- * scale * sum(relu(1 + sign * x)) (a 0-D tensor), sign +1 or -1: a hinge loss term in one launch forward and one
+ * The discriminator's hinge loss over scores whose first `split` elements are real and the rest fake:
+ * scaleReal * sum(relu(1 - real)) + scaleFake * sum(relu(1 + fake)) (a 0-D tensor), one launch forward and one
  * backward.
  */
-export function hingeSum(x: Tensor, sign: 1 | -1, scale: number): Tensor {
+export function hinge(x: Tensor, split: number, scaleReal: number, scaleFake: number): Tensor {
   checkTensor(x, 'x')
-  if (sign !== 1 && sign !== -1) throw rangeError(`hingeSum: expected sign 1 or -1, got ${describe(sign)}`)
-  checkNumber(scale, 'scale')
+  checkInteger(split, 'split', 0)
+  if (split > x.size) throw rangeError(`hinge: split ${split} is beyond the ${x.size} scores`)
+  checkNumber(scaleReal, 'scaleReal')
+  checkNumber(scaleFake, 'scaleFake')
   const out = x.device.empty([])
-  ops().hingeSum(x.handle, out.handle, sign, scale)
-  return record(out, [x], 'hingeSum', (g) => {
+  ops().hinge(x.handle, out.handle, split, scaleReal, scaleFake)
+  return record(out, [x], 'hinge', (g) => {
     const gx = x.device.empty(x.shape)
-    ops().hingeSumBackward(x.handle, g.handle, gx.handle, sign, scale)
+    ops().hingeBackward(x.handle, g.handle, gx.handle, split, scaleReal, scaleFake)
     return [gx]
   })
+}
+
+/** The tensors joined along their first dimension (the others equal): device copies, no kernel. */
+export function cat(tensors: readonly Tensor[]): Tensor {
+  if (!Array.isArray(tensors) || tensors.length === 0) throw typeError('cat: expected a non-empty array of tensors')
+  tensors.forEach((t, i) => checkTensor(t, `tensors[${i}]`))
+  const [first] = tensors
+  const rest = first.shape.slice(1)
+  for (const t of tensors)
+    if (t.shape.length !== first.shape.length || t.shape.slice(1).some((d: number, i: number) => d !== rest[i]) || !t.device.equals(first.device))
+      throw rangeError(`cat: [${t.shape.join(', ')}] cannot join [${first.shape.join(', ')}] along the first dimension`)
+  const out = first.device.empty([tensors.reduce((n, t) => n + t.shape[0], 0), ...rest])
+  const offsets: number[] = []
+  let offset = 0
+  for (const t of tensors) {
+    offsets.push(offset)
+    ops().copyRange(out.handle, offset, t.handle, 0, t.size)
+    offset += t.size
+  }
+  return record(out, tensors, 'cat', (g) =>
+    tensors.map((t, i) => {
+      if (!t.requiresGrad) return undefined
+      const gt = t.device.empty(t.shape)
+      ops().copyRange(gt.handle, 0, g.handle, offsets[i], t.size)
+      return gt
+    }),
+  )
 }
 
 /** The sum of all elements (a 0-D tensor). */

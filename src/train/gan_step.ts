@@ -3,13 +3,15 @@
 // forward per discriminator pass) when given.
 import { noGrad } from '../autograd/tape.js'
 import { tidy } from '../autograd/scope.js'
+import { BatchNorm2d } from '../nn/batch_norm.js'
+import { cat } from '../nn/functional.js'
 import { Module } from '../nn/module.js'
 import { SpectralNorm } from '../nn/spectral_norm.js'
 import type { Tensor } from '../tensor.js'
 import { typeError } from '../errors.js'
 import { checkFunction, checkInteger, describe } from '../validate.js'
 import { Optimizer } from './optimizer.js'
-import { hingeLossD, hingeLossG } from './losses.js'
+import { hingeLossD, hingeLossDJoint, hingeLossG } from './losses.js'
 
 export interface GanParts {
   generator: Module
@@ -22,6 +24,12 @@ export interface GanParts {
   /** A batch of real samples (a new tensor, or one kept by the caller). */
   sampleReal: () => Tensor
   nDis?: number
+  /**
+   * Run D once on real and fake samples concatenated (half the launches, larger products; the same losses and
+   * gradients up to summation order). Default: when D has no BatchNorm, whose batch statistics would then mix real
+   * and fake (two passes keep each batch's own, as PyTorch's usual loop does).
+   */
+  jointDiscriminator?: boolean
   /** Called after each discriminator backward, while D's gradients are the D loss's (diagnostics). */
   afterDiscriminatorBackward?: () => void
 }
@@ -31,13 +39,21 @@ export interface GanParts {
  * computes none for them). Returns the losses as 1-element tensors the caller disposes (reading them waits for the step). */
 export function ganStep(p: GanParts): { lossD: Tensor; lossG: Tensor } {
   checkParts(p)
+  const joint = p.jointDiscriminator ?? !p.discriminator.modules().some((m) => m instanceof BatchNorm2d)
   return tidy(() => {
     let lossD: Tensor | undefined
     for (let i = 0; i < (p.nDis ?? 1); i++) {
       lossD?.dispose()
       p.normalization?.forward()
       const fake = noGrad(() => p.generator.forward(p.sampleZ()))
-      lossD = hingeLossD(p.discriminator.forward(p.sampleReal()), p.discriminator.forward(fake))
+      const real = p.sampleReal()
+      if (joint) {
+        const scores = p.discriminator.forward(cat([real, fake]))
+        // D's scores per sample times the real samples: the first of them are D(real)
+        lossD = hingeLossDJoint(scores, (scores.size / (real.shape[0] + fake.shape[0])) * real.shape[0])
+      } else {
+        lossD = hingeLossD(p.discriminator.forward(real), p.discriminator.forward(fake))
+      }
       p.optD.zeroGrad()
       lossD.backward()
       p.afterDiscriminatorBackward?.()
@@ -79,4 +95,6 @@ function checkParts(p: GanParts): void {
   if (p.normalization !== undefined && !(p.normalization instanceof SpectralNorm))
     throw typeError(`expected parts.normalization to be a SpectralNorm, got ${describe(p.normalization)}`)
   checkInteger(p.nDis ?? 1, 'parts.nDis', 1)
+  if (p.jointDiscriminator !== undefined && typeof p.jointDiscriminator !== 'boolean')
+    throw typeError(`expected parts.jointDiscriminator to be a boolean, got ${describe(p.jointDiscriminator)}`)
 }
