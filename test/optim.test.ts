@@ -72,28 +72,39 @@ forEachBackend((getDevice) => {
     for (const p of ps) p.dispose()
   })
 
-  it('Adam loadState writes the device step count; noteReplayedSteps advances only the host mirror', async () => {
+  it('Adam loadState writes the device step count; noteReplayedSteps advances the host mirror, which a fresh count starts from', async () => {
     const device = getDevice()
     const o: Options = { lr: 0.02, b1: 0.9, b2: 0.999, eps: 1e-8, wd: 0 }
     const n = 33
     const p = device.tensor(randomArray(n, 7), [n])
     p.requiresGrad = true
     const adam = new Adam([p], { lr: o.lr, betas: [o.b1, o.b2], eps: o.eps })
-    // Nonzero moments at step 1000, whose bias corrections differ visibly from step 1's (c1 / sqrt(c2) is not 1).
+    p.grad = device.tensor(randomArray(n, 11), [n])
+    adam.step() // the device count exists now: loadState overwrites it in place
+    // Nonzero moments at step 1000, whose bias corrections differ visibly from step 2's (c1 / sqrt(c2) is not 1).
     const m0 = randomArray(n, 8, 0.1), v0 = randomArray(n, 9, 0.1).map((x) => x * x)
     const [m, v] = [device.tensor(m0, [n]), device.tensor(v0, [n])]
     adam.loadState(1000, [{ m, v }])
     const rp = Float64Array.from(await p.toArray()), rm = Float64Array.from(m0), rv = Float64Array.from(v0)
-    const g = randomArray(n, 10)
-    p.grad = device.tensor(g, [n])
-    adam.step()
-    adamReference(rp, rm, rv, g, 1001, o, false)
+    const step = (t: number) => {
+      const g = randomArray(n, 10 + t)
+      p.grad!.dispose()
+      p.grad = device.tensor(g, [n])
+      adam.step()
+      adamReference(rp, rm, rv, g, t, o, false)
+    }
+    step(1001)
     expectCloseArray(await p.toArray(), rp, 1e-5, 'after loadState(1000)')
     expect(adam.stepCount).toBe(1001)
     adam.noteReplayedSteps(5)
     expect(adam.stepCount).toBe(1006)
     expect(adam.state().step).toBe(1006)
     expect(() => adam.noteReplayedSteps(-1)).toThrow(RangeError)
+    // dispose() drops the moments and the device count; the next step starts both afresh, counting from the host's.
+    adam.dispose()
+    rm.fill(0), rv.fill(0)
+    step(1007)
+    expectCloseArray(await p.toArray(), rp, 1e-5, 'after dispose() at step 1006')
     adam.dispose()
     for (const t of [p, m, v]) t.dispose()
   })

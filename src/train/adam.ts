@@ -74,10 +74,15 @@ export class Adam extends Optimizer {
     this.#step++
   }
 
-  // The device's step count: one int64 (as two float32 slots), allocated once so captured graphs keep its address.
+  // The device's step count: one int64 (as two float32 slots), made from the host's count when first needed (also
+  // after dispose()), then kept, so that captured graphs keep its address.
   #deviceStep(): Tensor {
-    this.#stepTensor ??= keep(this.params[0].device.zeros([2]))
+    this.#stepTensor ??= keep(this.#stepValue(this.#step))
     return this.#stepTensor
+  }
+
+  #stepValue(step: number): Tensor {
+    return this.params[0].device.tensor(new Float32Array(BigInt64Array.of(BigInt(step)).buffer), [2])
   }
 
   /** The step count and, per parameter (in `params` order), its first and second moments (undefined before its first update). */
@@ -98,11 +103,13 @@ export class Adam extends Optimizer {
     if (moments.length !== this.params.length) throw rangeError(`expected ${this.params.length} moment pairs, got ${moments.length}`)
     this.#step = step
     // Written into the existing buffer (a captured graph holds its address), bit for bit as an int64.
-    const value = this.params[0].device.tensor(new Float32Array(BigInt64Array.of(BigInt(step)).buffer), [2])
-    try {
-      this.#deviceStep().copyFrom(value)
-    } finally {
-      value.dispose()
+    if (this.#stepTensor) {
+      const value = this.#stepValue(step)
+      try {
+        this.#stepTensor.copyFrom(value)
+      } finally {
+        value.dispose()
+      }
     }
     moments.forEach((s, i) => {
       const p = this.params[i]
