@@ -28,22 +28,11 @@ struct TensorList {
 };
 static_assert(sizeof(TensorList) + 64 <= 4096, "a launch's tensor list must fit the 4 KB kernel parameter limit");
 
-// The tensor holding this block's chunk: the last t with firstBlock[t] <= b (empty tensors are never listed).
-__device__ __forceinline__ int tensorOf(const TensorList& list, int64_t b) {
-  int lo = 0, hi = list.count - 1;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) / 2;
-    if (list.firstBlock[mid] <= b) lo = mid;
-    else hi = mid - 1;
-  }
-  return lo;
-}
-
 __global__ void adamStepKernel(int64_t* step) { ++*step; }
 
 __global__ void adamKernel(TensorList list, const int64_t* step, float lr, float b1, float b2, float eps, float wd) {
   const int64_t b = blockIdx.x;
-  const int t = tensorOf(list, b);
+  const int t = findSegment(list.count, b, [&](int i) { return list.firstBlock[i]; });  // empty tensors are never listed
   const int64_t begin = (b - list.firstBlock[t]) * kChunk, end = std::min(begin + kChunk, list.n[t]);
   float *p = list.param[t], *m = list.m[t], *v = list.v[t];
   const float* g = list.grad[t];
@@ -62,7 +51,7 @@ __global__ void adamKernel(TensorList list, const int64_t* step, float lr, float
 
 __global__ void sgdKernel(TensorList list, float lr, float momentum, float wd) {
   const int64_t b = blockIdx.x;
-  const int t = tensorOf(list, b);
+  const int t = findSegment(list.count, b, [&](int i) { return list.firstBlock[i]; });  // empty tensors are never listed
   const int64_t begin = (b - list.firstBlock[t]) * kChunk, end = std::min(begin + kChunk, list.n[t]);
   float *p = list.param[t], *buf = list.m[t];
   const float* g = list.grad[t];
