@@ -237,7 +237,8 @@ export interface NativeOps {
   randnFromTable(out: H, table: H, index: number, std: number): void
   hingeBackward(x: H, g: H, dx: H, split: number, scaleReal: number, scaleFake: number): void
   gemm(a: H, b: H, c: H, transA: boolean, transB: boolean, alpha: number, beta: number): void
-  adam(param: H, grad: H, m: H, v: H, options: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number }): void
+  /** Adam on every listed tensor in one call; `step` is the device step count (one int64 in a 2-element tensor), which the call increments and reads. */
+  adam(params: H[], grads: H[], ms: H[], vs: H[], step: H, options: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number }): void
   /** Convolution input -> output with `weight` [cOut, cIn, kh, kw]; each call overwrites its third tensor role:
    * conv2d writes output, conv2dBackwardData writes input, conv2dBackwardFilter writes weight. */
   conv2d(input: H, weight: H, output: H, options: ConvGeometry): void
@@ -246,7 +247,8 @@ export interface NativeOps {
   batchNorm(x: H, y: H, gamma: H, beta: H, runningMean: H, runningVar: H, saveMean: H | null, saveInvStd: H | null,
     options: { training: boolean; momentum: number; eps: number }): void
   batchNormBackward(x: H, dy: H, gamma: H, saveMean: H, saveInvStd: H, dx: H, dgamma: H, dbeta: H): void
-  sgd(param: H, grad: H, momentumBuffer: H | null, options: { lr: number; momentum: number; weightDecay: number; firstStep: boolean }): void
+  /** SGD on every listed tensor in one call; momentum buffers (null when momentum is 0) start at zero. */
+  sgd(params: H[], grads: H[], momentumBuffers: H[] | null, options: { lr: number; momentum: number; weightDecay: number }): void
 }
 
 export interface NativeLibraryStatus {

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include <memory>
+#include <vector>
 
 namespace bssn {
 
@@ -31,20 +32,28 @@ struct GemmArgs {
   BufferPtr a, b, c;
 };
 
-// Adam as PyTorch's (L2 weight decay added to the gradient) on n parameters, `step` counted from 1.
-struct AdamArgs {
+// One parameter tensor of a multi-tensor optimizer update: n elements of param and grad, and of each state
+// buffer the optimizer keeps for it (m and v for Adam, the momentum buffer or null for SGD in m).
+struct OptimTensor {
   BufferPtr param, grad, m, v;
   size_t n = 0;
-  float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weightDecay = 0;
-  int64_t step = 1;
 };
 
-// SGD with optional momentum (buffer null when momentum == 0) and L2 weight decay.
+// Adam as PyTorch's (L2 weight decay added to the gradient) on every tensor, in one call. `step` is the
+// optimizer's step count on the device (one int64, in an 8-byte buffer): the call increments it, then the update
+// reads it, so that a captured graph advances it on every replay and nothing in the call depends on the host's count.
+struct AdamArgs {
+  std::vector<OptimTensor> tensors;
+  BufferPtr step;
+  float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f, weightDecay = 0;
+};
+
+// SGD with optional momentum and L2 weight decay on every tensor, in one call. Momentum buffers (m; null when
+// momentum == 0) start at zero: PyTorch's first step sets buf = d, which is momentum * 0 + d, so no first-step
+// flag is needed (and a replayed graph cannot carry a stale one).
 struct SgdArgs {
-  BufferPtr param, grad, momentumBuffer;
-  size_t n = 0;
+  std::vector<OptimTensor> tensors;
   float lr = 1e-2f, momentum = 0, weightDecay = 0;
-  bool firstStep = true;  // the momentum buffer starts as the gradient
 };
 
 // A 2-D convolution (cross-correlation, as PyTorch's), NCHW activations and [cOut, cIn, kh, kw] filters.

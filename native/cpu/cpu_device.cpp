@@ -35,6 +35,12 @@ size_t held(const NormalizeJob& job) {
   return bytes;
 }
 
+size_t held(const std::vector<OptimTensor>& tensors) {
+  size_t bytes = 0;
+  for (const OptimTensor& t : tensors) bytes += held(t.param, t.grad, t.m, t.v);
+  return bytes;
+}
+
 }  // namespace
 
 CpuDevice::CpuDevice() : allocator_(envBytes("BSSN_CPU_CACHE_BYTES", size_t(1) << 30)) {}
@@ -240,11 +246,11 @@ void CpuDevice::gemm(const GemmArgs& g) {
 }
 
 void CpuDevice::adam(const AdamArgs& args) {
-  stream_.enqueue([args] { cpu::adam(args); }, held(args.param, args.grad, args.m, args.v));
+  stream_.enqueue([args] { cpu::adam(args); }, held(args.tensors) + held(args.step));
 }
 
 void CpuDevice::sgd(const SgdArgs& args) {
-  stream_.enqueue([args] { cpu::sgd(args); }, held(args.param, args.grad, args.momentumBuffer));
+  stream_.enqueue([args] { cpu::sgd(args); }, held(args.tensors));
 }
 
 void CpuDevice::conv2dForward(const Conv2dArgs& args) {

@@ -232,31 +232,37 @@ void referenceGemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, fl
 }
 
 void adam(const AdamArgs& a) {
-  float* p = a.param->f32();
-  const float* g = a.grad->f32();
-  float* m = a.m->f32();
-  float* v = a.v->f32();
-  const double c1 = 1.0 - std::pow(double(a.beta1), double(a.step));
-  const double c2 = 1.0 - std::pow(double(a.beta2), double(a.step));
-  for (size_t i = 0; i < a.n; ++i) {
-    const float gi = g[i] + a.weightDecay * p[i];
-    m[i] = a.beta1 * m[i] + (1 - a.beta1) * gi;
-    v[i] = a.beta2 * v[i] + (1 - a.beta2) * gi * gi;
-    p[i] = float(p[i] - a.lr * (m[i] / c1) / (std::sqrt(v[i] / c2) + a.eps));
+  int64_t& step = *static_cast<int64_t*>(a.step->data());
+  ++step;
+  const double c1 = 1.0 - std::pow(double(a.beta1), double(step));
+  const double c2 = 1.0 - std::pow(double(a.beta2), double(step));
+  for (const OptimTensor& t : a.tensors) {
+    float* p = t.param->f32();
+    const float* g = t.grad->f32();
+    float* m = t.m->f32();
+    float* v = t.v->f32();
+    for (size_t i = 0; i < t.n; ++i) {
+      const float gi = g[i] + a.weightDecay * p[i];
+      m[i] = a.beta1 * m[i] + (1 - a.beta1) * gi;
+      v[i] = a.beta2 * v[i] + (1 - a.beta2) * gi * gi;
+      p[i] = float(p[i] - a.lr * (m[i] / c1) / (std::sqrt(v[i] / c2) + a.eps));
+    }
   }
 }
 
 void sgd(const SgdArgs& a) {
-  float* p = a.param->f32();
-  const float* g = a.grad->f32();
-  float* buf = a.momentumBuffer ? a.momentumBuffer->f32() : nullptr;
-  for (size_t i = 0; i < a.n; ++i) {
-    float d = g[i] + a.weightDecay * p[i];
-    if (buf) {
-      buf[i] = a.firstStep ? d : a.momentum * buf[i] + d;
-      d = buf[i];
+  for (const OptimTensor& t : a.tensors) {
+    float* p = t.param->f32();
+    const float* g = t.grad->f32();
+    float* buf = t.m ? t.m->f32() : nullptr;
+    for (size_t i = 0; i < t.n; ++i) {
+      float d = g[i] + a.weightDecay * p[i];
+      if (buf) {
+        buf[i] = a.momentum * buf[i] + d;
+        d = buf[i];
+      }
+      p[i] -= a.lr * d;
     }
-    p[i] -= a.lr * d;
   }
 }
 

@@ -1,4 +1,4 @@
-// Fused optimizer updates: one launch per parameter tensor, state in device memory.
+// Multi-tensor optimizer updates: up to 64 tensors per launch (Adam adds one launch for its device step count), state in device memory.
 #pragma once
 #include <cuda_runtime.h>
 

@@ -23,17 +23,6 @@ Mode parseMode(Napi::Value value) {
   throwRangeError("expected mode to be 'sn', 'ssn', 'bsn' or 'bssn', got '" + m + "'");
 }
 
-std::vector<TensorPtr> toTensors(Napi::Value value, const char* what) {
-  if (!value.IsArray()) throwTypeError(std::string("expected ") + what + " to be an array of tensors, got " + describe(value));
-  Napi::Array arr = value.As<Napi::Array>();
-  std::vector<TensorPtr> out;
-  for (uint32_t i = 0; i < arr.Length(); ++i) {
-    const std::string name = std::string(what) + "[" + std::to_string(i) + "]";
-    out.push_back(unwrapTagged<TensorHandle>(arr.Get(i), (name + " to be a bssn tensor handle").c_str())->tensor());
-  }
-  return out;
-}
-
 }  // namespace
 
 // Like a plain JS method: tests count native calls per forward and backward by spying on them.

@@ -56,6 +56,39 @@ void splitAt(const Shape& shape, int64_t axis, size_t& outer, size_t& channels, 
   channels = size_t(shape[axis]);
 }
 
+// The optimizer's tensors from parallel arrays (arguments 0.. of `info`, named by `lists`; a null name is an
+// absent list): equal lengths, equal sizes per index, all on one device (with `extra` when given), which is returned.
+Device& optimTensors(const Napi::CallbackInfo& info, const TensorPtr* extra, std::initializer_list<const char*> lists,
+                     std::vector<OptimTensor>& out) {
+  std::vector<std::vector<TensorPtr>> roles;
+  for (const char* name : lists) roles.push_back(name ? toTensors(info[roles.size()], name) : std::vector<TensorPtr>{});
+  const size_t count = roles[0].size();
+  const char* const* names = lists.begin();
+  for (size_t r = 1; r < roles.size(); ++r)
+    if (names[r] && roles[r].size() != count)
+      throwRangeError(std::string(names[r]) + " has " + std::to_string(roles[r].size()) + " tensors, expected " + std::to_string(count) +
+                      " like params");
+  Device* device = extra ? &sameDevice({{extra, "step"}}) : nullptr;
+  for (size_t i = 0; i < count; ++i) {
+    OptimTensor t;
+    BufferPtr* slots[] = {&t.param, &t.grad, &t.m, &t.v};
+    for (size_t r = 0; r < roles.size(); ++r) {
+      if (!names[r]) continue;
+      const TensorPtr& x = roles[r][i];
+      const std::string name = std::string(names[r]) + "[" + std::to_string(i) + "]";
+      if (r) sameSize(roles[0][i], ("params[" + std::to_string(i) + "]").c_str(), x, name.c_str());
+      Device& d = sameDevice({{&x, name.c_str()}});
+      if (!device) device = &d;
+      else if (&d != device) throwTypeError(name + " is on " + d.name() + ", expected " + device->name());
+      *slots[r] = x->buffer();
+    }
+    t.n = size_t(roles[0][i]->numel());
+    out.push_back(std::move(t));
+  }
+  if (!device) throwRangeError("expected at least one parameter tensor");
+  return *device;
+}
+
 double option(Napi::Object o, const char* key) { return toNumber(o.Get(key), key); }
 
 template <typename F>
@@ -298,39 +331,28 @@ Napi::Object defineOps(Napi::Env env) {
     d.gemm(g);
   });
 
-  // adam(param, grad, m, v, { lr, beta1, beta2, eps, weightDecay, step })
+  // adam(params[], grads[], ms[], vs[], step, { lr, beta1, beta2, eps, weightDecay }): every tensor in one call;
+  // step is the optimizer's device count (an int64 in a 2-element tensor), incremented by the call.
   def(env, ops, "adam", [](const Napi::CallbackInfo& info) {
-    const TensorPtr &p = tensorArg(info, 0, "param"), &g = tensorArg(info, 1, "grad"), &m = tensorArg(info, 2, "m"), &v = tensorArg(info, 3, "v");
-    Device& d = sameDevice({{&p, "param"}, {&g, "grad"}, {&m, "m"}, {&v, "v"}});
-    sameSize(p, "param", g, "grad");
-    sameSize(p, "param", m, "m");
-    sameSize(p, "param", v, "v");
-    if (!info[4].IsObject()) throwTypeError("expected Adam options");
-    Napi::Object o = info[4].As<Napi::Object>();
+    const TensorPtr& step = tensorArg(info, 4, "step");
+    if (step->buffer("step")->bytes() != sizeof(int64_t)) throwRangeError("adam: expected step to be a 2-element tensor (one int64)");
+    if (!info[5].IsObject()) throwTypeError("expected Adam options");
+    Napi::Object o = info[5].As<Napi::Object>();
     AdamArgs a;
-    a.param = p->buffer(), a.grad = g->buffer(), a.m = m->buffer(), a.v = v->buffer();
-    a.n = size_t(p->numel());
+    a.step = step->buffer();
     a.lr = float(option(o, "lr")), a.beta1 = float(option(o, "beta1")), a.beta2 = float(option(o, "beta2"));
     a.eps = float(option(o, "eps")), a.weightDecay = float(option(o, "weightDecay"));
-    a.step = toInteger(o.Get("step"), "step", 1, int64_t(1) << 53);
+    Device& d = optimTensors(info, &step, {"params", "grads", "ms", "vs"}, a.tensors);
     d.adam(a);
   });
 
-  // sgd(param, grad, momentumBuffer | null, { lr, momentum, weightDecay, firstStep })
+  // sgd(params[], grads[], momentumBuffers[] | null, { lr, momentum, weightDecay }): every tensor in one call.
   def(env, ops, "sgd", [](const Napi::CallbackInfo& info) {
-    const TensorPtr &p = tensorArg(info, 0, "param"), &g = tensorArg(info, 1, "grad");
-    static const TensorPtr none;
-    const TensorPtr& buf = info[2].IsNull() || info[2].IsUndefined() ? none : tensorArg(info, 2, "momentum buffer");
-    Device& d = sameDevice({{&p, "param"}, {&g, "grad"}, {&buf, "momentum buffer"}});
-    sameSize(p, "param", g, "grad");
-    if (buf) sameSize(p, "param", buf, "momentum buffer");
     if (!info[3].IsObject()) throwTypeError("expected SGD options");
     Napi::Object o = info[3].As<Napi::Object>();
     SgdArgs a;
-    a.param = p->buffer(), a.grad = g->buffer(), a.momentumBuffer = buf ? buf->buffer() : nullptr;
-    a.n = size_t(p->numel());
     a.lr = float(option(o, "lr")), a.momentum = float(option(o, "momentum")), a.weightDecay = float(option(o, "weightDecay"));
-    a.firstStep = o.Get("firstStep").ToBoolean();
+    Device& d = optimTensors(info, nullptr, {"params", "grads", info[2].IsNull() ? nullptr : "momentumBuffers"}, a.tensors);
     d.sgd(a);
   });
 

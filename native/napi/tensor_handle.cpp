@@ -147,4 +147,15 @@ Napi::Value TensorHandle::Opened(const Napi::CallbackInfo& info) {
   });
 }
 
+std::vector<TensorPtr> toTensors(Napi::Value value, const char* what) {
+  if (!value.IsArray()) throwTypeError(std::string("expected ") + what + " to be an array of tensors, got " + describe(value));
+  Napi::Array arr = value.As<Napi::Array>();
+  std::vector<TensorPtr> out;
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    const std::string name = std::string(what) + "[" + std::to_string(i) + "]";
+    out.push_back(unwrapTagged<TensorHandle>(arr.Get(i), (name + " to be a bssn tensor handle").c_str())->tensor());
+  }
+  return out;
+}
+
 }  // namespace bssn::napi

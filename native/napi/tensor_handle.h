@@ -3,6 +3,8 @@
 #pragma once
 #include <napi.h>
 
+#include <vector>
+
 #include "core/tensor.h"
 
 namespace bssn::napi {
@@ -33,5 +35,8 @@ class TensorHandle : public Napi::ObjectWrap<TensorHandle> {
   TensorPtr tensor_;
   int64_t reportedBytes_ = 0;
 };
+
+// The tensors of a JS array of tensor handles; `what` names the array in errors.
+std::vector<TensorPtr> toTensors(Napi::Value value, const char* what);
 
 }  // namespace bssn::napi

@@ -1,6 +1,7 @@
-// Adam (PyTorch's semantics, L2 weight decay added to the gradient), one fused native update per parameter.
+// Adam (PyTorch's semantics, L2 weight decay added to the gradient): one native call updates every parameter (a
+// multi-tensor update, two launches on CUDA), with the step count kept on the device so a captured graph advances it.
 import { keep } from '../autograd/scope.js'
-import { native } from '../native.js'
+import { native, type NativeTensorHandle } from '../native.js'
 import { checkTensor, type Tensor } from '../tensor.js'
 import { checkInteger, checkOptions, describe } from '../validate.js'
 import { Optimizer } from './optimizer.js'
@@ -20,6 +21,7 @@ export class Adam extends Optimizer {
   readonly eps: number
   readonly weightDecay: number
   #step = 0
+  #stepTensor: Tensor | undefined
   readonly #state = new Map<Tensor, { m: Tensor; v: Tensor }>()
 
   constructor(params: readonly Tensor[], options: AdamOptions = {}) {
@@ -36,12 +38,22 @@ export class Adam extends Optimizer {
     this.weightDecay = Optimizer.rate(options.weightDecay ?? 0, 'weightDecay')
   }
 
+  /** The step count (the host's mirror of the device's count). */
   get stepCount(): number {
     return this.#step
   }
 
+  /**
+   * @internal Advances the host's step count by `n` steps that a replayed captured graph ran on the device (each
+   * replay of step()'s native call increments the device's count itself).
+   */
+  noteReplayedSteps(n: number): void {
+    checkInteger(n, 'n', 0)
+    this.#step += n
+  }
+
   step(): void {
-    this.#step++
+    const params: NativeTensorHandle[] = [], grads: NativeTensorHandle[] = [], ms: NativeTensorHandle[] = [], vs: NativeTensorHandle[] = []
     for (const p of this.params) {
       if (!p.grad) continue
       let s = this.#state.get(p)
@@ -49,15 +61,28 @@ export class Adam extends Optimizer {
         s = { m: keep(p.device.zeros(p.shape)), v: keep(p.device.zeros(p.shape)) }
         this.#state.set(p, s)
       }
-      native().ops.adam(p.handle, p.grad.handle, s.m.handle, s.v.handle, {
-        lr: this.lr,
-        beta1: this.beta1,
-        beta2: this.beta2,
-        eps: this.eps,
-        weightDecay: this.weightDecay,
-        step: this.#step,
-      })
+      params.push(p.handle), grads.push(p.grad.handle), ms.push(s.m.handle), vs.push(s.v.handle)
     }
+    // Called even without gradients: the device's count advances with the host's.
+    native().ops.adam(params, grads, ms, vs, this.#deviceStep().handle, {
+      lr: this.lr,
+      beta1: this.beta1,
+      beta2: this.beta2,
+      eps: this.eps,
+      weightDecay: this.weightDecay,
+    })
+    this.#step++
+  }
+
+  // The device's step count: one int64 (as two float32 slots), made from the host's count when first needed (also
+  // after dispose()), then kept, so that captured graphs keep its address.
+  #deviceStep(): Tensor {
+    this.#stepTensor ??= keep(this.#stepValue(this.#step))
+    return this.#stepTensor
+  }
+
+  #stepValue(step: number): Tensor {
+    return this.params[0].device.tensor(new Float32Array(BigInt64Array.of(BigInt(step)).buffer), [2])
   }
 
   /** The step count and, per parameter (in `params` order), its first and second moments (undefined before its first update). */
@@ -77,6 +102,15 @@ export class Adam extends Optimizer {
     })
     if (moments.length !== this.params.length) throw rangeError(`expected ${this.params.length} moment pairs, got ${moments.length}`)
     this.#step = step
+    // Written into the existing buffer (a captured graph holds its address), bit for bit as an int64.
+    if (this.#stepTensor) {
+      const value = this.#stepValue(step)
+      try {
+        this.#stepTensor.copyFrom(value)
+      } finally {
+        value.dispose()
+      }
+    }
     moments.forEach((s, i) => {
       const p = this.params[i]
       if (!s) return
@@ -91,6 +125,8 @@ export class Adam extends Optimizer {
   }
 
   dispose(): void {
+    this.#stepTensor?.dispose()
+    this.#stepTensor = undefined
     for (const s of this.#state.values()) {
       s.m.dispose()
       s.v.dispose()

@@ -1,6 +1,7 @@
-// SGD with optional momentum and L2 weight decay (PyTorch's semantics), one fused native update per parameter.
+// SGD with optional momentum and L2 weight decay (PyTorch's semantics): one native call updates every parameter (a
+// multi-tensor update, one launch on CUDA). Momentum buffers start at zero, so the first step (buf = d) needs no flag.
 import { keep } from '../autograd/scope.js'
-import { native } from '../native.js'
+import { native, type NativeTensorHandle } from '../native.js'
 import type { Tensor } from '../tensor.js'
 import { Optimizer } from './optimizer.js'
 import { typeError } from '../errors.js'
@@ -26,21 +27,20 @@ export class SGD extends Optimizer {
   }
 
   step(): void {
+    const params: NativeTensorHandle[] = [], grads: NativeTensorHandle[] = [], buffers: NativeTensorHandle[] = []
     for (const p of this.params) {
       if (!p.grad) continue
+      params.push(p.handle), grads.push(p.grad.handle)
+      if (this.momentum === 0) continue
       let buffer = this.#buffers.get(p)
-      const firstStep = this.momentum > 0 && !buffer
-      if (this.momentum > 0 && !buffer) {
-        buffer = keep(p.device.empty(p.shape))
+      if (!buffer) {
+        buffer = keep(p.device.zeros(p.shape))
         this.#buffers.set(p, buffer)
       }
-      native().ops.sgd(p.handle, p.grad.handle, buffer?.handle ?? null, {
-        lr: this.lr,
-        momentum: this.momentum,
-        weightDecay: this.weightDecay,
-        firstStep,
-      })
+      buffers.push(buffer.handle)
     }
+    if (params.length === 0) return
+    native().ops.sgd(params, grads, this.momentum > 0 ? buffers : null, { lr: this.lr, momentum: this.momentum, weightDecay: this.weightDecay })
   }
 
   dispose(): void {
