@@ -43,11 +43,16 @@ export class Adam extends Optimizer {
     return this.#step
   }
 
+  /** @internal The step count and bias corrections live on the device: replayed graphs stay right. */
+  override get capturable(): boolean {
+    return true
+  }
+
   /**
    * @internal Advances the host's step count by `n` steps that a replayed captured graph ran on the device (each
    * replay of step()'s native call increments the device's count itself).
    */
-  noteReplayedSteps(n: number): void {
+  override noteReplayedSteps(n: number): void {
     checkInteger(n, 'n', 0)
     this.#step += n
   }

@@ -26,6 +26,11 @@ export class SGD extends Optimizer {
     this.weightDecay = Optimizer.rate(options.weightDecay ?? 0, 'weightDecay')
   }
 
+  /** @internal Nothing of a step depends on the host: replayed graphs stay right. */
+  override get capturable(): boolean {
+    return true
+  }
+
   step(): void {
     const params: NativeTensorHandle[] = [], grads: NativeTensorHandle[] = [], buffers: NativeTensorHandle[] = []
     for (const p of this.params) {
