@@ -185,6 +185,22 @@ describe('rendezvous', () => {
     for (const r of all) r.close()
   })
 
+  it('rank 0 on a port already taken: ERR_BSSN_RENDEZVOUS_FAILED at once', async () => {
+    const taken = net.createServer()
+    await new Promise<void>((resolve) => taken.listen({ host: ADDR, port: 0 }, resolve))
+    const { port } = taken.address() as net.AddressInfo
+    try {
+      const started = Date.now()
+      await expect(rendezvous({ rank: 0, worldSize: 2, addr: ADDR, port, payload: randomBytes(128), timeoutMs: 5000 })).rejects.toMatchObject({
+        code: 'ERR_BSSN_RENDEZVOUS_FAILED',
+        message: expect.stringContaining(`cannot listen on ${ADDR}:${port}`),
+      })
+      expect(Date.now() - started).toBeLessThan(1000)
+    } finally {
+      taken.close()
+    }
+  })
+
   it('checks its arguments', () => {
     const base = { worldSize: 2, addr: ADDR, port: 1234, timeoutMs: 100 }
     expect(() => rendezvous({ ...base, rank: 2 })).toThrow(expect.objectContaining({ code: 'ERR_BSSN_OUT_OF_RANGE' }))
