@@ -301,7 +301,7 @@ export interface NativeBinding {
   cancelShareWaits(): void
   /** Only in the emulated test build (BSSN_CUDA=EMULATED): see test/emulated/. */
   emulator?: NativeEmulator
-  libraries(): { cublas: NativeLibraryStatus; cudnn: NativeLibraryStatus }
+  libraries(): { cublas: NativeLibraryStatus; cudnn: NativeLibraryStatus; nccl: NativeLibraryStatus }
   buildInfo(): NativeBuildInfo
   cudaHost(): NativeCudaHost
   cpu(): NativeDeviceHandle

@@ -57,7 +57,7 @@ describe('bssn doctor on this machine', () => {
       expect(gpu.totalMemoryBytes).toBeGreaterThan(0)
       if (report.addon.build.cuda === 'cuda') expect(gpu.code !== null).toBe(gpu.runs)
     }
-    for (const lib of [report.libraries.cublas, report.libraries.cudnn]) {
+    for (const lib of [report.libraries.cublas, report.libraries.cudnn, report.libraries.nccl]) {
       if (lib.loaded) expect(lib.version).toMatch(/^\d+\.\d+\.\d+$/)
       else expect(lib.error).toMatch(/\S/)
     }
@@ -79,8 +79,45 @@ describe('bssn doctor on this machine', () => {
     expect(r.stdout).toMatch(/^driver\s+\S/m)
     expect(r.stdout).toMatch(/^cuBLAS\s+\S/m)
     expect(r.stdout).toMatch(/^cuDNN\s+\S/m)
+    expect(r.stdout).toMatch(/^NCCL\s+\S/m)
     expect(r.stdout).toMatch(/^CPU BLAS\s+\S/m)
     expect(r.stdout).toMatch(/^Device\.auto\(\) /m)
     expect(r.stdout).toMatch(/^GPU usable: (yes|no)$/m)
+  })
+})
+
+// NCCL is loaded like cuBLAS: by soname, or the file BSSN_NCCL_PATH names. The doctor says why it is missing.
+describe.skipIf(!native().builtWithCuda)(`bssn doctor on NCCL${native().builtWithCuda ? '' : ' (skipped: a build without CUDA has no NCCL)'}`, () => {
+  const cli = path.join(packageRoot, 'dist', 'cli', 'main.js')
+  const doctor = async (ncclPath: string | undefined) => {
+    const env = { ...process.env, BSSN_NCCL_PATH: ncclPath }
+    if (ncclPath === undefined) delete env.BSSN_NCCL_PATH
+    const [json, text] = await Promise.all([runNode([cli, 'doctor', '--json'], { env }), runNode([cli, 'doctor'], { env })])
+    return { nccl: JSON.parse(json.stdout).libraries.nccl, text: text.stdout }
+  }
+
+  it('by soname: its version, or libnccl.so.2 not found and the fix', async () => {
+    const { nccl, text } = await doctor(undefined)
+    if (nccl.loaded) {
+      expect(nccl.version).toMatch(/^2\.\d+\.\d+$/)
+      expect(text).toMatch(new RegExp(`^NCCL\\s+${nccl.version.replace(/\./g, '\\.')}`, 'm'))
+    } else {
+      expect(nccl.error).toMatch(/^NCCL could not be loaded; tried:\n\s+libnccl\.so\.2: cannot open shared object file/)
+      expect(nccl.fix).toMatch(/BSSN_NCCL_PATH=\/path\/to\/libnccl\.so\.2/)
+      expect(text).toMatch(/^NCCL\s+not loaded \(needed on a GPU: training on several GPUs\)$/m)
+      expect(text).toMatch(/^\s+-> install NCCL 2/m)
+    }
+  })
+
+  it('BSSN_NCCL_PATH naming a missing file', async () => {
+    const missing = path.join(packageRoot, 'no-such-dir', 'libnccl.so.2')
+    const { nccl, text } = await doctor(missing)
+    expect(nccl).toMatchObject({ loaded: false, error: expect.stringContaining(`${missing}: cannot open shared object file`) })
+    expect(text).toContain(missing)
+  })
+
+  it('BSSN_NCCL_PATH naming a library that is not NCCL', async () => {
+    const { nccl } = await doctor('libm.so.6')
+    expect(nccl).toMatchObject({ loaded: false, error: expect.stringMatching(/^NCCL \(libm\.so\.6\) has no entry point ncclGetVersion/) })
   })
 })

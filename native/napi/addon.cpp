@@ -20,6 +20,7 @@
 #if BSSN_WITH_CUDA
 #include "cuda/cuda_device.h"
 #include "cuda/host_info.h"
+#include "cuda/nccl.h"
 #endif
 
 namespace bssn::napi {
@@ -111,13 +112,13 @@ Napi::Value Addon::CudaStatus(const Napi::CallbackInfo& info) {
   });
 }
 
-// { cublas: { loaded, version?, error? }, cudnn: { ... } }: whether the optional CUDA libraries load.
+// { cublas: { loaded, version?, error? }, cudnn: { ... }, nccl: { ... } }: whether the optional CUDA libraries load.
 Napi::Value Addon::Libraries(const Napi::CallbackInfo& info) {
   return guard(info.Env(), [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     Napi::Object o = Napi::Object::New(env);
 #if BSSN_WITH_CUDA
-    const std::pair<const char*, cuda::LibraryStatus> libs[] = {{"cublas", cuda::cublasStatus()}, {"cudnn", cuda::cudnnStatus()}};
+    const std::pair<const char*, cuda::LibraryStatus> libs[] = {{"cublas", cuda::cublasStatus()}, {"cudnn", cuda::cudnnStatus()}, {"nccl", cuda::ncclStatus()}};
     for (const auto& [name, status] : libs) {
       Napi::Object s = Napi::Object::New(env);
       s.Set("loaded", status.loaded);
@@ -125,7 +126,7 @@ Napi::Value Addon::Libraries(const Napi::CallbackInfo& info) {
       o.Set(name, s);
     }
 #else
-    for (const char* name : {"cublas", "cudnn"}) {
+    for (const char* name : {"cublas", "cudnn", "nccl"}) {
       Napi::Object s = Napi::Object::New(env);
       s.Set("loaded", false);
       s.Set("error", "bssn was built without the CUDA backend");

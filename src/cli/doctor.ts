@@ -32,7 +32,7 @@ export interface DoctorReport {
     hint?: string
     gpus: GpuReport[]
   }
-  libraries?: { cublas: LibraryReport; cudnn: LibraryReport }
+  libraries?: { cublas: LibraryReport; cudnn: LibraryReport; nccl: LibraryReport }
   /**
    * The CPU BLAS of the CPU backend's products and convolutions: `name` says which (e.g. 'OpenBLAS 0.3.21 ...
    * Haswell MAX_THREADS=64 (linked in)', or a system library with its path); null with `error` (why) when bssn's
@@ -165,8 +165,8 @@ export function doctorReport(): DoctorReport {
   const libs = binding.libraries()
   const major = runtimeMajor || 13
   const where = (variable: string, file: string) => `put its folder on LD_LIBRARY_PATH, or name the file with ${variable}=/path/to/${file}`
-  // The native error ends with a generic "Install it ..." line: the advice here replaces it.
-  const tried = (lib: NativeLibraryStatus) => ({ ...lib, error: lib.error?.replace(/\n\s*Install it[^\n]*$/, '') })
+  // The native error ends with a generic "Install ..." line: the advice here replaces it.
+  const tried = (lib: NativeLibraryStatus) => ({ ...lib, error: lib.error?.replace(/\n\s*Install [^\n]*$/, '') })
   report.libraries = {
     cublas: libs.cublas.loaded
       ? { ...libs.cublas, path: mappedPath(/\/libcublas\.so/) }
@@ -174,6 +174,9 @@ export function doctorReport(): DoctorReport {
     cudnn: libs.cudnn.loaded
       ? { ...libs.cudnn, path: mappedPath(/\/libcudnn\.so/) }
       : { ...tried(libs.cudnn), fix: `install cuDNN 9 for CUDA ${major} (not part of the toolkit: NVIDIA's cuDNN packages), ${where('BSSN_CUDNN_PATH', 'libcudnn.so.9')}` },
+    nccl: libs.nccl.loaded
+      ? { ...libs.nccl, path: mappedPath(/\/libnccl\.so/) }
+      : { ...tried(libs.nccl), fix: `install NCCL 2 (NVIDIA's libnccl2 package, or PyTorch's nvidia-nccl-cu${major} wheel), ${where('BSSN_NCCL_PATH', 'libnccl.so.2')}` },
   }
 
   const cpuInfo = Device.cpu().info()
@@ -225,9 +228,10 @@ export function formatDoctor(r: DoctorReport): string {
   }
   if (c.hint) row('', `-> ${c.hint}`)
 
-  for (const [label, lib] of [['cuBLAS', r.libraries!.cublas], ['cuDNN', r.libraries!.cudnn]] as const) {
+  const neededFor = { cuBLAS: 'matrix products', cuDNN: 'convolutions', NCCL: 'training on several GPUs' }
+  for (const [label, lib] of [['cuBLAS', r.libraries!.cublas], ['cuDNN', r.libraries!.cudnn], ['NCCL', r.libraries!.nccl]] as const) {
     if (lib.loaded) row(label, `${lib.version}${lib.path ? ` (${lib.path})` : ''}`)
-    else row(label, `not loaded${b.cuda === 'none' ? '' : ` (needed on a GPU: ${label === 'cuBLAS' ? 'matrix products' : 'convolutions'})`}\n${lib.error ?? ''}${lib.fix && b.cuda !== 'none' ? `\n-> ${lib.fix}` : ''}`)
+    else row(label, `not loaded${b.cuda === 'none' ? '' : ` (needed on a GPU: ${neededFor[label]})`}\n${lib.error ?? ''}${lib.fix && b.cuda !== 'none' ? `\n-> ${lib.fix}` : ''}`)
   }
 
   const blas = r.blas!
