@@ -77,6 +77,9 @@ Report graphFault(const std::vector<float>& input, const std::vector<float>& sca
 // ".stats" [launches, graphLaunches], ".cost" [launches, graphLaunches, graphNodes, bytes to device, to host,
 // device to device] where counting is available; the capture's info and statuses.
 Report capturedStep(const std::vector<float>& inputs, const std::vector<float>& init, const std::vector<float>& scalars, int mode);
+// A captured device copy replayed after cudaFree of its destination: what synchronization reports, with the sticky
+// message. Leaves the context with a sticky fault: only for a process of its own.
+std::string copyNodeAfterFree();
 
 // ---- counting (README.md, "Counting what a GPU would pay"); run them between bssnEmuCountingStart and Stop.
 

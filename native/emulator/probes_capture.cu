@@ -243,4 +243,22 @@ Report capturedStep(const std::vector<float>& inputs, const std::vector<float>& 
   return report;
 }
 
+std::string copyNodeAfterFree() {
+  cudaStream_t stream = nullptr;
+  check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  void *a = nullptr, *b = nullptr;
+  check(cudaMalloc(&a, 256), "cudaMalloc");
+  check(cudaMalloc(&b, 256), "cudaMalloc");
+  check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal), "cudaStreamBeginCapture");
+  check(cudaMemcpyAsync(b, a, 256, cudaMemcpyDeviceToDevice, stream), "cudaMemcpyAsync");
+  cudaGraph_t graph = nullptr;
+  check(cudaStreamEndCapture(stream, &graph), "cudaStreamEndCapture");
+  cudaGraphExec_t exec = nullptr;
+  check(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+  check(cudaFree(b), "cudaFree");
+  check(cudaGraphLaunch(exec, stream), "cudaGraphLaunch");
+  const cudaError_t st = cudaStreamSynchronize(stream);
+  return std::string(cudaGetErrorName(st)) + ": " + bssnEmuStickyMessage();  // the context is dead: nothing to free
+}
+
 }  // namespace bssn::emu::probes

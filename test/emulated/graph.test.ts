@@ -330,4 +330,11 @@ suite(`faults in graph replays${reason}`, () => {
       else expectCloseArray(r.values.out, out, 1e-6, 'out') // the third replay stopped at its last node
     },
   )
+
+  it('a copy node replayed after cudaFree of its memory faults (sticky cudaErrorIllegalAddress), as a GPU copy would', () => {
+    const r = inChild('emit(addon.emulator.probes.copyNodeAfterFree())') as string
+    expect(r).toMatch(
+      /^cudaErrorIllegalAddress: an illegal memory access was encountered \[emulator: graph copy node: \[0x[0-9a-f]+, \+256 bytes\) is no longer allocated\]$/,
+    )
+  })
 })
