@@ -392,8 +392,8 @@ std::atomic<int> capturingStreams{0};  // captures().size(): every call checks i
 thread_local cudaStreamCaptureMode threadCaptureMode = cudaStreamCaptureModeGlobal;
 
 // Work enqueued on `stream` that the emulator does not capture (README.md, "CUDA graphs"): refused while the
-// stream captures, and on the legacy stream while a blocking stream captures (that would make the legacy stream depend on
-// the capture, as CUDA refuses too). Either invalidates the capture; one invalidated already answers so.
+// stream captures, and on the legacy stream while a blocking stream captures (that would make the legacy stream
+// depend on the capture, as CUDA refuses too). Either invalidates the capture; one invalidated already answers so.
 cudaError_t captureConflict(cudaStream_t stream) {
   if (capturingStreams.load() == 0) return cudaSuccess;
   std::lock_guard<std::mutex> lock(captureMutex);
