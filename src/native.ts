@@ -125,6 +125,8 @@ export interface NativeEmulator {
     captureWhileOthersWait(input: Float32Array | number[], rounds: number, mode: number): NativeEmulatorReport
     graphLifetime(input: Float32Array | number[], scalars: number[]): NativeEmulatorReport
     graphFault(input: Float32Array | number[], scalars: number[], replays: number, failAt: number): NativeEmulatorReport
+    capturedStep(inputs: Float32Array | number[], init: Float32Array | number[], scalars: number[], mode: number): NativeEmulatorReport
+    copyNodeAfterFree(): string
     // Cooperative launches and the grid barrier (native/emulator/probes.h).
     cooperative(): NativeEmulatorReport
     // Planted kernels and host calls of known cost (native/emulator/probes.h, "counting").

@@ -450,6 +450,7 @@ Report captureError(const std::string& op, int mode, const std::vector<float>& i
   const cudaError_t st = [&]() -> cudaError_t {
     // Work on the capturing stream that is not a kernel.
     if (op == "memcpyAsync") return cudaMemcpyAsync(buf, pinned, bytes, cudaMemcpyHostToDevice, s);
+    if (op == "memcpyAsyncPageableSource") return cudaMemcpyAsync(buf, host.data(), bytes, cudaMemcpyHostToDevice, s);
     if (op == "memsetAsync") return cudaMemsetAsync(buf, 0, bytes, s);
     if (op == "eventRecord") return cudaEventRecord(event, s);
     if (op == "streamWaitEvent") return cudaStreamWaitEvent(s, event, 0);

@@ -40,7 +40,8 @@ struct Report {
 // graph `replays` times (count after each) and reads them again. Values: capture's statistics, before/after.
 Report graphReplay(const std::vector<float>& input, const std::vector<float>& scalars, int replays, int mode);
 // Begins a capture (`mode`) on a stream, launches a kernel, makes the call `op` (see probes.cu), launches again, ends
-// the capture, then launches out = in * 2 + 1 on the same stream as plain work: its result and every status.
+// the capture (the graph is destroyed unlaunched), then launches out = in * 2 + 1 on the same stream as plain work:
+// its result and every status.
 Report captureError(const std::string& op, int mode, const std::vector<float>& input);
 // Cooperative launches (probes_cooperative.cu): the device's residency attributes, the opt-in for dynamic shared
 // memory, the occupancy calculator, the grids a cooperative launch refuses and takes, and an exchange between
@@ -66,6 +67,19 @@ Report graphLifetime(const std::vector<float>& input, const std::vector<float>& 
 // The graphReplay graph launched `replays` times after bssnEmuFailLaunch(failAt): what synchronization reports and
 // the outputs, read directly from the emulated device memory (the context is dead). Only for a process of its own.
 Report graphFault(const std::vector<float>& input, const std::vector<float>& scalars, int replays, int failAt);
+
+// A training step's kinds of work on one stream (probes_capture.cu): upload from pinned memory, kernel, device
+// copy, memset, kernel, cuBLAS sgemm, cuDNN convolution, a child graph's cudaGraphLaunch, download to pinned
+// memory; run directly once per input (inputs: whole steps of 128 floats, each written into the pinned upload
+// buffer before its step), then captured (`mode`) and replayed once per input from the same start (`init`: the
+// gemm's weight, its accumulator and the filter; outputs poisoned). scalars: the two affine kernels' and the
+// gemm's alpha and beta. Values: prefix "direct.", "afterCapture." and "replay." for the downloads and buffers,
+// ".stats" [launches, graphLaunches], ".cost" [launches, graphLaunches, graphNodes, bytes to device, to host,
+// device to device] where counting is available; the capture's info and statuses.
+Report capturedStep(const std::vector<float>& inputs, const std::vector<float>& init, const std::vector<float>& scalars, int mode);
+// A captured device copy replayed after cudaFree of its destination: what synchronization reports, with the sticky
+// message. Leaves the context with a sticky fault: only for a process of its own.
+std::string copyNodeAfterFree();
 
 // ---- counting (README.md, "Counting what a GPU would pay"); run them between bssnEmuCountingStart and Stop.
 

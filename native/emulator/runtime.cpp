@@ -1,7 +1,7 @@
 // libcudart_emu's host runtime: one emulated device whose memory is host memory, streams that run their work on
 // their own threads in order, events with timing, stream-ordered allocation, pinned host memory, and the CUDA
 // error model (a per-thread last error; sticky faults that end the context), CUDA IPC between processes, and stream
-// capture of kernels into CUDA graphs. See README.md beside this file.
+// capture into CUDA graphs (kernels, copies, memsets, child graphs, library calls). See README.md beside this file.
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
@@ -347,8 +347,10 @@ int deviceCount() {
 
 // ---- stream capture (CUDA graphs): what a capturing stream has recorded, and the checks other calls make
 
-// A captured kernel launch. The body holds the launch's arguments as bound at capture, and runs again at every
-// replay (kernels only read their parameters, so one body serves every replay, however many are in flight).
+// A captured node. A kernel launch: the body holds the launch's arguments as bound at capture, and runs again at
+// every replay (kernels only read their parameters, so one body serves every replay, however many are in flight).
+// Any other node (a copy, a memset, an emulated cuBLAS or cuDNN call) is `work`, its pointers and scalars as at
+// capture, run again at every replay; it has no kernel name.
 struct GraphNode {
   std::string kernel;
   dim3 grid, block;
@@ -356,7 +358,20 @@ struct GraphNode {
   std::shared_ptr<KernelBody> body;
   size_t sharedLimit = 48u << 10;  // static + dynamic shared bytes a block may use (runGrid)
   bool cooperative = false;        // every block resident at once (cudaLaunchCooperativeKernel)
+  std::shared_ptr<const std::function<void()>> work;
+  // A copy's bytes and the count they go to at each replay (none for host to host), as an eager copy's.
+  std::atomic<int64_t> cost::HostCounts::*copied = nullptr;
+  size_t bytes = 0;
 };
+
+// A node of other work than a kernel.
+GraphNode workNode(std::function<void()> work, std::atomic<int64_t> cost::HostCounts::*copied = nullptr, size_t bytes = 0) {
+  GraphNode node{};
+  node.work = std::make_shared<const std::function<void()>>(std::move(work));
+  node.copied = copied;
+  node.bytes = bytes;
+  return node;
+}
 
 struct Capture {
   cudaStreamCaptureMode mode;
@@ -364,6 +379,7 @@ struct Capture {
   bool blocking;           // a stream that synchronizes with the legacy stream (not cudaStreamNonBlocking)
   bool invalidated = false;
   std::vector<GraphNode> nodes;
+  unsigned long long id = 0;  // unique per capture (cudaStreamGetCaptureInfo)
 };
 
 std::mutex captureMutex;
@@ -375,9 +391,9 @@ std::atomic<int> capturingStreams{0};  // captures().size(): every call checks i
 // The calling thread's interaction with captures (cudaThreadExchangeStreamCaptureMode), Global by default.
 thread_local cudaStreamCaptureMode threadCaptureMode = cudaStreamCaptureModeGlobal;
 
-// Work other than a kernel enqueued on `stream`: refused while the stream captures (the emulator captures kernels
-// only), and on the legacy stream while a blocking stream captures (that would make the legacy stream depend on
-// the capture, as CUDA refuses too). Either invalidates the capture; one invalidated already answers so.
+// Work enqueued on `stream` that the emulator does not capture (README.md, "CUDA graphs"): refused while the
+// stream captures, and on the legacy stream while a blocking stream captures (that would make the legacy stream
+// depend on the capture, as CUDA refuses too). Either invalidates the capture; one invalidated already answers so.
 cudaError_t captureConflict(cudaStream_t stream) {
   if (capturingStreams.load() == 0) return cudaSuccess;
   std::lock_guard<std::mutex> lock(captureMutex);
@@ -392,6 +408,22 @@ cudaError_t captureConflict(cudaStream_t stream) {
   if (it->second.invalidated) return cudaErrorStreamCaptureInvalidated;
   it->second.invalidated = true;
   return cudaErrorStreamCaptureUnsupported;
+}
+
+// Work other than a kernel enqueued on `stream`, which CUDA captures as a node (a copy, a memset, a child graph, a
+// library's kernels): appended to the stream's capture (*recorded set) if it captures; otherwise as
+// captureConflict, on the legacy stream while a blocking stream captures.
+cudaError_t captureNodes(cudaStream_t stream, const std::vector<GraphNode>& nodes, bool* recorded) {
+  *recorded = false;
+  if (capturingStreams.load() == 0) return cudaSuccess;
+  if (isLegacy(stream)) return captureConflict(stream);
+  std::lock_guard<std::mutex> lock(captureMutex);
+  auto it = captures().find(stream);
+  if (it == captures().end()) return cudaSuccess;
+  if (it->second.invalidated) return cudaErrorStreamCaptureInvalidated;
+  it->second.nodes.insert(it->second.nodes.end(), nodes.begin(), nodes.end());
+  *recorded = true;
+  return cudaSuccess;
 }
 
 // A potentially unsafe call (allocation, free, synchronous copy, synchronization): as in CUDA 13, refused while the
@@ -932,7 +964,9 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   BSSN_EMU_ENTER();
   if (!event) return fail(cudaErrorInvalidResourceHandle);
-  BSSN_EMU_CHECK(captureConflict(stream));  // CUDA would capture an event record node; the emulator does not
+  // In a capture CUDA marks a fork or join point (an event record node with cudaEventRecordExternal); the emulator
+  // captures one stream, without either, and refuses it.
+  BSSN_EMU_CHECK(captureConflict(stream));
   std::shared_ptr<EventState> state = event->state;
   const uint64_t generation = state->record();
   // Completes in stream order even after a fault, so that nobody waits forever; the waiter sees the fault.
@@ -1169,6 +1203,16 @@ Space spaceOf(const void* p, size_t bytes, bool inStreamOrder = false) {
   return a->device ? Space::Device : Space::Pinned;
 }
 
+// At a replay: whether a copy or memset node's range is still memory (it may have been freed since the capture);
+// otherwise the fault a GPU would take.
+bool stillMapped(const char* node, const void* p, size_t bytes) {
+  if (spaceOf(p, bytes, true) != Space::None) return true;
+  char message[160];
+  std::snprintf(message, sizeof message, "graph %s node: [%p, +%zu bytes) is no longer allocated", node, p, bytes);
+  setSticky(cudaErrorIllegalAddress, message);
+  return false;
+}
+
 }  // namespace
 
 extern "C" {
@@ -1186,11 +1230,26 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, enum cudaM
   const bool wantSrc = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
   if (kind < cudaMemcpyHostToHost || kind > cudaMemcpyDefault) return fail(cudaErrorInvalidMemcpyDirection);
   if (wantDst != dstDevice || wantSrc != srcDevice) return fail(cudaErrorInvalidValue);
-  BSSN_EMU_CHECK(captureConflict(stream));  // CUDA would capture a copy node; the emulator does not
+  using Count = std::atomic<int64_t> cost::HostCounts::*;
+  const Count copied = dstDevice != srcDevice ? (dstDevice ? &cost::HostCounts::bytesToDevice : &cost::HostCounts::bytesToHost)
+                       : dstDevice            ? &cost::HostCounts::bytesDeviceToDevice
+                                              : nullptr;
+  if ((!dstDevice && d != Space::Pinned) || (!srcDevice && s != Space::Pinned)) {
+    // Pageable memory is staged at the call or copied synchronously (below), which no replay can repeat: refused
+    // in a capture (bssn stages through pinned memory).
+    BSSN_EMU_CHECK(captureConflict(stream));
+  } else {
+    // Device or pinned memory on both sides: a capture records a copy node, which reads and writes the pointers
+    // at each replay, as a GPU's.
+    bool recorded = false;
+    BSSN_EMU_CHECK(captureNodes(stream, {workNode([dst, src, bytes] {
+      if (stillMapped("copy", dst, bytes) && stillMapped("copy", src, bytes)) std::memcpy(dst, src, bytes);
+    }, copied, bytes)}, &recorded));
+    if (recorded) return cudaSuccess;
+  }
   // Into pageable memory the copy is synchronous (below): unsafe during a capture, as cudaMemcpy.
   if (!dstDevice && d != Space::Pinned) BSSN_EMU_CHECK(refuseUnsafe());
-  if (dstDevice != srcDevice) cost::count(dstDevice ? &cost::HostCounts::bytesToDevice : &cost::HostCounts::bytesToHost, int64_t(bytes));
-  else if (dstDevice) cost::count(&cost::HostCounts::bytesDeviceToDevice, int64_t(bytes));
+  if (copied) cost::count(copied, int64_t(bytes));
   CUstream_st& st = streamOf(stream);
   if (!srcDevice && s != Space::Pinned) {
     // Pageable source: staged before the call returns, so the caller may reuse it at once (CUDA's behaviour).
@@ -1227,7 +1286,11 @@ cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t str
   BSSN_EMU_ENTER();
   if (bytes == 0) return cudaSuccess;
   if (spaceOf(ptr, bytes) != Space::Device) return fail(cudaErrorInvalidValue);
-  BSSN_EMU_CHECK(captureConflict(stream));  // CUDA would capture a memset node; the emulator does not
+  bool recorded = false;  // a capture records a memset node
+  BSSN_EMU_CHECK(captureNodes(stream, {workNode([ptr, value, bytes] {
+    if (stillMapped("memset", ptr, bytes)) std::memset(ptr, value, bytes);
+  })}, &recorded));
+  if (recorded) return cudaSuccess;
   streamOf(stream).enqueue([ptr, value, bytes] {
     if (stickyError() == cudaSuccess) std::memset(ptr, value, bytes);
   });
@@ -1294,9 +1357,14 @@ bool countLaunch(const std::string& kernel) {
   return failLaunchIn.load() > 0 && failLaunchIn.fetch_sub(1) == 1;
 }
 
-// Runs one launch on its stream's thread; false when it did not run (the context has a fault, or gets one now).
+// Runs one launch or other node on its stream's thread; false when it did not run (the context has a fault, or
+// gets one now).
 bool runLaunch(const GraphNode& launch, bool injectFault) {
   if (stickyError() != cudaSuccess) return false;
+  if (launch.work) {
+    (*launch.work)();
+    return stickyError() == cudaSuccess;
+  }
   if (injectFault) {
     setSticky(cudaErrorLaunchFailure, "kernel " + launch.kernel + " faulted (injected by bssnEmuFailLaunch)");
     return false;
@@ -1367,8 +1435,10 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMo
   if (isLegacy(stream)) return fail(cudaErrorStreamCaptureUnsupported);
   std::lock_guard<std::mutex> lock(captureMutex);
   const bool blocking = !(stream->flags & cudaStreamNonBlocking);
-  if (!captures().try_emplace(stream, Capture{mode, std::this_thread::get_id(), blocking, false, {}}).second)
+  static unsigned long long lastId = 0;  // under captureMutex
+  if (!captures().try_emplace(stream, Capture{mode, std::this_thread::get_id(), blocking, false, {}, lastId + 1}).second)
     return fail(cudaErrorIllegalState);  // capturing already (or invalidated, not yet ended)
+  ++lastId;
   capturingStreams++;
   stats().captures++;
   return cudaSuccess;
@@ -1415,6 +1485,25 @@ cudaError_t cudaStreamIsCapturing(cudaStream_t stream, enum cudaStreamCaptureSta
   return cudaSuccess;
 }
 
+cudaError_t cudaStreamGetCaptureInfo(cudaStream_t stream, enum cudaStreamCaptureStatus* captureStatus_out, unsigned long long* id_out,
+                                     cudaGraph_t* graph_out, const cudaGraphNode_t** dependencies_out,
+                                     const cudaGraphEdgeData** edgeData_out, size_t* numDependencies_out) {
+  BSSN_EMU_ENTER();
+  // The graph under construction and its dependency set have no handles here (nodes are not exposed): asking for
+  // them is refused rather than answered wrongly.
+  if (!captureStatus_out || graph_out || dependencies_out || edgeData_out || numDependencies_out) return fail(cudaErrorInvalidValue);
+  *captureStatus_out = cudaStreamCaptureStatusNone;
+  std::lock_guard<std::mutex> lock(captureMutex);
+  for (const auto& [s, c] : captures()) {
+    if (isLegacy(stream) && c.blocking) return fail(cudaErrorStreamCaptureImplicit);  // as cudaStreamIsCapturing
+    if (s == stream) {
+      *captureStatus_out = c.invalidated ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive;
+      if (id_out) *id_out = c.id;
+    }
+  }
+  return cudaSuccess;
+}
+
 cudaError_t cudaThreadExchangeStreamCaptureMode(enum cudaStreamCaptureMode* mode) {
   if (!mode || *mode < cudaStreamCaptureModeGlobal || *mode > cudaStreamCaptureModeRelaxed) return fail(cudaErrorInvalidValue);
   std::swap(*mode, threadCaptureMode);
@@ -1441,11 +1530,19 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream) {
     if (!liveExecs().count(graphExec)) return fail(cudaErrorInvalidValue);
     exec = graphExec->graph;
   }
-  BSSN_EMU_CHECK(captureConflict(stream));  // CUDA would capture a child graph node; the emulator does not
+  // Into a capture: a child graph node, a copy of the executable's nodes (CUDA copies the child graph too), run in
+  // place at each replay of the parent and counted with it.
+  bool recorded = false;
+  BSSN_EMU_CHECK(captureNodes(stream, exec->nodes, &recorded));
+  if (recorded) return cudaSuccess;
   stats().graphLaunches++;
-  // Each node is a launch: counted, and picked for an injected fault or not, now.
+  // Each kernel node is a launch: counted, and picked for an injected fault or not, now; a copy node counts its
+  // bytes, as the eager copy.
   std::vector<bool> faults;
-  for (const GraphNode& node : exec->nodes) faults.push_back(countLaunch(node.kernel));
+  for (const GraphNode& node : exec->nodes) {
+    faults.push_back(!node.work && countLaunch(node.kernel));
+    if (node.copied) cost::count(node.copied, int64_t(node.bytes));
+  }
   // The ticket and the enqueue together: two threads launching it on one stream enqueue in ticket order.
   std::lock_guard<std::mutex> lock(exec->launching);
   const uint64_t ticket = exec->launched++;
@@ -1480,17 +1577,19 @@ cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
 }
 
 cudaError_t bssnEmuEnqueue(cudaStream_t stream, void (*fn)(void*), void (*drop)(void*), void* data) {
+  // The arguments live until the last run: the eager one, or the graph's last replay.
+  const std::shared_ptr<void> box(data, [drop](void* p) {
+    if (drop) drop(p);
+  });
   cudaError_t s = stickyError();
-  // Host work (the emulated cuBLAS and cuDNN) is no kernel: not captured (their CUDA versions launch kernels
-  // that CUDA would capture; bssn captures none of them).
-  if (s == cudaSuccess) s = captureConflict(stream);
-  if (s != cudaSuccess) {
-    if (drop) drop(data);
-    return fail(s);
-  }
-  streamOf(stream).enqueue([fn, drop, data] {
-    if (stickyError() == cudaSuccess) fn(data);
-    if (drop) drop(data);
+  // Host work (the emulated cuBLAS and cuDNN): a capture records it as a node, as CUDA records the kernels their
+  // CUDA versions launch; each replay runs it again with the arguments of the call.
+  bool recorded = false;
+  if (s == cudaSuccess) s = captureNodes(stream, {workNode([fn, box] { fn(box.get()); })}, &recorded);
+  if (s != cudaSuccess) return fail(s);
+  if (recorded) return cudaSuccess;
+  streamOf(stream).enqueue([fn, box] {
+    if (stickyError() == cudaSuccess) fn(box.get());
   });
   return cudaSuccess;
 }

@@ -221,6 +221,13 @@ Napi::Object defineEmulator(Napi::Env env) {
                                                                    int(toInteger(info[2], "replays", 1, 1000)),
                                                                    int(toInteger(info[3], "launch count", 1, 1000000))));
              }));
+  probes.Set("capturedStep", fn(env, "capturedStep", [](const Napi::CallbackInfo& info) -> Napi::Value {
+               return toObject(info.Env(), emu::probes::capturedStep(toFloats(info[0], "inputs"), toFloats(info[1], "init"),
+                                                                     toFloats(info[2], "scalars"), toMode(info[3])));
+             }));
+  probes.Set("copyNodeAfterFree", fn(env, "copyNodeAfterFree", [](const Napi::CallbackInfo& info) -> Napi::Value {
+               return Napi::String::New(info.Env(), emu::probes::copyNodeAfterFree());
+             }));
   probes.Set("cooperative", fn(env, "cooperative", [](const Napi::CallbackInfo& info) -> Napi::Value {
                return toObject(info.Env(), emu::probes::cooperative());
              }));

@@ -10,7 +10,8 @@
 
 extern "C" {
 // Runs fn(data) on `stream`'s thread, in stream order; `drop(data)` runs afterwards (or at once if the call
-// fails). While the context has a sticky fault, fn is skipped and only drop runs.
+// fails). While the context has a sticky fault, fn is skipped and only drop runs. On a capturing stream the call is
+// recorded as a graph node: fn(data) runs at each replay, and drop(data) once the last graph holding it is gone.
 BSSN_EMU_API cudaError_t bssnEmuEnqueue(cudaStream_t stream, void (*fn)(void*), void (*drop)(void*), void* data);
 // Whether [p, p + bytes) lies inside one live device allocation (what a GPU may address), for work running on a
 // stream now: memory whose cudaFreeAsync is enqueued after this work still counts.

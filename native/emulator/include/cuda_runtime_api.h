@@ -124,6 +124,8 @@ typedef struct CUevent_st* cudaEvent_t;
 typedef struct CUmemPoolHandle_st* cudaMemPool_t;
 typedef struct CUgraph_st* cudaGraph_t;
 typedef struct CUgraphExec_st* cudaGraphExec_t;
+typedef struct CUgraphNode_st* cudaGraphNode_t;  // never handed out by the emulator
+typedef struct cudaGraphEdgeData_st cudaGraphEdgeData;
 
 // The legacy default stream by name (0 means it too); the emulator has no per-thread default stream.
 #define cudaStreamLegacy ((cudaStream_t)0x1)
@@ -204,6 +206,12 @@ BSSN_EMU_API cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t ev
 BSSN_EMU_API cudaError_t cudaStreamBeginCapture(cudaStream_t stream, enum cudaStreamCaptureMode mode);
 BSSN_EMU_API cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* pGraph);
 BSSN_EMU_API cudaError_t cudaStreamIsCapturing(cudaStream_t stream, enum cudaStreamCaptureStatus* pCaptureStatus);
+// id_out: the capture's unique id; the graph, dependency and edge outputs must be null (the emulator has no node
+// handles): cudaErrorInvalidValue otherwise.
+BSSN_EMU_API cudaError_t cudaStreamGetCaptureInfo(cudaStream_t stream, enum cudaStreamCaptureStatus* captureStatus_out,
+                                                  unsigned long long* id_out = 0, cudaGraph_t* graph_out = 0,
+                                                  const cudaGraphNode_t** dependencies_out = 0,
+                                                  const cudaGraphEdgeData** edgeData_out = 0, size_t* numDependencies_out = 0);
 BSSN_EMU_API cudaError_t cudaThreadExchangeStreamCaptureMode(enum cudaStreamCaptureMode* mode);
 BSSN_EMU_API cudaError_t cudaGraphInstantiate(cudaGraphExec_t* pGraphExec, cudaGraph_t graph, unsigned long long flags = 0);
 BSSN_EMU_API cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream);
