@@ -43,6 +43,8 @@ export interface NativeDeviceHandle {
   open(token: string, shape: readonly number[], publication: number): NativeTensorHandle
   profileKernels(on: boolean): void
   kernelTimes(): Promise<Array<{ kernel: string; ms: number }>>
+  tf32(): { conv: boolean; matmul: boolean }
+  setTf32(conv: boolean, matmul: boolean): void
 }
 
 export interface NativeNormalizerOptions {

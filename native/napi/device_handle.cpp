@@ -24,7 +24,8 @@ Napi::Function DeviceHandle::define(Napi::Env env) {
                       InstanceMethod<&DeviceHandle::Empty>("empty"),
                       InstanceMethod<&DeviceHandle::Randn>("randn"), InstanceMethod<&DeviceHandle::Rand>("rand"),
                       InstanceMethod<&DeviceHandle::Open>("open"), InstanceMethod<&DeviceHandle::ProfileKernels>("profileKernels"),
-                      InstanceMethod<&DeviceHandle::KernelTimes>("kernelTimes")});
+                      InstanceMethod<&DeviceHandle::KernelTimes>("kernelTimes"), InstanceMethod<&DeviceHandle::Tf32>("tf32"),
+                      InstanceMethod<&DeviceHandle::SetTf32>("setTf32")});
 }
 
 DeviceHandle::DeviceHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceHandle>(info) {
@@ -183,6 +184,28 @@ Napi::Value DeviceHandle::ProfileKernels(const Napi::CallbackInfo& info) {
     checkThis<DeviceHandle>(info, "DeviceHandle");
     if (!info[0].IsBoolean()) throwTypeError("expected a boolean");
     device_->setKernelTiming(info[0].As<Napi::Boolean>());
+    return info.Env().Undefined();
+  });
+}
+
+// tf32() -> { conv, matmul }: whether TF32 tensor-core math is allowed (see Device::Tf32).
+Napi::Value DeviceHandle::Tf32(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    const Device::Tf32 t = device_->tf32();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("conv", t.conv);
+    o.Set("matmul", t.matmul);
+    return o;
+  });
+}
+
+// setTf32(conv, matmul)
+Napi::Value DeviceHandle::SetTf32(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    if (!info[0].IsBoolean() || !info[1].IsBoolean()) throwTypeError("expected two booleans");
+    device_->setTf32({info[0].As<Napi::Boolean>().Value(), info[1].As<Napi::Boolean>().Value()});
     return info.Env().Undefined();
   });
 }

@@ -31,6 +31,8 @@ class DeviceHandle : public Napi::ObjectWrap<DeviceHandle> {
   Napi::Value Open(const Napi::CallbackInfo& info);
   Napi::Value ProfileKernels(const Napi::CallbackInfo& info);
   Napi::Value KernelTimes(const Napi::CallbackInfo& info);
+  Napi::Value Tf32(const Napi::CallbackInfo& info);
+  Napi::Value SetTf32(const Napi::CallbackInfo& info);
 
   DevicePtr device_;
 };
