@@ -101,6 +101,12 @@ const TF32_BOUND = 2 ** -9
 const ROUNDED_BOUND = 2 ** -22
 
 describe('tf32 option', () => {
+  it('TF32 rounding here is to nearest even at 10 mantissa bits (the reference the checks below rely on)', () => {
+    const one = 1, ulp = 2 ** -10
+    const cases = Float32Array.from([one + ulp / 2, one + ulp * 1.5, one + ulp / 2 + 2 ** -20, -(one + ulp * 0.25), Infinity, 3])
+    expect(Array.from(tf32(cases))).toEqual([one, one + 2 * ulp, one + ulp, -one, Infinity, 3])
+  })
+
   it('defaults as PyTorch (conv on, matmul off), takes partial updates and refuses bad values, on the CPU too', () => {
     for (const device of [Device.cpu(), ...(cudaSkipReason() === undefined ? [Device.cuda(0)] : [])]) {
       expect(device.tf32).toEqual({ conv: true, matmul: false })
@@ -173,11 +179,5 @@ const reason = cudaSkipReason()
     } finally {
       device.tf32 = { conv: true, matmul: false }
     }
-  })
-
-  it('TF32 rounding here is to nearest even at 10 mantissa bits (the reference the checks above rely on)', () => {
-    const one = 1, ulp = 2 ** -10
-    const cases = Float32Array.from([one + ulp / 2, one + ulp * 1.5, one + ulp / 2 + 2 ** -20, -(one + ulp * 0.25), Infinity, 3])
-    expect(Array.from(tf32(cases))).toEqual([one, one + 2 * ulp, one + ulp, -one, Infinity, 3])
   })
 })
