@@ -185,8 +185,8 @@ export class Device {
    * false }`. Assign a partial object to change either, e.g. `device.tf32 = { conv: false }` for fp32 parity.
    * Takes effect from the next op. The CPU device computes in fp32 and ignores the setting (it is only recorded).
    */
-  get tf32(): Tf32Options {
-    return this.handle.tf32()
+  get tf32(): Readonly<Tf32Options> {
+    return Object.freeze(this.handle.tf32()) // a snapshot: `device.tf32.conv = false` would change nothing, so it throws
   }
 
   set tf32(value: Partial<Tf32Options>) {

@@ -118,6 +118,7 @@ describe('tf32 option', () => {
         expect(() => (device.tf32 = { conv: 1 as never })).toThrow(/expected tf32.conv to be a boolean/)
         expect(() => (device.tf32 = { cudnn: true } as never)).toThrow(/unknown tf32 option 'cudnn'/)
         expect(() => (device.tf32 = null as never)).toThrow(TypeError)
+        expect(() => ((device.tf32 as { conv: boolean }).conv = true)).toThrow(TypeError)
         expect(device.tf32).toEqual({ conv: false, matmul: true })
       } finally {
         device.tf32 = { conv: true, matmul: false }
