@@ -2,7 +2,7 @@
 import { native, type NativeDeviceHandle } from './native.js'
 import type { SharedTensorDescriptor } from './share.js'
 import { Tensor } from './tensor.js'
-import { checkInteger, checkNumber, checkOptions, checkShape, describe, product } from './validate.js'
+import { checkBoolean, checkInteger, checkNumber, checkOptions, checkShape, describe, product } from './validate.js'
 import { typeError, rangeError } from './errors.js'
 
 export type DeviceKind = 'cpu' | 'cuda'
@@ -20,6 +20,18 @@ export interface MemoryStats {
   liveBuffers: number
   /** Tensors created and not yet disposed (or collected). */
   liveTensors: number
+}
+
+/**
+ * Where TF32 tensor-core math may be used (fp32 inputs rounded to a 10-bit mantissa: faster on Ampere and later,
+ * about 1e-3 relative error per product). As PyTorch's `torch.backends.cudnn.allow_tf32` and
+ * `torch.backends.cuda.matmul.allow_tf32`, and with their defaults: convolutions on, matrix products off.
+ */
+export interface Tf32Options {
+  /** cuDNN convolutions, forward and backward (default true). */
+  conv: boolean
+  /** cuBLAS matrix products: Linear layers, matmul (default false). */
+  matmul: boolean
 }
 
 export interface DeviceInfo {
@@ -171,6 +183,25 @@ export class Device {
   /** The kernels timed since the last call (see profileKernels), in launch order, once they have run. */
   async kernelTimes(): Promise<Array<{ kernel: string; ms: number }>> {
     return this.handle.kernelTimes()
+  }
+
+  /**
+   * Whether TF32 tensor-core math is allowed (see Tf32Options); defaults as PyTorch: `{ conv: true, matmul:
+   * false }`. Assign a partial object to change either, e.g. `device.tf32 = { conv: false }` for fp32 parity.
+   * Takes effect from the next op. The CPU device computes in fp32 and ignores the setting (it is only recorded).
+   */
+  get tf32(): Readonly<Tf32Options> {
+    return Object.freeze(this.handle.tf32()) // a snapshot: `device.tf32.conv = false` would change nothing, so it throws
+  }
+
+  set tf32(value: Partial<Tf32Options>) {
+    const options = checkOptions(value, 'tf32')
+    for (const key of Object.keys(options))
+      if (key !== 'conv' && key !== 'matmul') throw typeError(`unknown tf32 option '${key}' (expected conv or matmul)`)
+    const current = this.handle.tf32()
+    const conv = options.conv === undefined ? current.conv : checkBoolean(options.conv, 'tf32.conv')
+    const matmul = options.matmul === undefined ? current.matmul : checkBoolean(options.matmul, 'tf32.matmul')
+    this.handle.setTf32(conv, matmul)
   }
 
   /** Returns the allocator's cached free blocks to the system (the CPU's cache, or the CUDA memory pool's). */

@@ -1,4 +1,4 @@
-export { Device, type DeviceInfo, type DeviceKind, type MemoryStats } from './device.js'
+export { Device, type DeviceInfo, type DeviceKind, type MemoryStats, type Tf32Options } from './device.js'
 export { Tensor, type DType } from './tensor.js'
 export { type SharedTensorDescriptor } from './share.js'
 export { type BssnErrorCode } from './errors.js'

@@ -48,6 +48,8 @@ export interface NativeDeviceHandle {
   endCapture(): number
   replay(id: number): void
   releaseCapture(id: number): void
+  tf32(): { conv: boolean; matmul: boolean }
+  setTf32(conv: boolean, matmul: boolean): void
 }
 
 export interface NativeNormalizerOptions {

@@ -68,6 +68,9 @@ describe('bssn doctor on this machine', () => {
     expect(report.gpuUsable).toBe(report.auto.kind === 'cuda' && !report.auto.emulated)
     expect(r.status).toBe(report.gpuUsable ? 0 : 1)
     if (report.auto.kind === 'cpu') expect(report.auto.fallbackReason).toMatch(/\S/)
+    // TF32 as PyTorch by default: convolutions yes, matrix products no (reported for CUDA only: the CPU ignores it).
+    if (report.auto.kind === 'cuda') expect(report.auto.tf32).toEqual({ conv: true, matmul: false, overriddenOff: process.env.NVIDIA_TF32_OVERRIDE === '0' })
+    else expect(report.auto.tf32).toBeUndefined()
     // The GPU host's check: there, the doctor must find the GPU usable.
     if (process.env.BSSN_REQUIRE_CUDA === '1' && process.env.BSSN_EMULATED !== '1') expect(r.status).toBe(0)
   })
@@ -82,6 +85,7 @@ describe('bssn doctor on this machine', () => {
     expect(r.stdout).toMatch(/^NCCL\s+\S/m)
     expect(r.stdout).toMatch(/^CPU BLAS\s+\S/m)
     expect(r.stdout).toMatch(/^Device\.auto\(\) /m)
+    if (native().cudaStatus().available) expect(r.stdout).toMatch(/^TF32\s+convolutions (yes|no), matrix products no /m)
     expect(r.stdout).toMatch(/^GPU usable: (yes|no)$/m)
   })
 })

@@ -131,6 +131,16 @@ class Device : public std::enable_shared_from_this<Device>, public Ops {
   // Stops the stream at environment teardown; later calls throw.
   virtual void shutdown() {}
 
+  // Whether TF32 tensor-core math (inputs rounded to a 10-bit mantissa) may be used, as PyTorch's
+  // torch.backends.cudnn.allow_tf32 (default on) and torch.backends.cuda.matmul.allow_tf32 (default off). CUDA
+  // applies it to cuDNN and cuBLAS; the CPU computes in fp32 and only records it.
+  struct Tf32 {
+    bool conv = true;
+    bool matmul = false;
+  };
+  virtual void setTf32(Tf32 t) { tf32_ = t; }
+  Tf32 tf32() const { return tf32_; }
+
   // Per-kernel device times, for benchmarks: while on, each normalization kernel launch (CPU: each normalization
   // task) is timed on the device; takeKernelTimes() returns a fence whose wait() moves what was recorded since the
   // last call into *out.
@@ -181,6 +191,7 @@ class Device : public std::enable_shared_from_this<Device>, public Ops {
   std::atomic<int64_t> liveBuffers_{0};
   std::atomic<int64_t> liveTensors_{0};
   bool kernelTiming_ = false;  // set and read on the JS thread
+  Tf32 tf32_;                  // set and read on the JS thread
 };
 
 using DevicePtr = std::shared_ptr<Device>;

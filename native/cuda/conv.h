@@ -1,5 +1,6 @@
 // 2-D convolutions on cuDNN: descriptors and algorithms chosen once per shape (cached), workspace from the
-// device's stream-ordered pool, fp32 FMA math (no TF32).
+// device's stream-ordered pool, TF32 tensor-core math where the device allows it (Device::tf32().conv), fp32 FMA
+// math otherwise.
 #pragma once
 #include <map>
 #include <memory>
@@ -27,6 +28,9 @@ class ConvCache {
   struct Plan;
   using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>;
   Plan& planFor(const Conv2dArgs& args);
+  Plan& current(const Conv2dArgs& args);
+  void setMath(Plan& plan, int math);
+  static int queryMath(const Plan& plan);
 
   CudaDevice& device_;
   std::map<Key, std::unique_ptr<Plan>> plans_;

@@ -15,6 +15,7 @@ constexpr int kOpN = 0;                    // CUBLAS_OP_N
 constexpr int kOpT = 1;                    // CUBLAS_OP_T
 constexpr int kDefaultMath = 0;            // CUBLAS_DEFAULT_MATH: full fp32, no TF32
 constexpr int kPedanticMath = 2;           // CUBLAS_PEDANTIC_MATH
+constexpr int kTf32TensorOpMath = 3;       // CUBLAS_TF32_TENSOR_OP_MATH: fp32 routines may round inputs to TF32
 
 using CreateFn = Status (*)(Handle*);                                // cublasCreate_v2
 using DestroyFn = Status (*)(Handle);                                // cublasDestroy_v2

@@ -281,10 +281,10 @@ cublas::Handle CudaDevice::cublasHandle() {
     if (st != cublas::kSuccess) throwCublas("cublasCreate_v2", st);
     const char* failed = "cublasSetStream_v2";
     st = api.setStream(handle, stream_);
-    // Full fp32: TF32 tensor-core math is never used unless a caller asks for it.
+    // Full fp32 unless the device allows TF32 for matrix products (off by default, as in PyTorch).
     if (st == cublas::kSuccess) {
       failed = "cublasSetMathMode";
-      st = api.setMathMode(handle, cublas::kDefaultMath);
+      st = api.setMathMode(handle, tf32().matmul ? cublas::kTf32TensorOpMath : cublas::kDefaultMath);
     }
     if (st != cublas::kSuccess) {
       api.destroy(handle);
@@ -293,6 +293,14 @@ cublas::Handle CudaDevice::cublasHandle() {
     cublas_ = handle;
   }
   return cublas_;
+}
+
+void CudaDevice::setTf32(Tf32 t) {
+  if (cublas_ && t.matmul != tf32().matmul) {
+    const cublas::Status st = cublasApi().setMathMode(cublas_, t.matmul ? cublas::kTf32TensorOpMath : cublas::kDefaultMath);
+    if (st != cublas::kSuccess) throwCublas("cublasSetMathMode", st);
+  }
+  Device::setTf32(t);  // ConvCache reads it per call
 }
 
 cudnn::Handle CudaDevice::cudnnHandle() {

@@ -52,6 +52,8 @@ class CudaDevice : public Device {
   // Library handles bound to this device's stream, created on first use; throw Error naming a missing library.
   cublas::Handle cublasHandle();
   cudnn::Handle cudnnHandle();
+  // Sets cuBLAS's math mode now (when its handle exists) and the convolutions' from their next call.
+  void setTf32(Tf32 t) override;
 
   void upload(const BufferPtr& dst, size_t dstOffset, const void* src, size_t bytes) override;
   void copy(const BufferPtr& dst, size_t dstOffset, const BufferPtr& src, size_t srcOffset, size_t bytes) override;

@@ -29,6 +29,8 @@ using ConvDesc = cudnnConvolutionStruct*;
 constexpr int kTensorNCHW = 0;        // CUDNN_TENSOR_NCHW
 constexpr int kDataFloat = 0;         // CUDNN_DATA_FLOAT
 constexpr int kCrossCorrelation = 1;  // CUDNN_CROSS_CORRELATION
+constexpr int kDefaultMath = 0;       // CUDNN_DEFAULT_MATH: for float data, TF32 tensor cores allowed (Ampere on)
+constexpr int kTensorOpMath = 1;      // CUDNN_TENSOR_OP_MATH: tensor cores allowed
 constexpr int kFmaMath = 3;           // CUDNN_FMA_MATH: fp32 FMA only, never TF32 tensor cores
 constexpr int kDeterministic = 1;     // CUDNN_DETERMINISTIC (cudnnDeterminism_t)
 

@@ -10,11 +10,13 @@
 #include <vector>
 
 #include "bssn_emulator.h"
+#include "tf32.h"
 
 #define CUBLAS_EMU_API extern "C" __attribute__((visibility("default")))
 
-// The handle: the stream its work runs on and the math mode (recorded only: the emulator always computes in
-// double, at least as exact as any mode). Atomics, as calls may come from any thread.
+// The handle: the stream its work runs on and the math mode. The emulator computes in double; under
+// CUBLAS_TF32_TENSOR_OP_MATH it first rounds A and B to TF32, as tensor cores do (the other modes' fp32 routines
+// stay fp32 here). Atomics, as calls may come from any thread.
 struct cublasContext {
   std::atomic<cudaStream_t> stream{nullptr};
   std::atomic<int> mathMode{0};
@@ -26,6 +28,7 @@ namespace {
 constexpr int kSuccess = 0, kNotInitialized = 1, kAllocFailed = 3, kInvalidValue = 7, kArchMismatch = 8, kMappingError = 11,
               kExecutionFailed = 13, kInternalError = 14, kNotSupported = 15, kLicenseError = 16;
 constexpr int kOpN = 0, kOpT = 1, kOpC = 2;  // cublasOperation_t (C is T for real data)
+constexpr int kTf32TensorOpMath = 3, kDisallowReducedPrecisionReduction = 16;  // cublasMath_t
 constexpr int kMajor = 13, kMinor = 0, kPatch = 0;
 
 // Runs body(i) for i in [0, count), split over cores when there is enough work; each i is independent, so the
@@ -101,7 +104,7 @@ CUBLAS_EMU_API int cublasSetMathMode(cublasContext* handle, int mode) {
   if (!handle) return kNotInitialized;
   // DEFAULT 0, TENSOR_OP 1, PEDANTIC 2, TF32_TENSOR_OP 3, FP32_EMULATED_BF16X9 4, optionally with
   // DISALLOW_REDUCED_PRECISION_REDUCTION (16).
-  const int base = mode & ~16;
+  const int base = mode & ~kDisallowReducedPrecisionReduction;
   if (base < 0 || base > 4) return kInvalidValue;
   handle->mathMode = mode;
   return kSuccess;
@@ -147,6 +150,8 @@ CUBLAS_EMU_API int cublasSgemm_v2(cublasContext* handle, int transa, int transb,
 
   const float a = *alpha, b = *beta;
   const bool readAB = k > 0 && a != 0;  // as BLAS: A and B are not read when they cannot contribute
+  const bool tf32 = (handle->mathMode.load() & ~kDisallowReducedPrecisionReduction) == kTf32TensorOpMath && !bssn::emu::tf32Overridden();
+  const auto in = [tf32](float v) { return double(tf32 ? bssn::emu::roundToTf32(v) : v); };  // an operand as the math unit sees it
   const cudaError_t st = bssn::emu::enqueue(handle->stream.load(), [=] {
     const Range c{"C", C, span(m, n, ldc)};
     const bool ok = readAB ? accessible("cublasSgemm_v2", {{"A", A, ta ? span(k, m, lda) : span(m, k, lda)},
@@ -155,16 +160,16 @@ CUBLAS_EMU_API int cublasSgemm_v2(cublasContext* handle, int transa, int transb,
     if (!ok) return;
     parallelFor(n, double(m) * (readAB ? k : 1), [&](int64_t j) {
       std::vector<double> acc(m, 0.0), bj(readAB ? k : 0);  // column j of C and of op(B)
-      for (int l = 0; l < int(bj.size()); ++l) bj[l] = tb ? B[j + l * size_t(ldb)] : B[l + j * size_t(ldb)];
+      for (int l = 0; l < int(bj.size()); ++l) bj[l] = in(tb ? B[j + l * size_t(ldb)] : B[l + j * size_t(ldb)]);
       if (readAB && ta) {  // op(A)(i, l) = A[l + i lda]: a dot product down column i of A
         for (int i = 0; i < m; ++i) {
           const float* ai = A + i * size_t(lda);
-          for (int l = 0; l < k; ++l) acc[i] += double(ai[l]) * bj[l];
+          for (int l = 0; l < k; ++l) acc[i] += in(ai[l]) * bj[l];
         }
       } else if (readAB) {  // op(A)(i, l) = A[i + l lda]: columns of A scaled into acc
         for (int l = 0; l < k; ++l) {
           const float* al = A + l * size_t(lda);
-          for (int i = 0; i < m; ++i) acc[i] += double(al[i]) * bj[l];
+          for (int i = 0; i < m; ++i) acc[i] += in(al[i]) * bj[l];
         }
       }
       float* cj = C + j * size_t(ldc);

@@ -5,6 +5,10 @@
 // Two algorithms for each direction: 0 computes directly (no workspace), 1 goes through an im2col-style buffer
 // in the caller's workspace, so a workspace that is too small or not device memory faults as on a GPU. The
 // algorithm queries rank 1 first, so bssn's workspace path is the one exercised.
+//
+// Math types as cuDNN 9 treats float data: CUDNN_FMA_MATH computes in fp32 (double here); the others allow TF32
+// tensor cores, which this library always takes (the heuristics report such algorithms as TENSOR_OP_MATH), so
+// it rounds the inputs (x, w, dy) to TF32 before computing in double.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -14,6 +18,7 @@
 #include <vector>
 
 #include "bssn_emulator.h"
+#include "tf32.h"
 
 #define CUDNN_EMU_API extern "C" __attribute__((visibility("default")))
 
@@ -50,7 +55,7 @@ constexpr int kMajor = 9, kMinor = 13, kPatch = 0;  // a cuDNN 9 release for CUD
 constexpr int kNCHW = 0, kFormatCount = 3;          // cudnnTensorFormat_t: NCHW, NHWC, NCHW_VECT_C
 constexpr int kFloat = 0, kDataTypeCount = 22;      // cudnnDataType_t
 constexpr int kConvolution = 0, kCrossCorrelation = 1;
-constexpr int kFmaMath = 3;
+constexpr int kTensorOpMath = 1, kFmaMath = 3;  // cudnnMathType_t
 constexpr int kNonDeterministic = 0, kDeterministic = 1;  // cudnnDeterminism_t
 // Algorithm enumerants per direction (FWD_ALGO_COUNT, BWD_DATA_ALGO_COUNT, BWD_FILTER_ALGO_COUNT); this library
 // implements 0 and 1 of each, the rest are valid names it does not support.
@@ -336,7 +341,7 @@ int listAlgos(cudnnContext* handle, const cudnnTensorStruct* x, const cudnnFilte
     // Backward algorithm 0 is cuDNN's atomics-based, non-deterministic one (computed deterministically here).
     const bool deterministic = !(algo == 0 && dir != Dir::Fwd);
     perf[i] = AlgoPerf{algo, checkAlgo(dir, algo), -1.0f, checkAlgo(dir, algo) == kSuccess ? workspaceBytes(g, dir, algo) : 0,
-                       deterministic ? kDeterministic : kNonDeterministic, conv->mathType == kFmaMath ? kFmaMath : 0, {0, 0, 0}};
+                       deterministic ? kDeterministic : kNonDeterministic, conv->mathType == kFmaMath ? kFmaMath : kTensorOpMath, {0, 0, 0}};
   }
   *returned = count;
   return kSuccess;
@@ -364,6 +369,7 @@ int execute(const char* call, Dir dir, cudnnContext* handle, const void* alphaP,
   const size_t need = workspaceBytes(g, dir, algo);
   if (wsBytes < need) return kBadParam;
   const float alpha = *static_cast<const float*>(alphaP), beta = *static_cast<const float*>(betaP);  // host scalars, read now
+  const bool tf32 = conv->mathType != kFmaMath && !bssn::emu::tf32Overridden();  // the math type set now, as cuDNN reads it
   const cudaError_t st = bssn::emu::enqueue(handle->stream.load(), [=] {
     const bool fwd = dir == Dir::Fwd, data = dir == Dir::BwdData;
     if (!accessible(call, {{data ? "dx" : "x", x, g.xCount() * sizeof(float), alignof(float)},
@@ -371,11 +377,21 @@ int execute(const char* call, Dir dir, cudnnContext* handle, const void* alphaP,
                            {fwd ? "y" : "dy", y, g.yCount() * sizeof(float), alignof(float)},
                            {"workspace", ws, need, data ? alignof(double) : alignof(float)}}))
       return;
-    const auto in = [](const void* p) { return static_cast<const float*>(p); };
+    // The inputs as the math unit sees them: under TF32, rounded copies (the device memory stays as it is).
+    std::vector<float> rounded[2];
+    int copies = 0;
+    const auto in = [&](const void* p, size_t count) -> const float* {
+      const float* f = static_cast<const float*>(p);
+      if (!tf32) return f;
+      std::vector<float>& r = rounded[copies++];
+      r.resize(count);
+      for (size_t i = 0; i < count; ++i) r[i] = bssn::emu::roundToTf32(f[i]);
+      return r.data();
+    };
     const auto out = [](const void* p) { return static_cast<float*>(const_cast<void*>(p)); };
-    if (fwd) forward(g, algo, in(x), in(w), out(y), ws, alpha, beta);
-    else if (data) backwardData(g, algo, in(w), in(y), out(x), ws, alpha, beta);
-    else backwardFilter(g, algo, in(x), in(y), out(w), ws, alpha, beta);
+    if (fwd) forward(g, algo, in(x, g.xCount()), in(w, g.wCount()), out(y), ws, alpha, beta);
+    else if (data) backwardData(g, algo, in(w, g.wCount()), in(y, g.yCount()), out(x), ws, alpha, beta);
+    else backwardFilter(g, algo, in(x, g.xCount()), in(y, g.yCount()), out(w), ws, alpha, beta);
   });
   return st == cudaSuccess ? kSuccess : kExecutionFailed;
 }
@@ -525,7 +541,7 @@ CUDNN_EMU_API int cudnnSetConvolution2dDescriptor(cudnnConvolutionStruct* desc, 
 CUDNN_EMU_API int cudnnSetConvolutionMathType(cudnnConvolutionStruct* desc, int mathType) {
   if (!desc) return kBadParamNull;
   if (mathType < 0 || mathType > kFmaMath) return kBadParam;  // DEFAULT, TENSOR_OP, TENSOR_OP_ALLOW_CONVERSION, FMA
-  desc->mathType = mathType;  // recorded only: the emulator computes in double, never in reduced precision
+  desc->mathType = mathType;  // read by each call: all but FMA_MATH round the inputs to TF32
   return kSuccess;
 }
 

@@ -27,7 +27,9 @@ Napi::Function DeviceHandle::define(Napi::Env env) {
                       InstanceMethod<&DeviceHandle::KernelTimes>("kernelTimes"),
                       InstanceMethod<&DeviceHandle::BeginCapture>("beginCapture"),
                       InstanceMethod<&DeviceHandle::EndCapture>("endCapture"), InstanceMethod<&DeviceHandle::Replay>("replay"),
-                      InstanceMethod<&DeviceHandle::ReleaseCapture>("releaseCapture")});
+                      InstanceMethod<&DeviceHandle::ReleaseCapture>("releaseCapture"),
+                      InstanceMethod<&DeviceHandle::Tf32>("tf32"),
+                      InstanceMethod<&DeviceHandle::SetTf32>("setTf32")});
 }
 
 DeviceHandle::DeviceHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceHandle>(info) {
@@ -193,6 +195,28 @@ Napi::Value DeviceHandle::ProfileKernels(const Napi::CallbackInfo& info) {
     checkThis<DeviceHandle>(info, "DeviceHandle");
     if (!info[0].IsBoolean()) throwTypeError("expected a boolean");
     device_->setKernelTiming(info[0].As<Napi::Boolean>());
+    return info.Env().Undefined();
+  });
+}
+
+// tf32() -> { conv, matmul }: whether TF32 tensor-core math is allowed (see Device::Tf32).
+Napi::Value DeviceHandle::Tf32(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    const Device::Tf32 t = device_->tf32();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("conv", t.conv);
+    o.Set("matmul", t.matmul);
+    return o;
+  });
+}
+
+// setTf32(conv, matmul)
+Napi::Value DeviceHandle::SetTf32(const Napi::CallbackInfo& info) {
+  return guard(info.Env(), [&]() -> Napi::Value {
+    checkThis<DeviceHandle>(info, "DeviceHandle");
+    if (!info[0].IsBoolean() || !info[1].IsBoolean()) throwTypeError("expected two booleans");
+    device_->setTf32({info[0].As<Napi::Boolean>().Value(), info[1].As<Napi::Boolean>().Value()});
     return info.Env().Undefined();
   });
 }

@@ -39,6 +39,8 @@ class DeviceHandle : public Napi::ObjectWrap<DeviceHandle> {
   Napi::Value EndCapture(const Napi::CallbackInfo& info);
   Napi::Value Replay(const Napi::CallbackInfo& info);
   Napi::Value ReleaseCapture(const Napi::CallbackInfo& info);
+  Napi::Value Tf32(const Napi::CallbackInfo& info);
+  Napi::Value SetTf32(const Napi::CallbackInfo& info);
 
   DevicePtr device_;
   // Captured steps by id (JS holds the ids; releaseCapture, or this handle's end, frees them).

@@ -39,7 +39,17 @@ export interface DoctorReport {
    * own, slower loops run instead.
    */
   blas?: { name: string | null; error?: string }
-  auto?: { kind: 'cpu' | 'cuda'; name: string; emulated: boolean; fallbackReason?: string }
+  /**
+   * On CUDA, `tf32`: where TF32 tensor-core math is allowed by default (device.tf32), and whether
+   * NVIDIA_TF32_OVERRIDE=0 forbids it process-wide.
+   */
+  auto?: {
+    kind: 'cpu' | 'cuda'
+    name: string
+    emulated: boolean
+    fallbackReason?: string
+    tf32?: { conv: boolean; matmul: boolean; overriddenOff: boolean }
+  }
   gpuUsable: boolean
 }
 
@@ -183,7 +193,13 @@ export function doctorReport(): DoctorReport {
   report.blas = typeof cpuInfo.blas === 'string' ? { name: cpuInfo.blas } : { name: null, error: String(cpuInfo.blasError ?? '') }
 
   const device = Device.auto()
-  report.auto = { kind: device.kind, name: device.name, emulated: device.emulated, ...(device.fallbackReason ? { fallbackReason: device.fallbackReason } : {}) }
+  report.auto = {
+    kind: device.kind,
+    name: device.name,
+    emulated: device.emulated,
+    ...(device.fallbackReason ? { fallbackReason: device.fallbackReason } : {}),
+    ...(device.kind === 'cuda' ? { tf32: { ...device.tf32, overriddenOff: process.env.NVIDIA_TF32_OVERRIDE === '0' } } : {}),
+  }
   report.gpuUsable = device.kind === 'cuda' && !device.emulated
   return report
 }
@@ -239,6 +255,10 @@ export function formatDoctor(r: DoctorReport): string {
 
   const auto = r.auto!
   row('Device.auto()', auto.kind === 'cuda' ? `${auto.name}${auto.emulated ? ' (emulated: not a GPU)' : ''}` : `the CPU: ${auto.fallbackReason ?? ''}`)
+  if (auto.tf32) {
+    const yes = (on: boolean) => (on && !auto.tf32!.overriddenOff ? 'yes' : 'no')
+    row('TF32', `convolutions ${yes(auto.tf32.conv)}, matrix products ${yes(auto.tf32.matmul)} (device.tf32${auto.tf32.overriddenOff ? '; NVIDIA_TF32_OVERRIDE=0 forbids it' : ''})`)
+  }
   lines.push('', `GPU usable: ${r.gpuUsable ? 'yes' : 'no'}`)
   return lines.join('\n')
 }

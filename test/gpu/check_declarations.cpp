@@ -26,6 +26,7 @@ static_assert(matches<bssn::cublas::SgemmFn>(&cublasSgemm_v2), "cublasSgemm_v2")
 static_assert(bssn::cublas::kSuccess == CUBLAS_STATUS_SUCCESS, "CUBLAS_STATUS_SUCCESS");
 static_assert(bssn::cublas::kOpN == CUBLAS_OP_N && bssn::cublas::kOpT == CUBLAS_OP_T, "cublasOperation_t");
 static_assert(bssn::cublas::kDefaultMath == CUBLAS_DEFAULT_MATH && bssn::cublas::kPedanticMath == CUBLAS_PEDANTIC_MATH, "cublasMath_t");
+static_assert(bssn::cublas::kTf32TensorOpMath == CUBLAS_TF32_TENSOR_OP_MATH, "CUBLAS_TF32_TENSOR_OP_MATH");
 static_assert(bssn::cublas::kMajorVersion == MAJOR_VERSION && bssn::cublas::kMinorVersion == MINOR_VERSION &&
                   bssn::cublas::kPatchLevel == PATCH_LEVEL,
               "libraryPropertyType");
@@ -48,6 +49,7 @@ static_assert(bssn::cudnn::kTensorNCHW == CUDNN_TENSOR_NCHW, "CUDNN_TENSOR_NCHW"
 static_assert(bssn::cudnn::kDataFloat == CUDNN_DATA_FLOAT, "CUDNN_DATA_FLOAT");
 static_assert(bssn::cudnn::kCrossCorrelation == CUDNN_CROSS_CORRELATION, "CUDNN_CROSS_CORRELATION");
 static_assert(bssn::cudnn::kFmaMath == CUDNN_FMA_MATH, "CUDNN_FMA_MATH");
+static_assert(bssn::cudnn::kDefaultMath == CUDNN_DEFAULT_MATH && bssn::cudnn::kTensorOpMath == CUDNN_TENSOR_OP_MATH, "cudnnMathType_t");
 static_assert(bssn::cudnn::kDeterministic == CUDNN_DETERMINISTIC, "CUDNN_DETERMINISTIC");
 #define BSSN_SAME_FIELD(T, ours, theirs) \
   static_assert(offsetof(bssn::cudnn::AlgoPerf, ours) == offsetof(T, theirs) && sizeof(bssn::cudnn::AlgoPerf::ours) == sizeof(T::theirs), #T "." #theirs)
