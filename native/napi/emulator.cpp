@@ -7,9 +7,12 @@
 #include <vector>
 
 #include "cuda/common.cuh"
+#include "cuda/cuda_device.h"
 #include "emulator/probes.h"
 #include "napi/convert.h"
+#include "napi/device_handle.h"
 #include "napi/errors.h"
+#include "napi/type_tag.h"
 
 namespace bssn::napi {
 
@@ -103,10 +106,49 @@ std::string toName(const Napi::CallbackInfo& info) {
   return info[0].As<Napi::String>();
 }
 
+// The caching allocator's private pools (cuda/caching_allocator.h), for tests: begin(device) makes a new pool the
+// JS thread's allocation pool and returns a holder, end(device) ends it, release(holder) lets go of it (the pool's
+// memory goes once its buffers have gone too), reservedBytes(holder) is what it holds; cachedBytes(device) is the
+// general cache's free blocks.
+cuda::CudaDevice& cudaDeviceOf(Napi::Value value) {
+  const DevicePtr& device = unwrapTagged<DeviceHandle>(value, "a device handle")->device();
+  if (device->kind() != DeviceKind::Cuda) throwTypeError("expected a CUDA device handle");
+  return static_cast<cuda::CudaDevice&>(*device);
+}
+using PoolHolder = std::shared_ptr<cuda::PrivatePool>;
+PoolHolder& poolOf(Napi::Value value) {
+  if (!value.IsExternal()) throwTypeError("expected a private pool holder");
+  return *value.As<Napi::External<PoolHolder>>().Data();
+}
+Napi::Object privatePoolBindings(Napi::Env env) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("begin", fn(env, "begin", [](const Napi::CallbackInfo& info) -> Napi::Value {
+          auto* holder = new PoolHolder(cudaDeviceOf(info[0]).beginPrivatePool());
+          return Napi::External<PoolHolder>::New(info.Env(), holder, [](Napi::Env, PoolHolder* h) { delete h; });
+        }));
+  o.Set("end", fn(env, "end", [](const Napi::CallbackInfo& info) -> Napi::Value {
+          cudaDeviceOf(info[0]).endPrivatePool();
+          return info.Env().Undefined();
+        }));
+  o.Set("release", fn(env, "release", [](const Napi::CallbackInfo& info) -> Napi::Value {
+          poolOf(info[0]).reset();
+          return info.Env().Undefined();
+        }));
+  o.Set("reservedBytes", fn(env, "reservedBytes", [](const Napi::CallbackInfo& info) -> Napi::Value {
+          const PoolHolder& pool = poolOf(info[0]);
+          return Napi::Number::New(info.Env(), pool ? double(pool->reservedBytes()) : 0.0);
+        }));
+  o.Set("cachedBytes", fn(env, "cachedBytes", [](const Napi::CallbackInfo& info) -> Napi::Value {
+          return Napi::Number::New(info.Env(), double(cudaDeviceOf(info[0]).cachedBytes()));
+        }));
+  return o;
+}
+
 }  // namespace
 
 Napi::Object defineEmulator(Napi::Env env) {
   Napi::Object o = Napi::Object::New(env);
+  o.Set("privatePool", privatePoolBindings(env));
   // failAllocation(n) / failLaunch(n): the n-th device allocation / kernel launch from now fails (0: off).
   o.Set("failAllocation", fn(env, "failAllocation", [](const Napi::CallbackInfo& info) -> Napi::Value {
           bssnEmuFailAllocation(toInteger(info[0], "allocation count", 0, 1000000000));
