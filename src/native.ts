@@ -86,7 +86,8 @@ export type NativePrivatePool = { readonly __privatePool: unique symbol }
 
 /** The emulated build's test surface (native/napi/emulator.cpp). */
 export interface NativeEmulator {
-  failAllocation(n: number): void
+  /** The n-th device allocation from now fails, and the count - 1 after it (default 1; 0: off). */
+  failAllocation(n: number, count?: number): void
   failLaunch(n: number): void
   /** The next n cooperative launches are refused with cudaErrorCooperativeLaunchTooLarge (0: off). */
   refuseCooperative(n: number): void

@@ -149,9 +149,11 @@ Napi::Object privatePoolBindings(Napi::Env env) {
 Napi::Object defineEmulator(Napi::Env env) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("privatePool", privatePoolBindings(env));
-  // failAllocation(n) / failLaunch(n): the n-th device allocation / kernel launch from now fails (0: off).
+  // failAllocation(n, count = 1) / failLaunch(n): the n-th device allocation (and the count - 1 after it) / kernel
+  // launch from now fails (0: off).
   o.Set("failAllocation", fn(env, "failAllocation", [](const Napi::CallbackInfo& info) -> Napi::Value {
-          bssnEmuFailAllocation(toInteger(info[0], "allocation count", 0, 1000000000));
+          const int64_t count = info[1].IsUndefined() ? 1 : toInteger(info[1], "failure count", 1, 1000000000);
+          bssnEmuFailAllocations(toInteger(info[0], "allocation count", 0, 1000000000), count);
           return info.Env().Undefined();
         }));
   o.Set("failLaunch", fn(env, "failLaunch", [](const Napi::CallbackInfo& info) -> Napi::Value {
