@@ -140,6 +140,8 @@ export interface NativeEmulator {
     reservedBytes(pool: NativePrivatePool): number
     /** Bytes of freed blocks the general cache keeps for reuse. */
     cachedBytes(device: NativeDeviceHandle): number
+    /** Allocations inside a relaxed capture, from a private pool or not; with it, the graph's output values. */
+    capture(device: NativeDeviceHandle, withPool: boolean): { outcome: string; values: number[] }
   }
   /** Counting what a GPU would pay (native/emulator/README.md). */
   cost: {

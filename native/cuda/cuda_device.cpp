@@ -438,7 +438,17 @@ void CudaDevice::freeRaw(void* data, size_t) noexcept {
   allocator_->free(data);
 }
 
-void CudaDevice::poisonRaw(void* data, size_t bytes) { BSSN_CUDA_TRY(cudaMemsetAsync(data, 0xFF, bytes, stream_)); }
+void CudaDevice::poisonRaw(void* data, size_t bytes) {
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  BSSN_CUDA_TRY(cudaStreamIsCapturing(stream_, &capture));
+  if (capture == cudaStreamCaptureStatusNone) {
+    BSSN_CUDA_TRY(cudaMemsetAsync(data, 0xFF, bytes, stream_));
+    return;
+  }
+  // A private pool's buffer in a capture: NaN by a kernel node, which the emulator captures (it has no memset nodes).
+  launchFill(static_cast<float*>(data), bytes / sizeof(float), std::numeric_limits<float>::quiet_NaN(), stream_);
+  checkLaunch("poison");
+}
 
 void CudaDevice::upload(const BufferPtr& dst, size_t dstOffset, const void* src, size_t bytes) {
   enter();

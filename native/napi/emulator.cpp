@@ -141,6 +141,50 @@ Napi::Object privatePoolBindings(Napi::Env env) {
   o.Set("cachedBytes", fn(env, "cachedBytes", [](const Napi::CallbackInfo& info) -> Napi::Value {
           return Napi::Number::New(info.Env(), double(cudaDeviceOf(info[0]).cachedBytes()));
         }));
+  // capture(device, withPool): captures (relaxed) a buffer allocated, filled with 1 and freed, then one allocated and
+  // filled with 3; with the pool, launches the graph and reads the second buffer. The emulator refuses
+  // cudaMallocAsync in a capture (CUDA would record an allocation node): {outcome: "ok" or the error, values}.
+  o.Set("capture", fn(env, "capture", [](const Napi::CallbackInfo& info) -> Napi::Value {
+          cuda::CudaDevice& d = cudaDeviceOf(info[0]);
+          const bool withPool = info[1].ToBoolean();
+          constexpr size_t n = 1000;
+          std::string outcome = "ok";
+          PoolHolder pool = withPool ? d.beginPrivatePool() : nullptr;
+          const cudaStream_t s = d.stream();
+          if (cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed) != cudaSuccess) throwError("cudaStreamBeginCapture failed");
+          BufferPtr kept;
+          try {
+            {
+              BufferPtr scratch = d.allocate(n * sizeof(float));
+              d.fill(scratch, n, 1.0f);
+            }
+            kept = d.allocate(n * sizeof(float));
+            d.fill(kept, n, 3.0f);
+          } catch (const std::exception& e) {
+            outcome = e.what();
+          }
+          if (withPool) d.endPrivatePool();
+          cudaGraph_t graph = nullptr;
+          const cudaError_t ended = cudaStreamEndCapture(s, &graph);
+          cudaGetLastError();
+          std::vector<double> values;
+          if (ended == cudaSuccess && graph && outcome == "ok") {
+            cudaGraphExec_t exec = nullptr;
+            std::vector<float> host(n, 0.0f);
+            if (cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess || cudaGraphLaunch(exec, s) != cudaSuccess ||
+                cudaStreamSynchronize(s) != cudaSuccess || cudaMemcpy(host.data(), kept->data(), n * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess)
+              outcome = "the graph failed";
+            values.assign(host.begin(), host.end());
+            if (exec) cudaGraphExecDestroy(exec);
+          } else if (outcome == "ok") {
+            outcome = "cudaStreamEndCapture failed";
+          }
+          if (graph) cudaGraphDestroy(graph);
+          Napi::Object r = Napi::Object::New(info.Env());
+          r.Set("outcome", outcome);
+          r.Set("values", toArray(info.Env(), values));
+          return r;
+        }));
   return o;
 }
 

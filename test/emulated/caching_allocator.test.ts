@@ -117,4 +117,14 @@ suite(`CUDA caching allocator (emulated)${counting ? '' : ' (skipped: needs the 
     kept[0]!.dispose() // the last holder
     expect(held - device.memoryStats().reservedBytes).toBe(poolBytes)
   })
+
+  it('allocations inside a capture come from the private pool, with no allocation enqueued on the stream', async () => {
+    const device = Device.cuda(0)
+    device.emptyCache() // no cached block: without a pool the allocation is a cudaMallocAsync, refused in a capture
+    expect(emu().privatePool.capture(device.handle, false).outcome).toMatch(/cudaMallocAsync/)
+    const { outcome, values } = emu().privatePool.capture(device.handle, true)
+    expect(outcome).toBe('ok')
+    expect(values.length).toBe(1000)
+    expect(values.every((v) => v === 3)).toBe(true)
+  })
 })
