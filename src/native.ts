@@ -88,9 +88,13 @@ export interface NativeCudaStatus {
   reason: string
 }
 
+/** A holder of a private pool (NativeEmulator.privatePool). */
+export type NativePrivatePool = { readonly __privatePool: unique symbol }
+
 /** The emulated build's test surface (native/napi/emulator.cpp). */
 export interface NativeEmulator {
-  failAllocation(n: number): void
+  /** The n-th device allocation from now fails, and the count - 1 after it (default 1; 0: off). */
+  failAllocation(n: number, count?: number): void
   failLaunch(n: number): void
   /** The next n cooperative launches are refused with cudaErrorCooperativeLaunchTooLarge (0: off). */
   refuseCooperative(n: number): void
@@ -134,6 +138,19 @@ export interface NativeEmulator {
     // Planted kernels and host calls of known cost (native/emulator/probes.h, "counting").
     costKernel(which: 'copy' | 'strided' | 'readTwice' | 'copy4' | 'sharedOnly' | 'serialSum', input: Float32Array | number[]): number[]
     costHostCalls(bytes: number): void
+  }
+  /** The CUDA caching allocator's private pools (native/cuda/caching_allocator.h), on a CUDA device's handle. */
+  privatePool: {
+    /** Makes a new pool the JS thread's allocation pool (until end) and returns a holder of it. */
+    begin(device: NativeDeviceHandle): NativePrivatePool
+    end(device: NativeDeviceHandle): void
+    /** Lets go of the holder's pool: its memory goes once the buffers allocated from it have gone too. */
+    release(pool: NativePrivatePool): void
+    reservedBytes(pool: NativePrivatePool): number
+    /** Bytes of freed blocks the general cache keeps for reuse. */
+    cachedBytes(device: NativeDeviceHandle): number
+    /** Allocations inside a relaxed capture, from a private pool or not; with it, the graph's output values. */
+    capture(device: NativeDeviceHandle, withPool: boolean): { outcome: string; values: number[] }
   }
   /** Counting what a GPU would pay (native/emulator/README.md). */
   cost: {

@@ -103,7 +103,8 @@ suite(`the emulated CUDA device: faults and out-of-memory through promises${reas
     const d = Device.cuda(0)
     // Larger than the pinned pool's blocks (64 MiB): the read first copies to a device buffer of its own.
     using big = d.tensor(new Float32Array(17 << 20), [17 << 20])
-    native().emulator!.failAllocation(1)
+    d.emptyCache() // no cached block serves the staging buffer
+    native().emulator!.failAllocation(1, 2) // and the caching allocator's retry
     const read = await settle(() => big.toArray())
     native().emulator!.failAllocation(0)
     expect(read).toMatchObject({ how: 'rejected', name: 'Error', code: 'ERR_BSSN_OUT_OF_MEMORY' })

@@ -25,10 +25,6 @@ bool poisonAllocations() {
 
 BufferPtr Device::allocate(size_t bytes) {
   // Zero-byte tensors still get a distinct (one-element) allocation so every buffer has a valid pointer.
-  if (auto [owned, owner] = allocateOwned(bytes == 0 ? 4 : bytes); owned) {
-    if (poisonAllocations() && bytes > 0) poisonRaw(owned, bytes);
-    return counted(std::make_shared<Buffer>(shared_from_this(), owned, bytes, std::move(owner)));
-  }
   void* data = allocateRaw(bytes == 0 ? 4 : bytes);
   if (poisonAllocations() && bytes > 0) {
     try {

@@ -167,9 +167,6 @@ class Device : public std::enable_shared_from_this<Device>, public Ops {
  protected:
   friend class Buffer;
   virtual void* allocateRaw(size_t bytes) = 0;  // throws Error naming the call and the cause
-  // Memory for `bytes` that its owner (the returned storage, e.g. a capture's private pool) frees, or {nullptr,
-  // nullptr} for the ordinary allocator.
-  virtual std::pair<void*, std::shared_ptr<void>> allocateOwned(size_t) { return {nullptr, nullptr}; }
   // Bytes held from the system (the allocator's cache included); by default what is allocated.
   virtual int64_t reservedBytes() const { return allocatedBytes_.load(); }
   int64_t allocatedBytes() const { return allocatedBytes_.load(); }

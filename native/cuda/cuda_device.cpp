@@ -247,6 +247,17 @@ CudaDevice::CudaDevice(int index) : index_(index) {
     BSSN_CUDA_TRY(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &threshold));
   }
   BSSN_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  const char* caching = std::getenv("BSSN_CUDA_CACHING");
+  allocator_ = std::make_unique<CachingAllocator>(
+      index, !(caching && std::strcmp(caching, "0") == 0),
+      [this](void** p, size_t bytes) { return usePool_ ? cudaMallocAsync(p, bytes, stream_) : cudaMalloc(p, bytes); },
+      [this](void* p) {
+        // Any thread: a free must not be enqueued into a capture under way on the JS thread.
+        std::lock_guard<std::mutex> lock(captureMutex_);
+        const cudaError_t st = usePool_ ? cudaFreeAsync(p, stream_) : cudaFree(p);
+        if (st != cudaSuccess) noteFailure(st, std::string(usePool_ ? "cudaFreeAsync: " : "cudaFree: ") + describeStatus(st));
+        return st;
+      });
   cudaEvent_t epoch = nullptr;
   BSSN_CUDA_TRY(cudaEventCreateWithFlags(&epoch, cudaEventBlockingSync));
   anchor_ = std::make_shared<TimeAnchor>(index_, epoch, nullptr);
@@ -264,6 +275,7 @@ CudaDevice::~CudaDevice() {
   if (cudnn_) cudnnApi().destroy(cudnn_);
   if (stream_) {
     cudaSetDevice(index_);
+    allocator_.reset();  // its cached blocks' frees go on the stream, before it goes
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);
   }
@@ -275,9 +287,12 @@ cublas::Handle CudaDevice::cublasHandle() {
     const CublasApi& api = cublasApi();
     cublas::Handle handle = nullptr;
     cublas::Status st = api.create(&handle);
-    // cuBLAS allocates its workspace with cudaMalloc, outside our pool, which keeps freed memory (release
-    // threshold: never): give the pool's free memory back and try once more before failing.
-    if (st != cublas::kSuccess && usePool_ && cudaMemPoolTrimTo(pool_, 0) == cudaSuccess) st = api.create(&handle);
+    // cuBLAS allocates its workspace with cudaMalloc, outside our allocator and pool, which keep freed memory
+    // (release threshold: never): give their free memory back and try once more before failing.
+    if (st != cublas::kSuccess) {
+      releaseCached();
+      st = api.create(&handle);
+    }
     if (st != cublas::kSuccess) throwCublas("cublasCreate_v2", st);
     const char* failed = "cublasSetStream_v2";
     st = api.setStream(handle, stream_);
@@ -309,7 +324,10 @@ cudnn::Handle CudaDevice::cudnnHandle() {
     const CudnnApi& api = cudnnApi();
     cudnn::Handle handle = nullptr;
     cudnn::Status st = api.create(&handle);
-    if (st != cudnn::kSuccess && usePool_ && cudaMemPoolTrimTo(pool_, 0) == cudaSuccess) st = api.create(&handle);  // as for cuBLAS
+    if (st != cudnn::kSuccess) {  // as for cuBLAS
+      releaseCached();
+      st = api.create(&handle);
+    }
     if (st != cudnn::kSuccess) throwCudnn("cudnnCreate", st);
     st = api.setStream(handle, stream_);
     if (st != cudnn::kSuccess) {
@@ -355,18 +373,30 @@ void CudaDevice::shutdown() {
 void CudaDevice::emptyCache() {
   enter();
   refuseInCapture("emptying the memory cache");
-  // Releases what the pool holds beyond the live allocations (frees still queued on the stream stay pooled).
+  // The allocator's cached blocks go back to the pool, then what the pool holds beyond the live allocations to the
+  // system (frees still queued on the stream stay pooled).
+  const cudaError_t st = allocator_->emptyCache();
+  if (st != cudaSuccess) throwStatus(usePool_ ? "cudaFreeAsync" : "cudaFree", st, "emptying the cache of " + name_, __FILE__, __LINE__);
   if (usePool_) BSSN_CUDA_TRY(cudaMemPoolTrimTo(pool_, 0));
 }
 
-int64_t CudaDevice::reservedBytes() const {
-  uint64_t reserved = 0;
-  if (!usePool_ || cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrReservedMemCurrent, &reserved) != cudaSuccess) {
-    cudaGetLastError();
-    return allocatedBytes();
-  }
-  return int64_t(reserved);
+void CudaDevice::releaseCached() noexcept {
+  allocator_->emptyCache();
+  if (usePool_ && cudaMemPoolTrimTo(pool_, 0) != cudaSuccess) cudaGetLastError();
 }
+
+// What the allocator holds: blocks in use and cached, private pools included (not what the CUDA pool keeps of
+// blocks it was given back, which emptyCache trims).
+int64_t CudaDevice::reservedBytes() const { return allocator_->reservedBytes(); }
+
+int64_t CudaDevice::cachedBytes() const { return allocator_->cachedBytes(); }
+
+std::shared_ptr<PrivatePool> CudaDevice::beginPrivatePool(std::shared_ptr<PrivatePool> pool) {
+  enter();
+  return allocator_->beginPrivatePool(std::move(pool));
+}
+
+void CudaDevice::endPrivatePool() { allocator_->endPrivatePool(); }
 
 void CudaDevice::noteFailure(cudaError_t status, const std::string& message) {
   if (!isSticky(status)) return;
@@ -405,40 +435,43 @@ void CudaDevice::checkLaunch(const char* what) {
 void* CudaDevice::allocateRaw(size_t bytes) {
   enter();
   void* p = nullptr;
-  const std::string detail = "requested " + std::to_string(bytes) + " bytes on " + name_;
-  if (usePool_)
-    BSSN_CUDA_TRY_DETAIL(cudaMallocAsync(&p, bytes, stream_), detail);
-  else
-    BSSN_CUDA_TRY_DETAIL(cudaMalloc(&p, bytes), detail);
+  const cudaError_t st = allocator_->allocate(&p, bytes);
+  if (st != cudaSuccess) {
+    cudaGetLastError();
+    throwStatus(usePool_ ? "cudaMallocAsync" : "cudaMalloc", st, "requested " + std::to_string(bytes) + " bytes on " + name_, __FILE__, __LINE__);
+  }
   return p;
 }
 
-std::pair<void*, std::shared_ptr<void>> CudaDevice::allocateOwned(size_t bytes) {
-  if (!capture_) return {nullptr, nullptr};
-  enter();
-  return {capture_->pool->allocate(bytes), capture_->pool};
-}
-
 void CudaDevice::freeRaw(void* data, size_t) noexcept {
-  // Stream-ordered: the memory returns to the pool after the work already enqueued has run.
+  // Back to the allocator's cache: the device's later work, all on its stream, runs after the work already
+  // enqueued, so the block is reused in stream order.
   cudaSetDevice(index_);
-  std::lock_guard<std::mutex> lock(captureMutex_);
-  if (capturePool_) {  // a step is being captured, and its graph may read this memory at every replay
-    try {
-      capturePool_->deferFree(data);
-      return;
-    } catch (...) {
-      // out of host memory for the list: free it in stream order after all
+  {
+    std::lock_guard<std::mutex> lock(captureMutex_);
+    if (captureResources_ && !allocator_->isPrivate(data)) {  // a step is being captured: its graph may read this
+      try {
+        captureResources_->deferFree(data);
+        return;
+      } catch (...) {
+        // out of host memory for the list: back to the cache after all
+      }
     }
   }
-  const cudaError_t st = usePool_ ? cudaFreeAsync(data, stream_) : cudaFree(data);
-  if (st != cudaSuccess) {
-    cudaGetLastError();  // nobody to throw to from a destructor: keep it from surfacing at the next launch
-    noteFailure(st, std::string("cudaFreeAsync: ") + describeStatus(st));
-  }
+  allocator_->free(data);
 }
 
-void CudaDevice::poisonRaw(void* data, size_t bytes) { BSSN_CUDA_TRY(cudaMemsetAsync(data, 0xFF, bytes, stream_)); }
+void CudaDevice::poisonRaw(void* data, size_t bytes) {
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  BSSN_CUDA_TRY(cudaStreamIsCapturing(stream_, &capture));
+  if (capture == cudaStreamCaptureStatusNone) {
+    BSSN_CUDA_TRY(cudaMemsetAsync(data, 0xFF, bytes, stream_));
+    return;
+  }
+  // A private pool's buffer in a capture: NaN by a kernel node, which the emulator captures (it has no memset nodes).
+  launchFill(static_cast<float*>(data), bytes / sizeof(float), std::numeric_limits<float>::quiet_NaN(), stream_);
+  checkLaunch("poison");
+}
 
 void CudaDevice::upload(const BufferPtr& dst, size_t dstOffset, const void* src, size_t bytes) {
   enter();
@@ -447,7 +480,7 @@ void CudaDevice::upload(const BufferPtr& dst, size_t dstOffset, const void* src,
   if (capture_) {
     // Inside a captured step (a normalization's pointer tables, say): the bytes are a constant of the graph, in
     // host memory it keeps, which its memcpy node reads at every replay.
-    void* constant = capture_->pool->hostConstant(bytes);
+    void* constant = capture_->resources->hostConstant(bytes);
     std::memcpy(constant, src, bytes);
     BSSN_CUDA_TRY(cudaMemcpyAsync(target, constant, bytes, cudaMemcpyHostToDevice, stream_));
     return;

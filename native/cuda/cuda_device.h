@@ -1,6 +1,6 @@
-// The CUDA backend: one non-blocking stream per device, stream-ordered allocations from the device's memory
-// pool (creating and disposing tensors never synchronizes), pinned staging for host copies, and a sticky
-// error that marks the device unusable after a fault.
+// The CUDA backend: one non-blocking stream per device, a caching allocator over stream-ordered allocations from
+// the device's memory pool (creating and disposing tensors never synchronizes), pinned staging for host copies,
+// and a sticky error that marks the device unusable after a fault.
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/device.h"
+#include "cuda/caching_allocator.h"
 #include "cuda/cublas_api.h"
 #include "cuda/cudnn_api.h"
 #include "cuda/pinned_pool.h"
@@ -130,12 +131,22 @@ class CudaDevice : public Device {
   bool capturing() const override { return capture_ != nullptr; }
   // Throws ERR_BSSN_CAPTURE naming `what` while a capture is in progress (a host read, a synchronization...).
   void refuseInCapture(const char* what) const;
+  // The device address of `bytes` of `src`, constant for the graph being captured (cuda/step_capture.h).
+  void* captureConstant(const void* src, size_t bytes);
+  // A block whose free a capture deferred goes back to the cache.
+  void releaseDeferred(void* data) noexcept;
   // Records a failure seen off the JS thread (a fence); sticky ones make every later call throw.
   void noteFailure(cudaError_t status, const std::string& message);
+  // A pool private to a graph captured on this thread (cuda/caching_allocator.h): until endPrivatePool(), this
+  // thread's allocations come from `pool` (a new one when null). The caller, then the graph, holds it; so does each
+  // buffer allocated from it. Capture in cudaStreamCaptureModeRelaxed: the pool's memory comes from cudaMalloc.
+  std::shared_ptr<PrivatePool> beginPrivatePool(std::shared_ptr<PrivatePool> pool = nullptr);
+  void endPrivatePool();
+  // Bytes of freed blocks the caching allocator keeps for reuse (0 with BSSN_CUDA_CACHING=0).
+  int64_t cachedBytes() const;
 
  protected:
   void* allocateRaw(size_t bytes) override;
-  std::pair<void*, std::shared_ptr<void>> allocateOwned(size_t bytes) override;
   void freeRaw(void* data, size_t bytes) noexcept override;
   void poisonRaw(void* data, size_t bytes) override;
   int64_t reservedBytes() const override;
@@ -149,6 +160,8 @@ class CudaDevice : public Device {
   cudaEvent_t recordEvent(unsigned flags);
   // Frees the shareable memory whose importers have all closed it.
   void sweepSharedFrees() noexcept;
+  // Gives the allocator's and the pool's free memory back, before retrying an allocation made outside them.
+  void releaseCached() noexcept;
 
   int index_;
   std::string name_;
@@ -162,6 +175,8 @@ class CudaDevice : public Device {
   std::mutex captureMutex_;
   bool usePool_ = false;
   cudaMemPool_t pool_ = nullptr;  // the device's default pool, when usePool_
+  // Every buffer's memory; with BSSN_CUDA_CACHING=0 it keeps no freed block (each free goes back at once).
+  std::unique_ptr<CachingAllocator> allocator_;
   int computeMajor_ = 0, computeMinor_ = 0, multiprocessors_ = 0;
   size_t totalMemory_ = 0;
   cublas::Handle cublas_ = nullptr;
@@ -174,9 +189,10 @@ class CudaDevice : public Device {
   bool shutDown_ = false;
   std::vector<TimedLaunch> timedLaunches_;  // since the last takeKernelTimes (JS thread only)
   std::unique_ptr<struct StepCapture> capture_;  // while beginCapture..endCapture (JS thread only)
-  // The capture's pool, for frees from any thread (under captureMutex_): they must not enqueue into the capture.
-  std::shared_ptr<class CapturePool> capturePool_;
+  // The capture's resources, for frees from any thread (under captureMutex_): the graph may read what they free.
+  std::shared_ptr<class CaptureResources> captureResources_;
   friend class CudaCapturedWork;
+  friend class CaptureResources;
   std::mutex sharedMutex_;
   std::vector<std::pair<void*, std::shared_ptr<ShareRegion>>> sharedFrees_;  // waiting for importers to close
   std::atomic<bool> sharedFreesPending_{false};  // sharedFrees_ is not empty (read without the lock)

@@ -287,13 +287,8 @@ void streamedBackward(CudaDevice& device, CudaPlan& plan, const NormalizeJob& jo
 void* pointersOf(CudaDevice& device, PointerTable& table, const std::vector<BufferPtr>& buffers) {
   std::vector<void*> pointers;
   for (const BufferPtr& b : buffers) pointers.push_back(b->data());
-  if (device.capturing()) {
-    // A captured step gets a table of its own (capture memory is never reused, so the address stays the graph's),
-    // filled by a memcpy node at every replay; the eager table and what it holds are left alone.
-    BufferPtr own = device.allocate(pointers.size() * sizeof(void*));
-    device.upload(own, 0, pointers.data(), pointers.size() * sizeof(void*));
-    return own->data();
-  }
+  // A captured step gets a table of its own, written once (the graph's constant); the eager table is left alone.
+  if (device.capturing()) return device.captureConstant(pointers.data(), pointers.size() * sizeof(void*));
   if (pointers != table.current) {
     device.upload(table.buffer, 0, pointers.data(), pointers.size() * sizeof(void*));
     table.current = std::move(pointers);

@@ -80,10 +80,10 @@ void CudaDevice::moveToShared(const BufferPtr& buffer, const std::shared_ptr<Sha
   const std::string detail = "shareable memory of " + std::to_string(bytes) + " bytes on " + name_;
   void* data = nullptr;
   cudaError_t st = cudaMalloc(&data, bytes ? bytes : 4);
-  if (st == cudaErrorMemoryAllocation && usePool_) {
-    // The pool keeps freed memory (release threshold: never); give it back and try once more.
+  if (st == cudaErrorMemoryAllocation) {
+    // The allocator and the pool keep freed memory (release threshold: never); give it back and try once more.
     cudaGetLastError();
-    cudaMemPoolTrimTo(pool_, 0);
+    releaseCached();
     st = cudaMalloc(&data, bytes ? bytes : 4);
   }
   if (st != cudaSuccess) {

@@ -2,35 +2,40 @@
 
 #include <string>
 
+#include "cuda/caching_allocator.h"
 #include "cuda/check.h"
 #include "cuda/cuda_device.h"
 
 namespace bssn::cuda {
 
-CapturePool::~CapturePool() {
-  // The graph is gone: its last replay may still run, so the device memory is freed in stream order after it
-  // (cudaFree waits for the device), and the host constants once it has run.
+CaptureResources::~CaptureResources() {
+  // The graph is gone, but its last replay may still run: what it read goes back after it (stream order for the
+  // cache's blocks; a wait for the device before host memory and constants are freed).
   cudaSetDevice(device_->index());
-  for (void* p : blocks_) cudaFree(p);
-  for (void* p : deferred_) cudaFreeAsync(p, device_->stream());
-  if (!host_.empty()) cudaStreamSynchronize(device_->stream());
+  for (void* p : deferred_) device_->releaseDeferred(p);
+  if (!host_.empty() || !constants_.empty()) cudaStreamSynchronize(device_->stream());
   for (void* p : host_) cudaFreeHost(p);
+  for (void* p : constants_) cudaFree(p);
   cudaGetLastError();  // nobody to report to from a destructor
 }
 
-void* CapturePool::allocate(size_t bytes) {
-  void* p = nullptr;
-  BSSN_CUDA_TRY_DETAIL(cudaMalloc(&p, bytes), "requested " + std::to_string(bytes) + " bytes for a captured step");
-  std::lock_guard<std::mutex> lock(mutex_);
-  blocks_.push_back(p);
-  return p;
-}
-
-void* CapturePool::hostConstant(size_t bytes) {
+void* CaptureResources::hostConstant(size_t bytes) {
   void* p = nullptr;
   BSSN_CUDA_TRY(cudaHostAlloc(&p, bytes, cudaHostAllocDefault));
   std::lock_guard<std::mutex> lock(mutex_);
   host_.push_back(p);
+  return p;
+}
+
+void* CaptureResources::deviceConstant(const void* src, size_t bytes) {
+  void* p = nullptr;
+  BSSN_CUDA_TRY_DETAIL(cudaMalloc(&p, bytes), "a table of " + std::to_string(bytes) + " bytes for a captured step");
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    constants_.push_back(p);
+  }
+  // A synchronous copy off the capturing stream (allowed in a Relaxed capture): fresh memory no work has touched.
+  BSSN_CUDA_TRY(cudaMemcpy(p, src, bytes, cudaMemcpyHostToDevice));
   return p;
 }
 
@@ -49,6 +54,13 @@ void CudaCapturedWork::replay() {
   throwStatus("cudaGraphLaunch", st, "a captured step on " + device_->name(), __FILE__, __LINE__);
 }
 
+void* CudaDevice::captureConstant(const void* src, size_t bytes) {
+  if (!capture_) throw Error(ErrorKind::Error, "no capture is in progress on " + name_, ErrorCode::Capture);
+  return capture_->resources->deviceConstant(src, bytes);
+}
+
+void CudaDevice::releaseDeferred(void* data) noexcept { allocator_->free(data); }
+
 void CudaDevice::refuseInCapture(const char* what) const {
   if (capture_)
     throw Error(ErrorKind::Error,
@@ -61,11 +73,16 @@ void CudaDevice::beginCapture() {
   if (capture_) throw Error(ErrorKind::Error, "a capture is already in progress on " + name_, ErrorCode::Capture);
   if (kernelTiming()) throw Error(ErrorKind::Error, "kernel timing is on: turn it off before capturing a step", ErrorCode::Capture);
   auto capture = std::make_unique<StepCapture>();
-  capture->pool = std::make_shared<CapturePool>(std::static_pointer_cast<CudaDevice>(shared_from_this()));
+  capture->resources = std::make_shared<CaptureResources>(std::static_pointer_cast<CudaDevice>(shared_from_this()),
+                                                          allocator_->beginPrivatePool());
   // Relaxed: the capture's own cudaMalloc and cudaHostAlloc calls are allowed (they record no node).
   std::lock_guard<std::mutex> lock(captureMutex_);
-  BSSN_CUDA_TRY(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed));
-  capturePool_ = capture->pool;
+  const cudaError_t began = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed);
+  if (began != cudaSuccess) {
+    allocator_->endPrivatePool();
+    throwStatus("cudaStreamBeginCapture", began, "on " + name_, __FILE__, __LINE__);
+  }
+  captureResources_ = capture->resources;
   capture_ = std::move(capture);
 }
 
@@ -78,8 +95,9 @@ std::shared_ptr<CapturedWork> CudaDevice::endCapture() {
   {
     std::lock_guard<std::mutex> lock(captureMutex_);
     ended = cudaStreamEndCapture(stream_, &graph);
-    capturePool_.reset();
+    captureResources_.reset();
   }
+  allocator_->endPrivatePool();
   if (ended != cudaSuccess || !graph) {
     if (graph) cudaGraphDestroy(graph);
     cudaGetLastError();
@@ -92,7 +110,7 @@ std::shared_ptr<CapturedWork> CudaDevice::endCapture() {
   const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
   cudaGraphDestroy(graph);  // the executable is a copy
   if (instantiated != cudaSuccess) throwStatus("cudaGraphInstantiate", instantiated, "a captured step on " + name_, __FILE__, __LINE__);
-  return std::make_shared<CudaCapturedWork>(std::static_pointer_cast<CudaDevice>(shared_from_this()), exec, std::move(capture->pool));
+  return std::make_shared<CudaCapturedWork>(std::static_pointer_cast<CudaDevice>(shared_from_this()), exec, std::move(capture->resources));
 }
 
 }  // namespace bssn::cuda

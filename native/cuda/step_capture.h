@@ -2,10 +2,11 @@
 // CudaDevice::beginCapture and endCapture, its ops are recorded on the device's stream instead of run, and each
 // replay re-runs all of them in one cudaGraphLaunch on the same memory.
 //
-// Memory: a graph's kernels name the addresses they saw at capture, so every buffer allocated during a capture
-// comes from a pool private to it (plain cudaMalloc, which a Relaxed capture permits and which records no graph
-// node), never reused by anything else, and freed only when the graph and every buffer from it are gone. Buffers
-// freed during the capture that the graph may still read are kept as long as the graph, too.
+// Memory: a graph's kernels name the addresses they saw at capture, so every buffer allocated during a capture comes
+// from a pool private to it (cuda/caching_allocator.h: cudaMalloc, which a Relaxed capture permits and which records
+// no graph node), reused only within the capture, and freed when the graph and every buffer from it are gone.
+// Buffers of the ordinary pool freed during the capture may still be read by the graph: they go back to the cache
+// only when the graph goes.
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -18,45 +19,49 @@
 namespace bssn::cuda {
 
 class CudaDevice;
+class PrivatePool;
 
-// The memory a capture allocated, and the memory it saw freed: released when its last holder (the graph, or a
-// buffer allocated from it) lets go.
-class CapturePool {
+// What a captured graph keeps for as long as it lives.
+class CaptureResources {
  public:
-  CapturePool(std::shared_ptr<CudaDevice> device) : device_(std::move(device)) {}
-  ~CapturePool();
-  void* allocate(size_t bytes);
-  // A free during the capture of memory from the device's ordinary pool: kept until this pool goes.
+  CaptureResources(std::shared_ptr<CudaDevice> device, std::shared_ptr<PrivatePool> pool)
+      : device_(std::move(device)), pool_(std::move(pool)) {}
+  ~CaptureResources();
+  // An ordinary-pool block freed during the capture (any thread).
   void deferFree(void* data) {
     std::lock_guard<std::mutex> lock(mutex_);
     deferred_.push_back(data);
   }
   // Host memory of an upload made during the capture: its memcpy node reads it at every replay.
   void* hostConstant(size_t bytes);
+  // Device memory holding `bytes` of `src`, written now, once: a constant of the graph (a normalization's pointer
+  // table) that nothing else ever writes, so replays need no copy.
+  void* deviceConstant(const void* src, size_t bytes);
 
  private:
   std::shared_ptr<CudaDevice> device_;
+  std::shared_ptr<PrivatePool> pool_;
   std::mutex mutex_;
-  std::vector<void*> blocks_, deferred_, host_;
+  std::vector<void*> deferred_, host_, constants_;
 };
 
 // State of the capture in progress.
 struct StepCapture {
-  std::shared_ptr<CapturePool> pool;
+  std::shared_ptr<CaptureResources> resources;
 };
 
 // One captured step: replay() enqueues it on the device's stream.
 class CudaCapturedWork : public CapturedWork {
  public:
-  CudaCapturedWork(std::shared_ptr<CudaDevice> device, cudaGraphExec_t exec, std::shared_ptr<CapturePool> pool)
-      : device_(std::move(device)), exec_(exec), pool_(std::move(pool)) {}
+  CudaCapturedWork(std::shared_ptr<CudaDevice> device, cudaGraphExec_t exec, std::shared_ptr<CaptureResources> resources)
+      : device_(std::move(device)), exec_(exec), resources_(std::move(resources)) {}
   ~CudaCapturedWork() override;
   void replay() override;
 
  private:
   std::shared_ptr<CudaDevice> device_;
   cudaGraphExec_t exec_;
-  std::shared_ptr<CapturePool> pool_;
+  std::shared_ptr<CaptureResources> resources_;
 };
 
 }  // namespace bssn::cuda

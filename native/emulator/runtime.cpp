@@ -112,6 +112,7 @@ class Memory {
   int64_t deviceBytes = 0;  // returns to the pool when a free runs in stream order
   int64_t capacity = envBytes("BSSN_EMU_DEVICE_MEMORY", int64_t(16) << 30);
   std::atomic<int64_t> failAllocationIn{0};
+  std::atomic<int64_t> failAllocationsAfter{0};  // failures still to come right after the failAllocationIn-th
 
   // The allocation holding [p, p + bytes), if any.
   const Allocation* find(const void* p, size_t bytes, uintptr_t* start = nullptr) {
@@ -261,7 +262,10 @@ cudaError_t allocateDevice(void** ptr, size_t bytes, bool shareable) {
   *ptr = nullptr;
   if (bytes == 0) return cudaSuccess;
   Memory& m = memory();
-  if (m.failAllocationIn.load() > 0 && m.failAllocationIn.fetch_sub(1) == 1) return fail(cudaErrorMemoryAllocation);
+  if (m.failAllocationIn.load() > 0 && m.failAllocationIn.fetch_sub(1) == 1) {
+    if (m.failAllocationsAfter.load() > 0 && m.failAllocationsAfter.fetch_sub(1) > 0) m.failAllocationIn.store(1);
+    return fail(cudaErrorMemoryAllocation);
+  }
   {
     std::lock_guard<std::mutex> lock(m.mutex);
     if (m.deviceBytes + int64_t(bytes) > m.capacity) return fail(cudaErrorMemoryAllocation);
@@ -1598,7 +1602,12 @@ int bssnEmuIsDeviceRange(const void* p, size_t bytes) { return spaceOf(p, bytes 
 
 void bssnEmuFault(cudaError_t error, const char* message) { setSticky(error, message ? message : "fault"); }
 
-void bssnEmuFailAllocation(int64_t n) { memory().failAllocationIn.store(n); }
+void bssnEmuFailAllocation(int64_t n) { bssnEmuFailAllocations(n, 1); }
+
+void bssnEmuFailAllocations(int64_t n, int64_t count) {
+  memory().failAllocationsAfter.store(count > 1 ? count - 1 : 0);
+  memory().failAllocationIn.store(n);
+}
 
 void bssnEmuFailLaunch(int64_t n) { failLaunchIn.store(n); }
 void bssnEmuRefuseCooperative(int64_t n) { refuseCooperativeIn.store(n); }

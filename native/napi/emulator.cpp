@@ -7,9 +7,12 @@
 #include <vector>
 
 #include "cuda/common.cuh"
+#include "cuda/cuda_device.h"
 #include "emulator/probes.h"
 #include "napi/convert.h"
+#include "napi/device_handle.h"
 #include "napi/errors.h"
+#include "napi/type_tag.h"
 
 namespace bssn::napi {
 
@@ -103,13 +106,98 @@ std::string toName(const Napi::CallbackInfo& info) {
   return info[0].As<Napi::String>();
 }
 
+// The caching allocator's private pools (cuda/caching_allocator.h), for tests: begin(device) makes a new pool the
+// JS thread's allocation pool and returns a holder, end(device) ends it, release(holder) lets go of it (the pool's
+// memory goes once its buffers have gone too), reservedBytes(holder) is what it holds; cachedBytes(device) is the
+// general cache's free blocks.
+cuda::CudaDevice& cudaDeviceOf(Napi::Value value) {
+  const DevicePtr& device = unwrapTagged<DeviceHandle>(value, "a device handle")->device();
+  if (device->kind() != DeviceKind::Cuda) throwTypeError("expected a CUDA device handle");
+  return static_cast<cuda::CudaDevice&>(*device);
+}
+using PoolHolder = std::shared_ptr<cuda::PrivatePool>;
+PoolHolder& poolOf(Napi::Value value) {
+  if (!value.IsExternal()) throwTypeError("expected a private pool holder");
+  return *value.As<Napi::External<PoolHolder>>().Data();
+}
+Napi::Object privatePoolBindings(Napi::Env env) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("begin", fn(env, "begin", [](const Napi::CallbackInfo& info) -> Napi::Value {
+          auto* holder = new PoolHolder(cudaDeviceOf(info[0]).beginPrivatePool());
+          return Napi::External<PoolHolder>::New(info.Env(), holder, [](Napi::Env, PoolHolder* h) { delete h; });
+        }));
+  o.Set("end", fn(env, "end", [](const Napi::CallbackInfo& info) -> Napi::Value {
+          cudaDeviceOf(info[0]).endPrivatePool();
+          return info.Env().Undefined();
+        }));
+  o.Set("release", fn(env, "release", [](const Napi::CallbackInfo& info) -> Napi::Value {
+          poolOf(info[0]).reset();
+          return info.Env().Undefined();
+        }));
+  o.Set("reservedBytes", fn(env, "reservedBytes", [](const Napi::CallbackInfo& info) -> Napi::Value {
+          const PoolHolder& pool = poolOf(info[0]);
+          return Napi::Number::New(info.Env(), pool ? double(pool->reservedBytes()) : 0.0);
+        }));
+  o.Set("cachedBytes", fn(env, "cachedBytes", [](const Napi::CallbackInfo& info) -> Napi::Value {
+          return Napi::Number::New(info.Env(), double(cudaDeviceOf(info[0]).cachedBytes()));
+        }));
+  // capture(device, withPool): captures (relaxed) a buffer allocated, filled with 1 and freed, then one allocated and
+  // filled with 3; with the pool, launches the graph and reads the second buffer. The emulator refuses
+  // cudaMallocAsync in a capture (CUDA would record an allocation node): {outcome: "ok" or the error, values}.
+  o.Set("capture", fn(env, "capture", [](const Napi::CallbackInfo& info) -> Napi::Value {
+          cuda::CudaDevice& d = cudaDeviceOf(info[0]);
+          const bool withPool = info[1].ToBoolean();
+          constexpr size_t n = 1000;
+          std::string outcome = "ok";
+          PoolHolder pool = withPool ? d.beginPrivatePool() : nullptr;
+          const cudaStream_t s = d.stream();
+          if (cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed) != cudaSuccess) throwError("cudaStreamBeginCapture failed");
+          BufferPtr kept;
+          try {
+            {
+              BufferPtr scratch = d.allocate(n * sizeof(float));
+              d.fill(scratch, n, 1.0f);
+            }
+            kept = d.allocate(n * sizeof(float));
+            d.fill(kept, n, 3.0f);
+          } catch (const std::exception& e) {
+            outcome = e.what();
+          }
+          if (withPool) d.endPrivatePool();
+          cudaGraph_t graph = nullptr;
+          const cudaError_t ended = cudaStreamEndCapture(s, &graph);
+          cudaGetLastError();
+          std::vector<double> values;
+          if (ended == cudaSuccess && graph && outcome == "ok") {
+            cudaGraphExec_t exec = nullptr;
+            std::vector<float> host(n, 0.0f);
+            if (cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess || cudaGraphLaunch(exec, s) != cudaSuccess ||
+                cudaStreamSynchronize(s) != cudaSuccess || cudaMemcpy(host.data(), kept->data(), n * sizeof(float), cudaMemcpyDeviceToHost) != cudaSuccess)
+              outcome = "the graph failed";
+            values.assign(host.begin(), host.end());
+            if (exec) cudaGraphExecDestroy(exec);
+          } else if (outcome == "ok") {
+            outcome = "cudaStreamEndCapture failed";
+          }
+          if (graph) cudaGraphDestroy(graph);
+          Napi::Object r = Napi::Object::New(info.Env());
+          r.Set("outcome", outcome);
+          r.Set("values", toArray(info.Env(), values));
+          return r;
+        }));
+  return o;
+}
+
 }  // namespace
 
 Napi::Object defineEmulator(Napi::Env env) {
   Napi::Object o = Napi::Object::New(env);
-  // failAllocation(n) / failLaunch(n): the n-th device allocation / kernel launch from now fails (0: off).
+  o.Set("privatePool", privatePoolBindings(env));
+  // failAllocation(n, count = 1) / failLaunch(n): the n-th device allocation (and the count - 1 after it) / kernel
+  // launch from now fails (0: off).
   o.Set("failAllocation", fn(env, "failAllocation", [](const Napi::CallbackInfo& info) -> Napi::Value {
-          bssnEmuFailAllocation(toInteger(info[0], "allocation count", 0, 1000000000));
+          const int64_t count = info[1].IsUndefined() ? 1 : toInteger(info[1], "failure count", 1, 1000000000);
+          bssnEmuFailAllocations(toInteger(info[0], "allocation count", 0, 1000000000), count);
           return info.Env().Undefined();
         }));
   o.Set("failLaunch", fn(env, "failLaunch", [](const Napi::CallbackInfo& info) -> Napi::Value {

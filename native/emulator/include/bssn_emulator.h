@@ -23,6 +23,8 @@ BSSN_EMU_API void bssnEmuFault(cudaError_t error, const char* message);
 // Fault injection (the counters count from the call on; 0 turns a fault off).
 // The n-th device allocation (cudaMalloc, cudaMallocAsync) from now fails with cudaErrorMemoryAllocation.
 BSSN_EMU_API void bssnEmuFailAllocation(int64_t n);
+// The same, and the count - 1 allocations after it fail too (an allocator's retry after returning its cache).
+BSSN_EMU_API void bssnEmuFailAllocations(int64_t n, int64_t count);
 // The n-th kernel launch from now faults on the device with the sticky cudaErrorLaunchFailure. A graph's kernel
 // nodes count as launches, decided at cudaGraphLaunch; a kernel captured into a graph is not a launch.
 BSSN_EMU_API void bssnEmuFailLaunch(int64_t n);
