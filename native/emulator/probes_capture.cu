@@ -82,6 +82,8 @@ struct Step {
     checkLib(d.setFilter4d(wd, cudnn::kDataFloat, cudnn::kTensorNCHW, Cout, Cin, R, R), "cudnnSetFilter4dDescriptor");
     checkLib(d.createConvDesc(&cd), "cudnnCreateConvolutionDescriptor");
     checkLib(d.setConv2d(cd, 1, 1, 1, 1, 1, 1, cudnn::kCrossCorrelation, cudnn::kDataFloat), "cudnnSetConvolution2dDescriptor");
+    // fp32 math: the test compares with a float64 reference at fp32's tolerance (TF32 is test/tf32.test.ts's)
+    checkLib(d.setConvMathType(cd, cudnn::kFmaMath), "cudnnSetConvolutionMathType");
     checkLib(d.getFwdWorkspace(dnn, xd, wd, cd, yd, 0, &workspaceBytes), "cudnnGetConvolutionForwardWorkspaceSize");
     in = device<float>(kIn), copy = device<float>(kIn), acc = device<float>(kIn), weight = device<float>(K * N);
     c = device<float>(kC), filter = device<float>(kFilter), y = device<float>(kY), count = device<int>(1);
