@@ -70,7 +70,7 @@ async function train(make: () => GanStepperParts, capture: boolean, steps: numbe
       losses.push([(await r.lossD.toArray())[0], (await r.lossG.toArray())[0]])
       if (!r.captured) [r.lossD, r.lossG].forEach((t) => t.dispose())
     }
-    return { losses, weights: await weightsOf(parts.generator, parts.discriminator), captured, stepCount: parts.optD.stepCount }
+    return { losses, weights: await weightsOf(parts.generator, parts.discriminator), captured, stepCount: (parts.optD as Adam).stepCount }
   } finally {
     stepper.dispose()
     dispose(parts)
