@@ -34,5 +34,11 @@ if [[ "$out" == *asan ]]; then
   export BSSN_UNDER_SANITIZER=1  # the long soaks skip (test/train.test.ts, test/cpu_backend.test.ts)
   export ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:abort_on_error=0:exitcode=86:detect_stack_use_after_return=0:allocator_may_return_null=1"
 fi
+skip=()
+if [[ "$out" == *asan ]]; then
+  # The CLI's own tests and the PyTorch baselines drive whole training runs through child processes and Python:
+  # minutes under the sanitizer for native paths the rest of the suite already runs there (CI time, .ci/run).
+  skip=(--exclude test/cli.test.ts --exclude test/cli_files.test.ts --exclude test/torch_baselines.test.ts)
+fi
 echo "=== vitest on $BSSN_ADDON (BSSN_REQUIRE_CUDA=1)"
-npx vitest run "$@"
+npx vitest run "${skip[@]}" "$@"

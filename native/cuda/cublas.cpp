@@ -26,6 +26,7 @@ const CublasApi& cublasApi() {
       api.setStream = lib.function<cublas::SetStreamFn>("cublasSetStream_v2");
       api.getVersion = lib.function<cublas::GetVersionFn>("cublasGetVersion_v2");
       api.setMathMode = lib.function<cublas::SetMathModeFn>("cublasSetMathMode");
+      api.setWorkspace = lib.function<cublas::SetWorkspaceFn>("cublasSetWorkspace_v2");
       api.statusString = lib.function<cublas::GetStatusStringFn>("cublasGetStatusString");
       api.getProperty = lib.function<cublas::GetPropertyFn>("cublasGetProperty");
       api.sgemm = lib.function<cublas::SgemmFn>("cublasSgemm_v2");

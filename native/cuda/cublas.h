@@ -14,6 +14,7 @@ struct CublasApi {
   cublas::SetStreamFn setStream;
   cublas::GetVersionFn getVersion;
   cublas::SetMathModeFn setMathMode;
+  cublas::SetWorkspaceFn setWorkspace;
   cublas::GetStatusStringFn statusString;
   cublas::GetPropertyFn getProperty;
   cublas::SgemmFn sgemm;

@@ -4,6 +4,8 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
+
 struct cublasContext;  // as cublas_api.h names it, so the handle type is the real one
 
 namespace bssn::cublas {
@@ -22,6 +24,7 @@ using DestroyFn = Status (*)(Handle);                                // cublasDe
 using SetStreamFn = Status (*)(Handle, cudaStream_t);                // cublasSetStream_v2
 using GetVersionFn = Status (*)(Handle, int*);                       // cublasGetVersion_v2
 using SetMathModeFn = Status (*)(Handle, int);                       // cublasSetMathMode
+using SetWorkspaceFn = Status (*)(Handle, void*, size_t);            // cublasSetWorkspace_v2
 using GetStatusStringFn = const char* (*)(Status);                   // cublasGetStatusString
 using GetPropertyFn = Status (*)(int, int*);                        // cublasGetProperty (libraryPropertyType)
 constexpr int kMajorVersion = 0, kMinorVersion = 1, kPatchLevel = 2;  // MAJOR_VERSION, MINOR_VERSION, PATCH_LEVEL

@@ -272,6 +272,7 @@ CudaDevice::~CudaDevice() {
   }
   conv_.reset();  // its descriptors go before the cuDNN handle
   if (cublas_) cublasApi().destroy(cublas_);
+  if (cublasWorkspace_) cudaFree(cublasWorkspace_);
   if (cudnn_) cudnnApi().destroy(cudnn_);
   if (stream_) {
     cudaSetDevice(index_);
@@ -301,8 +302,22 @@ cublas::Handle CudaDevice::cublasHandle() {
       failed = "cublasSetMathMode";
       st = api.setMathMode(handle, tf32().matmul ? cublas::kTf32TensorOpMath : cublas::kDefaultMath);
     }
+    // A workspace of our own (after setStream, which resets it): cuBLAS then allocates nothing in a captured step,
+    // whose graph replays with this memory (the device outlives its graphs). NVIDIA's recommended size per arch.
+    if (st == cublas::kSuccess) {
+      failed = "cublasSetWorkspace_v2";
+      const size_t bytes = computeMajor_ >= 9 ? (32u << 20) : (4u << 20);
+      if (cudaMalloc(&cublasWorkspace_, bytes) != cudaSuccess) {
+        cudaGetLastError();
+        cublasWorkspace_ = nullptr;  // cuBLAS's own pool then, as before (captures may fail: out of memory anyway)
+      } else {
+        st = api.setWorkspace(handle, cublasWorkspace_, bytes);
+      }
+    }
     if (st != cublas::kSuccess) {
       api.destroy(handle);
+      if (cublasWorkspace_) cudaFree(cublasWorkspace_);
+      cublasWorkspace_ = nullptr;
       throwCublas(failed, st);
     }
     cublas_ = handle;

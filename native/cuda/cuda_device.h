@@ -180,6 +180,7 @@ class CudaDevice : public Device {
   int computeMajor_ = 0, computeMinor_ = 0, multiprocessors_ = 0;
   size_t totalMemory_ = 0;
   cublas::Handle cublas_ = nullptr;
+  void* cublasWorkspace_ = nullptr;  // set on cublas_, freed after it
   cudnn::Handle cudnn_ = nullptr;
   std::unique_ptr<class ConvCache> conv_;  // per-shape cuDNN plans, created on the first convolution
   ConvCache& conv();

@@ -20,6 +20,7 @@
 struct cublasContext {
   std::atomic<cudaStream_t> stream{nullptr};
   std::atomic<int> mathMode{0};
+  std::atomic<void*> workspace{nullptr};  // the caller's (the emulated sgemm needs none)
 };
 
 namespace {
@@ -97,6 +98,13 @@ CUBLAS_EMU_API int cublasSetStream_v2(cublasContext* handle, cudaStream_t stream
 CUBLAS_EMU_API int cublasGetVersion_v2(cublasContext*, int* version) {
   if (!version) return kInvalidValue;
   *version = kMajor * 10000 + kMinor * 100 + kPatch;
+  return kSuccess;
+}
+
+CUBLAS_EMU_API int cublasSetWorkspace_v2(cublasContext* handle, void* workspace, size_t bytes) {
+  if (!handle) return kNotInitialized;
+  if (bytes > 0 && !workspace) return kInvalidValue;
+  handle->workspace = workspace;
   return kSuccess;
 }
 

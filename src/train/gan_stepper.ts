@@ -45,6 +45,7 @@ export class GanStepper {
   #seeds: Tensor | undefined // uint64 seeds of the z draws, as float32 bits
   #reals: Tensor[] = [] // the real batches' static inputs
   #losses: { lossD: Tensor; lossG: Tensor } | undefined // the static outputs
+  #tf32 = '' // the device's TF32 setting when the graph was captured
 
   constructor(parts: GanStepperParts, options: GanStepperOptions = {}) {
     if (typeof parts !== 'object' || parts === null) throw typeError(`expected the GAN's parts, got ${describe(parts)}`)
@@ -83,8 +84,9 @@ export class GanStepper {
     const reals = Array.from({ length: nDis }, (_, i) => this.parts.sampleReal(step, 2 * i + 1))
     try {
       reals.forEach((r, i) => checkTensor(r, `sampleReal(${step}, ${2 * i + 1})`))
-      if (this.#graph && reals.some((r, i) => !sameShape(r, this.#reals[i]))) {
-        // A new shape: its plans are made by eager steps first (cuDNN's algorithm search cannot run in a capture).
+      if (this.#graph && (reals.some((r, i) => !sameShape(r, this.#reals[i])) || tf32Of(this.device) !== this.#tf32)) {
+        // A new shape, or TF32 switched (a graph keeps the math modes of its capture): new plans are made by eager
+        // steps first (cuDNN's algorithm search cannot run in a capture), then the step is captured again.
         this.#drop()
         this.#eagerSteps = 1
         reals.forEach((r) => r.dispose())
@@ -139,6 +141,7 @@ export class GanStepper {
       }),
     )
     this.#graph = graph
+    this.#tf32 = tf32Of(this.device)
     this.#losses = { lossD: keep(result.lossD), lossG: keep(result.lossG) }
   }
 
@@ -166,6 +169,8 @@ export class GanStepper {
     this.#drop()
   }
 }
+
+const tf32Of = (device: Device) => JSON.stringify(device.tf32)
 
 function sameShape(a: Tensor, b: Tensor): boolean {
   return a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i])

@@ -20,6 +20,7 @@ static_assert(matches<bssn::cublas::DestroyFn>(&cublasDestroy_v2), "cublasDestro
 static_assert(matches<bssn::cublas::SetStreamFn>(&cublasSetStream_v2), "cublasSetStream_v2");
 static_assert(matches<bssn::cublas::GetVersionFn>(&cublasGetVersion_v2), "cublasGetVersion_v2");
 static_assert(matches<bssn::cublas::SetMathModeFn>(&cublasSetMathMode), "cublasSetMathMode");
+static_assert(matches<bssn::cublas::SetWorkspaceFn>(&cublasSetWorkspace_v2), "cublasSetWorkspace_v2");
 static_assert(matches<bssn::cublas::GetStatusStringFn>(&cublasGetStatusString), "cublasGetStatusString");
 static_assert(matches<bssn::cublas::GetPropertyFn>(&cublasGetProperty), "cublasGetProperty");
 static_assert(matches<bssn::cublas::SgemmFn>(&cublasSgemm_v2), "cublasSgemm_v2");
