@@ -63,10 +63,11 @@ export function ganStep(p: GanParts): { lossD: Tensor; lossG: Tensor } {
     // dropped by the next optD.zeroGrad() anyway), which skips D's weight and bias gradients and BSSN's backward.
     const lossG = frozen(p.discriminator, () => {
       p.normalization?.forward()
-      return hingeLossG(p.discriminator.forward(p.generator.forward(p.sampleZ())))
+      const loss = hingeLossG(p.discriminator.forward(p.generator.forward(p.sampleZ())))
+      p.optG.zeroGrad()
+      loss.backward() // frozen still: nodes ask at backward whether an input needs a gradient
+      return loss
     })
-    p.optG.zeroGrad()
-    lossG.backward()
     p.optG.step()
     return { lossD: lossD!, lossG }
   })

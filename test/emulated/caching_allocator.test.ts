@@ -67,6 +67,7 @@ suite(`CUDA caching allocator (emulated)${counting ? '' : ' (skipped: needs the 
 
   it('returns its cache and retries when CUDA runs out of memory', async () => {
     const device = Device.cuda(0)
+    device.emptyCache() // the suite's other files share this process's device: its cache holds only what follows
     await roundTrip(device)
     expect(emu().privatePool.cachedBytes(device.handle)).toBeGreaterThan(0)
     emu().failAllocation(1) // the next CUDA allocation fails

@@ -335,7 +335,12 @@ suite(`the CUDA backend with grid-stride loops forced to wrap (grids capped at 3
       const x = device.randn([4, 3, 20, 20], { seed: 9 })
       const stats = { runningMean: device.randn([3], { seed: 10 }), runningVar: device.rand([3], { seed: 11, low: 0.5, high: 2 }) }
       const y = F.batchNorm(x, device.rand([3], { seed: 12 }), device.randn([3], { seed: 13 }), stats, { training: false })
-      const out = await Promise.all([p, y, device.zeros([3000]), device.rand([3000], { seed: 14 })].map((t: Tensor) => t.toArray()))
+      // noise whose seed is read on the device (a captured step's draws), from a table of two seeds
+      const table = device.tensor(new Float32Array(new BigUint64Array([15n, 2n ** 40n + 16n]).buffer), [4])
+      const drawn = device.empty([3000])
+      native().ops.randnFromTable(drawn.handle, table.handle, 1, 0.5)
+      const product = F.mul(g, device.rand([3000], { seed: 17 })) // elementwise binary ops (a training step has few left)
+      const out = await Promise.all([p, y, device.zeros([3000]), device.rand([3000], { seed: 14 }), drawn, product].map((t: Tensor) => t.toArray()))
       opt.dispose()
       return out
     }

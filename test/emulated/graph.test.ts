@@ -314,9 +314,11 @@ suite(`faults in graph replays${reason}`, () => {
       const r = inChild(
         `emit(addon.emulator.probes.graphFault(${JSON.stringify(input)}, ${JSON.stringify(scalars)}, 3, ${failAt}))`,
       ) as NativeEmulatorReport
-      expect(r.statuses['graphLaunch 0']).toBe(ok)
-      expect(r.statuses['graphLaunch 1']).toBe(ok)
-      expect(r.statuses['graphLaunch 2']).toBe(ok)
+      // Launches up to the faulting replay's return success; a later one may already see the fault, as on a GPU,
+      // where an asynchronous error surfaces at whichever call comes after it (a race the loaded CI machine lost).
+      for (let i = 0; i < 3; i++)
+        if (i <= completed) expect(r.statuses[`graphLaunch ${i}`]).toBe(ok)
+        else expect([ok, 'cudaErrorLaunchFailure']).toContain(r.statuses[`graphLaunch ${i}`])
       expect(r.statuses.sync).toBe(
         `cudaErrorLaunchFailure: unspecified launch failure [emulator: kernel ${kernel} faulted (injected by bssnEmuFailLaunch)]`,
       )
