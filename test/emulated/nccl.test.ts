@@ -1,0 +1,94 @@
+// The emulated NCCL (native/emulator/nccl.cpp): ranks as child processes on the emulated device exchange through
+// shared memory with NCCL's semantics: all-reduce (sum, average) in rank order, so every rank gets the same bits;
+// broadcast; a rank that dies makes its peers' collectives fail with a coded error, not hang.
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { describe, expect, it } from 'vitest'
+
+import { native } from '../../src/native.js'
+import { emulated } from '../helpers/backends.js'
+import { bundle } from '../helpers/peer.js'
+import { randomArray } from '../helpers/random.js'
+
+const run = promisify(execFile)
+const suite = emulated ? describe : describe.skip
+// Two 1 MiB staging chunks and a part: the chunked path and its tail both run.
+const elements = (1 << 18) * 2 + 1234
+
+interface Reply {
+  ok: boolean
+  data?: string
+  code?: string
+  message?: string
+}
+
+// Runs `nranks` ranks, rank r doing what[r]; resolves with each rank's reply (undefined for one that died).
+async function ranks(nranks: number, what: (rank: number) => string, seed: number): Promise<Array<Reply | undefined>> {
+  const program = await bundle('test/fixtures/nccl_rank.ts')
+  const id = native().nccl!.uniqueId().toString('hex')
+  return Promise.all(
+    Array.from({ length: nranks }, (_, rank) =>
+      run(process.execPath, [program, id, String(nranks), String(rank), what(rank), String(elements), String(seed)], {
+        env: process.env,
+        maxBuffer: 1 << 26,
+        timeout: 60_000,
+      }).then(
+        ({ stdout }) => JSON.parse(stdout.trim().split('\n').pop()!) as Reply,
+        (e: { signal?: string }) => {
+          if (e.signal === 'SIGKILL') return undefined
+          throw e
+        },
+      ),
+    ),
+  )
+}
+
+const floats = (reply: Reply | undefined): Float32Array => {
+  expect(reply?.ok, reply?.message).toBe(true)
+  const bytes = Buffer.from(reply!.data!, 'base64')
+  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)
+}
+
+suite('emulated NCCL', () => {
+  for (const nranks of [2, 4])
+    for (const op of ['sum', 'avg'] as const)
+      it(`all-reduce (${op}) over ${nranks} ranks: the float64 reference's result, bit-identical on every rank`, async () => {
+        const seed = 1000 * nranks + (op === 'sum' ? 1 : 2)
+        const replies = await ranks(nranks, () => op, seed)
+        const inputs = Array.from({ length: nranks }, (_, r) => randomArray(elements, seed + r))
+        const first = floats(replies[0])
+        expect(first).toHaveLength(elements)
+        let worst = 0
+        for (let i = 0; i < elements; ++i) {
+          let sum = 0, magnitude = 0
+          for (const x of inputs) {
+            sum += x[i]
+            magnitude += Math.abs(x[i])
+          }
+          const reference = op === 'avg' ? sum / nranks : sum
+          const scale = op === 'avg' ? magnitude / nranks : magnitude
+          worst = Math.max(worst, Math.abs(first[i] - reference) / (scale * 2 ** -23 * nranks))
+        }
+        expect(worst).toBeLessThanOrEqual(1)  // within n float32 roundings of the float64 sum
+        for (const reply of replies.slice(1)) expect(Buffer.compare(Buffer.from(floats(reply).buffer), Buffer.from(first.buffer))).toBe(0)
+      }, 60_000)
+
+  it('broadcast from rank 2 of 4: every rank holds the root\'s buffer exactly', async () => {
+    const seed = 77
+    const replies = await ranks(4, () => 'broadcast:2', seed)
+    const root = randomArray(elements, seed + 2)
+    for (const reply of replies) expect(Buffer.compare(Buffer.from(floats(reply).buffer), Buffer.from(root.buffer))).toBe(0)
+  }, 60_000)
+
+  it('a rank killed while its peers wait in an all-reduce: they fail with ERR_BSSN_COLLECTIVE_FAILED within seconds', async () => {
+    const started = Date.now()
+    const replies = await ranks(3, (rank) => (rank === 1 ? 'die' : 'sum'), 5)
+    expect(replies[1]).toBeUndefined()
+    for (const reply of [replies[0], replies[2]]) {
+      expect(reply?.ok).toBe(false)
+      expect(reply?.code).toBe('ERR_BSSN_COLLECTIVE_FAILED')
+      expect(reply?.message).toMatch(/remote process exited/)
+    }
+    expect(Date.now() - started).toBeLessThan(15_000)
+  }, 60_000)
+})
