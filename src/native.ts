@@ -332,6 +332,8 @@ export interface NativeNccl {
   /** Waits for the device's stream, polling the communicator's async error; aborts it on failure or timeout. */
   wait(comm: NativeNcclComm, timeoutMs: number): void
   abort(comm: NativeNcclComm): void
+  /** Emulated build only: bytes this process's collectives all-reduced and broadcast so far. */
+  emulatedBytes?(): { allReduced: number; broadcast: number }
 }
 
 export interface NativeBinding {

@@ -35,6 +35,9 @@ const NcclApi& ncclApi() {
       api.commAbort = lib.function<nccl::CommAbortFn>("ncclCommAbort");
       api.commDestroy = lib.function<nccl::CommDestroyFn>("ncclCommDestroy");
       api.errorString = lib.function<nccl::GetErrorStringFn>("ncclGetErrorString");
+#if defined(BSSN_CUDA_EMULATED)
+      api.emulatedBytes = lib.function<void (*)(int64_t*, int64_t*)>("bssnNcclEmuBytes");
+#endif
     } catch (const std::exception& e) {
       failure = e.what();
     }

@@ -159,6 +159,17 @@ Napi::Object defineNccl(Napi::Env env) {
           abortComm(*info[0].As<Napi::External<CommBox>>().Data());
           return info.Env().Undefined();
         }));
+#if defined(BSSN_CUDA_EMULATED)
+  // emulatedBytes(): {allReduced, broadcast}, the bytes this process's collectives moved (the emulator's counting).
+  o.Set("emulatedBytes", fn(env, "emulatedBytes", [](const Napi::CallbackInfo& info) -> Napi::Value {
+          int64_t allReduced = 0, broadcast = 0;
+          cuda::ncclApi().emulatedBytes(&allReduced, &broadcast);
+          Napi::Object r = Napi::Object::New(info.Env());
+          r.Set("allReduced", double(allReduced));
+          r.Set("broadcast", double(broadcast));
+          return r;
+        }));
+#endif
   return o;
 }
 

@@ -20,20 +20,24 @@ interface Reply {
   data?: string
   code?: string
   message?: string
+  bytes?: { allReduced: number; broadcast: number }
+  exitedAfterMs: number
 }
 
-// Runs `nranks` ranks, rank r doing what[r]; resolves with each rank's reply (undefined for one that died).
-async function ranks(nranks: number, what: (rank: number) => string, seed: number): Promise<Array<Reply | undefined>> {
+// Runs `nranks` ranks, rank r doing what(r); resolves with each rank's reply and when it exited (undefined for one
+// that died).
+async function ranks(nranks: number, what: (rank: number) => string, seed: number, timeoutMs = 20_000): Promise<Array<Reply | undefined>> {
   const program = await bundle('test/fixtures/nccl_rank.ts')
   const id = native().nccl!.uniqueId().toString('hex')
+  const started = Date.now()
   return Promise.all(
     Array.from({ length: nranks }, (_, rank) =>
-      run(process.execPath, [program, id, String(nranks), String(rank), what(rank), String(elements), String(seed)], {
+      run(process.execPath, [program, id, String(nranks), String(rank), what(rank), String(elements), String(seed), String(timeoutMs)], {
         env: process.env,
         maxBuffer: 1 << 26,
         timeout: 60_000,
       }).then(
-        ({ stdout }) => JSON.parse(stdout.trim().split('\n').pop()!) as Reply,
+        ({ stdout }) => ({ ...(JSON.parse(stdout.trim().split('\n').pop()!) as Reply), exitedAfterMs: Date.now() - started }),
         (e: { signal?: string }) => {
           if (e.signal === 'SIGKILL') return undefined
           throw e
@@ -71,6 +75,7 @@ suite('emulated NCCL', () => {
         }
         expect(worst).toBeLessThanOrEqual(1)  // within n float32 roundings of the float64 sum
         for (const reply of replies.slice(1)) expect(Buffer.compare(Buffer.from(floats(reply).buffer), Buffer.from(first.buffer))).toBe(0)
+        for (const reply of replies) expect(reply!.bytes).toEqual({ allReduced: elements * 4, broadcast: 0 })
       }, 60_000)
 
   it('broadcast from rank 2 of 4: every rank holds the root\'s buffer exactly', async () => {
@@ -78,6 +83,7 @@ suite('emulated NCCL', () => {
     const replies = await ranks(4, () => 'broadcast:2', seed)
     const root = randomArray(elements, seed + 2)
     for (const reply of replies) expect(Buffer.compare(Buffer.from(floats(reply).buffer), Buffer.from(root.buffer))).toBe(0)
+    for (const reply of replies) expect(reply!.bytes).toEqual({ allReduced: 0, broadcast: elements * 4 })
   }, 60_000)
 
   it('a rank killed while its peers wait in an all-reduce: they fail with ERR_BSSN_COLLECTIVE_FAILED within seconds', async () => {
@@ -90,5 +96,14 @@ suite('emulated NCCL', () => {
       expect(reply?.message).toMatch(/remote process exited/)
     }
     expect(Date.now() - started).toBeLessThan(15_000)
+  }, 60_000)
+
+  it('a live peer that never calls: the wait times out, aborts the communicator (waking its stream) and the rank exits', async () => {
+    const replies = await ranks(2, (rank) => (rank === 1 ? 'idle' : 'sum'), 9, 1000)
+    expect(replies[0]?.ok).toBe(false)
+    expect(replies[0]?.code).toBe('ERR_BSSN_COLLECTIVE_FAILED')
+    expect(replies[0]?.message).toMatch(/did not finish within 1000 ms/)
+    // Exited well before the idle peer (6 s): the abort woke the collective blocked on the stream.
+    expect(replies[0]!.exitedAfterMs).toBeLessThan(replies[1]!.exitedAfterMs - 2000)
   }, 60_000)
 })
