@@ -327,7 +327,8 @@ export interface NativeNccl {
   uniqueId(): Buffer
   /** ncclCommInitRank: blocks until all `nranks` ranks have joined. */
   init(device: NativeDeviceHandle, id: Buffer, nranks: number, rank: number): NativeNcclComm
-  allReduce(comm: NativeNcclComm, tensor: NativeTensorHandle, op: 'sum' | 'avg'): void
+  /** An array goes as one NCCL group (ncclGroupStart/End). */
+  allReduce(comm: NativeNcclComm, tensors: NativeTensorHandle | NativeTensorHandle[], op: 'sum' | 'avg'): void
   broadcast(comm: NativeNcclComm, tensor: NativeTensorHandle, root: number): void
   /** Waits for the device's stream, polling the communicator's async error; aborts it on failure or timeout. */
   wait(comm: NativeNcclComm, timeoutMs: number): void

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cstring>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "core/tensor.h"
@@ -100,15 +102,42 @@ Napi::Object defineNccl(Napi::Env env) {
           tagObject(info.Env(), ext, kCommTag);
           return ext;
         }));
-  // allReduce(comm, tensor, op: 'sum' | 'avg'): in place, enqueued on the device's stream.
+  // allReduce(comm, tensor or tensors, op: 'sum' | 'avg'): in place, enqueued on the device's stream; an array
+  // goes as one NCCL group (ncclGroupStart/End), as a gradient bucket's tensors would.
   o.Set("allReduce", fn(env, "allReduce", [](const Napi::CallbackInfo& info) -> Napi::Value {
           CommBox& box = commOf(info[0]);
-          size_t count = 0;
-          float* data = tensorData(box, info[1], &count);
           const std::string op = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
           if (op != "sum" && op != "avg") throwTypeError("expected the reduction: 'sum' or 'avg'");
-          check("ncclAllReduce", cuda::ncclApi().allReduce(data, data, count, nccl::kFloat32, op == "sum" ? nccl::kSum : nccl::kAvg,
-                                                           box.comm, cudaOf(box.device).stream()));
+          std::vector<std::pair<float*, size_t>> buffers;
+          if (info[1].IsArray()) {
+            Napi::Array a = info[1].As<Napi::Array>();
+            for (uint32_t i = 0; i < a.Length(); ++i) {
+              size_t count = 0;
+              float* data = tensorData(box, a.Get(i), &count);
+              buffers.emplace_back(data, count);
+            }
+          } else {
+            size_t count = 0;
+            float* data = tensorData(box, info[1], &count);
+            buffers.emplace_back(data, count);
+          }
+          const cuda::NcclApi& api = cuda::ncclApi();
+          const bool group = info[1].IsArray();
+          if (group) check("ncclGroupStart", api.groupStart());
+          nccl::Result first = nccl::kSuccess;
+          for (const auto& [data, count] : buffers) {
+            const nccl::Result r = api.allReduce(data, data, count, nccl::kFloat32, op == "sum" ? nccl::kSum : nccl::kAvg, box.comm,
+                                                 cudaOf(box.device).stream());
+            if (r != nccl::kSuccess) {
+              first = r;
+              break;
+            }
+          }
+          if (group) {
+            const nccl::Result ended = api.groupEnd();  // always, so the thread's group depth stays balanced
+            if (first == nccl::kSuccess && ended != nccl::kSuccess) cuda::throwNccl("ncclGroupEnd", ended);
+          }
+          if (first != nccl::kSuccess) cuda::throwNccl("ncclAllReduce", first);
           return info.Env().Undefined();
         }));
   // broadcast(comm, tensor, root): root's tensor into every rank's, in place, on the device's stream.

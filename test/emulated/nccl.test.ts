@@ -53,36 +53,37 @@ const floats = (reply: Reply | undefined): Float32Array => {
   return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)
 }
 
+const bytesOf = (a: Float32Array): Buffer => Buffer.from(a.buffer, a.byteOffset, a.byteLength)
+
 suite('emulated NCCL', () => {
-  for (const nranks of [2, 4])
-    for (const op of ['sum', 'avg'] as const)
-      it(`all-reduce (${op}) over ${nranks} ranks: the float64 reference's result, bit-identical on every rank`, async () => {
-        const seed = 1000 * nranks + (op === 'sum' ? 1 : 2)
-        const replies = await ranks(nranks, () => op, seed)
-        const inputs = Array.from({ length: nranks }, (_, r) => randomArray(elements, seed + r))
-        const first = floats(replies[0])
-        expect(first).toHaveLength(elements)
-        let worst = 0
-        for (let i = 0; i < elements; ++i) {
-          let sum = 0, magnitude = 0
-          for (const x of inputs) {
-            sum += x[i]
-            magnitude += Math.abs(x[i])
-          }
-          const reference = op === 'avg' ? sum / nranks : sum
-          const scale = op === 'avg' ? magnitude / nranks : magnitude
-          worst = Math.max(worst, Math.abs(first[i] - reference) / (scale * 2 ** -23 * nranks))
+  for (const [nranks, op] of [[2, 'sum'], [2, 'avg'], [4, 'sum'], [4, 'avg'], [3, 'group']] as const)
+    it(`all-reduce (${op === 'group' ? 'sum of three tensors in one group' : op}) over ${nranks} ranks: the float64 reference's result, bit-identical on every rank`, async () => {
+      const seed = 1000 * nranks + (op === 'avg' ? 2 : 1)
+      const replies = await ranks(nranks, () => op, seed)
+      const inputs = Array.from({ length: nranks }, (_, r) => randomArray(elements, seed + r))
+      const first = floats(replies[0])
+      expect(first).toHaveLength(elements)
+      let worst = 0
+      for (let i = 0; i < elements; ++i) {
+        let sum = 0, magnitude = 0
+        for (const x of inputs) {
+          sum += x[i]
+          magnitude += Math.abs(x[i])
         }
-        expect(worst).toBeLessThanOrEqual(1)  // within n float32 roundings of the float64 sum
-        for (const reply of replies.slice(1)) expect(Buffer.compare(Buffer.from(floats(reply).buffer), Buffer.from(first.buffer))).toBe(0)
-        for (const reply of replies) expect(reply!.bytes).toEqual({ allReduced: elements * 4, broadcast: 0 })
-      }, 60_000)
+        const reference = op === 'avg' ? sum / nranks : sum
+        const scale = op === 'avg' ? magnitude / nranks : magnitude
+        worst = Math.max(worst, Math.abs(first[i] - reference) / (scale * 2 ** -23 * nranks))
+      }
+      expect(worst).toBeLessThanOrEqual(1)  // within n float32 roundings of the float64 sum
+      for (const reply of replies.slice(1)) expect(Buffer.compare(bytesOf(floats(reply)), bytesOf(first))).toBe(0)
+      for (const reply of replies) expect(reply!.bytes).toEqual({ allReduced: elements * 4, broadcast: 0 })  // group: the three parts
+    }, 60_000)
 
   it('broadcast from rank 2 of 4: every rank holds the root\'s buffer exactly', async () => {
     const seed = 77
     const replies = await ranks(4, () => 'broadcast:2', seed)
     const root = randomArray(elements, seed + 2)
-    for (const reply of replies) expect(Buffer.compare(Buffer.from(floats(reply).buffer), Buffer.from(root.buffer))).toBe(0)
+    for (const reply of replies) expect(Buffer.compare(bytesOf(floats(reply)), bytesOf(root))).toBe(0)
     for (const reply of replies) expect(reply!.bytes).toEqual({ allReduced: 0, broadcast: elements * 4 })
   }, 60_000)
 
