@@ -26,14 +26,19 @@ interface Reply {
 
 // Runs `nranks` ranks, rank r doing what(r); resolves with each rank's reply and when it exited (undefined for one
 // that died).
-async function ranks(nranks: number, what: (rank: number) => string, seed: number, timeoutMs = 20_000): Promise<Array<Reply | undefined>> {
+async function ranks(
+  nranks: number,
+  what: (rank: number) => string,
+  seed: number,
+  { timeoutMs = 20_000, rankOf = (rank: number) => rank, env = {} as Record<string, string> } = {},
+): Promise<Array<Reply | undefined>> {
   const program = await bundle('test/fixtures/nccl_rank.ts')
   const id = native().nccl!.uniqueId().toString('hex')
   const started = Date.now()
   return Promise.all(
     Array.from({ length: nranks }, (_, rank) =>
-      run(process.execPath, [program, id, String(nranks), String(rank), what(rank), String(elements), String(seed), String(timeoutMs)], {
-        env: process.env,
+      run(process.execPath, [program, id, String(nranks), String(rankOf(rank)), what(rank), String(elements), String(seed), String(timeoutMs)], {
+        env: { ...process.env, ...env },
         maxBuffer: 1 << 26,
         timeout: 60_000,
       }).then(
@@ -100,11 +105,19 @@ suite('emulated NCCL', () => {
   }, 60_000)
 
   it('a live peer that never calls: the wait times out, aborts the communicator (waking its stream) and the rank exits', async () => {
-    const replies = await ranks(2, (rank) => (rank === 1 ? 'idle' : 'sum'), 9, 1000)
+    const replies = await ranks(2, (rank) => (rank === 1 ? 'idle' : 'sum'), 9, { timeoutMs: 500 })
     expect(replies[0]?.ok).toBe(false)
     expect(replies[0]?.code).toBe('ERR_BSSN_COLLECTIVE_FAILED')
-    expect(replies[0]?.message).toMatch(/did not finish within 1000 ms/)
-    // Exited well before the idle peer (6 s): the abort woke the collective blocked on the stream.
+    expect(replies[0]?.message).toMatch(/did not finish within 500 ms/)
+    // Exited well before the idle peer (4 s): the abort woke the collective blocked on the stream.
     expect(replies[0]!.exitedAfterMs).toBeLessThan(replies[1]!.exitedAfterMs - 2000)
+  }, 60_000)
+
+  it('init refuses a rank taken twice, and the rank left waiting for the missing one gives up at the init timeout', async () => {
+    const replies = await ranks(2, () => 'sum', 3, { rankOf: () => 0, env: { BSSN_NCCL_EMU_INIT_TIMEOUT_S: '2' } })
+    const messages = replies.map((r) => r?.message ?? '').sort()
+    for (const reply of replies) expect(reply?.ok).toBe(false)
+    expect(messages[0]).toMatch(/^ncclCommInitRank: invalid usage/)
+    expect(messages[1]).toMatch(/^ncclCommInitRank: remote process exited/)
   }, 60_000)
 })
