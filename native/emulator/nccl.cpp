@@ -138,8 +138,25 @@ struct State {
 // Bytes moved, for the emulator's cost counting (bssnNcclEmuBytes).
 std::atomic<int64_t> allReducedBytes{0}, broadcastBytes{0};
 
-// Waits until done() holds; false (and the communicator's async error set) when a peer died or aborted, or this
-// communicator was aborted. `word` is the futex the peer that done() waits on bumps.
+void wakeAll(State& s) {
+  for (int r = 0; r < s.nranks; ++r) {
+    futexWake(s.region->ranks[r].posted);
+    futexWake(s.region->ranks[r].consumed);
+  }
+}
+
+// A failed communicator: the async error set, and the rank marked aborted so that the peers waiting on it fail
+// too (a rank whose collective failed never posts again).
+bool fail(State& s) {
+  s.asyncError.store(kRemoteError);
+  s.region->ranks[s.rank].aborted.store(1);
+  wakeAll(s);
+  return false;
+}
+
+// Waits until done() holds; false (the communicator failed) when the peer it waits on died or aborted, or this
+// communicator was aborted. done() names that peer and its futex word. Only that peer: one that finished the
+// collective and exited is no failure.
 template <typename Done>
 bool waitFor(State& s, Done done) {
   auto last = std::chrono::steady_clock::now() - kPoll;
@@ -148,23 +165,16 @@ bool waitFor(State& s, Done done) {
     uint32_t seen = 0;
     std::atomic<uint32_t>* word = nullptr;
     if (done(&waitingOn, &word, &seen)) return true;
-    if (s.aborted.load()) {
-      s.asyncError.store(kRemoteError);
-      return false;
-    }
+    if (s.aborted.load()) return fail(s);
     const auto now = std::chrono::steady_clock::now();
-    if (now - last >= kPoll) {
+    if (now - last >= kPoll && waitingOn >= 0 && waitingOn != s.rank) {
       last = now;
-      for (int r = 0; r < s.nranks; ++r) {
-        const RankSlot& peer = s.region->ranks[r];
-        if (r == s.rank) continue;
-        const int pid = peer.pid.load();
-        if (peer.aborted.load() || (pid > 0 && startTime(pid) != peer.startTime)) {
-          std::fprintf(stderr, "bssn emulated NCCL: rank %d (pid %d) %s; rank %d's collective fails\n", r, pid,
-                       peer.aborted.load() ? "aborted" : "died", s.rank);
-          s.asyncError.store(kRemoteError);
-          return false;
-        }
+      const RankSlot& peer = s.region->ranks[waitingOn];
+      const int pid = peer.pid.load();
+      if (peer.aborted.load() || (pid > 0 && startTime(pid) != peer.startTime)) {
+        std::fprintf(stderr, "bssn emulated NCCL: rank %d (pid %d) %s; rank %d's collective fails\n", waitingOn, pid,
+                     peer.aborted.load() ? "failed or aborted" : "died", s.rank);
+        return fail(s);
       }
     }
     if (word) futexWait(*word, seen);
@@ -178,10 +188,11 @@ bool step(State& s, Post post, Take take) {
   Region& g = *s.region;
   const uint32_t previous = s.step, current = s.step + 1;
   const auto all = [&](std::atomic<uint32_t> RankSlot::*field, uint32_t target) {
-    return [&, field, target](int*, std::atomic<uint32_t>** word, uint32_t* seen) {
+    return [&, field, target](int* waitingOn, std::atomic<uint32_t>** word, uint32_t* seen) {
       for (int r = 0; r < s.nranks; ++r) {
         const uint32_t v = (g.ranks[r].*field).load(std::memory_order_acquire);
         if (!reached(v, target)) {
+          *waitingOn = r;
           *word = &(g.ranks[r].*field);
           *seen = v;
           return false;
@@ -422,12 +433,8 @@ NCCL_EMU_API int ncclCommAbort(ncclComm* comm) {
   if (!comm) return kSuccess;  // NCCL: aborting a null communicator is a no-op
   if (State* s = comm->state.get()) {
     s->aborted.store(true);
-    RankSlot& me = s->region->ranks[s->rank];
-    me.aborted.store(1);
-    for (int r = 0; r < s->nranks; ++r) {
-      futexWake(s->region->ranks[r].posted);
-      futexWake(s->region->ranks[r].consumed);
-    }
+    s->region->ranks[s->rank].aborted.store(1);
+    wakeAll(*s);
   }
   delete comm;
   return kSuccess;
