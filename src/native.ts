@@ -335,6 +335,8 @@ export interface NativeNccl {
   abort(comm: NativeNcclComm): void
   /** Emulated build only: bytes this process's collectives all-reduced and broadcast so far. */
   emulatedBytes?(): { allReduced: number; broadcast: number }
+  /** Emulated build only: a 1-rank all-reduce captured into a graph and replayed; the bytes it moved when. */
+  captureProbe?(device: NativeDeviceHandle, elements: number, replays: number): { atCapture: number; perReplay: number[] }
 }
 
 export interface NativeBinding {

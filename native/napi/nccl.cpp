@@ -198,6 +198,46 @@ Napi::Object defineNccl(Napi::Env env) {
           r.Set("broadcast", double(broadcast));
           return r;
         }));
+  // captureProbe(device, elements, replays): a 1-rank all-reduce captured into a CUDA graph, then replayed:
+  // {atCapture, perReplay: number[]}, the bytes all-reduced by the capture and after each replay (a captured
+  // collective moves nothing until the graph runs, then moves its bytes at every replay).
+  o.Set("captureProbe", fn(env, "captureProbe", [](const Napi::CallbackInfo& info) -> Napi::Value {
+          cuda::CudaDevice& d = cudaOf(unwrapTagged<DeviceHandle>(info[0], "a device handle")->device());
+          const size_t elements = size_t(toInteger(info[1], "elements", 1, 1 << 24));
+          const int replays = int(toInteger(info[2], "replays", 1, 100));
+          const cuda::NcclApi& api = cuda::ncclApi();
+          nccl::UniqueId id{};
+          check("ncclGetUniqueId", api.getUniqueId(&id));
+          nccl::Comm comm = nullptr;
+          check("ncclCommInitRank", api.commInitRank(&comm, 1, id, 0));
+          const BufferPtr buffer = d.allocate(elements * sizeof(float));
+          const cudaStream_t s = d.stream();
+          const auto bytes = [&] {
+            if (cudaStreamSynchronize(s) != cudaSuccess) throwError("the probe's stream failed", ErrorCode::DeviceFault);
+            int64_t allReduced = 0;
+            api.emulatedBytes(&allReduced, nullptr);
+            return double(allReduced);
+          };
+          const double before = bytes();
+          cudaGraph_t graph = nullptr;
+          cudaGraphExec_t exec = nullptr;
+          if (cudaStreamBeginCapture(s, cudaStreamCaptureModeRelaxed) != cudaSuccess) throwError("cudaStreamBeginCapture failed");
+          const nccl::Result r = api.allReduce(buffer->data(), buffer->data(), elements, nccl::kFloat32, nccl::kSum, comm, s);
+          if (cudaStreamEndCapture(s, &graph) != cudaSuccess || r != nccl::kSuccess) throwError("capturing ncclAllReduce failed");
+          Napi::Object out = Napi::Object::New(info.Env());
+          out.Set("atCapture", bytes() - before);
+          Napi::Array perReplay = Napi::Array::New(info.Env());
+          const bool instantiated = cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess;
+          for (int i = 0; instantiated && i < replays; ++i) {
+            if (cudaGraphLaunch(exec, s) != cudaSuccess) break;
+            perReplay.Set(uint32_t(i), bytes() - before);
+          }
+          if (exec) cudaGraphExecDestroy(exec);
+          cudaGraphDestroy(graph);
+          api.commDestroy(comm);
+          out.Set("perReplay", perReplay);
+          return out;
+        }));
 #endif
   return o;
 }

@@ -5,6 +5,7 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 
+import { Device } from '../../src/index.js'
 import { native } from '../../src/native.js'
 import { emulated } from '../helpers/backends.js'
 import { bundle } from '../helpers/peer.js'
@@ -120,4 +121,9 @@ suite('emulated NCCL', () => {
     expect(messages[0]).toMatch(/^ncclCommInitRank: invalid usage/)
     expect(messages[1]).toMatch(/^ncclCommInitRank: remote process exited/)
   }, 60_000)
+
+  it('a captured all-reduce is stream work: it moves nothing at capture and its bytes at every replay', () => {
+    const probe = native().nccl!.captureProbe!(Device.cuda(0).handle, 1000, 3)
+    expect(probe).toEqual({ atCapture: 0, perReplay: [4000, 8000, 12000] })
+  })
 })
