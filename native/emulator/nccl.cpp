@@ -35,7 +35,7 @@
 namespace {
 
 // ncclResult_t, ncclDataType_t, ncclRedOp_t (nccl.h)
-constexpr int kSuccess = 0, kSystemError = 2, kInternalError = 3, kInvalidArgument = 4, kInvalidUsage = 5,
+constexpr int kSuccess = 0, kUnhandledCudaError = 1, kSystemError = 2, kInvalidArgument = 4, kInvalidUsage = 5,
               kRemoteError = 6;
 constexpr int kFloat32 = 7, kSum = 0, kAvg = 4;
 constexpr int kVersion = 22105;  // reported as NCCL 2.21.5, a release with every entry point used
@@ -238,8 +238,11 @@ void run(const Collective& c) {
   State& s = *c.state;
   if (s.asyncError.load() != kSuccess) return;  // a failed communicator moves nothing more
   const size_t bytes = c.count * sizeof(float);
-  if (!deviceRanges(c.allReduce ? "ncclAllReduce" : "ncclBroadcast", c.send ? c.send : c.recv, c.recv, bytes)) {
-    s.asyncError.store(kInvalidArgument);
+  // A broadcast's send buffer matters on the root only (NCCL ignores it elsewhere).
+  const float* source = c.allReduce || s.rank == c.root ? c.send : c.recv;
+  if (!deviceRanges(c.allReduce ? "ncclAllReduce" : "ncclBroadcast", source, c.recv, bytes)) {
+    fail(s);  // the peers must not wait for this rank
+    s.asyncError.store(kUnhandledCudaError);
     return;
   }
   const size_t perChunk = kChunkBytes / sizeof(float);
@@ -275,7 +278,7 @@ int enqueue(Collective c) {
   }
   const cudaStream_t stream = c.stream;
   const cudaError_t st = bssn::emu::enqueue(stream, [c = std::move(c)] { run(c); });
-  return st == cudaSuccess ? kSuccess : kSystemError;  // NCCL: ncclUnhandledCudaError would name CUDA; close enough
+  return st == cudaSuccess ? kSuccess : kUnhandledCudaError;
 }
 
 }  // namespace
@@ -449,9 +452,9 @@ NCCL_EMU_API int ncclCommDestroy(ncclComm* comm) {
 NCCL_EMU_API const char* ncclGetErrorString(int result) {
   switch (result) {
     case kSuccess: return "no error";
-    case 1: return "unhandled cuda error (run with NCCL_DEBUG=INFO for details)";
+    case kUnhandledCudaError: return "unhandled cuda error (run with NCCL_DEBUG=INFO for details)";
     case kSystemError: return "unhandled system error (run with NCCL_DEBUG=INFO for details)";
-    case kInternalError: return "internal error - please report this issue to the NCCL developers";
+    case 3: return "internal error - please report this issue to the NCCL developers";
     case kInvalidArgument: return "invalid argument (run with NCCL_DEBUG=WARN for details)";
     case kInvalidUsage: return "invalid usage (run with NCCL_DEBUG=WARN for details)";
     case kRemoteError: return "remote process exited or there was a network error";
