@@ -314,6 +314,31 @@ export interface NativeCudaHost extends NativeCudaStatus {
   gpus: NativeHostGpu[]
 }
 
+/** An NCCL communicator (opaque). */
+export type NativeNcclComm = { readonly __ncclComm: unique symbol }
+
+/**
+ * NCCL on tensors, loaded at first use (libnccl.so.2; the emulated NCCL in the emulated build). Collectives are
+ * in place and enqueued on the device's stream; wait() is where a failure shows (ERR_BSSN_COLLECTIVE_FAILED, the
+ * communicator then aborted), as is a collective not done within its timeout.
+ */
+export interface NativeNccl {
+  /** The 128-byte ncclUniqueId every rank passes to init (what the rendezvous hands out). */
+  uniqueId(): Buffer
+  /** ncclCommInitRank: blocks until all `nranks` ranks have joined. */
+  init(device: NativeDeviceHandle, id: Buffer, nranks: number, rank: number): NativeNcclComm
+  /** An array goes as one NCCL group (ncclGroupStart/End). */
+  allReduce(comm: NativeNcclComm, tensors: NativeTensorHandle | NativeTensorHandle[], op: 'sum' | 'avg'): void
+  broadcast(comm: NativeNcclComm, tensor: NativeTensorHandle, root: number): void
+  /** Waits for the device's stream, polling the communicator's async error; aborts it on failure or timeout. */
+  wait(comm: NativeNcclComm, timeoutMs: number): void
+  abort(comm: NativeNcclComm): void
+  /** Emulated build only: bytes this process's collectives all-reduced and broadcast so far. */
+  emulatedBytes?(): { allReduced: number; broadcast: number }
+  /** Emulated build only: a 1-rank all-reduce captured into a graph and replayed; the bytes it moved when. */
+  captureProbe?(device: NativeDeviceHandle, elements: number, replays: number): { atCapture: number; perReplay: number[] }
+}
+
 export interface NativeBinding {
   builtWithCuda: boolean
   /** false: the CPU backend uses its reference loops instead of the BLAS (for tests); returns whether BLAS is in use. */
@@ -322,6 +347,8 @@ export interface NativeBinding {
   cancelShareWaits(): void
   /** Only in the emulated test build (BSSN_CUDA=EMULATED): see test/emulated/. */
   emulator?: NativeEmulator
+  /** CUDA builds: NCCL's collectives on tensors (native/napi/nccl.cpp), the building block of initDistributed(). */
+  nccl?: NativeNccl
   libraries(): { cublas: NativeLibraryStatus; cudnn: NativeLibraryStatus; nccl: NativeLibraryStatus }
   buildInfo(): NativeBuildInfo
   cudaHost(): NativeCudaHost

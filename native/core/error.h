@@ -12,7 +12,7 @@ enum class ErrorKind { Error, TypeError, RangeError };
 // A stable identity for an error, beside its message, as Node's own errors have (`error.code` in JS; listed in the
 // README). Default: ERR_BSSN_INVALID_ARGUMENT for TypeError, ERR_BSSN_OUT_OF_RANGE for RangeError, else
 // ERR_BSSN_FAILED.
-enum class ErrorCode { Default, Disposed, OutOfMemory, CudaUnavailable, DeviceFault, LibraryMissing, ShareGone, Capture };
+enum class ErrorCode { Default, Disposed, OutOfMemory, CudaUnavailable, DeviceFault, LibraryMissing, ShareGone, Capture, Collective };
 
 inline const char* codeName(ErrorKind kind, ErrorCode code) {
   switch (code) {
@@ -23,6 +23,7 @@ inline const char* codeName(ErrorKind kind, ErrorCode code) {
     case ErrorCode::LibraryMissing: return "ERR_BSSN_LIBRARY_MISSING";
     case ErrorCode::ShareGone: return "ERR_BSSN_SHARE_GONE";
     case ErrorCode::Capture: return "ERR_BSSN_CAPTURE";
+    case ErrorCode::Collective: return "ERR_BSSN_COLLECTIVE_FAILED";
     case ErrorCode::Default: break;
   }
   return kind == ErrorKind::TypeError ? "ERR_BSSN_INVALID_ARGUMENT" : kind == ErrorKind::RangeError ? "ERR_BSSN_OUT_OF_RANGE" : "ERR_BSSN_FAILED";

@@ -15,9 +15,14 @@ const NcclApi& ncclApi() {
     try {
       // By soname only (libnccl.so.2 is NCCL's ABI since 2.0): PyTorch's nvidia-nccl wheel and NVIDIA's packages
       // both install it; a folder elsewhere goes on LD_LIBRARY_PATH, or the file in BSSN_NCCL_PATH.
+#if defined(BSSN_CUDA_EMULATED)
+      // The emulated NCCL (native/emulator/nccl.cpp), built beside the emulated addon.
+      static const SharedLibrary lib("NCCL", SharedLibrary::overridable("BSSN_NCCL_PATH", {SharedLibrary::besideAddon("libnccl_emu.so")}));
+#else
       static const SharedLibrary lib(
           "NCCL", SharedLibrary::overridable("BSSN_NCCL_PATH", {"libnccl.so.2"}),
           "Install NCCL 2 (NVIDIA's libnccl2 package, or PyTorch's nvidia-nccl wheel) and put its folder on LD_LIBRARY_PATH.");
+#endif
       api.getVersion = lib.function<nccl::GetVersionFn>("ncclGetVersion");
       api.getUniqueId = lib.function<nccl::GetUniqueIdFn>("ncclGetUniqueId");
       api.commInitRank = lib.function<nccl::CommInitRankFn>("ncclCommInitRank");
@@ -30,6 +35,9 @@ const NcclApi& ncclApi() {
       api.commAbort = lib.function<nccl::CommAbortFn>("ncclCommAbort");
       api.commDestroy = lib.function<nccl::CommDestroyFn>("ncclCommDestroy");
       api.errorString = lib.function<nccl::GetErrorStringFn>("ncclGetErrorString");
+#if defined(BSSN_CUDA_EMULATED)
+      api.emulatedBytes = lib.function<void (*)(int64_t*, int64_t*)>("bssnNcclEmuBytes");
+#endif
     } catch (const std::exception& e) {
       failure = e.what();
     }

@@ -1,6 +1,7 @@
 // NCCL, loaded on first use from libnccl.so.2 (or BSSN_NCCL_PATH), as cuBLAS and cuDNN are: the addon builds and
 // runs without it; only data-parallel training needs it.
 #pragma once
+#include <cstdint>
 #include <string>
 
 #include "cuda/cuda_device.h"
@@ -21,6 +22,9 @@ struct NcclApi {
   nccl::CommAbortFn commAbort;
   nccl::CommDestroyFn commDestroy;
   nccl::GetErrorStringFn errorString;
+#if defined(BSSN_CUDA_EMULATED)
+  void (*emulatedBytes)(int64_t* allReduced, int64_t* broadcast);  // the emulated NCCL's counters (bssnNcclEmuBytes)
+#endif
 };
 
 // The process-wide NCCL: throws Error (ERR_BSSN_LIBRARY_MISSING) naming what could not be loaded.

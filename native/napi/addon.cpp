@@ -11,6 +11,7 @@
 #include "napi/emulator.h"
 #include "napi/errors.h"
 #include "napi/external.h"
+#include "napi/nccl.h"
 #include "napi/normalizer_handle.h"
 #include "napi/ops.h"
 #include "napi/tensor_handle.h"
@@ -54,6 +55,9 @@ Addon::Addon(Napi::Env env, Napi::Object exports) {
               }));
 #if defined(BSSN_CUDA_EMULATED)
   exports.Set("emulator", defineEmulator(env));
+#endif
+#if BSSN_WITH_CUDA
+  exports.Set("nccl", defineNccl(env));
 #endif
 }
 
