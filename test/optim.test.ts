@@ -99,7 +99,10 @@ forEachBackend((getDevice) => {
     adam.noteReplayedSteps(5)
     expect(adam.stepCount).toBe(1006)
     expect(adam.state().step).toBe(1006)
-    expect(() => adam.noteReplayedSteps(-1)).toThrow(RangeError)
+    expect(() => adam.noteReplayedSteps(-1007)).toThrow(RangeError) // below 0 steps
+    adam.noteReplayedSteps(-1) // a failed capture takes back the step it counted
+    expect(adam.stepCount).toBe(1005)
+    adam.noteReplayedSteps(1)
     // dispose() drops the moments and the device count; the next step starts both afresh, counting from the host's.
     adam.dispose()
     rm.fill(0), rv.fill(0)

@@ -107,10 +107,10 @@ cudaError_t CachingAllocator::allocatePrivate(void** out, size_t size, const std
   return cudaSuccess;
 }
 
-bool CachingAllocator::isPrivate(void* p) const noexcept {
+bool CachingAllocator::inPool(void* p, const PrivatePool* pool) const noexcept {
   std::lock_guard<std::mutex> lock(mutex_);
   const auto it = live_.find(p);
-  return it != live_.end() && it->second.pool != nullptr;
+  return it != live_.end() && it->second.pool.get() == pool;
 }
 
 void CachingAllocator::free(void* p) noexcept {

@@ -65,8 +65,8 @@ class CachingAllocator {
   cudaError_t allocate(void** out, size_t bytes);
   // Back to the pool it came from. Any thread.
   void free(void* p) noexcept;
-  // Whether `p` is a live block of a private pool. Any thread.
-  bool isPrivate(void* p) const noexcept;
+  // Whether `p` is a live block of `pool`. Any thread.
+  bool inPool(void* p, const PrivatePool* pool) const noexcept;
   // Returns the general pool's cached blocks to the system; the first failed release's status.
   cudaError_t emptyCache() noexcept;
   // Bytes held from the system: blocks in use and cached, private pools included.

@@ -428,7 +428,7 @@ void CudaDevice::enter() {
   if (shutDown_) throwError(name_ + " was shut down");
   const cudaError_t st = cudaSetDevice(index_);
   if (st == cudaSuccess) {
-    sweepSharedFrees();
+    if (!capture_) sweepSharedFrees();  // its device synchronization would break a capture under way
     return;
   }
   // A sticky fault surfaces at whichever call comes next, this one included: from here on the device is unusable.
@@ -464,7 +464,8 @@ void CudaDevice::freeRaw(void* data, size_t) noexcept {
   cudaSetDevice(index_);
   {
     std::lock_guard<std::mutex> lock(captureMutex_);
-    if (captureResources_ && !allocator_->isPrivate(data)) {  // a step is being captured: its graph may read this
+    // A step is being captured: its graph may read any memory but its own pool's (an ordinary block, another graph's).
+    if (captureResources_ && !allocator_->inPool(data, captureResources_->pool())) {
       try {
         captureResources_->deferFree(data);
         return;

@@ -9,6 +9,10 @@
 namespace bssn::cuda {
 
 CaptureResources::~CaptureResources() {
+  if (device_->capture_ && device_->capture_->resources.get() != this) {
+    device_->capture_->resources->adopt(*this);  // a capture is under way: everything waits for its graph
+    return;
+  }
   // The graph is gone, but its last replay may still run: what it read goes back after it (stream order for the
   // cache's blocks; a wait for the device before host memory and constants are freed).
   cudaSetDevice(device_->index());
@@ -17,6 +21,19 @@ CaptureResources::~CaptureResources() {
   for (void* p : host_) cudaFreeHost(p);
   for (void* p : constants_) cudaFree(p);
   cudaGetLastError();  // nobody to report to from a destructor
+}
+
+void CaptureResources::adopt(CaptureResources& other) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::lock_guard<std::mutex> theirs(other.mutex_);
+  for (auto* list : {&other.deferred_, &other.host_, &other.constants_}) {
+    auto& mine = list == &other.deferred_ ? deferred_ : list == &other.host_ ? host_ : constants_;
+    mine.insert(mine.end(), list->begin(), list->end());
+    list->clear();
+  }
+  adopted_.push_back(std::move(other.pool_));
+  for (auto& pool : other.adopted_) adopted_.push_back(std::move(pool));
+  other.adopted_.clear();
 }
 
 void* CaptureResources::hostConstant(size_t bytes) {
@@ -73,8 +90,8 @@ void CudaDevice::beginCapture() {
   if (capture_) throw Error(ErrorKind::Error, "a capture is already in progress on " + name_, ErrorCode::Capture);
   if (kernelTiming()) throw Error(ErrorKind::Error, "kernel timing is on: turn it off before capturing a step", ErrorCode::Capture);
   auto capture = std::make_unique<StepCapture>();
-  capture->resources = std::make_shared<CaptureResources>(std::static_pointer_cast<CudaDevice>(shared_from_this()),
-                                                          allocator_->beginPrivatePool());
+  capture->resources = std::make_shared<CaptureResources>(std::static_pointer_cast<CudaDevice>(shared_from_this()), nullptr);
+  capture->resources->setPool(allocator_->beginPrivatePool());  // last: nothing can throw between it and the capture's end
   // Relaxed: the capture's own cudaMalloc and cudaHostAlloc calls are allowed (they record no node).
   std::lock_guard<std::mutex> lock(captureMutex_);
   const cudaError_t began = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeRelaxed);

@@ -27,6 +27,11 @@ class CaptureResources {
   CaptureResources(std::shared_ptr<CudaDevice> device, std::shared_ptr<PrivatePool> pool)
       : device_(std::move(device)), pool_(std::move(pool)) {}
   ~CaptureResources();
+  const PrivatePool* pool() const { return pool_.get(); }
+  void setPool(std::shared_ptr<PrivatePool> pool) { pool_ = std::move(pool); }
+  // Takes over what `other` holds (another graph, released while this one is being captured: freeing it now would
+  // synchronize or free inside the capture).
+  void adopt(CaptureResources& other);
   // An ordinary-pool block freed during the capture (any thread).
   void deferFree(void* data) {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -43,6 +48,7 @@ class CaptureResources {
   std::shared_ptr<PrivatePool> pool_;
   std::mutex mutex_;
   std::vector<void*> deferred_, host_, constants_;
+  std::vector<std::shared_ptr<PrivatePool>> adopted_;
 };
 
 // State of the capture in progress.

@@ -50,10 +50,11 @@ export class Adam extends Optimizer {
 
   /**
    * @internal Advances the host's step count by `n` steps that a replayed captured graph ran on the device (each
-   * replay of step()'s native call increments the device's count itself).
+   * replay of step()'s native call increments the device's count itself). Negative: steps a capture counted that
+   * never ran (the capture failed).
    */
   override noteReplayedSteps(n: number): void {
-    checkInteger(n, 'n', 0)
+    checkInteger(n, 'n', -this.#step)
     this.#step += n
   }
 

@@ -12,6 +12,7 @@ import { checkTensor, type Tensor } from '../tensor.js'
 import { rangeError, typeError } from '../errors.js'
 import { checkBoolean, checkFunction, checkInteger, checkOptions, checkShape, describe } from '../validate.js'
 import { ganStep, type GanParts } from './gan_step.js'
+import type { Optimizer } from './optimizer.js'
 
 export interface GanStepperParts extends Omit<GanParts, 'sampleZ' | 'sampleReal' | 'afterDiscriminatorBackward'> {
   /** The latent batch's shape, e.g. [batch, zDim]: standard normal values. */
@@ -125,24 +126,34 @@ export class GanStepper {
     this.#seeds = keep(this.device.empty([2 * (nDis + 1)]))
     this.#reals = reals.map((r) => keep(this.device.empty(r.shape)))
     this.#replays = 0
-    const { graph, result } = CapturedGraph.capture(this.device, () =>
-      tidy(() => {
-        let z = 0
-        let real = 0
-        return ganStep({
-          ...this.parts,
-          sampleZ: () => {
-            const t = this.device.empty(this.parts.zShape)
-            native().ops.randnFromTable(t.handle, this.#seeds!.handle, z++, 1)
-            return t
-          },
-          sampleReal: () => this.#reals[real++],
-        })
-      }),
-    )
-    this.#graph = graph
+    const opts = [this.parts.optD, this.parts.optG]
+    const stepsBefore = opts.map(hostSteps)
+    let captured
+    try {
+      captured = CapturedGraph.capture(this.device, () =>
+        tidy(() => {
+          let z = 0
+          let real = 0
+          return ganStep({
+            ...this.parts,
+            sampleZ: () => {
+              const t = this.device.empty(this.parts.zShape)
+              native().ops.randnFromTable(t.handle, this.#seeds!.handle, z++, 1)
+              return t
+            },
+            sampleReal: () => this.#reals[real++],
+          })
+        }),
+      )
+    } catch (error) {
+      // Nothing ran: the optimizers' host step counts go back to what the device has, the static inputs go.
+      opts.forEach((o, i) => o.noteReplayedSteps(stepsBefore[i] - hostSteps(o)))
+      this.#drop()
+      throw error
+    }
+    this.#graph = captured.graph
     this.#tf32 = tf32Of(this.device)
-    this.#losses = { lossD: keep(result.lossD), lossG: keep(result.lossG) }
+    this.#losses = { lossD: keep(captured.result.lossD), lossG: keep(captured.result.lossG) }
   }
 
   #seedTable(step: number): Float32Array {
@@ -171,6 +182,8 @@ export class GanStepper {
 }
 
 const tf32Of = (device: Device) => JSON.stringify(device.tf32)
+// What the host counts of an optimizer's steps (Adam's stepCount; 0 for one that counts none).
+const hostSteps = (o: Optimizer) => (o as { stepCount?: number }).stepCount ?? 0
 
 function sameShape(a: Tensor, b: Tensor): boolean {
   return a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i])

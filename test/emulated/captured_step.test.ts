@@ -5,7 +5,7 @@
 // on any CUDA build (BSSN_REQUIRE_CUDA=1 makes a missing device fail).
 import { describe, expect, it } from 'vitest'
 
-import { Adam, Device, SpectralNorm, snganCnnDiscriminator, snganCnnGenerator, type Module, type Tensor } from '../../src/index.js'
+import { Adam, Device, F, SpectralNorm, snganCnnDiscriminator, snganCnnGenerator, type Module, type Tensor } from '../../src/index.js'
 import { CapturedGraph } from '../../src/capture.js'
 import { mlpDiscriminator, mlpGenerator } from '../../src/models/mlp.js'
 import { sampleMixture, ring8 } from '../../src/data/toy2d.js'
@@ -143,6 +143,55 @@ cudaSuite(`captured GAN steps${noCuda ? ` (skipped: ${noCuda})` : ''}`, () => {
       dispose(parts)
     }
   }, 300_000)
+
+  it('a capture that fails leaves the optimizers\' step counts and the stepper as they were: the next step captures', async () => {
+    const device = Device.cuda(0)
+    const parts = mlpParts(device, 'bssn')
+    let poison = false
+    const forward = parts.generator.forward.bind(parts.generator)
+    parts.generator.forward = (x: Tensor) => {
+      if (poison) device.tensor([1], [1]).dispose() // host data inside the capture: refused
+      return forward(x)
+    }
+    const stepper = new GanStepper(parts, { capture: true, warmup: 1 })
+    try {
+      const first = stepper.step(1)
+      ;[first.lossD, first.lossG].forEach((t) => t.dispose())
+      poison = true
+      expect(() => stepper.step(2)).toThrow(expect.objectContaining({ code: 'ERR_BSSN_CAPTURE' }))
+      expect(stepper.captured).toBe(false)
+      expect((parts.optD as Adam).stepCount).toBe(1)
+      expect((parts.optG as Adam).stepCount).toBe(1)
+      poison = false
+      const second = stepper.step(2)
+      expect(second.captured).toBe(true)
+      expect(Number.isFinite((await second.lossD.toArray())[0])).toBe(true)
+      expect((parts.optD as Adam).stepCount).toBe(2)
+    } finally {
+      stepper.dispose()
+      dispose(parts)
+    }
+  }, 300_000)
+
+  it('a graph released while another is being captured keeps its memory until that capture is done, and both work', async () => {
+    const device = Device.cuda(0)
+    const a = device.randn([64], { seed: 5 })
+    const first = CapturedGraph.capture(device, () => F.scale(a, 2))
+    first.graph.replay()
+    const once = Array.from(await first.result.toArray())
+    const second = CapturedGraph.capture(device, () => {
+      first.graph.dispose() // during the second capture: nothing may be freed or synchronized now
+      first.result.dispose()
+      return F.scale(a, 3)
+    })
+    second.graph.replay()
+    const start = Array.from(await a.toArray())
+    expect(once).toEqual(start.map((v) => Math.fround(2 * v)))
+    expect(Array.from(await second.result.toArray())).toEqual(start.map((v) => Math.fround(3 * v)))
+    second.graph.dispose()
+    second.result.dispose()
+    a.dispose()
+  })
 
   it('a host read, an upload of caller data or a synchronization inside a capture is refused with ERR_BSSN_CAPTURE', async () => {
     const device = Device.cuda(0)
