@@ -272,7 +272,6 @@ CudaDevice::~CudaDevice() {
   }
   conv_.reset();  // its descriptors go before the cuDNN handle
   if (cublas_) cublasApi().destroy(cublas_);
-  if (cublasWorkspace_) cudaFree(cublasWorkspace_);
   if (cudnn_) cudnnApi().destroy(cudnn_);
   if (stream_) {
     cudaSetDevice(index_);
@@ -280,6 +279,7 @@ CudaDevice::~CudaDevice() {
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);
   }
+  if (cublasWorkspace_) cudaFree(cublasWorkspace_);  // after the stream's last gemm has run
 }
 
 cublas::Handle CudaDevice::cublasHandle() {
