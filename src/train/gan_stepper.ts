@@ -8,6 +8,7 @@ import { keep, tidy } from '../autograd/scope.js'
 import { CapturedGraph } from '../capture.js'
 import type { Device } from '../device.js'
 import { native } from '../native.js'
+import { Module } from '../nn/module.js'
 import { checkTensor, type Tensor } from '../tensor.js'
 import { rangeError, typeError } from '../errors.js'
 import { checkBoolean, checkFunction, checkInteger, checkOptions, checkShape, describe } from '../validate.js'
@@ -50,6 +51,7 @@ export class GanStepper {
 
   constructor(parts: GanStepperParts, options: GanStepperOptions = {}) {
     if (typeof parts !== 'object' || parts === null) throw typeError(`expected the GAN's parts, got ${describe(parts)}`)
+    if (!(parts.generator instanceof Module)) throw typeError(`expected parts.generator to be a Module, got ${describe(parts.generator)}`)
     checkShape(parts.zShape)
     checkFunction(parts.zSeed, 'parts.zSeed')
     checkFunction(parts.sampleReal, 'parts.sampleReal')

@@ -300,3 +300,17 @@ countSuite(`what a step costs on the emulated device${noCount ? ` (skipped: ${no
     }
   }, 600_000)
 })
+
+describe('GanStepper arguments', () => {
+  it('refuses parts that are not a GAN with a TypeError, and capture on the CPU with a RangeError', () => {
+    expect(() => new GanStepper(null as never)).toThrow(TypeError)
+    expect(() => new GanStepper({ generator: {} } as never)).toThrow(expect.objectContaining({ code: 'ERR_BSSN_INVALID_ARGUMENT' }))
+    const parts = mlpParts(Device.cpu(), 'none')
+    try {
+      expect(() => new GanStepper(parts, { capture: true })).toThrow(expect.objectContaining({ code: 'ERR_BSSN_OUT_OF_RANGE' }))
+      expect(new GanStepper(parts).capture).toBe(false) // the CPU steps eagerly by default
+    } finally {
+      dispose(parts)
+    }
+  })
+})
