@@ -320,7 +320,7 @@ suite(`the CUDA backend with grid-stride loops forced to wrap (grids capped at 3
     const cuda = await run(device).finally(() => (device.tf32 = { conv: true }))
     expectCloseArray(Float32Array.from(cuda.losses), Float32Array.from(cpu.losses), 1e-3, 'losses')
     cuda.params.forEach((p, i) => expectCloseArray(p, cpu.params[i], 1e-3, `parameter ${i}`))
-  }, 300_000)
+  }, 900_000) // the streamed variant takes 300 s under AddressSanitizer with capped grids (measured 297 s in CI)
 
   it('SGD with momentum, eval-mode batch norm, fills and random draws match the CPU backend', async () => {
     const run = async (device: Device) => {
