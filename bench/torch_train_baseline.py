@@ -67,6 +67,20 @@ def generator(z_dim=128):
                          nn.Conv2d(64, 3, 3, 1, 1), nn.Tanh())
 
 
+def gan_step(G, D, opt_g, opt_d, real, z_d, z_g):
+    """One D step (hinge loss on real and G(z_d)) and one G step on z_g() (drawn after the D step, as eager draws it)."""
+    with torch.no_grad():
+        fake = G(z_d)
+    loss_d = F.relu(1 - D(real)).mean() + F.relu(1 + D(fake)).mean()
+    opt_d.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_d.step()
+    loss_g = -D(G(z_g())).mean()
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+
+
 def run(norm, batch, steps, warmup, device):
     torch.manual_seed(0)
     G, D = generator().to(device), discriminator(norm).to(device)
@@ -75,17 +89,7 @@ def run(norm, batch, steps, warmup, device):
     real = torch.rand(batch, 3, 32, 32, device=device) * 2 - 1
 
     def step():
-        z = torch.randn(batch, 128, device=device)
-        with torch.no_grad():
-            fake = G(z)
-        loss_d = F.relu(1 - D(real)).mean() + F.relu(1 + D(fake)).mean()
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        loss_g = -D(G(torch.randn(batch, 128, device=device))).mean()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
+        gan_step(G, D, opt_g, opt_d, real, torch.randn(batch, 128, device=device), lambda: torch.randn(batch, 128, device=device))
 
     def sync():
         if device.type == "cuda":
@@ -113,16 +117,7 @@ def run_graph(norm, batch, steps, warmup, device):
     z_g = torch.randn(batch, 128, device=device)
 
     def step():
-        with torch.no_grad():
-            fake = G(z_d)
-        loss_d = F.relu(1 - D(real)).mean() + F.relu(1 + D(fake)).mean()
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        loss_g = -D(G(z_g)).mean()
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
+        gan_step(G, D, opt_g, opt_d, real, z_d, lambda: z_g)
 
     # Warm-up on a side stream, as torch.cuda.graphs' docs ask (cuDNN/cuBLAS plans, optimizer state).
     side = torch.cuda.Stream(device)
