@@ -48,6 +48,7 @@ export class GanStepper {
   #reals: Tensor[] = [] // the real batches' static inputs
   #losses: { lossD: Tensor; lossG: Tensor } | undefined // the static outputs
   #tf32 = '' // the device's TF32 setting when the graph was captured
+  #replays = 0 // of the current graph
 
   constructor(parts: GanStepperParts, options: GanStepperOptions = {}) {
     if (typeof parts !== 'object' || parts === null) throw typeError(`expected the GAN's parts, got ${describe(parts)}`)
@@ -109,8 +110,6 @@ export class GanStepper {
     }
     return { ...this.#losses!, captured: true }
   }
-
-  #replays = 0
 
   #eager(step: number, afterDiscriminatorBackward?: () => void) {
     let draw = 0
