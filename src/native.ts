@@ -327,10 +327,17 @@ export interface NativeNccl {
   uniqueId(): Buffer
   /** ncclCommInitRank: blocks until all `nranks` ranks have joined. */
   init(device: NativeDeviceHandle, id: Buffer, nranks: number, rank: number): NativeNcclComm
-  /** An array goes as one NCCL group (ncclGroupStart/End). */
-  allReduce(comm: NativeNcclComm, tensors: NativeTensorHandle | NativeTensorHandle[], op: 'sum' | 'avg'): void
+  /**
+   * An array goes as one NCCL group (ncclGroupStart/End). `overlapped`: on the communicator's own stream, after the
+   * device stream's work so far (a gradient bucket), while the device's stream goes on; join() orders it back.
+   */
+  allReduce(comm: NativeNcclComm, tensors: NativeTensorHandle | NativeTensorHandle[], op: 'sum' | 'avg', overlapped?: boolean): void
+  /** The device's stream waits, on the device, for the overlapped all-reduces enqueued so far. */
+  join(comm: NativeNcclComm): void
+  /** Whether every collective enqueued so far completed, without waiting; throws (and aborts) on a failed one. */
+  poll(comm: NativeNcclComm): boolean
   broadcast(comm: NativeNcclComm, tensor: NativeTensorHandle, root: number): void
-  /** Waits for the device's stream, polling the communicator's async error; aborts it on failure or timeout. */
+  /** Blocks until the collectives so far completed (fixtures only: it holds the thread); aborts on failure or timeout. */
   wait(comm: NativeNcclComm, timeoutMs: number): void
   abort(comm: NativeNcclComm): void
   /** Emulated build only: bytes this process's collectives all-reduced and broadcast so far. */

@@ -1,9 +1,8 @@
 #include "napi/nccl.h"
 
 #if BSSN_WITH_CUDA
-#include <chrono>
 #include <cstring>
-#include <thread>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -11,6 +10,7 @@
 #include "core/tensor.h"
 #include "cuda/cuda_device.h"
 #include "cuda/nccl.h"
+#include "cuda/nccl_comm.h"
 #include "napi/convert.h"
 #include "napi/device_handle.h"
 #include "napi/errors.h"
@@ -21,20 +21,16 @@ namespace bssn::napi {
 
 namespace {
 
-// A communicator and the device whose stream its collectives run on. Freed by abort() or by the GC (destroy).
+// A communicator (native/cuda/nccl_comm.h), freed by the GC; abort() ends it earlier.
 struct CommBox {
-  nccl::Comm comm = nullptr;
-  DevicePtr device;
-  int rank = 0, nranks = 0;
+  std::unique_ptr<cuda::Communicator> comm;
 };
 
 constexpr napi_type_tag kCommTag = {0x5a0c2e9f7b314d86ull, 0x1f6e83c4d2a9b057ull};
 
-CommBox& commOf(Napi::Value value) {
+cuda::Communicator& commOf(Napi::Value value) {
   if (!value.IsExternal() || !hasTag(value.Env(), value, kCommTag)) throwTypeError("expected an NCCL communicator");
-  CommBox& box = *value.As<Napi::External<CommBox>>().Data();
-  if (!box.comm) throwError("the NCCL communicator was aborted", ErrorCode::Collective);
-  return box;
+  return *value.As<Napi::External<CommBox>>().Data()->comm;
 }
 
 cuda::CudaDevice& cudaOf(const DevicePtr& device) {
@@ -47,19 +43,12 @@ void check(const char* call, nccl::Result r) {
 }
 
 // A float32 tensor on the communicator's device.
-float* tensorData(const CommBox& box, Napi::Value value, size_t* count) {
+float* tensorData(const cuda::Communicator& comm, Napi::Value value, size_t* count) {
   const TensorPtr& t = unwrapTagged<TensorHandle>(value, "a bssn tensor handle")->tensor();
   if (t->dtype() != DType::Float32) throwTypeError("NCCL collectives take float32 tensors");
-  if (t->device() != box.device) throwTypeError("the tensor is not on the communicator's device");
+  if (t->device() != comm.device()) throwTypeError("the tensor is not on the communicator's device");
   *count = size_t(t->numel());
   return t->buffer()->f32();
-}
-
-void abortComm(CommBox& box) {
-  if (!box.comm) return;
-  const nccl::Comm comm = box.comm;
-  box.comm = nullptr;
-  cuda::ncclApi().commAbort(comm);
 }
 
 template <typename Body>
@@ -81,31 +70,23 @@ Napi::Object defineNccl(Napi::Env env) {
   // init(device, id, nranks, rank): blocks until every rank has joined; returns the communicator.
   o.Set("init", fn(env, "init", [](const Napi::CallbackInfo& info) -> Napi::Value {
           const DevicePtr& device = unwrapTagged<DeviceHandle>(info[0], "a device handle")->device();
-          cuda::CudaDevice& d = cudaOf(device);
+          cudaOf(device);
           if (!info[1].IsBuffer() || info[1].As<Napi::Buffer<char>>().Length() != nccl::kUniqueIdBytes)
             throwTypeError("expected the NCCL unique id: a Buffer of 128 bytes from uniqueId()");
           nccl::UniqueId id;
           std::memcpy(id.internal, info[1].As<Napi::Buffer<char>>().Data(), nccl::kUniqueIdBytes);
           const int nranks = int(toInteger(info[2], "the number of ranks", 1, 1 << 16));
           const int rank = int(toInteger(info[3], "the rank", 0, nranks - 1));
-          cudaSetDevice(d.index());
-          auto* box = new CommBox{nullptr, device, rank, nranks};
-          const nccl::Result r = cuda::ncclApi().commInitRank(&box->comm, nranks, id, rank);
-          if (r != nccl::kSuccess) {
-            delete box;
-            cuda::throwNccl("ncclCommInitRank", r);
-          }
-          Napi::External<CommBox> ext = Napi::External<CommBox>::New(info.Env(), box, [](Napi::Env, CommBox* b) {
-            if (b->comm) cuda::ncclApi().commDestroy(b->comm);
-            delete b;
-          });
+          auto* box = new CommBox{std::make_unique<cuda::Communicator>(device, id, nranks, rank)};
+          Napi::External<CommBox> ext = Napi::External<CommBox>::New(info.Env(), box, [](Napi::Env, CommBox* b) { delete b; });
           tagObject(info.Env(), ext, kCommTag);
           return ext;
         }));
-  // allReduce(comm, tensor or tensors, op: 'sum' | 'avg'): in place, enqueued on the device's stream; an array
-  // goes as one NCCL group (ncclGroupStart/End), as a gradient bucket's tensors would.
+  // allReduce(comm, tensor or tensors, op: 'sum' | 'avg', overlapped = false): in place, one NCCL group for an
+  // array (a gradient bucket). Overlapped: on the communicator's stream after the device stream's work so far
+  // (join() orders it back); otherwise on the device's stream.
   o.Set("allReduce", fn(env, "allReduce", [](const Napi::CallbackInfo& info) -> Napi::Value {
-          CommBox& box = commOf(info[0]);
+          cuda::Communicator& comm = commOf(info[0]);
           const std::string op = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
           if (op != "sum" && op != "avg") throwTypeError("expected the reduction: 'sum' or 'avg'");
           std::vector<std::pair<float*, size_t>> buffers;
@@ -113,79 +94,46 @@ Napi::Object defineNccl(Napi::Env env) {
             Napi::Array a = info[1].As<Napi::Array>();
             for (uint32_t i = 0; i < a.Length(); ++i) {
               size_t count = 0;
-              float* data = tensorData(box, a.Get(i), &count);
+              float* data = tensorData(comm, a.Get(i), &count);
               buffers.emplace_back(data, count);
             }
           } else {
             size_t count = 0;
-            float* data = tensorData(box, info[1], &count);
+            float* data = tensorData(comm, info[1], &count);
             buffers.emplace_back(data, count);
           }
-          const cuda::NcclApi& api = cuda::ncclApi();
-          const bool group = info[1].IsArray();
-          if (group) check("ncclGroupStart", api.groupStart());
-          nccl::Result first = nccl::kSuccess;
-          for (const auto& [data, count] : buffers) {
-            const nccl::Result r = api.allReduce(data, data, count, nccl::kFloat32, op == "sum" ? nccl::kSum : nccl::kAvg, box.comm,
-                                                 cudaOf(box.device).stream());
-            if (r != nccl::kSuccess) {
-              first = r;
-              break;
-            }
-          }
-          if (group) {
-            const nccl::Result ended = api.groupEnd();  // always, so the thread's group depth stays balanced
-            if (first == nccl::kSuccess && ended != nccl::kSuccess) cuda::throwNccl("ncclGroupEnd", ended);
-          }
-          if (first != nccl::kSuccess) cuda::throwNccl("ncclAllReduce", first);
+          const bool overlapped = info.Length() > 3 && info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
+          comm.allReduce(buffers, op == "sum" ? nccl::kSum : nccl::kAvg, overlapped);
           return info.Env().Undefined();
+        }));
+  // join(comm): the device's stream waits (on the device) for the overlapped all-reduces enqueued so far.
+  o.Set("join", fn(env, "join", [](const Napi::CallbackInfo& info) -> Napi::Value {
+          commOf(info[0]).join();
+          return info.Env().Undefined();
+        }));
+  // poll(comm): whether every collective enqueued so far has completed, without waiting. A failed collective (a peer
+  // died) aborts the communicator and throws ERR_BSSN_COLLECTIVE_FAILED: the JS watchdog calls it.
+  o.Set("poll", fn(env, "poll", [](const Napi::CallbackInfo& info) -> Napi::Value {
+          return Napi::Boolean::New(info.Env(), commOf(info[0]).poll());
         }));
   // broadcast(comm, tensor, root): root's tensor into every rank's, in place, on the device's stream.
   o.Set("broadcast", fn(env, "broadcast", [](const Napi::CallbackInfo& info) -> Napi::Value {
-          CommBox& box = commOf(info[0]);
+          cuda::Communicator& comm = commOf(info[0]);
           size_t count = 0;
-          float* data = tensorData(box, info[1], &count);
-          const int root = int(toInteger(info[2], "the root rank", 0, box.nranks - 1));
-          check("ncclBroadcast", cuda::ncclApi().broadcast(data, data, count, nccl::kFloat32, root, box.comm, cudaOf(box.device).stream()));
+          float* data = tensorData(comm, info[1], &count);
+          comm.broadcast(data, count, int(toInteger(info[2], "the root rank", 0, comm.nranks() - 1)));
           return info.Env().Undefined();
         }));
-  // wait(comm, timeoutMs): waits for the device's stream, polling the communicator's async error. A failed
-  // collective (a peer died) or the timeout aborts the communicator and throws ERR_BSSN_COLLECTIVE_FAILED: the
-  // survivors end with an error rather than hang, as NCCL's own watchdogs do.
+  // wait(comm, timeoutMs): blocks until every collective enqueued so far completed (tools and test fixtures; the
+  // library polls instead). A failed collective or the timeout aborts the communicator and throws
+  // ERR_BSSN_COLLECTIVE_FAILED: the survivors end with an error rather than hang, as NCCL's own watchdogs do.
   o.Set("wait", fn(env, "wait", [](const Napi::CallbackInfo& info) -> Napi::Value {
-          CommBox& box = commOf(info[0]);
-          const int64_t timeoutMs = toInteger(info[1], "the timeout in ms", 1, int64_t(1) << 40);
-          const cudaStream_t stream = cudaOf(box.device).stream();
-          const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
-          for (;;) {
-            nccl::Result async = nccl::kSuccess;
-            check("ncclCommGetAsyncError", cuda::ncclApi().commGetAsyncError(box.comm, &async));
-            if (async != nccl::kSuccess && async != nccl::kInProgress) {
-              const char* what = cuda::ncclApi().errorString(async);
-              abortComm(box);
-              throwError(std::string("an NCCL collective failed: ") + (what ? what : "NCCL error") + " (ncclResult_t " + std::to_string(async) +
-                             "); the communicator was aborted",
-                         ErrorCode::Collective);
-            }
-            const cudaError_t st = cudaStreamQuery(stream);
-            if (st == cudaSuccess) break;
-            if (st != cudaErrorNotReady) {
-              cudaGetLastError();
-              throwError(std::string("the stream of an NCCL collective failed: ") + cudaGetErrorString(st), ErrorCode::DeviceFault);
-            }
-            if (std::chrono::steady_clock::now() > deadline) {
-              abortComm(box);
-              throwError("an NCCL collective did not finish within " + std::to_string(timeoutMs) + " ms; the communicator was aborted",
-                         ErrorCode::Collective);
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(1));
-          }
+          commOf(info[0]).wait(toInteger(info[1], "the timeout in ms", 1, int64_t(1) << 40));
           return info.Env().Undefined();
         }));
   // abort(comm): ncclCommAbort; later calls on it throw.
   o.Set("abort", fn(env, "abort", [](const Napi::CallbackInfo& info) -> Napi::Value {
-          if (!info[0].IsExternal() || !hasTag(info.Env(), info[0], kCommTag)) throwTypeError("expected an NCCL communicator");
-          abortComm(*info[0].As<Napi::External<CommBox>>().Data());
+          commOf(info[0]).abort();
           return info.Env().Undefined();
         }));
 #if defined(BSSN_CUDA_EMULATED)

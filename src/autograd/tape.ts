@@ -77,6 +77,23 @@ function accumulate(into: Tensor, add: Tensor): void {
   native().ops.binary(BinaryOpCode.Add, into.handle, add.handle, into.handle)
 }
 
+/**
+ * @internal Told when a leaf's gradient is complete within a backward (its last contribution accumulated), as
+ * PyTorch's post-accumulate-grad hooks, and once when that backward ends. Data-parallel training starts a bucket's
+ * all-reduce from here while backward goes on (distributed/ddp.ts).
+ */
+export interface GradHook {
+  gradReady(leaf: Tensor): void
+  backwardEnded(): void
+}
+const gradHooks = new WeakMap<Tensor, GradHook>()
+
+/** @internal Sets (or, with undefined, removes) the hook of a leaf tensor. */
+export function setGradHook(leaf: Tensor, hook: GradHook | undefined): void {
+  if (hook) gradHooks.set(leaf, hook)
+  else gradHooks.delete(leaf)
+}
+
 /** @internal The body of Tensor.backward(). */
 export function runBackward(root: Tensor, gradient?: Tensor): void {
   if (!root.requiresGrad) throw typeError('backward() on a tensor that does not require gradients (no parameter reaches it)')
@@ -119,6 +136,28 @@ export function runBackward(root: Tensor, gradient?: Tensor): void {
       }
   }
 
+  // Hooked leaves: how many of the nodes still to run take each one (its gradient is complete at zero).
+  const pending = new Map<Tensor, number>()
+  for (const node of order)
+    for (const input of node.inputs)
+      if (!input.gradFn && input.requiresGrad && gradHooks.has(input)) pending.set(input, (pending.get(input) ?? 0) + 1)
+  const hooksRun = new Set<GradHook>()
+  const settle = (node: AnyGradNode) => {
+    if (pending.size === 0) return
+    for (const input of node.inputs) {
+      const left = pending.get(input)
+      if (left === undefined) continue
+      if (left > 1) {
+        pending.set(input, left - 1)
+        continue
+      }
+      pending.delete(input)
+      const hook = gradHooks.get(input)!
+      hooksRun.add(hook)
+      hook.gradReady(input)
+    }
+  }
+
   const slotsOf = (node: AnyGradNode) => new Array<Tensor | undefined>(node.outputCount ?? 1)
   const grads = new Map<AnyGradNode, Array<Tensor | undefined>>([[root.gradFn, slotsOf(root.gradFn)]])
   grads.get(root.gradFn)![root.gradSlot] = seed
@@ -126,7 +165,10 @@ export function runBackward(root: Tensor, gradient?: Tensor): void {
     const node = order[n]
     const gs = grads.get(node)
     grads.delete(node)
-    if (!gs || gs.every((g) => !g)) continue
+    if (!gs || gs.every((g) => !g)) {
+      settle(node)
+      continue
+    }
     const inputGrads = node.outputCount === undefined ? node.backward(gs[0]!) : node.backward(gs)
     gs.forEach((g) => g?.dispose())
     node.inputs.forEach((input, i) => {
@@ -150,7 +192,9 @@ export function runBackward(root: Tensor, gradient?: Tensor): void {
         input.grad = keep(gi)
       }
     })
+    settle(node)
   }
+  for (const hook of hooksRun) hook.backwardEnded()
   // Release the graph: its saved tensors can now be disposed or collected.
   for (const t of holders) t.gradFn = undefined
 }

@@ -5,11 +5,13 @@ import { existsSync, readFileSync } from 'node:fs'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 
-import { packageRoot } from '../native.js'
+import { readDistributedEnv } from '../distributed/env.js'
+import { native, packageRoot } from '../native.js'
 import type { NormChoice } from '../train/trainer.js'
 import { parseDevice, parsePositiveInt, UsageError } from './args.js'
 import { runDemo } from './demo.js'
 import { runDoctor } from './doctor.js'
+import { launchRanks } from './launch.js'
 import { runTraining } from './train_command.js'
 
 const usage = `usage: bssn <command> [options]
@@ -45,6 +47,10 @@ options (train, compare):
                                   existing non-empty DIR is refused; --force replaces an earlier bssn run's folder
                                   (one with a .bssn-run file) once this run is done
   --device auto|cpu|cuda|cuda:N   where to run (default auto)
+  --gpus N                        data-parallel training on N GPUs of this machine, one process per GPU (as
+                                  torchrun): --batch is the global batch, split evenly; rank 0 writes the run. On
+                                  several machines, start \`bssn train\` once per GPU with RANK, WORLD_SIZE,
+                                  LOCAL_RANK, MASTER_ADDR and MASTER_PORT set instead (README, "Several GPUs")
   --steps N                       (demo) forwards per timing sample (default 20)
   Ctrl-C or SIGTERM stops each run after its current step, then writes checkpoints, metrics and the report; a
   second aborts at once.
@@ -119,6 +125,7 @@ async function main(argv: string[]): Promise<number> {
       'eval-samples': { type: 'string' },
       train: { type: 'boolean' },
       json: { type: 'boolean' },
+      gpus: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   })
@@ -155,6 +162,20 @@ async function main(argv: string[]): Promise<number> {
     const out = path.resolve(values.out ?? 'bssn-bench')
     return spawnSync(process.execPath, [script, '--out', out, ...(values.device !== 'auto' ? ['--device', values.device!] : [])], { stdio: 'inherit' }).status ?? 1
   }
+  // A data-parallel launch: this process starts the ranks (--gpus), or is one of them (torchrun's variables set).
+  const rankEnv = readDistributedEnv()
+  if (values.gpus !== undefined) {
+    if (command !== 'train' && command !== 'compare') throw new UsageError('--gpus is for train and compare')
+    if (rankEnv) throw new UsageError('--gpus starts the ranks itself, but RANK, WORLD_SIZE, ... are set: this process is already a rank; drop --gpus')
+    const gpus = parsePositiveInt(values.gpus, '--gpus')
+    if (values.device !== 'auto' && !values.device!.startsWith('cuda')) throw new UsageError(`--gpus trains on GPUs; --device ${values.device} cannot go with it`)
+    if (values.device !== 'auto' && values.device !== 'cuda') throw new UsageError('--gpus N takes GPUs 0..N-1 (LOCAL_RANK); give no --device (or --device cuda), and CUDA_VISIBLE_DEVICES to pick others')
+    const status = native().cudaStatus()
+    if (!status.available) throw new UsageError(`--gpus ${gpus}: no usable GPU (${status.reason})`)
+    // The emulated build gives every process its own device 0.
+    if (native().buildInfo().cuda !== 'emulated' && status.deviceCount < gpus) throw new UsageError(`--gpus ${gpus}: this machine has ${status.deviceCount} GPU${status.deviceCount === 1 ? '' : 's'}`)
+    return launchRanks(gpus, withoutGpus(argv), console.error)
+  }
   if (command === 'train' && values.norms !== undefined) throw new UsageError('--norms is for compare; train takes one --norm')
   if (command === 'compare' && values.norm !== undefined) throw new UsageError('--norm is for train; compare takes --norms LIST')
   if (command === 'compare' && values.seed !== undefined) throw new UsageError('--seed is for train; compare takes --seeds LIST')
@@ -167,7 +188,10 @@ async function main(argv: string[]): Promise<number> {
   if (!(scale > 0)) throw new UsageError(`--scale must be > 0 (the constant c multiplies the normalized weight), got '${values.scale}'`)
   const lr = number(values.lr, '--lr') ?? 2e-4
   if (!(lr > 0)) throw new UsageError(`--lr must be > 0, got '${values.lr}'`)
-  const device = parseDevice(values.device!) // fails early on a bad --device
+  if (rankEnv && values.device !== 'auto' && values.device !== 'cuda') throw new UsageError(`a data-parallel rank trains on CUDA device LOCAL_RANK; --device ${values.device} cannot go with it`)
+  // A rank's device is LOCAL_RANK's (each process of the emulated build has its own device 0).
+  const deviceSpec = rankEnv ? `cuda:${native().buildInfo().cuda === 'emulated' ? 0 : rankEnv.localRank}` : values.device!
+  const device = parseDevice(deviceSpec) // fails early on a bad --device
   await runTraining({
     command: command as 'train' | 'compare',
     norms: list as NormChoice[],
@@ -180,7 +204,8 @@ async function main(argv: string[]): Promise<number> {
     betas: betas as [number, number],
     nDis: parsePositiveInt(values['n-dis'] ?? '1', '--n-dis'),
     seeds: seeds.map((s) => parsePositiveInt(s, command === 'train' ? '--seed' : '--seeds')),
-    device: values.device!,
+    device: deviceSpec,
+    distributed: rankEnv ?? undefined,
     deviceKind: device.kind === 'cpu' ? 'cpu' : 'cuda',
     deviceName: device.name,
     out: values.out,
@@ -197,12 +222,24 @@ async function main(argv: string[]): Promise<number> {
   return 0
 }
 
+/** The arguments without --gpus N / --gpus=N (what each rank runs). */
+function withoutGpus(argv: readonly string[]): string[] {
+  const out: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--gpus') i++
+    else if (!argv[i].startsWith('--gpus=')) out.push(argv[i])
+  }
+  return out
+}
+
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (error: unknown) => {
     const code = (error as { code?: string } | undefined)?.code ?? ''
     const usageError = error instanceof UsageError || (error instanceof TypeError && code.startsWith('ERR_PARSE_ARGS'))
-    console.error(`bssn: ${code.startsWith('ERR_PARSE_ARGS') ? parseArgsMessage(error as Error) : error instanceof Error ? error.message : String(error)}`)
+    const text = code.startsWith('ERR_PARSE_ARGS') ? parseArgsMessage(error as Error) : error instanceof Error ? error.message : String(error)
+    // bssn's stable code goes with the message, for scripts and supervisors (e.g. a rank whose peer died).
+    console.error(`bssn: ${text}${code.startsWith('ERR_BSSN_') ? ` [${code}]` : ''}`)
     if (usageError) console.error('run `bssn --help` for the commands and options, `bssn help <command>` for one command')
     process.exit(usageError ? 2 : 1)
   },

@@ -21,6 +21,7 @@ import { RateEstimate } from './progress.js'
 import { normLabel, writeReport, type ReportEnvironment, type ReportSubject } from './report.js'
 import { abandonRunFolder, claimRunFolder, finishRunFolder, fsReason, type RunFolder } from './run_folder.js'
 import type { WorkerConfig, WorkerMessage, WorkerRequest } from './train_worker.js'
+import type { DistributedEnv } from '../distributed/env.js'
 
 export const norms: readonly NormChoice[] = ['none', 'sn', 'ssn', 'bsn', 'bssn']
 export const archs = ['mlp', 'dcgan16', 'sngan'] as const
@@ -60,6 +61,11 @@ export interface TrainCommandOptions {
   progress: boolean
   /** Installs the SIGINT / SIGTERM handlers (the CLI does). */
   handleSignals?: boolean
+  /**
+   * This process is one rank of a data-parallel run (torchrun's variables): the runs train on every rank, one after
+   * another, on the global --batch; rank 0 alone prints, checks the checkpoint to resume and writes the run folder.
+   */
+  distributed?: DistributedEnv
 }
 
 interface RunSpec {
@@ -130,6 +136,9 @@ function environment(deviceName: string, command: string): ReportEnvironment {
 }
 
 export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]> {
+  // A rank other than 0 trains and stays quiet: rank 0 speaks and writes for the run.
+  const lead = !o.distributed || o.distributed.rank === 0
+  if (!lead) o = { ...o, print: () => {}, progress: false }
   // 1. Every input, before anything is created.
   const is2d = o.dataset in mixtures
   if (!is2d && !(o.dataset === 'shapes' || /^(cifar10|png):.+/.test(o.dataset))) throw new UsageError(`--dataset must be one of ${datasetHelp}, got '${o.dataset}'`)
@@ -151,11 +160,14 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
   const evalEvery = o.evalEvery ?? d.evalEvery
   const evalSamples = o.evalSamples ?? d.evalSamples
   if (!is2d && evalSamples <= 3) throw new UsageError(`--eval-samples must be at least 4 for images (k-NN precision/recall with k = 3), got ${evalSamples}`)
+  const world = o.distributed?.worldSize ?? 1
+  if (batch % world !== 0) throw new UsageError(`--batch ${batch} must split evenly over the ${world} ranks (a multiple of ${world})`)
   const imageArch: ImageArch = arch === 'mlp' ? 'sngan' : arch
   const architecture = arch === 'mlp' ? `mlp(width=${o.width})` : arch === 'dcgan16' ? 'dcgan16(channels=16)' : 'sngan'
 
   let resumeStep = 0
-  if (o.resume) {
+  // Rank 0 reads the checkpoint and broadcasts it: the other ranks (on other machines, maybe) need no copy.
+  if (o.resume && lead) {
     if (o.norms.length !== 1 || o.seeds.length !== 1) throw new UsageError('--resume continues one run: use it with train (one --norm, one --seed)')
     if (o.resume.trim() === '' || !existsSync(o.resume) || !statSync(o.resume).isFile()) throw new UsageError(`--resume: no such checkpoint '${o.resume}' (expected the checkpoint.safetensors of a run)`)
     const damaged = (error: unknown) => {
@@ -221,6 +233,7 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
     process.on('SIGTERM', onSignal)
   }
   try {
+    if (!lead) return await trainInto(undefined)
     folder = claimRunFolder({ out: o.out, force: o.force, base: path.join('runs', `${o.command}-${o.dataset.replace(/[^A-Za-z0-9_.-]+/g, '_')}`) })
     return await trainInto(folder)
   } finally {
@@ -231,8 +244,9 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
   }
 
   // 3. The runs, written into the staging folder; then the report, and the results moved into place.
-  async function trainInto(f: RunFolder): Promise<TrainResult[]> {
-    const { out, stage } = f
+  // (A rank other than 0 has no folder: it trains, and its results are rank 0's.)
+  async function trainInto(f: RunFolder | undefined): Promise<TrainResult[]> {
+    const { out, stage } = f ?? { out: '', stage: '' }
     const label = (n: NormChoice) => normLabel(n, o.scale)
     const specs: RunSpec[] = o.norms.flatMap((norm) => o.seeds.map((seed) => ({ norm, seed, dir: path.join(norm, `seed-${seed}`) })))
     const runName = (s: RunSpec) => `${label(s.norm)} seed ${s.seed}`
@@ -290,9 +304,11 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
           evalEvery,
           evalSamples,
           device: o.device,
-          out: path.join(stage, spec.dir),
+          out: f ? path.join(stage, spec.dir) : undefined,
           checkpointEvery: o.checkpointEvery,
-          resume: o.resume,
+          resume: lead ? o.resume : undefined,
+          // Each run meets the other ranks afresh; the token keeps another launch's ranks (or another run's) out.
+          distributed: o.distributed ? { token: `${process.env.BSSN_RUN_TOKEN ?? `${o.distributed.masterAddr}:${o.distributed.masterPort}`}/${spec.norm}/${spec.seed}` } : undefined,
           stop: stopFlag,
         }
         const onMessage = (m: WorkerMessage) => {
@@ -332,7 +348,8 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
 
     // CPU runs share the cores: at most one per core at a time. CUDA runs all start at once. Each lane trains its
     // runs one after another in one worker thread.
-    const concurrency = o.deviceKind === 'cpu' ? Math.max(1, availableParallelism()) : specs.length
+    // A data-parallel run's runs take every rank's GPU, one after another.
+    const concurrency = o.distributed ? 1 : o.deviceKind === 'cpu' ? Math.max(1, availableParallelism()) : specs.length
     const results: Array<TrainResult | undefined> = new Array(specs.length)
     let next = 0
     const lane = async () => {
@@ -363,14 +380,19 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
       const finished = specs.filter((_, i) => results[i])
       const code = (error as { code?: string } | undefined)?.code
       const message = error instanceof Error ? error.message : String(error)
-      // Runs that finished keep their results; with none, the run leaves nothing behind.
+      if (!f) throw error
+      // Runs that finished keep their results; with none, the run leaves nothing behind, unless a failed data-parallel
+      // run (a rank died) left checkpoints to resume from.
       if (finished.length) throw new Error(`${message}\nthe finished runs (${finished.map(runName).join(', ')}) have their checkpoints and metrics in ${stage}`)
+      if (code === 'ERR_BSSN_COLLECTIVE_FAILED' && hasCheckpoint(stage))
+        throw Object.assign(new Error(`${message}\nthe last complete checkpoints are in ${stage} (--resume continues from them, on any number of GPUs)`), { code })
       abandonRunFolder(f)
       throw code === 'ERR_BSSN_BAD_DATASET' ? new UsageError(message) : error
     }
     phase = 'report'
     clearLine()
     const done = results.filter((r): r is TrainResult => r !== undefined)
+    if (!f) return done
     const skipped = specs.filter((_, i) => !results[i])
     if (skipped.length) o.print(`not started (interrupted): ${skipped.map(runName).join(', ')}`)
 
@@ -405,4 +427,13 @@ function qualityText(r: TrainResult['history'][number]): string {
   return r.modes !== undefined
     ? `${r.modesCovered}/${r.modes} modes, ${(100 * (r.highQuality ?? 0)).toFixed(1)}% high quality`
     : `precision ${(r.precision ?? 0).toFixed(3)}, recall ${(r.recall ?? 0).toFixed(3)}`
+}
+
+/** Whether a staging folder holds a run's checkpoint (<norm>/seed-<s>/checkpoint.safetensors). */
+function hasCheckpoint(stage: string): boolean {
+  try {
+    return readdirSync(stage, { recursive: true, encoding: 'utf8' }).some((e) => path.basename(e) === 'checkpoint.safetensors')
+  } catch {
+    return false
+  }
 }

@@ -4,10 +4,11 @@
 import { parentPort } from 'node:worker_threads'
 
 import { Device } from '../device.js'
+import { initDistributed, type ProcessGroup } from '../distributed/process_group.js'
 import { taskFor, type ImageArch } from '../train/tasks.js'
 import { trainGan, type EvalRecord, type TrainConfig, type TrainResult } from '../train/trainer.js'
 
-export interface WorkerConfig extends Omit<TrainConfig, 'device' | 'task'> {
+export interface WorkerConfig extends Omit<TrainConfig, 'device' | 'task' | 'distributed'> {
   device: string
   dataset: string
   width: number
@@ -15,6 +16,8 @@ export interface WorkerConfig extends Omit<TrainConfig, 'device' | 'task'> {
   arch: ImageArch
   /** Set to non-zero by the main thread to stop the run after its current step. */
   stop: Int32Array
+  /** This process is a rank of a data-parallel run (its variables in the environment): the run's rendezvous token. */
+  distributed?: { token: string }
 }
 
 /** What the main thread asks: a run, or to close once the lane is done. */
@@ -31,12 +34,14 @@ const post = (m: WorkerMessage) => parentPort!.postMessage(m)
 let device: Device | undefined
 
 async function train(config: WorkerConfig): Promise<void> {
+  let group: ProcessGroup | undefined
   try {
     device ??= config.device === 'cpu' ? Device.cpu() : config.device.startsWith('cuda') ? Device.cuda(Number(config.device.split(':')[1] ?? 0)) : Device.auto()
-    const { dataset: _dataset, width: _width, arch: _arch, stop, ...rest } = config
+    const { dataset: _dataset, width: _width, arch: _arch, stop, distributed, ...rest } = config
     const task = taskFor(config.dataset, config.width, config.seed, config.arch)
+    if (distributed) group = await initDistributed({ device, token: distributed.token })
     const result = await trainGan(
-      { ...rest, device, task },
+      { ...rest, device, task, distributed: group },
       {
         onEval: (record) => post({ type: 'eval', record }),
         onStep: (step) => post({ type: 'step', step }),
@@ -56,6 +61,8 @@ async function train(config: WorkerConfig): Promise<void> {
   } catch (error) {
     // The error's code crosses to the main thread (a worker's 'error' event keeps only the message).
     post({ type: 'failed', message: error instanceof Error ? error.message : String(error), code: (error as { code?: string } | undefined)?.code })
+  } finally {
+    group?.destroy()
   }
 }
 

@@ -121,15 +121,16 @@ export function loadPngFolder(folder: string, size = 32): ImageSet {
 }
 
 /** A batch of `n` images drawn (with replacement) from `set`, seeded: [n, 3, size, size] on `device`. */
-export function sampleImages(device: Device, set: ImageSet, n: number, seed: number): Tensor {
+export function sampleImages(device: Device, set: ImageSet, n: number, seed: number, rows: readonly [number, number] = [0, n]): Tensor {
   const random = new HostRandom(seed)
   const each = 3 * set.size * set.size
-  const out = new Float32Array(n * each)
-  for (let i = 0; i < n; i++) {
+  const out = new Float32Array((rows[1] - rows[0]) * each)
+  // The whole batch's draw, rows [from, to) of it kept (a rank's share: N ranks train on what one process would).
+  for (let i = 0; i < rows[1]; i++) {
     const k = random.int(set.count)
-    out.set(set.pixels.subarray(k * each, (k + 1) * each), i * each)
+    if (i >= rows[0]) out.set(set.pixels.subarray(k * each, (k + 1) * each), (i - rows[0]) * each)
   }
-  return device.tensor(out, [n, 3, set.size, set.size])
+  return device.tensor(out, [rows[1] - rows[0], 3, set.size, set.size])
 }
 
 /** Writes `count` images [count, 3, size, size] in [-1, 1] as one PNG grid of `columns` columns (1-pixel gaps). */

@@ -24,7 +24,7 @@ export const grid25: Mixture2d = {
 export const mixtures = { ring8, grid25 } as const
 
 /** `n` samples [n, 2] of the mixture, from `seed` (a fresh tensor). */
-export function sampleMixture(device: Device, mixture: Mixture2d, n: number, seed: number): Tensor {
+export function sampleMixture(device: Device, mixture: Mixture2d, n: number, seed: number, rows: readonly [number, number] = [0, n]): Tensor {
   const random = new HostRandom(seed)
   const data = new Float32Array(2 * n)
   for (let i = 0; i < n; i++) {
@@ -32,7 +32,8 @@ export function sampleMixture(device: Device, mixture: Mixture2d, n: number, see
     data[2 * i] = mx + mixture.std * random.normal()
     data[2 * i + 1] = my + mixture.std * random.normal()
   }
-  return device.tensor(data, [n, 2])
+  // A rank's share: the draw is the whole batch's, so N ranks train on the samples one process would.
+  return device.tensor(data.subarray(2 * rows[0], 2 * rows[1]), [rows[1] - rows[0], 2])
 }
 
 export interface Mixture2dQuality {

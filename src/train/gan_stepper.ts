@@ -20,6 +20,11 @@ export interface GanStepperParts extends Omit<GanParts, 'sampleZ' | 'sampleReal'
   zShape: readonly number[]
   /** The seed of a step's latent draw (draws are numbered in the step: 0, 2, ... for z, 1, 3, ... for real batches). */
   zSeed: (step: number, draw: number) => number
+  /**
+   * The rows [from, to) of each latent draw this process trains on, zShape being the whole draw's (a data-parallel
+   * rank's share of the global batch, so N ranks see the latents one process would). Default: all of them.
+   */
+  zRows?: readonly [number, number]
   /** A new tensor of real samples for a step's draw (run outside any capture, so it may read host data). */
   sampleReal: (step: number, draw: number) => Tensor
 }
@@ -56,6 +61,11 @@ export class GanStepper {
     checkShape(parts.zShape)
     checkFunction(parts.zSeed, 'parts.zSeed')
     checkFunction(parts.sampleReal, 'parts.sampleReal')
+    if (parts.zRows !== undefined) {
+      if (!Array.isArray(parts.zRows) || parts.zRows.length !== 2) throw typeError(`expected parts.zRows to be [from, to], got ${describe(parts.zRows)}`)
+      checkInteger(parts.zRows[0], 'parts.zRows[0]', 0, parts.zShape[0] - 1)
+      checkInteger(parts.zRows[1], 'parts.zRows[1]', parts.zRows[0] + 1, parts.zShape[0])
+    }
     options = checkOptions(options)
     this.parts = parts
     this.device = parts.generator.parameters()[0].device
@@ -115,7 +125,7 @@ export class GanStepper {
     let draw = 0
     return ganStep({
       ...this.parts,
-      sampleZ: () => this.device.randn(this.parts.zShape, { seed: this.parts.zSeed(step, draw++) }),
+      sampleZ: () => this.#rows(this.device.randn(this.parts.zShape, { seed: this.parts.zSeed(step, draw++) })),
       sampleReal: () => this.parts.sampleReal(step, draw++),
       afterDiscriminatorBackward,
     })
@@ -140,7 +150,7 @@ export class GanStepper {
             sampleZ: () => {
               const t = this.device.empty(this.parts.zShape)
               native().ops.randnFromTable(t.handle, this.#seeds!.handle, z++, 1)
-              return t
+              return this.#rows(t)
             },
             sampleReal: () => this.#reals[real++],
           })
@@ -155,6 +165,17 @@ export class GanStepper {
     this.#graph = captured.graph
     this.#tf32 = tf32Of(this.device)
     this.#losses = { lossD: keep(captured.result.lossD), lossG: keep(captured.result.lossG) }
+  }
+
+  // The process's rows of a latent draw (a new tensor; the draw is freed).
+  #rows(z: Tensor): Tensor {
+    const rows = this.parts.zRows
+    if (!rows) return z
+    const per = z.size / z.shape[0]
+    const out = this.device.empty([rows[1] - rows[0], ...z.shape.slice(1)])
+    native().ops.copyRange(out.handle, 0, z.handle, rows[0] * per, (rows[1] - rows[0]) * per)
+    z.dispose()
+    return out
   }
 
   #seedTable(step: number): Float32Array {

@@ -30,8 +30,8 @@ export interface GanTask {
   /** Image side (image tasks). */
   imageSize?: number
   build(device: Device, seed: number): { generator: Module; discriminator: Module }
-  /** A fresh batch of n real samples. */
-  sampleReal(device: Device, n: number, seed: number): Tensor
+  /** A fresh batch of n real samples; with `rows`, only rows [from, to) of that batch (a data-parallel rank's share). */
+  sampleReal(device: Device, n: number, seed: number, rows?: readonly [number, number]): Tensor
   /** Real images the quality is measured against (image tasks), for the report's grid. */
   heldOut?: ImageSet
   /** Judges `count` generated samples (host copy). */
@@ -49,7 +49,7 @@ export function mixtureTask(mixture: Mixture2d, width: number): GanTask {
       generator: mlpGenerator({ device, seed, width, zDim: 2 }),
       discriminator: mlpDiscriminator({ device, seed: seed + 1000, width }),
     }),
-    sampleReal: (device, n, seed) => sampleMixture(device, mixture, n, seed),
+    sampleReal: (device, n, seed, rows) => sampleMixture(device, mixture, n, seed, rows),
     quality: (samples) => mixtureQuality(mixture, samples),
   }
 }
@@ -68,7 +68,7 @@ export function imageTask(train: ImageSet, heldOut: ImageSet, arch: ImageArch = 
     kind: 'image',
     ...imageNetworks(arch, channels),
     imageSize: size,
-    sampleReal: (device, n, seed) => sampleImages(device, train, n, seed),
+    sampleReal: (device, n, seed, rows) => sampleImages(device, train, n, seed, rows),
     quality: (samples, count) => knnPrecisionRecall(realFeatures, imageFeatures(samples, count, size), 192, 3),
     heldOut,
   }

@@ -7,7 +7,7 @@ import path from 'node:path'
 import { keep, tidy } from '../autograd/scope.js'
 import { noGrad } from '../autograd/tape.js'
 import { Device } from '../device.js'
-import { bssnError } from '../errors.js'
+import { bssnError, rangeError, typeError } from '../errors.js'
 import { mul, sum } from '../nn/functional.js'
 import { isNormalizable } from '../nn/module.js'
 import { SpectralNorm } from '../nn/spectral_norm.js'
@@ -16,6 +16,9 @@ import type { Tensor } from '../tensor.js'
 import { Adam } from './adam.js'
 import { checkGanCheckpoint, loadGanCheckpoint, saveGanCheckpoint, type GanCheckpointParts } from './checkpoint.js'
 import { GanStepper } from './gan_stepper.js'
+import { broadcastTrainingState } from '../distributed/broadcast_state.js'
+import { DistributedDataParallel } from '../distributed/ddp.js'
+import type { ProcessGroup } from '../distributed/process_group.js'
 import type { GanNetworks, GanTask, Quality } from './tasks.js'
 import { topSingularValues, type LayerSpectrum } from './spectrum.js'
 
@@ -45,6 +48,14 @@ export interface TrainConfig {
    * BSSN_CUDA_GRAPHS=0; the same results as eager steps, bit for bit.
    */
   capture?: boolean
+  /**
+   * A data-parallel run (initDistributed()): `batch` is the global batch, each rank trains on its rows of it,
+   * gradients are averaged across ranks (distributed/ddp.ts), rank 0's state is broadcast at the start and at a
+   * resume, and only rank 0 writes `out` (metrics, checkpoints). Steps run eagerly.
+   */
+  distributed?: ProcessGroup
+  /** The gradient buckets' size in bytes for the data-parallel all-reduce (default 4 MiB). */
+  bucketBytes?: number
 }
 
 export interface LayerDiagnostics {
@@ -140,31 +151,59 @@ function readHistory(checkpoint: string, step: number): EvalRecord[] {
   return records
 }
 
+// In a data-parallel run, how often the ranks agree on whether to stop (a stop asked of some ranks only must not
+// leave the others waiting in a collective): every this many steps, at the cost of one tiny all-reduce and read.
+const STOP_VOTE_EVERY = 10
+
 export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Promise<TrainResult> {
   const { device, task } = config
+  const pg = config.distributed
+  const world = pg?.worldSize ?? 1
+  if (pg && !pg.device.equals(device)) throw typeError(`config.device (${device.name}) is not the process group's device (${pg.device.name})`)
+  if (config.batch % world !== 0) throw rangeError(`the global batch (${config.batch}) must split evenly over ${world} ranks`)
+  // This rank's rows of every global batch; rank 0 alone writes the run's files.
+  const share = config.batch / world
+  const rows: [number, number] | undefined = pg ? [pg.rank * share, (pg.rank + 1) * share] : undefined
+  const lead = !pg || pg.rank === 0
+  const out = lead ? config.out : undefined
   const parts = buildGanParts(config, task, device)
   const { generator: G, discriminator: D, optG, optD, normalization: sn } = parts
   const scaled = config.norm === 'ssn' || config.norm === 'bssn'
   const dLayers = D.modules().filter(isNormalizable)
   const evalZ = keep(device.randn([config.evalSamples, task.zDim], { seed: seedOf(config.seed, 0, 3) }))
   const history: EvalRecord[] = []
-  const metricsFile = config.out ? path.join(config.out, 'metrics.jsonl') : undefined
+  const metricsFile = out ? path.join(out, 'metrics.jsonl') : undefined
   let step = 0
-  if (config.resume) {
-    step = (await loadGanCheckpoint(config.resume, parts)).step
-    // Keep the records of the steps the checkpoint covers (from the metrics beside it: the run may go elsewhere).
-    history.push(...readHistory(config.resume, step))
+  const ddp: DistributedDataParallel[] = []
+  try {
+    if (config.resume && lead) {
+      step = (await loadGanCheckpoint(config.resume, parts)).step
+      // Keep the records of the steps the checkpoint covers (from the metrics beside it: the run may go elsewhere).
+      history.push(...readHistory(config.resume, step))
+    }
+    if (pg) {
+      // Rank 0's state (a fresh start or the checkpoint it read) on every rank; from here the ranks stay equal.
+      step = await broadcastTrainingState(pg, parts, step)
+      for (const m of [D, G]) ddp.push(new DistributedDataParallel(m, pg, { bucketBytes: config.bucketBytes }))
+    }
+  } catch (e) {
+    ddp.forEach((d) => d.dispose())
+    evalZ.dispose()
+    disposeParts(parts)
+    throw e
   }
-  if (config.out) {
-    mkdirSync(config.out, { recursive: true })
+  if (out) {
+    mkdirSync(out, { recursive: true })
     writeFileSync(metricsFile!, history.map((r) => JSON.stringify(r) + '\n').join(''))
   }
-  const checkpointFile = config.out ? path.join(config.out, 'checkpoint.safetensors') : undefined
-  const { device: _device, task: _task, resume: _resume, ...savedConfig } = config
+  const checkpointFile = out ? path.join(out, 'checkpoint.safetensors') : undefined
+  const { device: _device, task: _task, resume: _resume, distributed: _distributed, ...savedConfig } = config
   const runConfig = { ...savedConfig, dataset: task.dataset, architecture: task.architecture }
   // Written beside and renamed over the last one, so an abort mid-write keeps the last complete checkpoint.
   const checkpoint = async () => {
     if (!checkpointFile || !config.checkpointEvery) return
+    // Only a state every rank agreed on is saved: a failed collective (a rank died) leaves the last checkpoint alone.
+    await pg?.synchronize()
     await saveGanCheckpoint(`${checkpointFile}.partial`, parts, step, runConfig)
     renameSync(`${checkpointFile}.partial`, checkpointFile)
   }
@@ -177,10 +216,12 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
       normalization: sn,
       nDis: config.nDis,
       zShape: [config.batch, task.zDim],
+      zRows: rows,
       zSeed: (s, draw) => seedOf(config.seed, s, 10 + draw),
-      sampleReal: (s, draw) => task.sampleReal(device, config.batch, seedOf(config.seed, s, 100 + draw)),
+      sampleReal: (s, draw) => task.sampleReal(device, config.batch, seedOf(config.seed, s, 100 + draw), rows),
     },
-    { capture: config.capture },
+    // The all-reduce runs on a second stream, which a captured step would have to fork and join: eager for now.
+    { capture: pg ? false : config.capture },
   )
   // A captured step's losses are the graph's outputs (overwritten by the next step, never disposed here).
   const release = (losses: { lossD: Tensor; lossG: Tensor; captured: boolean } | undefined) => {
@@ -213,14 +254,15 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
   }
   try {
     while (step < config.steps) {
-      if (hooks.shouldStop?.()) {
+      pg?.check()
+      if (pg ? step % STOP_VOTE_EVERY === 0 && (await stopVote(pg, hooks.shouldStop?.() ?? false)) : hooks.shouldStop?.()) {
         interrupted = true
         break
       }
       step++
       const evaluating = step % config.evalEvery === 0 || step === config.steps
       const losses = stepper.step(step, {
-        afterDiscriminatorBackward: evaluating
+        afterDiscriminatorBackward: evaluating && lead
           ? () => {
               gradSquares.forEach((t) => t.dispose())
               gradSquares = dLayers.map((l) => keep(noGrad(() => sum(mul(l.weight.grad!, l.weight.grad!)))))
@@ -240,7 +282,7 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
         unevaluated = losses // kept for an evaluation at an interruption
         continue
       }
-      record(await evaluate(step, losses))
+      await evaluateOn(step, losses)
     }
     if (config.checkpointEvery && step % config.checkpointEvery !== 0) await checkpoint()
     // An interrupted run is evaluated where it stopped, after its checkpoint (the gradient norms unknown), so its metrics end there.
@@ -249,8 +291,10 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
       gradSquares = []
       const losses = unevaluated
       unevaluated = undefined
-      record(await evaluate(step, losses))
+      await evaluateOn(step, losses)
     }
+    // Every collective of the run completed: a rank that died at the end fails the run here, not silently.
+    await pg?.synchronize()
     const samples = await tidy(() => noGrad(() => G.forward(evalZ))).toArray()
     hooks.onStep?.(step)  // everything before the samples has run
     const seconds = (performance.now() - start) / 1000
@@ -268,7 +312,15 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
     gradSquares.forEach((t) => t.dispose())
     evalZ.dispose()
     stepper.dispose()
+    ddp.forEach((d) => d.dispose())
     disposeParts(parts)
+  }
+
+  // The losses are averaged over the ranks (each rank's are its share's); rank 0 alone judges and records.
+  async function evaluateOn(step: number, losses: { lossD: Tensor; lossG: Tensor; captured: boolean }): Promise<void> {
+    pg?.allReduce([losses.lossD, losses.lossG], 'avg')
+    if (lead) record(await evaluate(step, losses))
+    else release(losses)
   }
 
   async function evaluate(step: number, losses: { lossD: Tensor; lossG: Tensor; captured: boolean }): Promise<EvalRecord> {
@@ -314,5 +366,16 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
       ...quality,
       layers,
     }
+  }
+}
+
+/** Whether any rank asked to stop (every rank calls it at the same steps and gets the same answer). */
+async function stopVote(pg: ProcessGroup, stop: boolean): Promise<boolean> {
+  const flag = keep(pg.device.tensor(new Float32Array([stop ? 1 : 0]), [1]))
+  try {
+    pg.allReduce(flag, 'sum')
+    return (await flag.toArray())[0] > 0
+  } finally {
+    flag.dispose()
   }
 }

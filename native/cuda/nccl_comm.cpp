@@ -1,0 +1,134 @@
+#include "cuda/nccl_comm.h"
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "core/error.h"
+#include "cuda/check.h"
+#include "cuda/cuda_device.h"
+#include "cuda/nccl.h"
+
+namespace bssn::cuda {
+
+namespace {
+
+void check(const char* call, nccl::Result r) {
+  if (r != nccl::kSuccess) throwNccl(call, r);
+}
+
+CudaDevice& cudaOf(const DevicePtr& device) {
+  if (!device || device->kind() != DeviceKind::Cuda) throwError("NCCL collectives need a CUDA device");
+  return static_cast<CudaDevice&>(*device);
+}
+
+}  // namespace
+
+Communicator::Communicator(DevicePtr device, const nccl::UniqueId& id, int nranks, int rank)
+    : device_(std::move(device)), cuda_(cudaOf(device_)), rank_(rank), nranks_(nranks) {
+  BSSN_CUDA_TRY(cudaSetDevice(cuda_.index()));
+  BSSN_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  try {
+    BSSN_CUDA_TRY(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
+    BSSN_CUDA_TRY(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
+    check("ncclCommInitRank", ncclApi().commInitRank(&comm_, nranks, id, rank));
+  } catch (...) {
+    if (ready_) cudaEventDestroy(ready_);
+    if (done_) cudaEventDestroy(done_);
+    cudaStreamDestroy(stream_);
+    throw;
+  }
+}
+
+Communicator::~Communicator() {
+  if (comm_) ncclApi().commDestroy(comm_);
+  // Work still queued on the stream finishes first (CUDA destroys a busy stream once it is idle).
+  cudaEventDestroy(ready_);
+  cudaEventDestroy(done_);
+  cudaStreamDestroy(stream_);
+}
+
+nccl::Comm Communicator::live() const {
+  if (!comm_) throwError("the NCCL communicator was aborted (a collective failed or timed out, or abort() was called)", ErrorCode::Collective);
+  return comm_;
+}
+
+void Communicator::markEnqueued(cudaStream_t stream) { BSSN_CUDA_TRY(cudaEventRecord(done_, stream)); }
+
+void Communicator::allReduce(const std::vector<std::pair<float*, size_t>>& buffers, int op, bool overlapped) {
+  const nccl::Comm comm = live();
+  const cudaStream_t stream = overlapped ? stream_ : cuda_.stream();
+  if (overlapped) {
+    // The bucket's gradients are the device stream's work so far: the collective starts after it, nothing later.
+    BSSN_CUDA_TRY(cudaEventRecord(ready_, cuda_.stream()));
+    BSSN_CUDA_TRY(cudaStreamWaitEvent(stream_, ready_, 0));
+  }
+  const NcclApi& api = ncclApi();
+  const bool group = buffers.size() > 1;
+  if (group) check("ncclGroupStart", api.groupStart());
+  nccl::Result first = nccl::kSuccess;
+  for (const auto& [data, count] : buffers) {
+    first = api.allReduce(data, data, count, nccl::kFloat32, op, comm, stream);
+    if (first != nccl::kSuccess) break;
+  }
+  if (group) {
+    const nccl::Result ended = api.groupEnd();  // always, so the thread's group depth stays balanced
+    if (first == nccl::kSuccess) first = ended;
+  }
+  if (first != nccl::kSuccess) throwNccl(group ? "ncclAllReduce (grouped)" : "ncclAllReduce", first);
+  markEnqueued(stream);
+  overlappedPending_ = overlappedPending_ || overlapped;
+}
+
+void Communicator::broadcast(float* data, size_t count, int root) {
+  check("ncclBroadcast", ncclApi().broadcast(data, data, count, nccl::kFloat32, root, live(), cuda_.stream()));
+  markEnqueued(cuda_.stream());
+}
+
+void Communicator::join() {
+  live();
+  if (!overlappedPending_) return;
+  // done_ was last recorded on this communicator's stream (an overlapped collective is the latest, or a device-stream
+  // one came after it and already follows it): the device's stream waits for it.
+  BSSN_CUDA_TRY(cudaStreamWaitEvent(cuda_.stream(), done_, 0));
+  overlappedPending_ = false;
+}
+
+bool Communicator::poll() {
+  const nccl::Comm comm = live();
+  nccl::Result async = nccl::kSuccess;
+  check("ncclCommGetAsyncError", ncclApi().commGetAsyncError(comm, &async));
+  if (async != nccl::kSuccess && async != nccl::kInProgress) {
+    const char* what = ncclApi().errorString(async);
+    abort();
+    throwError(std::string("an NCCL collective failed: ") + (what ? what : "NCCL error") + " (ncclResult_t " + std::to_string(async) +
+                   "); the communicator was aborted",
+               ErrorCode::Collective);
+  }
+  const cudaError_t st = cudaEventQuery(done_);
+  if (st == cudaSuccess) return true;
+  if (st == cudaErrorNotReady) return false;
+  BSSN_CUDA_TRY(st);
+  return false;
+}
+
+void Communicator::wait(int64_t timeoutMs) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
+  while (!poll()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      abort();
+      throwError("an NCCL collective did not finish within " + std::to_string(timeoutMs) + " ms; the communicator was aborted",
+                 ErrorCode::Collective);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+void Communicator::abort() {
+  if (!comm_) return;
+  const nccl::Comm comm = comm_;
+  comm_ = nullptr;
+  ncclApi().commAbort(comm);
+}
+
+}  // namespace bssn::cuda
