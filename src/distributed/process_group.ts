@@ -164,6 +164,11 @@ export class ProcessGroup {
     return new Promise((resolve, reject) => {
       this.#waiters.push({ resolve, reject })
       this.#poll()
+      // Someone waits: the watchdog keeps the process alive until the collectives complete, as pending I/O would.
+      if (this.#waiters.length) {
+        this.#started()
+        this.#watchdog!.ref()
+      }
     })
   }
 
@@ -218,7 +223,7 @@ export class ProcessGroup {
     this.#busySince ??= performance.now()
     if (!this.#watchdog) {
       this.#watchdog = setInterval(() => this.#poll(), WATCHDOG_MS)
-      this.#watchdog.unref() // the watchdog alone keeps no process alive
+      this.#watchdog.unref() // the watchdog alone keeps no process alive (a waiter refs it)
     }
   }
 

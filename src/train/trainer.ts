@@ -95,6 +95,8 @@ export interface TrainHooks {
   /** A step the device has finished (reported as fences resolve: not every step number is reported). */
   onStep?: (step: number) => void
   shouldStop?: () => boolean
+  /** @internal Called with the run's parts after its last step, before they are freed (tests read the state). */
+  atEnd?: (parts: GanCheckpointParts) => Promise<void>
 }
 
 // Distinct, reproducible seeds for every random draw of the run.
@@ -295,6 +297,7 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
     }
     // Every collective of the run completed: a rank that died at the end fails the run here, not silently.
     await pg?.synchronize()
+    await hooks.atEnd?.(parts)
     const samples = await tidy(() => noGrad(() => G.forward(evalZ))).toArray()
     hooks.onStep?.(step)  // everything before the samples has run
     const seconds = (performance.now() - start) / 1000
