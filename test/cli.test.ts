@@ -259,7 +259,8 @@ it('train --resume continues from a checkpoint in a new folder; a mismatch, a st
 // evaluation only, the other run could stop at step 19 with no record at 20.)
 async function interrupt(args: string[], signals: NodeJS.Signals[], runs = 2): Promise<{ code: number | null; printed: string }> {
   const r = await runCli(args, { signals, when: new RegExp(`( step 20:[\\s\\S]*){${runs}}`) })
-  return { code: r.code, printed: r.stdout + r.stderr }
+  // A process ended by a signal has no code: the signal goes into what the assertions print.
+  return { code: r.code, printed: r.stdout + r.stderr + (r.signal ? `\n(ended by ${r.signal})` : '') }
 }
 
 it('Ctrl-C and SIGTERM finish the current step, write checkpoints and the report, and exit cleanly', async () => {
