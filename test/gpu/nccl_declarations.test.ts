@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest'
 
 import { packageRoot } from '../../src/native.js'
 import { emulated, requireCuda } from '../helpers/backends.js'
+import { bundle } from '../helpers/peer.js'
 import { runNode } from '../helpers/run.js'
 
 /** The folder holding include/nccl.h and lib/libnccl.so.2: NCCL_HOME, PyTorch's nvidia-nccl package, /usr. */
@@ -48,4 +49,22 @@ describe.skipIf(reason !== undefined)(`declarations match nccl.h${reason ? ` (sk
     expect(nccl.error).toBeUndefined()
     expect(nccl.version).toBe(version)
   })
+
+  // One GPU can hold one rank (NCCL refuses two ranks on one device): the whole data-parallel path (rendezvous,
+  // communicator, overlapped bucket all-reduces on the second stream, joins, the start's broadcasts) on real NCCL,
+  // against the same steps in one process without it.
+  it('one rank on real NCCL: 5 data-parallel training steps give the weights of 5 steps without NCCL', async () => {
+    const program = await bundle('test/fixtures/dp_rank.ts')
+    const port = 29_000 + (process.pid % 1000)
+    const base: NodeJS.ProcessEnv = { ...process.env, BSSN_NCCL_PATH: path.join(home!, 'lib', 'libnccl.so.2') }
+    for (const k of ['RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT']) delete base[k]
+    const args = [program, JSON.stringify({ what: 'train', arch: 'conv', steps: 5, batch: 8 })]
+    const replyOf = (stdout: string) => JSON.parse(stdout.trim().split('\n').filter((l) => l.startsWith('{"ok"')).pop()!) as { ok: boolean; message?: string; params: Record<string, string> }
+    const alone = replyOf((await runNode(args, { env: base })).stdout)
+    const ranked = replyOf((await runNode(args, { env: { ...base, RANK: '0', WORLD_SIZE: '1', LOCAL_RANK: '0', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) } })).stdout)
+    expect(alone.ok, alone.message).toBe(true)
+    expect(ranked.ok, ranked.message).toBe(true)
+    // An average over one rank is the value itself: the same weights, bit for bit.
+    expect(ranked.params).toEqual(alone.params)
+  }, 120_000)
 })
