@@ -334,8 +334,11 @@ export interface NativeNccl {
   allReduce(comm: NativeNcclComm, tensors: NativeTensorHandle | NativeTensorHandle[], op: 'sum' | 'avg', overlapped?: boolean): void
   /** The device's stream waits, on the device, for the overlapped all-reduces enqueued so far. */
   join(comm: NativeNcclComm): void
-  /** Whether every collective enqueued so far completed, without waiting; throws (and aborts) on a failed one. */
-  poll(comm: NativeNcclComm): boolean
+  /**
+   * How many of the collectives enqueued so far completed since the last poll (counted in enqueue order), without
+   * waiting; throws (and aborts) on a failed one.
+   */
+  poll(comm: NativeNcclComm): number
   broadcast(comm: NativeNcclComm, tensor: NativeTensorHandle, root: number): void
   /** Blocks until the collectives so far completed (fixtures only: it holds the thread); aborts on failure or timeout. */
   wait(comm: NativeNcclComm, timeoutMs: number): void

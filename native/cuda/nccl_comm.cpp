@@ -30,11 +30,11 @@ Communicator::Communicator(DevicePtr device, const nccl::UniqueId& id, int nrank
   BSSN_CUDA_TRY(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   try {
     BSSN_CUDA_TRY(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
-    BSSN_CUDA_TRY(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
+    BSSN_CUDA_TRY(cudaEventCreateWithFlags(&joined_, cudaEventDisableTiming));
     check("ncclCommInitRank", ncclApi().commInitRank(&comm_, nranks, id, rank));
   } catch (...) {
     if (ready_) cudaEventDestroy(ready_);
-    if (done_) cudaEventDestroy(done_);
+    if (joined_) cudaEventDestroy(joined_);
     cudaStreamDestroy(stream_);
     throw;
   }
@@ -44,7 +44,9 @@ Communicator::~Communicator() {
   if (comm_) ncclApi().commDestroy(comm_);
   // Work still queued on the stream finishes first (CUDA destroys a busy stream once it is idle).
   cudaEventDestroy(ready_);
-  cudaEventDestroy(done_);
+  cudaEventDestroy(joined_);
+  for (cudaEvent_t e : inFlight_) cudaEventDestroy(e);
+  for (cudaEvent_t e : spare_) cudaEventDestroy(e);
   cudaStreamDestroy(stream_);
 }
 
@@ -53,7 +55,22 @@ nccl::Comm Communicator::live() const {
   return comm_;
 }
 
-void Communicator::markEnqueued(cudaStream_t stream) { BSSN_CUDA_TRY(cudaEventRecord(done_, stream)); }
+void Communicator::markEnqueued(cudaStream_t stream) {
+  cudaEvent_t e = nullptr;
+  if (spare_.empty()) {
+    BSSN_CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  } else {
+    e = spare_.back();
+    spare_.pop_back();
+  }
+  const cudaError_t st = cudaEventRecord(e, stream);
+  if (st != cudaSuccess) {
+    spare_.push_back(e);
+    BSSN_CUDA_TRY(st);
+  }
+  inFlight_.push_back(e);
+  if (stream == stream_) BSSN_CUDA_TRY(cudaEventRecord(joined_, stream_));
+}
 
 void Communicator::allReduce(const std::vector<std::pair<float*, size_t>>& buffers, int op, bool overlapped) {
   const nccl::Comm comm = live();
@@ -88,13 +105,11 @@ void Communicator::broadcast(float* data, size_t count, int root) {
 void Communicator::join() {
   live();
   if (!overlappedPending_) return;
-  // done_ was last recorded on this communicator's stream (an overlapped collective is the latest, or a device-stream
-  // one came after it and already follows it): the device's stream waits for it.
-  BSSN_CUDA_TRY(cudaStreamWaitEvent(cuda_.stream(), done_, 0));
+  BSSN_CUDA_TRY(cudaStreamWaitEvent(cuda_.stream(), joined_, 0));
   overlappedPending_ = false;
 }
 
-bool Communicator::poll() {
+size_t Communicator::poll() {
   const nccl::Comm comm = live();
   nccl::Result async = nccl::kSuccess;
   check("ncclCommGetAsyncError", ncclApi().commGetAsyncError(comm, &async));
@@ -105,16 +120,22 @@ bool Communicator::poll() {
                    "); the communicator was aborted",
                ErrorCode::Collective);
   }
-  const cudaError_t st = cudaEventQuery(done_);
-  if (st == cudaSuccess) return true;
-  if (st == cudaErrorNotReady) return false;
-  BSSN_CUDA_TRY(st);
-  return false;
+  // Counted from the oldest: one that finished before an older one (on the other stream) counts when that one does.
+  size_t completed = 0;
+  while (!inFlight_.empty()) {
+    const cudaError_t st = cudaEventQuery(inFlight_.front());
+    if (st == cudaErrorNotReady) break;
+    if (st != cudaSuccess) BSSN_CUDA_TRY(st);
+    spare_.push_back(inFlight_.front());
+    inFlight_.pop_front();
+    completed++;
+  }
+  return completed;
 }
 
 void Communicator::wait(int64_t timeoutMs) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeoutMs);
-  while (!poll()) {
+  while (poll(), !inFlight_.empty()) {
     if (std::chrono::steady_clock::now() > deadline) {
       abort();
       throwError("an NCCL collective did not finish within " + std::to_string(timeoutMs) + " ms; the communicator was aborted",

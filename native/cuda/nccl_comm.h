@@ -4,6 +4,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <utility>
 #include <vector>
 
@@ -35,10 +36,15 @@ class Communicator {
   void broadcast(float* data, size_t count, int root);
   // The device's stream waits (on the device) for the overlapped collectives enqueued so far.
   void join();
-  // Whether every collective enqueued so far has completed. A failed collective (NCCL's asynchronous error: a peer
-  // died, a network fault) aborts the communicator and throws ERR_BSSN_COLLECTIVE_FAILED.
-  bool poll();
-  // Blocks until poll() is true, at most timeoutMs (then aborts and throws ERR_BSSN_COLLECTIVE_FAILED).
+  // How many of the collectives enqueued so far completed since the last poll (they complete in enqueue order: the
+  // caller keeps their enqueue times, so a timeout counts from the oldest one still running, not from the first of
+  // a run that always has one in flight). A failed collective (NCCL's asynchronous error: a peer died, a network
+  // fault) aborts the communicator and throws ERR_BSSN_COLLECTIVE_FAILED.
+  size_t poll();
+  // Collectives enqueued and not yet seen complete by poll().
+  size_t pending() const { return inFlight_.size(); }
+  // Blocks until every collective enqueued so far completed, at most timeoutMs (then aborts and throws
+  // ERR_BSSN_COLLECTIVE_FAILED).
   void wait(int64_t timeoutMs);
   // ncclCommAbort: work in flight on this communicator ends; every later call throws ERR_BSSN_COLLECTIVE_FAILED.
   void abort();
@@ -52,9 +58,11 @@ class Communicator {
   int rank_, nranks_;
   nccl::Comm comm_ = nullptr;
   cudaStream_t stream_ = nullptr;  // the overlapped collectives'
-  cudaEvent_t ready_ = nullptr;    // recorded on the device's stream: what an overlapped collective waits for
-  cudaEvent_t done_ = nullptr;     // recorded after the latest collective, on the stream it ran on
-  bool overlappedPending_ = false; // an overlapped collective not yet joined
+  cudaEvent_t ready_ = nullptr;     // recorded on the device's stream: what an overlapped collective waits for
+  cudaEvent_t joined_ = nullptr;    // recorded after the latest overlapped collective, on this communicator's stream
+  bool overlappedPending_ = false;  // an overlapped collective not yet joined
+  std::deque<cudaEvent_t> inFlight_; // one event after each collective, oldest first
+  std::vector<cudaEvent_t> spare_;   // completed ones, for reuse
 };
 
 }  // namespace bssn::cuda

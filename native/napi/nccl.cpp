@@ -111,10 +111,11 @@ Napi::Object defineNccl(Napi::Env env) {
           commOf(info[0]).join();
           return info.Env().Undefined();
         }));
-  // poll(comm): whether every collective enqueued so far has completed, without waiting. A failed collective (a peer
-  // died) aborts the communicator and throws ERR_BSSN_COLLECTIVE_FAILED: the JS watchdog calls it.
+  // poll(comm): how many of the collectives enqueued so far completed since the last poll (in enqueue order), without
+  // waiting. A failed collective (a peer died) aborts the communicator and throws ERR_BSSN_COLLECTIVE_FAILED: the JS
+  // watchdog calls it.
   o.Set("poll", fn(env, "poll", [](const Napi::CallbackInfo& info) -> Napi::Value {
-          return Napi::Boolean::New(info.Env(), commOf(info[0]).poll());
+          return Napi::Number::New(info.Env(), double(commOf(info[0]).poll()));
         }));
   // broadcast(comm, tensor, root): root's tensor into every rank's, in place, on the device's stream.
   o.Set("broadcast", fn(env, "broadcast", [](const Napi::CallbackInfo& info) -> Napi::Value {

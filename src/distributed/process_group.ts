@@ -96,7 +96,7 @@ export class ProcessGroup {
   readonly #comm: NativeNcclComm
   readonly #meeting: Rendezvous
   #failure: Error | undefined
-  #busySince: number | undefined // when the oldest collective not known complete was enqueued
+  #enqueuedAt: number[] = [] // when each collective not yet seen complete was enqueued, oldest first
   #watchdog: NodeJS.Timeout | undefined
   #waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = []
   #failureListeners: Array<(e: Error) => void> = []
@@ -165,10 +165,7 @@ export class ProcessGroup {
       this.#waiters.push({ resolve, reject })
       this.#poll()
       // Someone waits: the watchdog keeps the process alive until the collectives complete, as pending I/O would.
-      if (this.#waiters.length) {
-        this.#started()
-        this.#watchdog!.ref()
-      }
+      if (this.#waiters.length) this.#watchdog?.ref()
     })
   }
 
@@ -220,7 +217,7 @@ export class ProcessGroup {
   }
 
   #started(): void {
-    this.#busySince ??= performance.now()
+    this.#enqueuedAt.push(performance.now())
     if (!this.#watchdog) {
       this.#watchdog = setInterval(() => this.#poll(), WATCHDOG_MS)
       this.#watchdog.unref() // the watchdog alone keeps no process alive (a waiter refs it)
@@ -235,19 +232,18 @@ export class ProcessGroup {
   // What the watchdog does: NCCL's error or the timeout aborts; completion releases waiters and stops the timer.
   #poll(): void {
     if (this.#failure || this.#destroyed) return
-    let done: boolean
     try {
-      done = this.#nccl.poll(this.#comm)
+      this.#enqueuedAt.splice(0, this.#nccl.poll(this.#comm))
     } catch (e) {
       return this.#fail(e as Error)
     }
-    if (done) {
-      this.#busySince = undefined
+    if (this.#enqueuedAt.length === 0) {
       this.#stopWatchdog()
       this.#waiters.splice(0).forEach((w) => w.resolve())
       return
     }
-    if (this.#busySince !== undefined && performance.now() - this.#busySince > this.timeoutMs) {
+    // The oldest collective still running, not the first of a run that always has one in flight.
+    if (performance.now() - this.#enqueuedAt[0] > this.timeoutMs) {
       try {
         this.#nccl.abort(this.#comm)
       } catch {}

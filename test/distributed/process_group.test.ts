@@ -2,7 +2,9 @@
 // (CPU; the collectives themselves are in test/emulated/distributed.test.ts).
 import { describe, expect, it } from 'vitest'
 
-import { Device, DistributedDataParallel, F, Linear, Sequential, initDistributed } from '../../src/index.js'
+import { Device, DistributedDataParallel, F, Linear, ProcessGroup, Sequential, initDistributed } from '../../src/index.js'
+import type { NativeNccl, NativeNcclComm } from '../../src/native.js'
+import type { Rendezvous } from '../../src/distributed/rendezvous.js'
 import { setGradHook, type GradHook } from '../../src/autograd/tape.js'
 import type { Tensor } from '../../src/tensor.js'
 
@@ -73,5 +75,84 @@ describe('gradient hooks (what the bucketed all-reduce starts from)', () => {
     F.sum(b.forward(a.forward(x))).backward()
     expect(events).toEqual([])
     ;[a, b].forEach((m) => m.dispose())
+  })
+})
+
+// The watchdog against a scripted NCCL: poll() completes what the test says, when it says.
+function scripted(device: Device, timeoutMs: number) {
+  const state = { enqueued: 0, completed: 0, reported: 0, aborted: false, failWith: undefined as Error | undefined }
+  const nccl = {
+    allReduce: () => void state.enqueued++,
+    broadcast: () => void state.enqueued++,
+    join: () => {},
+    poll: () => {
+      if (state.failWith) throw state.failWith
+      const n = state.completed - state.reported
+      state.reported = state.completed
+      return n
+    },
+    abort: () => void (state.aborted = true),
+  } as unknown as NativeNccl
+  const meeting = { barrier: async () => {}, close: () => {} } as unknown as Rendezvous
+  const group = new ProcessGroup({ rank: 1, worldSize: 2, localRank: 1, masterAddr: '127.0.0.1', masterPort: 1 }, device, nccl, {} as NativeNcclComm, meeting, timeoutMs)
+  return { group, state }
+}
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+describe('the process group\'s watchdog', () => {
+  it('a run that always has a collective in flight, each finishing quickly, never times out', async () => {
+    const device = Device.cpu()
+    const { group, state } = scripted(device, 150)
+    const t = device.zeros([4])
+    const started = performance.now()
+    while (performance.now() - started < 600) {
+      group.allReduce(t, 'avg') // one more in flight before the previous ones are seen complete
+      await sleep(20)
+      state.completed = state.enqueued - 1
+    }
+    expect(group.failure).toBeUndefined()
+    state.completed = state.enqueued
+    await group.synchronize()
+    t.dispose()
+  })
+
+  it('a collective that never finishes: the communicator is aborted and every waiter gets ERR_BSSN_COLLECTIVE_FAILED', async () => {
+    const device = Device.cpu()
+    const { group, state } = scripted(device, 100)
+    const t = device.zeros([4])
+    const failures: Error[] = []
+    group.onFailure((e) => failures.push(e))
+    group.broadcast(t, 0)
+    const started = performance.now()
+    await expect(group.synchronize()).rejects.toMatchObject({ code: 'ERR_BSSN_COLLECTIVE_FAILED', message: expect.stringMatching(/rank 1: a collective did not finish within 100 ms/) })
+    expect(performance.now() - started).toBeGreaterThanOrEqual(90)
+    expect(state.aborted).toBe(true)
+    expect(failures).toHaveLength(1)
+    expect(() => group.check()).toThrow(expect.objectContaining({ code: 'ERR_BSSN_COLLECTIVE_FAILED' }))
+    expect(() => group.allReduce(t)).toThrow(expect.objectContaining({ code: 'ERR_BSSN_COLLECTIVE_FAILED' }))
+    t.dispose()
+  })
+
+  it('NCCL\'s asynchronous error (a peer died) fails the group at the next poll', async () => {
+    const device = Device.cpu()
+    const { group, state } = scripted(device, 60_000)
+    const t = device.zeros([4])
+    group.allReduce([t], 'sum')
+    const waiting = group.synchronize()
+    state.failWith = Object.assign(new Error('an NCCL collective failed: remote process exited'), { code: 'ERR_BSSN_COLLECTIVE_FAILED' })
+    await expect(waiting).rejects.toMatchObject({ code: 'ERR_BSSN_COLLECTIVE_FAILED', message: expect.stringMatching(/rank 1: an NCCL collective failed/) })
+    t.dispose()
+  })
+
+  it('collectives check their arguments', () => {
+    const device = Device.cpu()
+    const { group } = scripted(device, 1000)
+    const t = device.zeros([2])
+    expect(() => group.allReduce(t, 'max' as never)).toThrow(expect.objectContaining({ name: 'TypeError', message: expect.stringMatching(/'sum' or 'avg'/) }))
+    expect(() => group.broadcast(t, 2)).toThrow(expect.objectContaining({ name: 'RangeError' }))
+    expect(() => group.allReduce({} as never)).toThrow(expect.objectContaining({ name: 'TypeError' }))
+    group.destroy()
+    expect(() => group.allReduce(t)).toThrow(expect.objectContaining({ code: 'ERR_BSSN_DISPOSED' }))
+    t.dispose()
   })
 })
