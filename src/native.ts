@@ -323,6 +323,8 @@ export type NativeNcclComm = { readonly __ncclComm: unique symbol }
  * communicator then aborted), as is a collective not done within its timeout.
  */
 export interface NativeNccl {
+  /** NCCL's version code (loading NCCL: a missing library throws ERR_BSSN_LIBRARY_MISSING). */
+  version(): number
   /** The 128-byte ncclUniqueId every rank passes to init (what the rendezvous hands out). */
   uniqueId(): Buffer
   /** ncclCommInitRank: blocks until all `nranks` ranks have joined. */

@@ -41,7 +41,9 @@ Communicator::Communicator(DevicePtr device, const nccl::UniqueId& id, int nrank
 }
 
 Communicator::~Communicator() {
-  if (comm_) ncclApi().commDestroy(comm_);
+  // Abort, not destroy: ncclCommDestroy first waits for the work issued, which never ends when a peer died (and a
+  // finalizer must not hang the process). ProcessGroup.destroy() aborts too.
+  if (comm_) ncclApi().commAbort(comm_);
   // Work still queued on the stream finishes first (CUDA destroys a busy stream once it is idle).
   cudaEventDestroy(ready_);
   cudaEventDestroy(joined_);

@@ -26,6 +26,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bssn_emulator.h"
@@ -154,6 +155,24 @@ bool fail(State& s) {
   return false;
 }
 
+// Test switches, read once: BSSN_NCCL_EMU_PEER_CHECK=0 waits for a dead or aborted peer forever, as NCCL over NVLink
+// or shared memory does (only the caller's timeout and abort end it); BSSN_NCCL_EMU_DELAY_MS=N starts every
+// collective N ms late (a slow interconnect: work that does not wait for a collective reads unreduced values).
+bool peerCheck() {
+  static const bool on = [] {
+    const char* v = std::getenv("BSSN_NCCL_EMU_PEER_CHECK");
+    return !(v && std::string(v) == "0");
+  }();
+  return on;
+}
+int delayMs() {
+  static const int ms = [] {
+    const char* v = std::getenv("BSSN_NCCL_EMU_DELAY_MS");
+    return v ? std::max(0, std::atoi(v)) : 0;
+  }();
+  return ms;
+}
+
 // Waits until done() holds; false (the communicator failed) when the peer it waits on died or aborted, or this
 // communicator was aborted. done() names that peer and its futex word. Only that peer: one that finished the
 // collective and exited is no failure.
@@ -167,7 +186,7 @@ bool waitFor(State& s, Done done) {
     if (done(&waitingOn, &word, &seen)) return true;
     if (s.aborted.load()) return fail(s);
     const auto now = std::chrono::steady_clock::now();
-    if (now - last >= kPoll && waitingOn >= 0 && waitingOn != s.rank) {
+    if (peerCheck() && now - last >= kPoll && waitingOn >= 0 && waitingOn != s.rank) {
       last = now;
       const RankSlot& peer = s.region->ranks[waitingOn];
       const int pid = peer.pid.load();
@@ -237,6 +256,7 @@ struct Collective {
 void run(const Collective& c) {
   State& s = *c.state;
   if (s.asyncError.load() != kSuccess) return;  // a failed communicator moves nothing more
+  if (delayMs() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delayMs()));
   const size_t bytes = c.count * sizeof(float);
   // A broadcast's send buffer matters on the root only (NCCL ignores it elsewhere).
   const float* source = c.allReduce || s.rank == c.root ? c.send : c.recv;

@@ -67,6 +67,12 @@ Napi::Object defineNccl(Napi::Env env) {
           check("ncclGetUniqueId", cuda::ncclApi().getUniqueId(&id));
           return Napi::Buffer<char>::Copy(info.Env(), id.internal, nccl::kUniqueIdBytes);
         }));
+  // version(): NCCL's version code (loads NCCL: a missing library fails here, with how to install it).
+  o.Set("version", fn(env, "version", [](const Napi::CallbackInfo& info) -> Napi::Value {
+          int code = 0;
+          check("ncclGetVersion", cuda::ncclApi().getVersion(&code));
+          return Napi::Number::New(info.Env(), code);
+        }));
   // init(device, id, nranks, rank): blocks until every rank has joined; returns the communicator.
   o.Set("init", fn(env, "init", [](const Napi::CallbackInfo& info) -> Napi::Value {
           const DevicePtr& device = unwrapTagged<DeviceHandle>(info[0], "a device handle")->device();

@@ -85,6 +85,8 @@ function accumulate(into: Tensor, add: Tensor): void {
 export interface GradHook {
   gradReady(leaf: Tensor): void
   backwardEnded(): void
+  /** The backward threw after this hook heard of a gradient: `error` goes on to the caller after this. */
+  backwardFailed(error: unknown): void
 }
 const gradHooks = new WeakMap<Tensor, GradHook>()
 
@@ -158,41 +160,47 @@ export function runBackward(root: Tensor, gradient?: Tensor): void {
     }
   }
 
-  const slotsOf = (node: AnyGradNode) => new Array<Tensor | undefined>(node.outputCount ?? 1)
-  const grads = new Map<AnyGradNode, Array<Tensor | undefined>>([[root.gradFn, slotsOf(root.gradFn)]])
-  grads.get(root.gradFn)![root.gradSlot] = seed
-  for (let n = order.length - 1; n >= 0; n--) {
-    const node = order[n]
-    const gs = grads.get(node)
-    grads.delete(node)
-    if (!gs || gs.every((g) => !g)) {
-      settle(node)
-      continue
-    }
-    const inputGrads = node.outputCount === undefined ? node.backward(gs[0]!) : node.backward(gs)
-    gs.forEach((g) => g?.dispose())
-    node.inputs.forEach((input, i) => {
-      const gi = inputGrads[i]
-      if (!gi) return
-      if (!input.requiresGrad) return gi.dispose()
-      if (input.gradFn) {
-        let slots = grads.get(input.gradFn)
-        if (!slots) grads.set(input.gradFn, (slots = slotsOf(input.gradFn)))
-        const existing = slots[input.gradSlot]
-        if (existing) {
-          accumulate(existing, gi)
+  try {
+    const slotsOf = (node: AnyGradNode) => new Array<Tensor | undefined>(node.outputCount ?? 1)
+    const grads = new Map<AnyGradNode, Array<Tensor | undefined>>([[root.gradFn, slotsOf(root.gradFn)]])
+    grads.get(root.gradFn)![root.gradSlot] = seed
+    for (let n = order.length - 1; n >= 0; n--) {
+      const node = order[n]
+      const gs = grads.get(node)
+      grads.delete(node)
+      if (!gs || gs.every((g) => !g)) {
+        settle(node)
+        continue
+      }
+      const inputGrads = node.outputCount === undefined ? node.backward(gs[0]!) : node.backward(gs)
+      gs.forEach((g) => g?.dispose())
+      node.inputs.forEach((input, i) => {
+        const gi = inputGrads[i]
+        if (!gi) return
+        if (!input.requiresGrad) return gi.dispose()
+        if (input.gradFn) {
+          let slots = grads.get(input.gradFn)
+          if (!slots) grads.set(input.gradFn, (slots = slotsOf(input.gradFn)))
+          const existing = slots[input.gradSlot]
+          if (existing) {
+            accumulate(existing, gi)
+            gi.dispose()
+          } else {
+            slots[input.gradSlot] = gi
+          }
+        } else if (input.grad) {
+          accumulate(input.grad, gi)
           gi.dispose()
         } else {
-          slots[input.gradSlot] = gi
+          input.grad = keep(gi)
         }
-      } else if (input.grad) {
-        accumulate(input.grad, gi)
-        gi.dispose()
-      } else {
-        input.grad = keep(gi)
-      }
-    })
-    settle(node)
+      })
+      settle(node)
+    }
+  } catch (error) {
+    // A hook that started work on this backward's gradients (a gradient all-reduce) must not be left half-way.
+    for (const hook of hooksRun) hook.backwardFailed(error)
+    throw error
   }
   for (const hook of hooksRun) hook.backwardEnded()
   // Release the graph: its saved tensors can now be disposed or collected.

@@ -1,8 +1,10 @@
 // `bssn train --gpus N` / `bssn compare --gpus N`: torchrun's launcher for one machine. It starts N copies of the same
 // command, one per GPU, each with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT set (what torchrun sets,
 // and what a multi-machine launch sets by hand), and supervises them: rank 0 prints and writes the run folder; the
-// others print only their errors. Signals go to every rank (they agree on where to stop). When a rank fails, the
-// others are stopped (SIGTERM, then SIGKILL after a grace period) and the launcher exits with the failure's status.
+// others print only their errors. Signals reach every rank (they agree on where to stop): a terminal's Ctrl-C reaches
+// them directly (they share its process group), a `kill` of the launcher as a message over an IPC channel, whose end
+// (the launcher killed, the terminal closed) stops them too. When a rank fails, the others are stopped (SIGTERM,
+// then SIGKILL after a grace period) and the launcher exits with the failure's status.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
@@ -41,10 +43,9 @@ export async function launchRanks(gpus: number, args: readonly string[], print: 
         BSSN_RUN_TOKEN: token,
       },
       // Rank 0 is the run's voice; the others' output is prefixed so their errors can be told apart.
-      stdio: rank === 0 ? 'inherit' : ['ignore', 'ignore', 'pipe'],
-      // Its own process group: a terminal's Ctrl-C reaches the launcher only, which passes it on once.
-      detached: true,
+      stdio: rank === 0 ? ['inherit', 'inherit', 'inherit', 'ipc'] : ['ignore', 'ignore', 'pipe', 'ipc'],
     })
+    child.on('error', () => {}) // a message to a rank that just exited
     children.push(child)
     child.stderr?.on('data', (chunk: Buffer) => {
       for (const line of chunk.toString().split('\n')) if (line.trim()) print(`[rank ${rank}] ${line}`)
@@ -70,8 +71,12 @@ export async function launchRanks(gpus: number, args: readonly string[], print: 
     killer = setTimeout(() => children.forEach((c) => c.exitCode === null && c.signalCode === null && c.kill('SIGKILL')), GRACE_MS)
     killer.unref()
   }
-  // The ranks stop together: each finishes its step and they agree on where (trainer's stop vote).
-  const forward = (signal: NodeJS.Signals) => children.forEach((c) => c.exitCode === null && c.kill(signal))
+  // The n-th signal here is the n-th a rank has had (a terminal's reached it already: the rank counts it once).
+  let signals = 0
+  const forward = (signal: NodeJS.Signals) => {
+    signals++
+    for (const c of children) if (c.connected) c.send({ type: 'bssn-stop', signal, count: signals }, () => {})
+  }
   process.on('SIGINT', forward)
   process.on('SIGTERM', forward)
   try {

@@ -12,13 +12,21 @@ const palette = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!)
 
 function ticks(lo: number, hi: number, count = 5): number[] {
-  if (!(hi > lo)) return [lo]
+  if (!(hi > lo) || !Number.isFinite(hi - lo)) return [lo]
   const raw = (hi - lo) / count
   const mag = 10 ** Math.floor(Math.log10(raw))
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw)!
   const out: number[] = []
-  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) out.push(Number(t.toPrecision(12)))
-  return out
+  // By index, a bounded number: over a range of a few ulps, adding the step to a tick would not move it (a run whose
+  // quantity barely changed hung the report here).
+  const first = Math.ceil(lo / step)
+  for (let i = 0; i <= 2 * count + 1; i++) {
+    const t = (first + i) * step
+    if (t > hi + step * 1e-9) break
+    const label = Number(t.toPrecision(12))
+    if (out[out.length - 1] !== label) out.push(label)
+  }
+  return out.length ? out : [lo]
 }
 
 const fmt = (v: number) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-2 && v !== 0) ? v.toExponential(1) : String(Number(v.toPrecision(4))))

@@ -228,9 +228,22 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
       void Promise.all([...active].map((w) => w.terminate())).finally(() => process.exit(130))
     }
   }
+  // A rank started by `--gpus`: the launcher's signals come as messages (the n-th one counts if this rank has had
+  // fewer: a terminal's Ctrl-C reached it directly too), and the launcher's end (killed, terminal closed) stops it.
+  const launched = Boolean(o.handleSignals && o.distributed && process.send)
+  const onLauncher = (m: unknown) => {
+    const s = m as { type?: string; signal?: NodeJS.Signals; count?: number } | undefined
+    if (s?.type === 'bssn-stop' && (s.count ?? 0) > signals) onSignal(s.signal ?? 'SIGTERM')
+  }
+  const onOrphaned = () => signals === 0 && onSignal('SIGHUP')
   if (o.handleSignals) {
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
+  }
+  if (launched) {
+    process.on('message', onLauncher)
+    process.on('disconnect', onOrphaned)
+    process.channel?.unref() // the channel alone keeps no rank alive
   }
   try {
     if (!lead) return await trainInto(undefined)
@@ -240,6 +253,10 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
     if (o.handleSignals) {
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)
+    }
+    if (launched) {
+      process.off('message', onLauncher)
+      process.off('disconnect', onOrphaned)
     }
   }
 
@@ -362,6 +379,8 @@ export async function runTraining(o: TrainCommandOptions): Promise<TrainResult[]
         while (next < specs.length && !stopping) {
           const i = next++
           results[i] = await runOn(worker, specs[i])
+          // A data-parallel run stopped by the ranks' vote stops every rank's later runs, signalled or not.
+          if (results[i]!.interrupted) stopping = true
         }
         worker.postMessage({ type: 'close' } satisfies WorkerRequest)
         await exited

@@ -10,7 +10,7 @@
 // deterministic power iteration (no per-forward buffer broadcast, the cause of PyTorch #22095).
 import { setGradHook, type GradHook } from '../autograd/tape.js'
 import { keep } from '../autograd/scope.js'
-import { typeError } from '../errors.js'
+import { bssnError, typeError } from '../errors.js'
 import { Module } from '../nn/module.js'
 import type { Tensor } from '../tensor.js'
 import { checkInteger, checkOptions, describe } from '../validate.js'
@@ -80,13 +80,32 @@ export class DistributedDataParallel implements GradHook {
   backwardEnded(): void {
     for (let b = this.#next; b < this.buckets.length; b++)
       for (const t of this.buckets[b]) if (!t.grad && t.requiresGrad) t.grad = keep(t.device.zeros(t.shape))
-    this.#waitingNow().fill(0)
-    this.#launchReady()
-    this.group.join()
-    this.#waiting = undefined
-    this.#next = 0
-    this.#bytesPerBackward = this.#bytes
-    this.#bytes = 0
+    try {
+      this.#waitingNow().fill(0)
+      this.#launchReady()
+      this.group.join()
+      this.#bytesPerBackward = this.#bytes
+    } finally {
+      this.#reset()
+    }
+  }
+
+  /**
+   * @internal The backward threw (out of memory, say) after some of this module's gradients were complete. Once a
+   * bucket went, this rank can no longer issue what its peers issue: the device's stream waits for what went (so no
+   * gradient buffer is reused under it) and the group is ended, which fails the peers' collectives instead of leaving
+   * them waiting for ours.
+   */
+  backwardFailed(error: unknown): void {
+    const started = this.#next > 0
+    this.#reset()
+    if (!started || this.group.failure) return
+    try {
+      this.group.join()
+    } finally {
+      const why = error instanceof Error ? error.message : String(error)
+      this.group.abort(bssnError(`rank ${this.group.rank}: a backward failed after its gradient all-reduce started (${why}); the ranks can no longer agree, so the group was ended`, 'ERR_BSSN_COLLECTIVE_FAILED'))
+    }
   }
 
   /** Removes the hooks: later backwards average nothing. */
@@ -104,6 +123,12 @@ export class DistributedDataParallel implements GradHook {
       this.#bytes += grads.reduce((n, g) => n + g.size * 4, 0)
       this.#onBucket?.(b)
     }
+  }
+
+  #reset(): void {
+    this.#waiting = undefined
+    this.#next = 0
+    this.#bytes = 0
   }
 
   // Counted when a backward first reaches the module: which parameters are trainable may change between backwards.

@@ -62,8 +62,10 @@ export async function initDistributed(options: InitDistributedOptions = {}): Pro
   if (device.kind !== 'cuda') throw typeError(`data-parallel training runs on NCCL, which needs a CUDA device; got ${device.name}`)
   const nccl = native().nccl
   if (!nccl) throw bssnError('this build of bssn has no CUDA, so no NCCL', 'ERR_BSSN_CUDA_UNAVAILABLE')
-  // NCCL's id comes from rank 0 only; the others load NCCL here too, so a missing library fails before the rendezvous.
-  const id = env.rank === 0 ? nccl.uniqueId() : (nccl.uniqueId(), undefined)
+  // NCCL's id comes from rank 0 only (on real NCCL it starts the bootstrap's listener); the others load NCCL here
+  // too, so a missing library fails before the rendezvous.
+  nccl.version()
+  const id = env.rank === 0 ? nccl.uniqueId() : undefined
   const meeting = await rendezvous({
     rank: env.rank,
     worldSize: env.worldSize,
@@ -160,7 +162,11 @@ export class ProcessGroup {
 
   /** Resolves when every collective enqueued so far has completed on this rank; rejects with the group's failure. */
   synchronize(): Promise<void> {
-    if (this.#failure) return Promise.reject(this.#failure)
+    try {
+      this.check()
+    } catch (e) {
+      return Promise.reject(e)
+    }
     return new Promise((resolve, reject) => {
       this.#waiters.push({ resolve, reject })
       this.#poll()
@@ -173,6 +179,17 @@ export class ProcessGroup {
   async barrier(timeoutMs = this.timeoutMs): Promise<void> {
     await this.synchronize()
     await this.#meeting.barrier(timeoutMs)
+  }
+
+  /**
+   * @internal Ends the group with `reason` (this rank can no longer issue what its peers issue): the communicator is
+   * aborted, so the peers' collectives fail instead of waiting for this rank.
+   */
+  abort(reason: Error): void {
+    try {
+      this.#nccl.abort(this.#comm)
+    } catch {}
+    this.#fail(reason)
   }
 
   /** Aborts the communicator (work in flight ends) and closes the connections to the other ranks. */

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest'
 import { Device, DistributedDataParallel, F, Linear, ProcessGroup, Sequential, initDistributed } from '../../src/index.js'
 import type { NativeNccl, NativeNcclComm } from '../../src/native.js'
 import type { Rendezvous } from '../../src/distributed/rendezvous.js'
-import { setGradHook, type GradHook } from '../../src/autograd/tape.js'
+import { record, setGradHook, type GradHook } from '../../src/autograd/tape.js'
 import type { Tensor } from '../../src/tensor.js'
 
 const env = { rank: 0, worldSize: 2, localRank: 0, masterAddr: '127.0.0.1', masterPort: 1 }
@@ -50,6 +50,7 @@ describe('gradient hooks (what the bucketed all-reduce starts from)', () => {
       // Complete when reported: its value is read now and compared with the final one below.
       gradReady: (leaf) => events.push(`${names.get(leaf)}`),
       backwardEnded: () => events.push('end'),
+      backwardFailed: (e) => events.push(`failed: ${(e as Error).message}`),
     }
     for (const t of names.keys()) setGradHook(t, hook)
     const x = device.randn([5, 3], { seed: 3 })
@@ -70,6 +71,16 @@ describe('gradient hooks (what the bucketed all-reduce starts from)', () => {
     F.sum(b.forward(a.forward(x))).backward()
     expect(events.sort()).toEqual(['a.b', 'a.w', 'b.b', 'end'])
     b.weight.requiresGrad = true
+    // A backward that throws after b's gradients were reported: the hook hears of the failure, not of an end.
+    events.length = 0
+    a.zeroGrad()
+    b.zeroGrad()
+    const hidden = a.forward(x)
+    const boom = record(device.zeros(hidden.shape), [hidden], 'boom', () => {
+      throw new Error('boom')
+    })
+    expect(() => F.sum(b.forward(boom)).backward()).toThrow('boom')
+    expect(events.sort()).toEqual(['b.b', 'b.w', 'failed: boom'])
     for (const t of names.keys()) setGradHook(t, undefined)
     events.length = 0
     F.sum(b.forward(a.forward(x))).backward()

@@ -50,11 +50,11 @@ async function freePort(): Promise<number> {
 }
 
 /** Starts `nranks` ranks of the fixture (0: one process with no distributed environment). */
-async function start(nranks: number, args: object): Promise<Rank[]> {
+async function start(nranks: number, args: object, extraEnv: NodeJS.ProcessEnv = {}): Promise<Rank[]> {
   const program = await bundle('test/fixtures/dp_rank.ts')
   const port = await freePort()
   return Array.from({ length: Math.max(nranks, 1) }, (_, rank) => {
-    const env: NodeJS.ProcessEnv = { ...process.env }
+    const env: NodeJS.ProcessEnv = { ...process.env, ...extraEnv }
     for (const k of ['RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT']) delete env[k]
     if (nranks > 0) Object.assign(env, { RANK: String(rank), WORLD_SIZE: String(nranks), LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) })
     const child = spawn(process.execPath, [program, JSON.stringify(args)], { env, stdio: ['ignore', 'pipe', 'pipe'] })
@@ -84,8 +84,8 @@ async function start(nranks: number, args: object): Promise<Rank[]> {
 }
 
 /** Runs to the end; every rank must succeed. */
-async function run(nranks: number, args: object): Promise<Reply[]> {
-  const ranks = await start(nranks, args)
+async function run(nranks: number, args: object, env: NodeJS.ProcessEnv = {}): Promise<Reply[]> {
+  const ranks = await start(nranks, args, env)
   const results = await Promise.all(ranks.map((r) => r.done))
   return results.map(({ reply, status }, rank) => {
     expect(reply?.ok, `rank ${rank} (status ${status}): ${reply?.message}`).toBe(true)
@@ -178,6 +178,25 @@ suite('data-parallel training (emulated NCCL, ranks as processes)', () => {
     expect(resumed.history!.length).toBeGreaterThan(0)
   }, 120_000)
 
+  trainingRuns('with every collective late (a slow interconnect), the optimizer still steps on averaged gradients: the device stream waits for the all-reduces', async () => {
+    // Without the join at backward's end, Adam would read this rank's own gradients before the late average lands.
+    const replies = await run(2, { what: 'train', arch: 'mlp', steps: 20, batch: 16 }, { BSSN_NCCL_EMU_DELAY_MS: '15' })
+    expect(replies[1].params).toEqual(replies[0].params)
+    expect(weightDistance(replies[0], await reference('mlp', 20))).toBeLessThan(1e-5)
+  }, 120_000)
+
+  it('a dead rank that NCCL never reports (as over NVLink): the survivors\' watchdog times out, aborts and they exit with ERR_BSSN_COLLECTIVE_FAILED', async () => {
+    const ranks = await start(2, { what: 'train', arch: 'mlp', steps: 1_000_000, batch: 8, timeoutMs: 2000 }, { BSSN_NCCL_EMU_PEER_CHECK: '0' })
+    await ranks[0].reached(5)
+    const killedAt = Date.now()
+    ranks[1].child.kill('SIGKILL')
+    const [zero] = await Promise.all(ranks.map((r) => r.done))
+    expect(zero.status).toBe(3)
+    expect(zero.reply?.code).toBe('ERR_BSSN_COLLECTIVE_FAILED')
+    expect(zero.reply?.message).toMatch(/did not finish within 2000 ms/)
+    expect(zero.exitedAt - killedAt).toBeLessThan(30_000)
+  }, 60_000)
+
   it('the gradient all-reduce overlaps backward: the first bucket is enqueued before the first layer\'s gradient is computed; bytes all-reduced = parameter bytes', async () => {
     const replies = await run(2, { what: 'overlap', bucketBytes: 2048 })
     for (const r of replies) {
@@ -253,4 +272,43 @@ suite('data-parallel training (emulated NCCL, ranks as processes)', () => {
     expect(refused.status).toBe(2)
     expect(refused.stderr).toMatch(/--batch 32 must split evenly over the 3 ranks/)
   }, 180_000)
+
+  trainingRuns('bssn train --gpus 2 whose launcher is killed: the ranks stop by themselves at the same step (none left on the GPUs), rank 0 writing its report', async () => {
+    const cli = path.join(packageRoot, 'dist', 'cli', 'main.js')
+    const out = path.join(tmp, 'cli-orphaned')
+    const child = spawn(process.execPath, [cli, 'train', '--gpus', '2', '--dataset', 'ring8', '--steps', '100000', '--batch', '16', '--width', '8', '--eval-every', '20', '--eval-samples', '50', '--out', out], {
+      env: { ...process.env, BSSN_CUDA_GRAPHS: '0' },
+    })
+    let printed = ''
+    const evaluated = new Promise<void>((resolve) =>
+      child.stdout.on('data', (c: Buffer) => {
+        printed += c.toString()
+        if (/step 20:/.test(printed)) resolve()
+      }),
+    )
+    await evaluated
+    const { stdout } = await new Promise<{ stdout: string }>((resolve) => {
+      const ps = spawn('ps', ['-o', 'pid=', '--ppid', String(child.pid)])
+      let text = ''
+      ps.stdout.on('data', (c: Buffer) => (text += c.toString()))
+      ps.once('exit', () => resolve({ stdout: text }))
+    })
+    const ranks = stdout.split('\n').map((l) => Number(l.trim())).filter((n) => n > 0)
+    expect(ranks).toHaveLength(2)
+    child.kill('SIGKILL')
+    const alive = (pid: number) => {
+      try {
+        process.kill(pid, 0)
+        return true
+      } catch {
+        return false
+      }
+    }
+    const started = Date.now()
+    while (ranks.some(alive) && Date.now() - started < 30_000) await new Promise((r) => setTimeout(r, 100))
+    expect(ranks.filter(alive)).toEqual([])
+    expect(printed).toMatch(/interrupted \(SIGHUP\)/)
+    await new Promise((r) => setTimeout(r, 200))
+    expect(existsSync(path.join(out, 'report.html'))).toBe(true)
+  }, 120_000)
 })
