@@ -240,6 +240,7 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
     hooks.onEval?.(r)
   }
   let lastYield = start
+  const ahead: Array<Promise<unknown>> = [] // data-parallel: fences of the steps the device has not yet finished
   // Progress counts steps the device has finished, not steps enqueued (the queue may run ahead of the device):
   // one fence in flight at a time, reporting the step it follows when it resolves.
   let fenceInFlight = false
@@ -272,6 +273,17 @@ export async function trainGan(config: TrainConfig, hooks: TrainHooks = {}): Pro
           : undefined,
       })
       reportFinished(step)
+      if (pg) {
+        // At most two steps ahead of the device: a collective that hangs (a peer died unseen) stalls the stream, and
+        // a loop far ahead would block in a native wait (an upload's staging memory, say) where the watchdog, a
+        // timer, could never run to abort it. Awaiting a fence keeps the event loop free.
+        ahead.push(device.synchronize().then(() => undefined, (e: unknown) => e))
+        if (ahead.length > 2) {
+          const failed = await ahead.shift()
+          pg.check()
+          if (failed) throw failed
+        }
+      }
       // The loop enqueues without waiting; yielding now and then lets fences report progress and messages arrive.
       if (performance.now() - lastYield > 50) {
         await new Promise((resolve) => setImmediate(resolve))
