@@ -155,7 +155,7 @@ describe('the process group\'s watchdog', () => {
     t.dispose()
   })
 
-  it('collectives check their arguments', () => {
+  it('collectives check their arguments; after destroy() every call is ERR_BSSN_DISPOSED, waits included', async () => {
     const device = Device.cpu()
     const { group } = scripted(device, 1000)
     const t = device.zeros([2])
@@ -164,6 +164,8 @@ describe('the process group\'s watchdog', () => {
     expect(() => group.allReduce({} as never)).toThrow(expect.objectContaining({ name: 'TypeError' }))
     group.destroy()
     expect(() => group.allReduce(t)).toThrow(expect.objectContaining({ code: 'ERR_BSSN_DISPOSED' }))
+    await expect(group.synchronize()).rejects.toMatchObject({ code: 'ERR_BSSN_DISPOSED' })
+    await expect(group.barrier()).rejects.toMatchObject({ code: 'ERR_BSSN_DISPOSED' })
     t.dispose()
   })
 })
