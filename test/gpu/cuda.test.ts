@@ -65,8 +65,11 @@ suite(`CUDA matches the CPU backend${reason ? ` (skipped: ${reason})` : ''}`, ()
     await compare(bigganDeep.shapes, { mode: 'bssn', warmupIterations: 2 }, 1, 90)
   }, 300_000)
 
+  // Under AddressSanitizer (emulated device) the first four SNGAN layers and its linear one: the same kernels and plans (streamed,
+  // with a dim-2 layer), on less data; all of SNGAN D took 115-153 s per bidirectional mode there in CI.
+  const backwardLayers = process.env.BSSN_UNDER_SANITIZER === '1' ? [...snganCnnD.shapes.slice(0, 4), snganCnnD.shapes.at(-1)!] : snganCnnD.shapes
   it.each(normalizationModes)('backward matches the CPU backend: %s', async (mode) => {
-    const shapes = [...snganCnnD.shapes, [10], [6, 9, 1, 1], [5, 3, 7]]
+    const shapes = [...backwardLayers, [10], [6, 9, 1, 1], [5, 3, 7]]
     const dims = shapes.map((s) => (s.length === 3 ? 2 : 0))
     const weights = shapes.map((s, i) => pair(s, 200 + i, 0.1))
     const grads = shapes.map((s, i) => pair(s, 300 + i))
@@ -84,8 +87,7 @@ suite(`CUDA matches the CPU backend${reason ? ` (skipped: ${reason})` : ''}`, ()
       b.dispose()
       ;[...weights, ...grads].flat().forEach((t) => t.dispose())
     }
-    // SNGAN CNN D's shapes with a dim-2 layer take the streamed kernels, planned for 132 SMs: on the emulated device
-    // under AddressSanitizer the bidirectional modes take 136-155 s on a quiet 2-core machine (over 60 s: loaded).
+    // SNGAN CNN D's shapes with a dim-2 layer take the streamed kernels, planned for 132 SMs.
   }, 600_000)
 
   it('eval mode and updateSigmas', async () => {
