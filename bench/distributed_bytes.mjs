@@ -4,7 +4,6 @@
 //   BSSN_ADDON=$PWD/build-emulated/Release/bssn.node node bench/distributed_bytes.mjs [--ranks 2] [--steps 3]
 // It starts the ranks itself (as `bssn train --gpus N` does) and prints one JSON line per network from rank 0.
 import { spawn } from 'node:child_process'
-import net from 'node:net'
 import { parseArgs } from 'node:util'
 
 const { values } = parseArgs({ options: { ranks: { type: 'string', default: '2' }, steps: { type: 'string', default: '3' } } })
@@ -12,12 +11,8 @@ const ranks = Number(values.ranks)
 const steps = Number(values.steps)
 
 if (process.env.RANK === undefined) {
-  const port = await new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
-      s.close(() => resolve(port))
-    })
-  })
+  const { freePort } = await import('../dist/cli/launch.js')
+  const port = await freePort()
   const children = Array.from({ length: ranks }, (_, r) =>
     spawn(process.execPath, [new URL(import.meta.url).pathname, ...process.argv.slice(2)], {
       env: { ...process.env, RANK: String(r), WORLD_SIZE: String(ranks), LOCAL_RANK: String(r), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) },

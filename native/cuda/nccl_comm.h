@@ -41,8 +41,6 @@ class Communicator {
   // a run that always has one in flight). A failed collective (NCCL's asynchronous error: a peer died, a network
   // fault) aborts the communicator and throws ERR_BSSN_COLLECTIVE_FAILED.
   size_t poll();
-  // Collectives enqueued and not yet seen complete by poll().
-  size_t pending() const { return inFlight_.size(); }
   // Blocks until every collective enqueued so far completed, at most timeoutMs (then aborts and throws
   // ERR_BSSN_COLLECTIVE_FAILED).
   void wait(int64_t timeoutMs);

@@ -8,12 +8,13 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
+import { constants } from 'node:os'
 import { fileURLToPath } from 'node:url'
 
 const GRACE_MS = 10_000
 
 /** A free TCP port on the loopback interface (for MASTER_PORT). */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer()
     server.once('error', reject)
@@ -56,7 +57,7 @@ export async function launchRanks(gpus: number, args: readonly string[], print: 
         resolve(1)
       })
       child.once('exit', (code, signal) => {
-        const status = code ?? (signal ? 128 + (signal === 'SIGKILL' ? 9 : signal === 'SIGTERM' ? 15 : 2) : 1)
+        const status = code ?? (signal ? 128 + constants.signals[signal] : 1)
         if (status !== 0 && !failed) {
           failed = { rank, status }
           stopOthers(rank)

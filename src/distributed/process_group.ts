@@ -4,8 +4,6 @@
 // communicator's own stream) and never block the event loop: a watchdog polls NCCL's asynchronous error and the
 // completion of what was enqueued, and aborts the communicator when a collective fails (a rank died) or has not
 // finished within the timeout, so the survivors end with ERR_BSSN_COLLECTIVE_FAILED instead of hanging.
-import { randomBytes } from 'node:crypto'
-
 import { Device } from '../device.js'
 import { bssnError, typeError } from '../errors.js'
 import { native, type NativeNccl, type NativeNcclComm } from '../native.js'
@@ -281,7 +279,4 @@ export class ProcessGroup {
     this.#failureListeners.splice(0).forEach((l) => l(e))
   }
 }
-
-/** @internal A fresh token for a run started by `bssn train --gpus N` (ranks of another run on the same port are refused). */
-export const runToken = (): string => randomBytes(12).toString('hex')
 

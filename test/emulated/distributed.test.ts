@@ -4,11 +4,11 @@
 // ranks' shares, every rank draws its rows of the same global batch, and u/v follow from equal weights.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
-import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 
+import { freePort } from '../../src/cli/launch.js'
 import { readGanCheckpoint } from '../../src/train/checkpoint.js'
 import { packageRoot } from '../../src/native.js'
 import { emulated } from '../helpers/backends.js'
@@ -37,16 +37,6 @@ interface Rank {
   done: Promise<{ reply: Reply | undefined; status: number | null; signal: NodeJS.Signals | null; exitedAt: number }>
   /** Resolves once the rank reported finishing step `n`. */
   reached(n: number): Promise<void>
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer().once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo
-      server.close(() => resolve(port))
-    })
-  })
 }
 
 /** Starts `nranks` ranks of the fixture (0: one process with no distributed environment). */
