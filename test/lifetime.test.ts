@@ -1,10 +1,12 @@
 // Lifetimes the user does not manage: forgotten tensors, and the addon in worker threads (per-environment state
 // that is torn down with the worker).
+import path from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { expect, it } from 'vitest'
 
 import { BSSN, Device } from '../src/index.js'
-import { packageRoot } from '../src/native.js'
+import { addonPath, packageRoot } from '../src/native.js'
+import { runProcess } from './helpers/run.js'
 
 const gc = (globalThis as { gc?: () => void }).gc
 
@@ -80,3 +82,13 @@ it('terminating a worker with queued work and pending reads neither hangs nor cr
     expect(await worker.terminate()).toBe(1)
   }
 })
+
+// A read whose copy was queued when the worker's environment, being torn down, refused it a promise: the copy
+// wrote into the host memory the failed call had freed (heap corruption, the CLI's "second Ctrl-C" crashing with
+// SIGABRT or SIGSEGV). Device::download now holds that memory until the copy is made. A child process: a crash
+// there is this test's failure, not the test worker's.
+it('a worker terminated while its reads wait for room in the stream queue frees nothing the queued copies still write', async () => {
+  const fixture = path.join(packageRoot, 'test', 'fixtures', 'teardown_reads.mjs')
+  const r = await runProcess(process.execPath, [fixture, addonPath(), '30'], { env: { ...process.env, BSSN_CPU_QUEUE_OPS: '2' }, timeout: 50_000 })
+  expect({ status: r.status, signal: r.signal, stdout: r.stdout.trim() }, r.stderr.slice(-3000)).toEqual({ status: 0, signal: null, stdout: 'ok' })
+}, 60_000)

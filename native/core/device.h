@@ -114,8 +114,10 @@ class Device : public std::enable_shared_from_this<Device>, public Ops {
   // dL/dW into job.outputs from dL/dW_hat in job.grads, with u, v and the divisors of the last forward as
   // constants (PyTorch's semantics): dW = (c/s) G - (c/s^2) <G, W> ds/dW.
   virtual void normalizeBackward(const NormalizeJob& job) = 0;
-  // download: `host` must stay valid until the returned fence has been waited on.
-  virtual std::shared_ptr<Fence> download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) = 0;
+  // download: `bytes` from `src` into `host`, which the device holds until the copy is made. A caller that never
+  // waits on the fence (a worker thread torn down between the enqueue and its promise) then leaves nothing
+  // writing into memory it has freed.
+  virtual std::shared_ptr<Fence> download(const BufferPtr& src, size_t srcOffset, std::shared_ptr<void> host, size_t bytes) = 0;
   virtual std::shared_ptr<Fence> fence() = 0;
   // When the stream reaches this point, *ms is set to milliseconds since the device was opened (CUDA: from
   // events, so it measures device time); valid once the fence has been waited on.

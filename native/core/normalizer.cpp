@@ -192,18 +192,19 @@ void Normalizer::backward(const std::vector<TensorPtr>& grads, const std::vector
   device_->normalizeBackward(job);
 }
 
-std::shared_ptr<Fence> Normalizer::readSigmas(std::vector<float>& host) const {
+std::shared_ptr<Fence> Normalizer::readSigmas(const std::shared_ptr<std::vector<float>>& host) const {
   checkAlive();
-  host.resize(weights_.size() * kSigmaStride);
-  return device_->download(sigmas_, 0, host.data(), host.size() * sizeof(float));
+  host->resize(weights_.size() * kSigmaStride);
+  return device_->download(sigmas_, 0, std::shared_ptr<void>(host, host->data()), host->size() * sizeof(float));
 }
 
-std::shared_ptr<Fence> Normalizer::readState(size_t layer, std::vector<float>& host) const {
+std::shared_ptr<Fence> Normalizer::readState(size_t layer, const std::shared_ptr<std::vector<float>>& host) const {
   checkLayer(layer);
   const LayerView& v = (*layers_)[layer];
-  host.resize(size_t(v.stateSize));
+  host->resize(size_t(v.stateSize));
   if (v.stateSize == 0) return device_->fence();
-  return device_->download(state_, size_t(v.stateBegin) * sizeof(float), host.data(), host.size() * sizeof(float));
+  return device_->download(state_, size_t(v.stateBegin) * sizeof(float), std::shared_ptr<void>(host, host->data()),
+                           host->size() * sizeof(float));
 }
 
 void Normalizer::writeStateVector(size_t layer, int which, const float* values, size_t count) {

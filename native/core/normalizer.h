@@ -51,8 +51,8 @@ class Normalizer {
   const std::vector<TensorPtr>& gradOutputs();
 
   // Reads into `host` (resized here; it must outlive the fence).
-  std::shared_ptr<Fence> readSigmas(std::vector<float>& host) const;
-  std::shared_ptr<Fence> readState(size_t layer, std::vector<float>& host) const;
+  std::shared_ptr<Fence> readSigmas(const std::shared_ptr<std::vector<float>>& host) const;
+  std::shared_ptr<Fence> readState(size_t layer, const std::shared_ptr<std::vector<float>>& host) const;
   // Writes one of the layer's vectors (0: u1, 1: v1, 2: u2, 3: v2); `values` sized as stateSizes(layer) says.
   void writeStateVector(size_t layer, int which, const float* values, size_t count);
   // Copies layer `otherLayer`'s state of `other` into `layer` (same state sizes), in stream order.

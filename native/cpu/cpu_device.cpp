@@ -182,9 +182,9 @@ std::shared_ptr<Fence> CpuDevice::timestamp(std::shared_ptr<double> ms) {
   return stream_.fence();
 }
 
-std::shared_ptr<Fence> CpuDevice::download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) {
-  stream_.enqueue([src, srcOffset, host, bytes] {
-    std::memcpy(host, static_cast<const unsigned char*>(src->data()) + srcOffset, bytes);
+std::shared_ptr<Fence> CpuDevice::download(const BufferPtr& src, size_t srcOffset, std::shared_ptr<void> host, size_t bytes) {
+  stream_.enqueue([src, srcOffset, host = std::move(host), bytes] {
+    std::memcpy(host.get(), static_cast<const unsigned char*>(src->data()) + srcOffset, bytes);
   }, held(src));
   return stream_.fence();
 }

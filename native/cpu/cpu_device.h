@@ -16,6 +16,8 @@ namespace bssn {
 class CpuDevice : public Device {
  public:
   static std::shared_ptr<CpuDevice> create() { return std::shared_ptr<CpuDevice>(new CpuDevice()); }
+  // The stream stops first: work still running must not find the members declared after it destroyed.
+  ~CpuDevice() override { stream_.stop(); }
 
   DeviceKind kind() const override { return DeviceKind::Cpu; }
   std::string name() const override { return "CPU"; }
@@ -52,7 +54,7 @@ class CpuDevice : public Device {
   void conv2dBackwardFilter(const Conv2dArgs& args) override;
   void batchNorm(const BatchNormArgs& args) override;
   void batchNormBackward(const BatchNormBackwardArgs& args) override;
-  std::shared_ptr<Fence> download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) override;
+  std::shared_ptr<Fence> download(const BufferPtr& src, size_t srcOffset, std::shared_ptr<void> host, size_t bytes) override;
   std::shared_ptr<Fence> fence() override { return stream_.fence(); }
   std::shared_ptr<Fence> timestamp(std::shared_ptr<double> ms) override;
   void shutdown() override { stream_.stop(); }

@@ -67,8 +67,8 @@ namespace {
 // Waits for an event on a worker thread, then copies the pinned block to the caller's memory.
 class CudaFence : public Fence {
  public:
-  CudaFence(std::shared_ptr<CudaDevice> device, cudaEvent_t event, std::unique_ptr<PinnedBlock> block, void* host, size_t bytes)
-      : device_(std::move(device)), event_(event), block_(std::move(block)), host_(host), bytes_(bytes) {}
+  CudaFence(std::shared_ptr<CudaDevice> device, cudaEvent_t event, std::unique_ptr<PinnedBlock> block, std::shared_ptr<void> host, size_t bytes)
+      : device_(std::move(device)), event_(event), block_(std::move(block)), host_(std::move(host)), bytes_(bytes) {}
   ~CudaFence() override {
     if (block_) device_->pinned().release(std::move(block_));
     if (event_) cudaEventDestroy(event_);
@@ -85,7 +85,7 @@ class CudaFence : public Fence {
       device_->noteFailure(st, message);
       throwError(message, isSticky(st) ? ErrorCode::DeviceFault : ErrorCode::Default);
     }
-    if (block_ && bytes_) std::memcpy(host_, block_->host, bytes_);
+    if (block_ && bytes_) std::memcpy(host_.get(), block_->host, bytes_);
     // Back to the pool here, on the waiting thread: freeing a large pinned block synchronizes the device,
     // which must never happen on the JS thread (where the fence is destroyed).
     if (block_) device_->pinned().release(std::move(block_));
@@ -95,7 +95,7 @@ class CudaFence : public Fence {
   std::shared_ptr<CudaDevice> device_;
   cudaEvent_t event_;
   std::unique_ptr<PinnedBlock> block_;
-  void* host_;
+  std::shared_ptr<void> host_;
   size_t bytes_;
 };
 
@@ -104,8 +104,8 @@ class CudaFence : public Fence {
 // block is allocated, or freed with a device-wide synchronization, on the JS thread.
 class LargeReadFence : public Fence {
  public:
-  LargeReadFence(std::shared_ptr<CudaDevice> device, cudaEvent_t event, BufferPtr staged, void* host, size_t bytes)
-      : device_(std::move(device)), event_(event), staged_(std::move(staged)), host_(host), bytes_(bytes) {}
+  LargeReadFence(std::shared_ptr<CudaDevice> device, cudaEvent_t event, BufferPtr staged, std::shared_ptr<void> host, size_t bytes)
+      : device_(std::move(device)), event_(event), staged_(std::move(staged)), host_(std::move(host)), bytes_(bytes) {}
   ~LargeReadFence() override {
     if (event_) cudaEventDestroy(event_);
   }
@@ -117,7 +117,7 @@ class LargeReadFence : public Fence {
     const char* call = "cudaEventSynchronize";
     if (st == cudaSuccess) {
       call = "cudaMemcpy";
-      st = cudaMemcpy(host_, staged_->data(), bytes_, cudaMemcpyDeviceToHost);
+      st = cudaMemcpy(host_.get(), staged_->data(), bytes_, cudaMemcpyDeviceToHost);
     }
     staged_.reset();  // back to the pool, in stream order
     if (st != cudaSuccess) {
@@ -132,7 +132,7 @@ class LargeReadFence : public Fence {
   std::shared_ptr<CudaDevice> device_;
   cudaEvent_t event_;
   BufferPtr staged_;
-  void* host_;
+  std::shared_ptr<void> host_;
   size_t bytes_;
 };
 
@@ -545,14 +545,14 @@ void CudaDevice::rand(const BufferPtr& dst, size_t count, uint64_t seed, float l
   checkLaunch("rand");
 }
 
-std::shared_ptr<Fence> CudaDevice::download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) {
+std::shared_ptr<Fence> CudaDevice::download(const BufferPtr& src, size_t srcOffset, std::shared_ptr<void> host, size_t bytes) {
   enter();
   refuseInCapture("reading a tensor to the host");
   auto self = std::static_pointer_cast<CudaDevice>(shared_from_this());
   if (bytes > PinnedPool::kMaxPooledBytes) {
     BufferPtr staged = allocate(bytes);
     BSSN_CUDA_TRY(cudaMemcpyAsync(staged->data(), static_cast<const char*>(src->data()) + srcOffset, bytes, cudaMemcpyDeviceToDevice, stream_));
-    return std::make_shared<LargeReadFence>(self, recordEvent(cudaEventDisableTiming | cudaEventBlockingSync), std::move(staged), host, bytes);
+    return std::make_shared<LargeReadFence>(self, recordEvent(cudaEventDisableTiming | cudaEventBlockingSync), std::move(staged), std::move(host), bytes);
   }
   std::unique_ptr<PinnedBlock> block = pinned_.acquire(bytes);
   cudaError_t st = cudaMemcpyAsync(block->host, static_cast<const char*>(src->data()) + srcOffset, bytes, cudaMemcpyDeviceToHost, stream_);
@@ -561,7 +561,7 @@ std::shared_ptr<Fence> CudaDevice::download(const BufferPtr& src, size_t srcOffs
     pinned_.release(std::move(block));
     throwStatus("cudaMemcpyAsync", st, "download of " + std::to_string(bytes) + " bytes", __FILE__, __LINE__);
   }
-  return std::make_shared<CudaFence>(self, nullptr, std::move(block), host, bytes);
+  return std::make_shared<CudaFence>(self, nullptr, std::move(block), std::move(host), bytes);
 }
 
 namespace {

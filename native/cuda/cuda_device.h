@@ -87,7 +87,7 @@ class CudaDevice : public Device {
   void conv2dBackwardFilter(const Conv2dArgs& args) override;
   void batchNorm(const BatchNormArgs& args) override;
   void batchNormBackward(const BatchNormBackwardArgs& args) override;
-  std::shared_ptr<Fence> download(const BufferPtr& src, size_t srcOffset, void* host, size_t bytes) override;
+  std::shared_ptr<Fence> download(const BufferPtr& src, size_t srcOffset, std::shared_ptr<void> host, size_t bytes) override;
   std::shared_ptr<Fence> fence() override;
   std::shared_ptr<Fence> timestamp(std::shared_ptr<double> ms) override;
   void shutdown() override;

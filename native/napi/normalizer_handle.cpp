@@ -110,7 +110,7 @@ Napi::Value NormalizerHandle::Sigmas(const Napi::CallbackInfo& info) {
   return guardPromise(info.Env(), [&]() -> Napi::Value {
     checkThis<NormalizerHandle>(info, "NormalizerHandle");
     auto host = std::make_shared<std::vector<float>>();
-    auto fence = normalizer().readSigmas(*host);
+    auto fence = normalizer().readSigmas(host);
     return ReadbackWorker::floats(info.Env(), std::move(fence), host, info.This());
   });
 }
@@ -132,7 +132,7 @@ Napi::Value NormalizerHandle::GetState(const Napi::CallbackInfo& info) {
   return guardPromise(info.Env(), [&]() -> Napi::Value {
     checkThis<NormalizerHandle>(info, "NormalizerHandle");
     auto host = std::make_shared<std::vector<float>>();
-    auto fence = normalizer().readState(size_t(toInteger(info[0], "layer index", 0, 1 << 30)), *host);
+    auto fence = normalizer().readState(size_t(toInteger(info[0], "layer index", 0, 1 << 30)), host);
     return ReadbackWorker::floats(info.Env(), std::move(fence), host, info.This());
   });
 }

@@ -76,7 +76,7 @@ Napi::Value TensorHandle::ToArray(const Napi::CallbackInfo& info) {
     const BufferPtr& buffer = tensor_->buffer();
     auto host = std::make_shared<std::vector<float>>(size_t(tensor_->numel()));
     auto fence = host->empty() ? tensor_->device()->fence()
-                               : tensor_->device()->download(buffer, 0, host->data(), host->size() * sizeof(float));
+                               : tensor_->device()->download(buffer, 0, std::shared_ptr<void>(host, host->data()), host->size() * sizeof(float));
     return ReadbackWorker::floats(info.Env(), std::move(fence), host, info.This());
   });
 }
