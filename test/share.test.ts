@@ -242,7 +242,9 @@ forEachBackend((device) => {
   })
 })
 
-it('the README example runs as written: a trainer process and a monitor process reading its weights', async () => {
+// Under AddressSanitizer it took 110 s (two bundled processes training the SNGAN D) for native paths the tests
+// above run there; the plain and emulated suites run it.
+it.skipIf(process.env.BSSN_UNDER_SANITIZER === '1')('the README example runs as written: a trainer process and a monitor process reading its weights', async () => {
   const readme = readFileSync(path.join(packageRoot, 'README.md'), 'utf8')
   for (const file of ['trainer.mjs', 'monitor.mjs'])
     expect(readme, `README shows examples/share/${file} verbatim`).toContain(readFileSync(path.join(packageRoot, 'examples', 'share', file), 'utf8').trim())
