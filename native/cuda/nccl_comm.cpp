@@ -44,10 +44,12 @@ Communicator::~Communicator() {
   // Abort, not destroy: ncclCommDestroy first waits for the work issued, which never ends when a peer died (and a
   // finalizer must not hang the process). ProcessGroup.destroy() aborts too.
   if (comm_) ncclApi().commAbort(comm_);
-  // Work still queued on the stream finishes first (CUDA destroys a busy stream once it is idle).
+  // The buffers still held go back to the allocator in the device stream's order: that stream waits for this one
+  // first. Work still queued on the stream finishes first (CUDA destroys a busy stream once it is idle).
+  if (overlappedPending_) cudaStreamWaitEvent(cuda_.stream(), joined_, 0);
   cudaEventDestroy(ready_);
   cudaEventDestroy(joined_);
-  for (cudaEvent_t e : inFlight_) cudaEventDestroy(e);
+  for (const InFlight& f : inFlight_) cudaEventDestroy(f.done);
   for (cudaEvent_t e : spare_) cudaEventDestroy(e);
   cudaStreamDestroy(stream_);
 }
@@ -57,7 +59,7 @@ nccl::Comm Communicator::live() const {
   return comm_;
 }
 
-void Communicator::markEnqueued(cudaStream_t stream) {
+void Communicator::markEnqueued(cudaStream_t stream, std::vector<BufferPtr> held) {
   cudaEvent_t e = nullptr;
   if (spare_.empty()) {
     BSSN_CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
@@ -70,11 +72,11 @@ void Communicator::markEnqueued(cudaStream_t stream) {
     spare_.push_back(e);
     BSSN_CUDA_TRY(st);
   }
-  inFlight_.push_back(e);
+  inFlight_.push_back({e, std::move(held)});
   if (stream == stream_) BSSN_CUDA_TRY(cudaEventRecord(joined_, stream_));
 }
 
-void Communicator::allReduce(const std::vector<std::pair<float*, size_t>>& buffers, int op, bool overlapped) {
+void Communicator::allReduce(const std::vector<std::pair<BufferPtr, size_t>>& buffers, int op, bool overlapped) {
   const nccl::Comm comm = live();
   const cudaStream_t stream = overlapped ? stream_ : cuda_.stream();
   if (overlapped) {
@@ -86,7 +88,11 @@ void Communicator::allReduce(const std::vector<std::pair<float*, size_t>>& buffe
   const bool group = buffers.size() > 1;
   if (group) check("ncclGroupStart", api.groupStart());
   nccl::Result first = nccl::kSuccess;
-  for (const auto& [data, count] : buffers) {
+  std::vector<BufferPtr> held;
+  held.reserve(buffers.size());
+  for (const auto& [buffer, count] : buffers) {
+    held.push_back(buffer);
+    float* data = buffer->f32();
     first = api.allReduce(data, data, count, nccl::kFloat32, op, comm, stream);
     if (first != nccl::kSuccess) break;
   }
@@ -95,13 +101,14 @@ void Communicator::allReduce(const std::vector<std::pair<float*, size_t>>& buffe
     if (first == nccl::kSuccess) first = ended;
   }
   if (first != nccl::kSuccess) throwNccl(group ? "ncclAllReduce (grouped)" : "ncclAllReduce", first);
-  markEnqueued(stream);
+  markEnqueued(stream, std::move(held));
   overlappedPending_ = overlappedPending_ || overlapped;
 }
 
-void Communicator::broadcast(float* data, size_t count, int root) {
+void Communicator::broadcast(const BufferPtr& buffer, size_t count, int root) {
+  float* data = buffer->f32();
   check("ncclBroadcast", ncclApi().broadcast(data, data, count, nccl::kFloat32, root, live(), cuda_.stream()));
-  markEnqueued(cuda_.stream());
+  markEnqueued(cuda_.stream(), {buffer});
 }
 
 void Communicator::join() {
@@ -125,10 +132,10 @@ size_t Communicator::poll() {
   // Counted from the oldest: one that finished before an older one (on the other stream) counts when that one does.
   size_t completed = 0;
   while (!inFlight_.empty()) {
-    const cudaError_t st = cudaEventQuery(inFlight_.front());
+    const cudaError_t st = cudaEventQuery(inFlight_.front().done);
     if (st == cudaErrorNotReady) break;
     if (st != cudaSuccess) BSSN_CUDA_TRY(st);
-    spare_.push_back(inFlight_.front());
+    spare_.push_back(inFlight_.front().done);
     inFlight_.pop_front();
     completed++;
   }

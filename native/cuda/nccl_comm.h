@@ -31,9 +31,11 @@ class Communicator {
   // Each buffer reduced in place (op: nccl::kSum or nccl::kAvg), all of them as one NCCL group. `overlapped`: on the
   // communicator's stream, after the work the device's stream holds now (a gradient bucket, once its gradients are
   // computed), so the device's stream goes on meanwhile; join() orders it back. Otherwise on the device's stream.
-  void allReduce(const std::vector<std::pair<float*, size_t>>& buffers, int op, bool overlapped);
+  // The buffers are held until the collective completes: one freed meanwhile (a gradient disposed before join())
+  // would otherwise go back to the allocator, which reuses memory in the device stream's order, not this stream's.
+  void allReduce(const std::vector<std::pair<BufferPtr, size_t>>& buffers, int op, bool overlapped);
   // `root`'s buffer into every rank's, in place, on the device's stream.
-  void broadcast(float* data, size_t count, int root);
+  void broadcast(const BufferPtr& buffer, size_t count, int root);
   // The device's stream waits (on the device) for the overlapped collectives enqueued so far.
   void join();
   // How many of the collectives enqueued so far completed since the last poll (they complete in enqueue order: the
@@ -49,7 +51,7 @@ class Communicator {
 
  private:
   nccl::Comm live() const;  // throws once aborted
-  void markEnqueued(cudaStream_t stream);
+  void markEnqueued(cudaStream_t stream, std::vector<BufferPtr> held);
 
   DevicePtr device_;
   CudaDevice& cuda_;
@@ -59,7 +61,11 @@ class Communicator {
   cudaEvent_t ready_ = nullptr;     // recorded on the device's stream: what an overlapped collective waits for
   cudaEvent_t joined_ = nullptr;    // recorded after the latest overlapped collective, on this communicator's stream
   bool overlappedPending_ = false;  // an overlapped collective not yet joined
-  std::deque<cudaEvent_t> inFlight_; // one event after each collective, oldest first
+  struct InFlight {
+    cudaEvent_t done;              // recorded after the collective
+    std::vector<BufferPtr> held;  // its buffers, until `done`
+  };
+  std::deque<InFlight> inFlight_;    // oldest first
   std::vector<cudaEvent_t> spare_;   // completed ones, for reuse
 };
 

@@ -42,13 +42,12 @@ void check(const char* call, nccl::Result r) {
   if (r != nccl::kSuccess) cuda::throwNccl(call, r);
 }
 
-// A float32 tensor on the communicator's device.
-float* tensorData(const cuda::Communicator& comm, Napi::Value value, size_t* count) {
+// A float32 tensor on the communicator's device: its buffer and element count.
+std::pair<BufferPtr, size_t> tensorData(const cuda::Communicator& comm, Napi::Value value) {
   const TensorPtr& t = unwrapTagged<TensorHandle>(value, "a bssn tensor handle")->tensor();
   if (t->dtype() != DType::Float32) throwTypeError("NCCL collectives take float32 tensors");
   if (t->device() != comm.device()) throwTypeError("the tensor is not on the communicator's device");
-  *count = size_t(t->numel());
-  return t->buffer()->f32();
+  return {t->buffer(), size_t(t->numel())};
 }
 
 template <typename Body>
@@ -95,18 +94,12 @@ Napi::Object defineNccl(Napi::Env env) {
           cuda::Communicator& comm = commOf(info[0]);
           const std::string op = info[2].IsString() ? info[2].As<Napi::String>().Utf8Value() : "";
           if (op != "sum" && op != "avg") throwTypeError("expected the reduction: 'sum' or 'avg'");
-          std::vector<std::pair<float*, size_t>> buffers;
+          std::vector<std::pair<BufferPtr, size_t>> buffers;
           if (info[1].IsArray()) {
             Napi::Array a = info[1].As<Napi::Array>();
-            for (uint32_t i = 0; i < a.Length(); ++i) {
-              size_t count = 0;
-              float* data = tensorData(comm, a.Get(i), &count);
-              buffers.emplace_back(data, count);
-            }
+            for (uint32_t i = 0; i < a.Length(); ++i) buffers.push_back(tensorData(comm, a.Get(i)));
           } else {
-            size_t count = 0;
-            float* data = tensorData(comm, info[1], &count);
-            buffers.emplace_back(data, count);
+            buffers.push_back(tensorData(comm, info[1]));
           }
           const bool overlapped = info.Length() > 3 && info[3].IsBoolean() && info[3].As<Napi::Boolean>().Value();
           comm.allReduce(buffers, op == "sum" ? nccl::kSum : nccl::kAvg, overlapped);
@@ -126,9 +119,8 @@ Napi::Object defineNccl(Napi::Env env) {
   // broadcast(comm, tensor, root): root's tensor into every rank's, in place, on the device's stream.
   o.Set("broadcast", fn(env, "broadcast", [](const Napi::CallbackInfo& info) -> Napi::Value {
           cuda::Communicator& comm = commOf(info[0]);
-          size_t count = 0;
-          float* data = tensorData(comm, info[1], &count);
-          comm.broadcast(data, count, int(toInteger(info[2], "the root rank", 0, comm.nranks() - 1)));
+          const auto [buffer, count] = tensorData(comm, info[1]);
+          comm.broadcast(buffer, count, int(toInteger(info[2], "the root rank", 0, comm.nranks() - 1)));
           return info.Env().Undefined();
         }));
   // wait(comm, timeoutMs): blocks until every collective enqueued so far completed (tools and test fixtures; the

@@ -93,6 +93,16 @@ suite('emulated NCCL', () => {
     for (const reply of replies) expect(reply!.bytes).toEqual({ allReduced: 0, broadcast: elements * 4 })
   }, 60_000)
 
+  it('a tensor disposed while its overlapped all-reduce is in flight: its memory is not reused under the late collective', async () => {
+    const replies = await ranks(2, () => 'freed', 77, { env: { BSSN_NCCL_EMU_DELAY_MS: '300' } })
+    for (const reply of replies) {
+      const values = floats(reply)
+      expect(values).toHaveLength(elements)
+      const wrong = values.findIndex((v) => v !== 7)
+      expect(wrong, `element ${wrong} is ${values[wrong]}, not the 7 written after the dispose`).toBe(-1)
+    }
+  })
+
   it('a rank killed while its peers wait in an all-reduce: they fail with ERR_BSSN_COLLECTIVE_FAILED within seconds', async () => {
     const started = Date.now()
     const replies = await ranks(3, (rank) => (rank === 1 ? 'die' : 'sum'), 5)
