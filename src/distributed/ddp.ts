@@ -78,13 +78,20 @@ export class DistributedDataParallel implements GradHook {
 
   /** @internal Backward ended: the buckets not yet sent go (a parameter no gradient reached gets zeros), then the join. */
   backwardEnded(): void {
-    for (let b = this.#next; b < this.buckets.length; b++)
-      for (const t of this.buckets[b]) if (!t.grad && t.requiresGrad) t.grad = keep(t.device.zeros(t.shape))
     try {
+      for (let b = this.#next; b < this.buckets.length; b++)
+        for (const t of this.buckets[b]) if (!t.grad && t.requiresGrad) t.grad = keep(t.device.zeros(t.shape))
       this.#waitingNow().fill(0)
       this.#launchReady()
       this.group.join()
       this.#bytesPerBackward = this.#bytes
+    } catch (error) {
+      // A zeros() out of memory or a failed launch after a bucket went ends the group, as a backward's throw does;
+      // the first error is the one reported.
+      try {
+        this.backwardFailed(error)
+      } catch {}
+      throw error
     } finally {
       this.#reset()
     }

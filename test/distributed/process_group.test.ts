@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest'
 
 import { Device, DistributedDataParallel, F, Linear, ProcessGroup, Sequential, initDistributed } from '../../src/index.js'
+import { bssnError } from '../../src/errors.js'
 import type { NativeNccl, NativeNcclComm } from '../../src/native.js'
 import type { Rendezvous } from '../../src/distributed/rendezvous.js'
 import { record, setGradHook, type GradHook } from '../../src/autograd/tape.js'
@@ -153,6 +154,29 @@ describe('the process group\'s watchdog', () => {
     state.failWith = Object.assign(new Error('an NCCL collective failed: remote process exited'), { code: 'ERR_BSSN_COLLECTIVE_FAILED' })
     await expect(waiting).rejects.toMatchObject({ code: 'ERR_BSSN_COLLECTIVE_FAILED', message: expect.stringMatching(/rank 1: an NCCL collective failed/) })
     t.dispose()
+  })
+
+  it('a bucket went, then zero-filling a gradient backward never reached runs out of memory: the group is ended, the error is the caller\'s', async () => {
+    const device = Device.cpu()
+    const { group, state } = scripted(device, 60_000)
+    const model = new Sequential(new Linear(3, 4, { device, seed: 1 }), new Linear(3, 1, { device, seed: 2 }))
+    const ddp = new DistributedDataParallel(model, group, { bucketBytes: 1 }) // one bucket per parameter
+    const zeros = Device.prototype.zeros
+    Device.prototype.zeros = () => {
+      throw bssnError('out of memory (test)', 'ERR_BSSN_OUT_OF_MEMORY')
+    }
+    try {
+      // Only the last layer takes part: its bucket goes during backward, the first layer's gradients are zero-filled at the end.
+      const x = device.randn([5, 3], { seed: 3 })
+      expect(() => F.sum((model.layers[1] as Linear).forward(x)).backward()).toThrow(expect.objectContaining({ code: 'ERR_BSSN_OUT_OF_MEMORY' }))
+    } finally {
+      Device.prototype.zeros = zeros
+    }
+    expect(state.enqueued).toBeGreaterThan(0)
+    expect(state.aborted).toBe(true)
+    expect(group.failure).toMatchObject({ code: 'ERR_BSSN_COLLECTIVE_FAILED', message: expect.stringMatching(/out of memory \(test\).*the group was ended/) })
+    ddp.dispose()
+    model.dispose()
   })
 
   it('collectives check their arguments; after destroy() every call is ERR_BSSN_DISPOSED, waits included', async () => {
