@@ -39,78 +39,84 @@ QueueBounds QueueBounds::fromEnvironment() {
   return b;
 }
 
-CpuStream::CpuStream(QueueBounds bounds) : bounds_(bounds), worker_([this] { run(); }) {}
+CpuStream::CpuStream(QueueBounds bounds)
+    : state_(std::make_shared<State>(bounds)), worker_([state = state_] { run(state); }) {}
 
 void CpuStream::enqueue(std::function<void()> task, size_t bytes) {
+  State& s = *state_;
   {
-    std::unique_lock<std::mutex> lock(mutex_);
+    std::unique_lock<std::mutex> lock(s.mutex);
     // The worker itself never waits for room (it is what makes room).
     if (std::this_thread::get_id() != worker_.get_id())
-      space_.wait(lock, [&] {
-        return stopping_ || (queue_.size() < bounds_.maxOps && (queue_.empty() || pendingBytes_ + bytes <= bounds_.maxBytes));
+      s.space.wait(lock, [&] {
+        return s.stopping || (s.queue.size() < s.bounds.maxOps && (s.queue.empty() || s.pendingBytes + bytes <= s.bounds.maxBytes));
       });
-    if (stopping_) throwError("the CPU device was shut down");
-    queue_.push_back({std::move(task), bytes});
-    pendingBytes_ += bytes;
+    if (s.stopping) throwError("the CPU device was shut down");
+    s.queue.push_back({std::move(task), bytes});
+    s.pendingBytes += bytes;
   }
-  wake_.notify_one();
+  s.wake.notify_one();
 }
 
 std::shared_ptr<Fence> CpuStream::fence() {
   auto done = std::make_shared<std::promise<std::optional<Error>>>();
   auto fence = std::make_shared<CpuFence>(done->get_future().share());
-  enqueue([this, done] {
-    std::lock_guard<std::mutex> lock(mutex_);
-    done->set_value(error_);
+  enqueue([state = state_.get(), done] {  // runs on the worker, which holds the state
+    std::lock_guard<std::mutex> lock(state->mutex);
+    done->set_value(state->error);
   });
   return fence;
 }
 
-void CpuStream::run() {
+void CpuStream::run(const std::shared_ptr<State>& state) {
+  State& s = *state;
   for (;;) {
     std::function<void()> task;
     size_t bytes;
     {
-      std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping, and all queued work has run
-      task = std::move(queue_.front().task);
-      bytes = queue_.front().bytes;
-      queue_.pop_front();
+      std::unique_lock<std::mutex> lock(s.mutex);
+      s.wake.wait(lock, [&] { return s.stopping || !s.queue.empty(); });
+      if (s.queue.empty()) return;  // stopping, and all queued work has run
+      task = std::move(s.queue.front().task);
+      bytes = s.queue.front().bytes;
+      s.queue.pop_front();
     }
     try {
       task();
     } catch (...) {
       // Its kind and code are kept (an allocation that failed in a task reads ERR_BSSN_OUT_OF_MEMORY).
       const Error e = currentError();
-      std::lock_guard<std::mutex> lock(mutex_);
-      if (!error_) error_.emplace(e.kind(), std::string("CPU stream task failed: ") + e.what(), e.code());
+      std::lock_guard<std::mutex> lock(s.mutex);
+      if (!s.error) s.error.emplace(e.kind(), std::string("CPU stream task failed: ") + e.what(), e.code());
     }
-    task = nullptr;  // let go of the buffers the task held before waiting for the next
+    // Let go of the buffers the task held before waiting for the next. If they were the device's last reference,
+    // the device and this stream are gone from here on (stop() detached this thread); the state is still ours.
+    task = nullptr;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
-      pendingBytes_ -= bytes;
+      std::lock_guard<std::mutex> lock(s.mutex);
+      s.pendingBytes -= bytes;
     }
-    space_.notify_all();
+    s.space.notify_all();
   }
 }
 
 void CpuStream::stop() {
   // Work still queued at teardown is dropped: its results have nobody to go to. A dropped fence breaks its
   // promise, so a thread waiting on it wakes with an error instead of hanging.
+  State& s = *state_;
   std::deque<Item> dropped;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-    dropped.swap(queue_);
-    pendingBytes_ = 0;
+    std::lock_guard<std::mutex> lock(s.mutex);
+    s.stopping = true;
+    dropped.swap(s.queue);
+    for (const Item& item : dropped) s.pendingBytes -= item.bytes;  // the running task's bytes come off when it ends
   }
   dropped.clear();
-  wake_.notify_one();
-  space_.notify_all();
+  s.wake.notify_one();
+  s.space.notify_all();
   if (!worker_.joinable()) return;
-  // The device is only destroyed from its own worker if its last holder was a queued task; the worker then
-  // finishes by itself (the queue is empty), so it is left to end rather than joined with itself.
+  // Called on the worker itself when a task of its own released the device's last reference: it cannot join
+  // itself, so it is detached, and ends by itself (the queue is empty and stopped) on the state it shares.
   if (worker_.get_id() == std::this_thread::get_id())
     worker_.detach();
   else

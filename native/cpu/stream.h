@@ -36,24 +36,30 @@ class CpuStream {
   void stop();
   // Whether stop() has been called (a long-running task may give up early).
   bool stopping() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return stopping_;
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    return state_->stopping;
   }
 
  private:
-  void run();
-
   struct Item {
     std::function<void()> task;
     size_t bytes;
   };
-  const QueueBounds bounds_;
-  std::mutex mutex_;
-  std::condition_variable wake_, space_;
-  std::deque<Item> queue_;
-  size_t pendingBytes_ = 0;
-  bool stopping_ = false;
-  std::optional<Error> error_;  // first failure (its kind and code kept), guarded by mutex_
+  // The queue and its locks, shared with the worker thread: a task that drops the device's last reference destroys
+  // this object on the worker itself, which then still reads the state to find the queue stopped and end.
+  struct State {
+    explicit State(QueueBounds b) : bounds(b) {}
+    const QueueBounds bounds;
+    std::mutex mutex;
+    std::condition_variable wake, space;
+    std::deque<Item> queue;
+    size_t pendingBytes = 0;
+    bool stopping = false;
+    std::optional<Error> error;  // first failure (its kind and code kept), guarded by mutex
+  };
+  static void run(const std::shared_ptr<State>& state);
+
+  std::shared_ptr<State> state_;
   std::thread worker_;
 };
 
