@@ -156,14 +156,23 @@ namespace {
 template <typename Body>
 void splitAcross(int64_t n, int64_t parts, Body&& body) {
   std::vector<std::thread> workers;
+  // The threads read this frame's locals: they are joined before it unwinds, whatever throws here.
+  struct JoinAll {
+    std::vector<std::thread>& threads;
+    ~JoinAll() {
+      for (std::thread& w : threads)
+        if (w.joinable()) w.join();
+    }
+  } joinAll{workers};
   int64_t started = 1;
   try {
+    workers.reserve(size_t(parts));
     for (; started < parts; ++started) workers.emplace_back([&, t = started] { body(n * t / parts, n * (t + 1) / parts, t); });
-  } catch (const std::system_error&) {
+  } catch (...) {
+    // no thread (or memory for one) to be had: this thread does the parts not started
   }
   body(0, n / parts, 0);
   for (int64_t t = started; t < parts; ++t) body(n * t / parts, n * (t + 1) / parts, t);
-  for (std::thread& w : workers) w.join();
 }
 
 // How many parts work of `ops` multiply-adds over `n` independent items is worth splitting into.

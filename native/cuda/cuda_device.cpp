@@ -509,7 +509,8 @@ void CudaDevice::upload(const BufferPtr& dst, size_t dstOffset, const void* src,
   std::unique_ptr<PinnedBlock> block = pinned_.acquire(bytes);
   std::memcpy(block->host, src, bytes);
   cudaError_t st = cudaMemcpyAsync(target, block->host, bytes, cudaMemcpyHostToDevice, stream_);
-  if (st == cudaSuccess) st = cudaEventRecord(block->done, stream_);
+  if (st == cudaSuccess && (st = cudaEventRecord(block->done, stream_)) != cudaSuccess)
+    cudaStreamSynchronize(stream_);  // the copy was queued but its event was not: the block is reused only after it
   pinned_.release(std::move(block));
   if (st != cudaSuccess) throwStatus("cudaMemcpyAsync", st, "upload of " + std::to_string(bytes) + " bytes", __FILE__, __LINE__);
 }
@@ -556,7 +557,8 @@ std::shared_ptr<Fence> CudaDevice::download(const BufferPtr& src, size_t srcOffs
   }
   std::unique_ptr<PinnedBlock> block = pinned_.acquire(bytes);
   cudaError_t st = cudaMemcpyAsync(block->host, static_cast<const char*>(src->data()) + srcOffset, bytes, cudaMemcpyDeviceToHost, stream_);
-  if (st == cudaSuccess) st = cudaEventRecord(block->done, stream_);
+  if (st == cudaSuccess && (st = cudaEventRecord(block->done, stream_)) != cudaSuccess)
+    cudaStreamSynchronize(stream_);  // the copy was queued but its event was not: the block is reused only after it
   if (st != cudaSuccess) {
     pinned_.release(std::move(block));
     throwStatus("cudaMemcpyAsync", st, "download of " + std::to_string(bytes) + " bytes", __FILE__, __LINE__);

@@ -1,5 +1,7 @@
 #include "napi/readback.h"
 
+#include <memory>
+
 #include "core/error.h"
 #include "napi/convert.h"
 #include "napi/errors.h"
@@ -13,11 +15,12 @@ ReadbackWorker::ReadbackWorker(Napi::Env env, std::shared_ptr<Fence> fence, Reso
       resolve_(std::move(resolve)) {}
 
 Napi::Promise ReadbackWorker::start(Napi::Env env, std::shared_ptr<Fence> fence, Resolve resolve, std::vector<Napi::Value> keepAlive) {
-  auto* worker = new ReadbackWorker(env, std::move(fence), std::move(resolve));
+  std::unique_ptr<ReadbackWorker> worker(new ReadbackWorker(env, std::move(fence), std::move(resolve)));
   for (Napi::Value v : keepAlive)
     if (v.IsObject()) worker->keepAlive_.push_back(Napi::Persistent(v.As<Napi::Object>()));
   Napi::Promise promise = worker->deferred_.Promise();
-  worker->Queue();  // the worker deletes itself after OnOK/OnError
+  worker->Queue();
+  worker.release();  // queued: it deletes itself after OnOK/OnError
   return promise;
 }
 
