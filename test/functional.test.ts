@@ -4,6 +4,7 @@ import { expect, it } from 'vitest'
 import { BSSN, bssnNormalize, Tensor } from '../src/index.js'
 import { forEachBackend } from './helpers/backends.js'
 import { expectCloseArray } from './helpers/expect.js'
+import { settledStats } from './helpers/memory.js'
 
 forEachBackend((getDevice) => {
   it('repeated calls advance the same state as a BSSN object would', async () => {
@@ -57,8 +58,7 @@ forEachBackend((getDevice) => {
 
   it('releases the state when the weight is disposed (memory back to baseline)', async () => {
     const device = getDevice()
-    await device.synchronize()
-    const base = device.memoryStats()
+    const base = await settledStats(device)
     const w = device.randn([64, 32, 3, 3], { seed: 1 })
     const v = device.randn([32, 64], { seed: 2 })
     for (let i = 0; i < 3; i++) bssnNormalize([w, v]).forEach((t) => t.dispose())

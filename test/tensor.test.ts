@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { BSSN, Device, Tensor } from '../src/index.js'
 import { native } from '../src/native.js'
 import { forEachBackend, requireCuda } from './helpers/backends.js'
+import { settledStats } from './helpers/memory.js'
 
 forEachBackend((getDevice) => {
   it('round-trips data and shape', async () => {
@@ -124,8 +125,7 @@ forEachBackend((getDevice) => {
 
   it('dispose frees at once; using a disposed tensor is an error', async () => {
     const device = getDevice()
-    await device.synchronize()
-    const base = device.memoryStats()
+    const base = await settledStats(device)
     const t = device.randn([256, 256], { seed: 1 })
     expect(device.memoryStats().liveTensors).toBe(base.liveTensors + 1)
     expect(device.memoryStats().allocatedBytes).toBe(base.allocatedBytes + 256 * 256 * 4)
@@ -145,8 +145,7 @@ forEachBackend((getDevice) => {
 
   it('a BSSN, its outputs and its state go back to baseline memory when disposed', async () => {
     const device = getDevice()
-    await device.synchronize()
-    const base = device.memoryStats()
+    const base = await settledStats(device)
     const weights = [device.randn([64, 32, 3, 3], { seed: 1 }), device.randn([10, 64], { seed: 2 })]
     const bssn = new BSSN(weights)
     for (let i = 0; i < 5; i++) bssn.forward()
@@ -163,8 +162,7 @@ forEachBackend((getDevice) => {
     using w = device.randn([32, 16, 3, 3], { seed: 1 })
     using bssn = new BSSN([w])
     bssn.forward()
-    await device.synchronize()
-    const before = device.memoryStats()
+    const before = await settledStats(device)
     for (let i = 0; i < 500; i++) bssn.forward()
     await bssn.sigmas()
     await device.synchronize()

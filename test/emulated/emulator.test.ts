@@ -12,6 +12,7 @@ import { smallCnnDiscriminator, smallCnnGenerator } from '../../src/models/dcgan
 import { emulated } from '../helpers/backends.js'
 import { expectCloseArray } from '../helpers/expect.js'
 import { randomArray } from '../helpers/random.js'
+import { settledStats } from '../helpers/memory.js'
 
 if (process.env.BSSN_EMULATED === '1' && !emulated) throw new Error('BSSN_EMULATED=1 but the loaded addon is not the emulated build')
 const suite = emulated ? describe : describe.skip
@@ -178,8 +179,7 @@ suite(`faults on demand reach JS as errors${reason}`, () => {
   it('out of memory at the n-th allocation: an Error naming the call and size, nothing leaked, the device usable', async () => {
     const device = Device.cuda(0)
     using w = device.randn([32, 16, 3, 3], { seed: 1 })
-    await device.synchronize()
-    const before = device.memoryStats()
+    const before = await settledStats(device)
     // The caching allocator's blocks go back first: each allocation then reaches CUDA, and what it kept is not a leak.
     const returned = async (): Promise<number> => {
       device.emptyCache()

@@ -7,6 +7,7 @@ import { snganCnnD, snganResnetD, mlp2dD, bigganDeep } from '../../src/cli/workl
 import { cudaSkipReason } from '../helpers/backends.js'
 import { expectCloseArray, expectCloseNumber } from '../helpers/expect.js'
 import { randomArray } from '../helpers/random.js'
+import { settledStats } from '../helpers/memory.js'
 
 const reason = cudaSkipReason()
 const suite = reason === undefined ? describe : describe.skip
@@ -133,8 +134,7 @@ suite(`CUDA matches the CPU backend${reason ? ` (skipped: ${reason})` : ''}`, ()
 
   it('creating and disposing tensors in a loop keeps memory flat', async () => {
     const device = cuda()
-    await device.synchronize()
-    const base = device.memoryStats()
+    const base = await settledStats(device)
     for (let i = 0; i < 1000; i++) device.zeros([1024]).dispose()
     await device.synchronize()
     expect(device.memoryStats()).toMatchObject({ allocatedBytes: base.allocatedBytes, liveTensors: base.liveTensors })
