@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# npm run test:emulated: the whole suite with every CUDA half running on the emulated CUDA device (native/emulator):
+# npm run test:emulated: the suite with every CUDA test running on the emulated CUDA device (native/emulator):
 # builds the emulated addon in build-emulated/ (the production build in build/ is untouched), then runs vitest on it
 # with BSSN_REQUIRE_CUDA=1, so a CUDA test that would skip fails instead.
 #   --asan   the same under AddressSanitizer (build-emulated-asan/): out-of-bounds kernel reads and writes, use of
@@ -39,10 +39,14 @@ if [[ "$out" == *asan ]]; then
   # The sanitizer checks native code: files that drive whole training runs (the CLI, GAN training, the PyTorch
   # comparisons) or test TypeScript only (metrics, data, checkpoints' parsing, the launch environment, the rendezvous)
   # take minutes under it for native paths the rest of the suite already runs there (CI time, .ci/run).
-  skip=()
-  for f in cli cli_files torch_baselines torch_parity gan train spectrum images knn checkpoint doctor distributed/env distributed/rendezvous; do
-    skip+=(--exclude "test/$f.test.ts")
-  done
+  excluded="cli cli_files torch_baselines torch_parity gan train spectrum images knn checkpoint doctor distributed/env distributed/rendezvous"
+else
+  # Files with no CUDA test (nothing in them skips without a GPU): npm test ran them twice on the same code, and here
+  # they would run the same CPU paths again (CI time). A file that gains a CUDA test leaves this list.
+  excluded="cli cli_files cpu_backend cpu_blas torch_baselines checkpoint images knn top_singular svg distributed/env distributed/rendezvous distributed/process_group"
 fi
+for f in $excluded; do
+  skip+=(--exclude "test/$f.test.ts")
+done
 echo "=== vitest on $BSSN_ADDON (BSSN_REQUIRE_CUDA=1)"
 npx vitest run "${skip[@]}" "$@"
