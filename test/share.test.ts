@@ -13,6 +13,7 @@ import { emulated, forEachBackend } from './helpers/backends.js'
 import { expectCloseArray, expectCloseNumber } from './helpers/expect.js'
 import { addonPath, native, packageRoot } from '../src/native.js'
 import { bundle, Peer } from './helpers/peer.js'
+import { settledStats } from './helpers/memory.js'
 import { randomArray } from './helpers/random.js'
 
 const run = promisify(execFile)
@@ -25,12 +26,6 @@ async function startPeer(kind: 'worker' | 'process'): Promise<Peer> {
   const peer = await Peer.start(kind)
   peers.push(peer)
   return peer
-}
-
-// Waits until a device's memory is back to `base` (frees of queued work land after the stream drains).
-async function settled(device: Device): Promise<ReturnType<Device['memoryStats']>> {
-  await device.synchronize()
-  return device.memoryStats()
 }
 
 forEachBackend((device) => {
@@ -111,7 +106,7 @@ forEachBackend((device) => {
       const d = device()
       const peer = await startPeer(kind)
       const peerBase = await peer.call<{ allocatedBytes: number }>({ op: 'stats', device: d.kind })
-      const base = await settled(d)
+      const base = await settledStats(d)
       // The owner first: the reader's next use fails clearly, and its dispose frees what it held.
       let w = d.randn([32, 32], { seed: 3 })
       await peer.call({ op: 'open', descriptor: w.share() })
@@ -126,7 +121,7 @@ forEachBackend((device) => {
       await peer.call({ op: 'dispose' })
       expect(Array.from(await w.toArray()).every(Number.isFinite)).toBe(true)
       w.dispose()
-      expect(await settled(d)).toMatchObject({ allocatedBytes: base.allocatedBytes, liveBuffers: base.liveBuffers, liveTensors: base.liveTensors })
+      expect(await settledStats(d)).toMatchObject({ allocatedBytes: base.allocatedBytes, liveBuffers: base.liveBuffers, liveTensors: base.liveTensors })
       expect(await peer.call({ op: 'stats', device: d.kind })).toMatchObject({ allocatedBytes: peerBase.allocatedBytes })
     })
 
